@@ -1,0 +1,192 @@
+import 'reflect-metadata';
+import { randomUUID } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { ApolloServer } from '@apollo/server';
+import { ApolloServerPluginDrainHttpServer } from '@apollo/server/plugin/drainHttpServer';
+import { ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
+import { ApolloServerPluginLandingPageLocalDefault } from '@apollo/server/plugin/landingPage/default';
+import type { MikroORM } from '@mikro-orm/postgresql';
+import cors from 'cors';
+import type { DestinationStream } from 'pino';
+import type { Config } from './config/config.js';
+import { startEmbeddedPostgres } from './db/embedded.js';
+import { openOrm } from './db/orm.js';
+import { type AppContext, buildContext } from './graphql/context.js';
+import { errorLoggingPlugin, formatError } from './graphql/errors.js';
+import { createGraphQLHandler } from './graphql/http-handler.js';
+import { buildAppSchema } from './graphql/schema.js';
+import { createLogger, type Logger } from './logger.js';
+import { createServices } from './services.js';
+
+/** A wired, not yet listening server. */
+export interface App {
+  readonly server: Server;
+  readonly orm: MikroORM;
+  readonly logger: Logger;
+  /** Starts listening on `config.host:config.port`; resolves with the GraphQL endpoint URL. */
+  listen(): Promise<string>;
+  /** Stops accepting, finishes in-flight requests, closes the database. Idempotent. */
+  close(): Promise<void>;
+}
+
+/** Options that only tests and embedders need. */
+export interface AppOptions {
+  /** Where JSON log lines go (default: stdout). */
+  logDestination?: DestinationStream;
+}
+
+/** Pool size against a real PostgreSQL server; the embedded database always gets exactly one. */
+const SERVER_POOL_SIZE = 10;
+const READINESS_TIMEOUT_MS = 2000;
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,64}$/;
+
+/**
+ * The client's address: the socket peer, or — behind `hops` trusted reverse proxies — the entry
+ * those proxies appended to `X-Forwarded-For` (entries further left are client-controlled).
+ */
+export function clientIp(req: IncomingMessage, hops: number): string | null {
+  const peer = req.socket.remoteAddress ?? null;
+  if (hops > 0) {
+    const forwarded = String(req.headers['x-forwarded-for'] ?? '')
+      .split(',')
+      .map((entry) => entry.trim())
+      .filter(Boolean);
+    const candidate = forwarded[Math.max(0, forwarded.length - hops)];
+    if (candidate) return stripIpv4Mapping(candidate);
+  }
+  return peer && stripIpv4Mapping(peer);
+}
+
+function stripIpv4Mapping(ip: string): string {
+  return ip.startsWith('::ffff:') && ip.includes('.') ? ip.slice(7) : ip;
+}
+
+function sendJson(res: ServerResponse, status: number, body: unknown): void {
+  res.statusCode = status;
+  res.setHeader('content-type', 'application/json; charset=utf-8');
+  res.end(JSON.stringify(body));
+}
+
+/**
+ * Wires database, services, GraphQL and HTTP from a validated configuration. Never reads
+ * `process.env`. With no `databaseUrl` it starts (and later stops) the embedded database.
+ */
+export async function createApp(config: Config, options: AppOptions = {}): Promise<App> {
+  const logger = createLogger(config, options.logDestination);
+  const database = config.databaseUrl
+    ? { clientUrl: config.databaseUrl, poolSize: SERVER_POOL_SIZE, embedded: false, stop: async () => {} }
+    : { ...(await startEmbeddedPostgres(config.dataDir)), poolSize: 1, embedded: true };
+  let orm: MikroORM;
+  try {
+    orm = await openOrm(database);
+  } catch (error) {
+    await database.stop();
+    throw error;
+  }
+  const services = await createServices(config);
+  const server = createServer();
+  const apollo = new ApolloServer<AppContext>({
+    schema: await buildAppSchema(),
+    formatError,
+    logger,
+    introspection: !config.isProduction,
+    includeStacktraceInErrorResponses: false,
+    hideSchemaDetailsFromClientErrors: config.isProduction,
+    persistedQueries: false,
+    csrfPrevention: true,
+    allowBatchedHttpRequests: false,
+    plugins: [
+      errorLoggingPlugin(),
+      ApolloServerPluginDrainHttpServer({ httpServer: server }),
+      config.isProduction
+        ? ApolloServerPluginLandingPageDisabled()
+        : ApolloServerPluginLandingPageLocalDefault({ embed: true, includeCookies: false }),
+    ],
+  });
+  await apollo.start();
+  const graphql = createGraphQLHandler(apollo);
+  // Access tokens travel in a header, never in cookies, so any origin may call the API.
+  const corsHandler = cors({ maxAge: 600, exposedHeaders: ['x-request-id'] });
+  let draining = false;
+
+  async function isDatabaseReady(): Promise<boolean> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(false), READINESS_TIMEOUT_MS);
+    });
+    const ping = orm.em
+      .getConnection()
+      .execute('select 1')
+      .then(() => true)
+      .catch(() => false);
+    try {
+      return await Promise.race([ping, timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  async function route(req: IncomingMessage, res: ServerResponse, requestId: string): Promise<void> {
+    const { pathname } = new URL(req.url ?? '/', 'http://localhost');
+    if (pathname === '/healthz' && req.method === 'GET') return sendJson(res, 200, { status: 'ok' });
+    if (pathname === '/readyz' && req.method === 'GET') {
+      const ready = !draining && (await isDatabaseReady());
+      return sendJson(res, ready ? 200 : 503, { status: ready ? 'ready' : 'unavailable' });
+    }
+    if (pathname === '/graphql') {
+      return graphql(req, res, () =>
+        buildContext({
+          requestId,
+          authorization: req.headers.authorization,
+          meta: { ip: clientIp(req, config.trustProxyHops), userAgent: req.headers['user-agent'] ?? null },
+          em: orm.em.fork(),
+          services,
+          logger: logger.child({ requestId }),
+        }),
+      );
+    }
+    sendJson(res, 404, { error: 'Not found' });
+  }
+
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    const incoming = req.headers['x-request-id'];
+    const requestId = typeof incoming === 'string' && REQUEST_ID.test(incoming) ? incoming : randomUUID();
+    res.setHeader('x-request-id', requestId);
+    corsHandler(req, res, () => {
+      route(req, res, requestId).catch((error: unknown) => {
+        logger.error({ err: error, requestId }, 'unhandled error while serving a request');
+        if (!res.headersSent) sendJson(res, 500, { errors: [{ message: 'Internal server error.', extensions: { code: 'INTERNAL_SERVER_ERROR' } }] });
+        else res.destroy();
+      });
+    });
+  });
+
+  let closing: Promise<void> | undefined;
+  return {
+    server,
+    orm,
+    logger,
+    listen() {
+      return new Promise((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(config.port, config.host, () => {
+          server.off('error', reject);
+          const { port } = server.address() as AddressInfo;
+          const host = config.host === '0.0.0.0' || config.host === '::' ? 'localhost' : config.host;
+          resolve(`http://${host.includes(':') ? `[${host}]` : host}:${port}/graphql`);
+        });
+      });
+    },
+    close() {
+      closing ??= (async () => {
+        draining = true;
+        await apollo.stop();
+        if (!server.listening) server.close();
+        await orm.close(true);
+        await database.stop();
+      })();
+      return closing;
+    },
+  };
+}

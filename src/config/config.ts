@@ -1,0 +1,196 @@
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { isAbsolute, join, resolve } from 'node:path';
+import { parseEnv } from 'node:util';
+
+/** Runtime profile; `production` hardens the server (see CONTRACT.md). */
+export type NodeEnv = 'development' | 'test' | 'production';
+
+/** pino log levels accepted by `LOG_LEVEL`. */
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+/** The validated, frozen configuration of one server process. */
+export interface Config {
+  readonly nodeEnv: NodeEnv;
+  readonly isProduction: boolean;
+  readonly port: number;
+  readonly host: string;
+  /** `postgresql://…` of a real server; `undefined` runs the embedded PGlite database. */
+  readonly databaseUrl: string | undefined;
+  /** Absolute path of the local data folder (embedded database, generated secrets, outbox). */
+  readonly dataDir: string;
+  /** HS256 key for access tokens. */
+  readonly jwtSecret: string;
+  /** Whether `jwtSecret` was generated and kept in `dataDir` rather than configured. */
+  readonly jwtSecretGenerated: boolean;
+  /** Base URL of the links in emails, without a trailing slash. */
+  readonly appUrl: string;
+  readonly smtpUrl: string | undefined;
+  readonly mailFrom: string;
+  readonly bcryptCost: number;
+  readonly admin: { readonly email: string; readonly password: string; readonly username: string } | undefined;
+  readonly logLevel: LogLevel;
+  /** Number of reverse-proxy hops whose `X-Forwarded-For` entries are believed; 0 trusts none. */
+  readonly trustProxyHops: number;
+  readonly rateLimitScale: number;
+}
+
+/** Thrown by {@link loadConfig} with every problem found, one per line. */
+export class ConfigError extends Error {
+  constructor(readonly problems: readonly string[]) {
+    super(`Invalid configuration:\n${problems.map((problem) => `  - ${problem}`).join('\n')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+/** HS256 keys shorter than the hash output weaken the MAC (RFC 7518 §3.2). */
+export const MIN_JWT_SECRET_BYTES = 32;
+
+const JWT_SECRET_FILE = 'jwt-secret';
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+/**
+ * Reads the `.env` file of `cwd` when there is one. Variables already present in the real
+ * environment win, as with every dotenv loader, so a deployment can override a checked-out file.
+ */
+export function readEnvFile(cwd: string = process.cwd()): Record<string, string> {
+  const path = join(cwd, '.env');
+  return existsSync(path) ? (parseEnv(readFileSync(path, 'utf8')) as Record<string, string>) : {};
+}
+
+/**
+ * The one place the process environment is read: `.env` (when present) under the real environment.
+ */
+export function processEnv(): Env {
+  return { ...readEnvFile(), ...process.env };
+}
+
+/**
+ * Parses and validates every variable of CONTRACT.md at once. Reports all problems together in a
+ * {@link ConfigError}; never reads `process.env` itself, so tests pass their own map.
+ */
+export function loadConfig(env: Env): Config {
+  const problems: string[] = [];
+  const value = (name: string): string | undefined => {
+    const raw = env[name];
+    return raw === undefined || raw.trim() === '' ? undefined : raw.trim();
+  };
+  const integer = (name: string, fallback: number, min: number, max: number): number => {
+    const raw = value(name);
+    if (raw === undefined) return fallback;
+    if (!/^\d+$/.test(raw) || Number(raw) < min || Number(raw) > max) {
+      problems.push(`${name} must be a whole number from ${min} to ${max} (got "${raw}")`);
+      return fallback;
+    }
+    return Number(raw);
+  };
+  const url = (name: string, protocols: readonly string[]): string | undefined => {
+    const raw = value(name);
+    if (raw === undefined) return undefined;
+    try {
+      const parsed = new URL(raw);
+      if (!protocols.includes(parsed.protocol)) throw new Error('protocol');
+      return raw;
+    } catch {
+      problems.push(`${name} must be a ${protocols.map((p) => `${p}//…`).join(' or ')} URL`);
+      return undefined;
+    }
+  };
+
+  const nodeEnvRaw = value('NODE_ENV') ?? 'development';
+  let nodeEnv: NodeEnv = 'development';
+  if (nodeEnvRaw === 'development' || nodeEnvRaw === 'test' || nodeEnvRaw === 'production') {
+    nodeEnv = nodeEnvRaw;
+  } else {
+    problems.push(`NODE_ENV must be development, test or production (got "${nodeEnvRaw}")`);
+  }
+  const isProduction = nodeEnv === 'production';
+
+  const port = integer('PORT', 4000, 0, 65535);
+  const host = value('HOST') ?? '0.0.0.0';
+  const databaseUrl = url('DATABASE_URL', ['postgresql:', 'postgres:']);
+  const dataDirRaw = value('DATA_DIR') ?? './.data';
+  const dataDir = isAbsolute(dataDirRaw) ? dataDirRaw : resolve(dataDirRaw);
+
+  const appUrl = (url('APP_URL', ['http:', 'https:']) ?? `http://localhost:${port}`).replace(/\/+$/, '');
+  const smtpUrl = url('SMTP_URL', ['smtp:', 'smtps:']);
+  const mailFrom = value('MAIL_FROM') ?? 'no-reply@localhost';
+  if (!/^[^\s@<>]+@[^\s@<>]+$/.test(mailFrom) && !/^[^<>\r\n]*<[^\s@<>]+@[^\s@<>]+>$/.test(mailFrom)) {
+    problems.push(`MAIL_FROM must be an email address, optionally as "Name <address>"`);
+  }
+  const bcryptCost = integer('BCRYPT_COST', 12, 4, 15);
+
+  const adminEmail = value('ADMIN_EMAIL');
+  const adminPassword = env.ADMIN_PASSWORD === '' ? undefined : env.ADMIN_PASSWORD;
+  if ((adminEmail === undefined) !== (adminPassword === undefined)) {
+    problems.push('ADMIN_EMAIL and ADMIN_PASSWORD must be set together');
+  }
+  const admin =
+    adminEmail !== undefined && adminPassword !== undefined
+      ? { email: adminEmail, password: adminPassword, username: value('ADMIN_USERNAME') ?? 'admin' }
+      : undefined;
+
+  const logLevelRaw = value('LOG_LEVEL') ?? 'info';
+  const logLevel = (LOG_LEVELS as readonly string[]).includes(logLevelRaw) ? (logLevelRaw as LogLevel) : 'info';
+  if (logLevel !== logLevelRaw) problems.push(`LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}`);
+
+  const trustProxyHops = integer('TRUST_PROXY', 0, 0, 10);
+
+  const scaleRaw = value('RATE_LIMIT_SCALE');
+  let rateLimitScale = 1;
+  if (scaleRaw !== undefined) {
+    rateLimitScale = Number(scaleRaw);
+    if (!/^\d+(\.\d+)?$/.test(scaleRaw) || rateLimitScale > 1000) {
+      problems.push(`RATE_LIMIT_SCALE must be a number from 0 to 1000 (got "${scaleRaw}")`);
+      rateLimitScale = 1;
+    }
+  }
+
+  // The secret is not trimmed: every byte of it is key material.
+  const jwtSecretRaw = env.JWT_SECRET === '' ? undefined : env.JWT_SECRET;
+  if (jwtSecretRaw !== undefined && Buffer.byteLength(jwtSecretRaw) < MIN_JWT_SECRET_BYTES) {
+    problems.push(`JWT_SECRET must be at least ${MIN_JWT_SECRET_BYTES} bytes long`);
+  }
+  if (jwtSecretRaw === undefined && isProduction) {
+    problems.push(`JWT_SECRET is required in production (at least ${MIN_JWT_SECRET_BYTES} random bytes)`);
+  }
+
+  if (problems.length > 0) throw new ConfigError(problems);
+
+  return Object.freeze({
+    nodeEnv,
+    isProduction,
+    port,
+    host,
+    databaseUrl,
+    dataDir,
+    jwtSecret: jwtSecretRaw ?? developmentJwtSecret(dataDir),
+    jwtSecretGenerated: jwtSecretRaw === undefined,
+    appUrl,
+    smtpUrl,
+    mailFrom,
+    bcryptCost,
+    admin: admin && Object.freeze(admin),
+    logLevel,
+    trustProxyHops,
+    rateLimitScale,
+  });
+}
+
+/**
+ * Outside production a missing secret is generated once and kept in `DATA_DIR`, so tokens survive
+ * restarts without anyone having to invent a secret to try the server.
+ */
+function developmentJwtSecret(dataDir: string): string {
+  const path = join(dataDir, JWT_SECRET_FILE);
+  if (existsSync(path)) {
+    const kept = readFileSync(path, 'utf8').trim();
+    if (Buffer.byteLength(kept) >= MIN_JWT_SECRET_BYTES) return kept;
+  }
+  mkdirSync(dataDir, { recursive: true });
+  const secret = randomBytes(48).toString('base64url');
+  writeFileSync(path, `${secret}\n`, { mode: 0o600 });
+  return secret;
+}

@@ -1,0 +1,114 @@
+import { readdir } from 'node:fs/promises';
+import { basename, join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { BUILD_ROOT, PROJECT_ROOT, RUNNING_FROM_SOURCE } from '../config/paths.js';
+import type { Constructor, MigrationObject } from '@mikro-orm/core';
+import { Migration, Migrator } from '@mikro-orm/migrations';
+import { defineConfig, MikroORM, type Options } from '@mikro-orm/postgresql';
+import pg from 'pg';
+import { Session } from '../modules/auth/session.entity.js';
+import { User } from '../modules/users/user.entity.js';
+
+/** Every entity of the application, listed explicitly so discovery never depends on file globs. */
+export const ENTITIES = [User, Session];
+
+/** What differs between running migrations (the app) and writing them (the CLI). */
+export interface MigrationSettings {
+  /** Migrations to run, as loaded by {@link loadMigrations}. */
+  migrationsList?: MigrationObject[];
+  /** Keep `migrations/.snapshot.json` so the CLI can diff entities without a live database. */
+  snapshot?: boolean;
+}
+
+/** How the application reaches its database. */
+export interface OrmConnection {
+  clientUrl: string;
+  /** Connections in the pool; 1 for the embedded database. */
+  poolSize: number;
+  /** Whether this is the embedded database, owned by this process alone. */
+  embedded?: boolean;
+}
+
+/**
+ * The one MikroORM configuration, shared by the app, the tests and the MikroORM CLI
+ * (`mikro-orm.config.ts`). Migrations are TypeScript files in `migrations/`, compiled to
+ * `dist/migrations/`; the CLI writes new ones from the schema snapshot kept beside them.
+ */
+export function createOrmConfig(connection: OrmConnection, migrations: MigrationSettings = {}): Options {
+  return defineConfig({
+    clientUrl: connection.clientUrl,
+    entities: ENTITIES,
+    baseDir: PROJECT_ROOT,
+    pool: { min: 0, max: connection.poolSize },
+    extensions: [Migrator],
+    forceUtcTimezone: true,
+    // A fresh fork per request is the rule; a global context would leak identity maps between users.
+    allowGlobalContext: false,
+    discovery: { disableDynamicFileAccess: true },
+    metadataCache: { enabled: false },
+    migrations: {
+      path: 'dist/migrations',
+      pathTs: 'migrations',
+      emit: 'ts',
+      glob: '!(*.d).{js,ts}',
+      snapshot: migrations.snapshot ?? false,
+      snapshotName: '.snapshot',
+      transactional: true,
+      allOrNothing: true,
+      disableForeignKeys: false,
+      migrationsList: migrations.migrationsList,
+    },
+  });
+}
+
+/**
+ * Imports the migrations of this build directly (TypeScript under the test runner, JavaScript from
+ * `dist/`), so running them never depends on how MikroORM would resolve a file path at run time.
+ */
+export async function loadMigrations(): Promise<MigrationObject[]> {
+  const folder = join(BUILD_ROOT, 'migrations');
+  const extension = RUNNING_FROM_SOURCE ? '.ts' : '.js';
+  const files = (await readdir(folder)).filter((file) => /^Migration\d{14}/.test(file) && file.endsWith(extension) && !file.endsWith('.d.ts')).sort();
+  return Promise.all(
+    files.map(async (file) => {
+      const module = (await import(pathToFileURL(join(folder, file)).href)) as Record<string, unknown>;
+      const migrationClass = Object.values(module).find(
+        (value): value is Constructor<Migration> => typeof value === 'function' && value.prototype instanceof Migration,
+      );
+      if (!migrationClass) throw new Error(`${file} exports no Migration class`);
+      return { name: basename(file, extension), class: migrationClass };
+    }),
+  );
+}
+
+// Any constant works; it only has to be the same for every instance of this application.
+const MIGRATION_LOCK_KEY = 7_216_004_311;
+
+/**
+ * Runs `work` while holding a session-level advisory lock on a connection of its own, so that of
+ * several instances starting together on one database exactly one migrates and the others then
+ * find nothing pending. (The embedded database belongs to one process and needs no lock.)
+ */
+async function withMigrationLock<T>(clientUrl: string, work: () => Promise<T>): Promise<T> {
+  const client = new pg.Client({ connectionString: clientUrl });
+  await client.connect();
+  try {
+    await client.query('select pg_advisory_lock($1)', [MIGRATION_LOCK_KEY]);
+    return await work();
+  } finally {
+    await client.end();
+  }
+}
+
+/** Connects and applies pending migrations. */
+export async function openOrm(connection: OrmConnection): Promise<MikroORM> {
+  const orm = await MikroORM.init(createOrmConfig(connection, { migrationsList: await loadMigrations() }));
+  try {
+    const migrate = () => orm.getMigrator().up();
+    await (connection.embedded ? migrate() : withMigrationLock(connection.clientUrl, migrate));
+  } catch (error) {
+    await orm.close(true);
+    throw error;
+  }
+  return orm;
+}

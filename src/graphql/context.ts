@@ -1,0 +1,52 @@
+import type { EntityManager } from '@mikro-orm/postgresql';
+import type { Logger } from '../logger.js';
+import type { Viewer } from '../modules/auth/auth.service.js';
+import type { RequestMeta } from '../modules/auth/request-meta.js';
+import type { Services } from '../services.js';
+import { UnauthenticatedError } from '../errors.js';
+
+/** What every resolver gets: one EntityManager fork and one viewer lookup per request. */
+export interface AppContext {
+  requestId: string;
+  /** A fresh fork for this request only; never shared between requests. */
+  em: EntityManager;
+  meta: RequestMeta;
+  /** The signed-in caller, or `null`. Set once, before any resolver runs. */
+  viewer: Viewer | null;
+  services: Services;
+  /** Logger bound to this request's id. */
+  logger: Logger;
+}
+
+/** The bearer token of an `Authorization` header, or `null` when there is none or it is malformed. */
+export function bearerToken(header: string | undefined): string | null {
+  const match = header?.match(/^Bearer[ \t]+([A-Za-z0-9._~+/=-]+)[ \t]*$/i);
+  return match ? match[1] : null;
+}
+
+/** Options of {@link buildContext}: the request's transport facts. */
+export interface ContextInput {
+  requestId: string;
+  authorization: string | undefined;
+  meta: RequestMeta;
+  em: EntityManager;
+  services: Services;
+  logger: Logger;
+}
+
+/**
+ * Builds a request's context: verifies the access token (if any) and loads its session and user in
+ * one query. A bad token is not an error here: operations that need a viewer refuse with
+ * UNAUTHENTICATED, and public ones (login, refreshToken) still work for a client holding a stale token.
+ */
+export async function buildContext(input: ContextInput): Promise<AppContext> {
+  const token = bearerToken(input.authorization);
+  const viewer = token ? await input.services.auth.authenticate(input.em, token) : null;
+  return { ...input, viewer };
+}
+
+/** The viewer of a request that `@Authorized` has already let through. */
+export function requireViewer(context: AppContext): Viewer {
+  if (!context.viewer) throw new UnauthenticatedError();
+  return context.viewer;
+}

@@ -1,0 +1,84 @@
+import type { ApolloServerPlugin } from '@apollo/server';
+import { unwrapResolverError } from '@apollo/server/errors';
+import { type GraphQLFormattedError, GraphQLEnumType } from 'graphql';
+import { AppError, ErrorCode } from '../errors.js';
+import type { AppContext } from './context.js';
+
+/**
+ * Codes Apollo gives to requests the client got wrong (syntax, validation, variable coercion,
+ * missing body, CSRF guard). Clients only ever see the contract's codes, so all become BAD_USER_INPUT.
+ */
+const CLIENT_REQUEST_CODES = new Set([
+  'GRAPHQL_PARSE_FAILED',
+  'GRAPHQL_VALIDATION_FAILED',
+  'BAD_USER_INPUT',
+  'BAD_REQUEST',
+  'PERSISTED_QUERY_NOT_FOUND',
+  'PERSISTED_QUERY_NOT_SUPPORTED',
+  'OPERATION_RESOLUTION_FAILURE',
+]);
+
+const INTERNAL_MESSAGE = 'Internal server error.';
+
+/** Whether an error is one we did not expect: a bug, a database failure, a library throwing. */
+function isUnexpected(formatted: Pick<GraphQLFormattedError, 'extensions'>, original: unknown): boolean {
+  if (original instanceof AppError) return false;
+  const code = formatted.extensions?.code;
+  return !(typeof code === 'string' && CLIENT_REQUEST_CODES.has(code));
+}
+
+/**
+ * The one error formatter. Expected errors keep their message and get their contract code;
+ * everything else is masked as INTERNAL_SERVER_ERROR with a bland message (details go to the log,
+ * see {@link errorLoggingPlugin}). Stack traces are never sent.
+ */
+export function formatError(formatted: GraphQLFormattedError, error: unknown): GraphQLFormattedError {
+  const original = unwrapResolverError(error);
+  const where = { locations: formatted.locations, path: formatted.path };
+  if (original instanceof AppError) {
+    return { message: original.message, ...where, extensions: { code: original.code, ...original.extensions } };
+  }
+  if (!isUnexpected(formatted, original)) {
+    return { message: formatted.message, ...where, extensions: { code: ErrorCode.BAD_USER_INPUT } };
+  }
+  return { message: INTERNAL_MESSAGE, ...where, extensions: { code: ErrorCode.INTERNAL_SERVER_ERROR } };
+}
+
+/** Logs every unexpected error once, with the request id the client got in `x-request-id`. */
+export function errorLoggingPlugin(): ApolloServerPlugin<AppContext> {
+  return {
+    async requestDidStart() {
+      return {
+        async didEncounterErrors({ errors, contextValue, operationName }) {
+          for (const error of errors) {
+            const original = unwrapResolverError(error);
+            if (!isUnexpected(error, original)) continue;
+            contextValue.logger.error({ err: original, path: error.path, operationName }, 'unexpected error in GraphQL request');
+          }
+        },
+      };
+    },
+  };
+}
+
+const ERROR_CODE_DESCRIPTIONS: Record<ErrorCode, string> = {
+  UNAUTHENTICATED: 'No, bad, expired or revoked access token; or wrong credentials at login.',
+  FORBIDDEN: 'Signed in, but the role or ownership does not allow the operation.',
+  BAD_USER_INPUT: 'Invalid input (`extensions.field` names the field), or an invalid, expired or used token or code.',
+  CONFLICT: 'The email address or username is already taken.',
+  NOT_FOUND: 'An admin operation names a user that does not exist.',
+  RATE_LIMITED: 'Too many attempts; `extensions.retryAfter` gives the seconds to wait.',
+  INTERNAL_SERVER_ERROR: 'Anything unexpected; the message says nothing about the cause.',
+};
+
+/**
+ * `ErrorCode` as a schema type, so generated clients get the closed set of `extensions.code`
+ * values. No field returns it; it is added to the schema by `buildAppSchema`.
+ */
+export const ErrorCodeType = new GraphQLEnumType({
+  name: 'ErrorCode',
+  description: 'Every value `extensions.code` of an error can take.',
+  values: Object.fromEntries(
+    Object.values(ErrorCode).map((code) => [code, { value: code, description: ERROR_CODE_DESCRIPTIONS[code] }]),
+  ),
+});

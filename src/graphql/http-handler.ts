@@ -1,0 +1,90 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { ApolloServer, BaseContext, HTTPGraphQLRequest } from '@apollo/server';
+import { HeaderMap } from '@apollo/server';
+import { ErrorCode } from '../errors.js';
+
+/** Request bodies above this size are refused with 413 without being read further. */
+export const MAX_BODY_BYTES = 100 * 1024;
+
+class BodyTooLargeError extends Error {}
+
+/** Reads a request body up to `limit` bytes; stops reading and rejects beyond it. */
+function readBody(req: IncomingMessage, limit: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const declared = Number(req.headers['content-length']);
+    if (Number.isFinite(declared) && declared > limit) {
+      reject(new BodyTooLargeError());
+      return;
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > limit) {
+        req.removeAllListeners('data');
+        req.pause();
+        reject(new BodyTooLargeError());
+        return;
+      }
+      chunks.push(chunk);
+    });
+    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    req.on('error', reject);
+  });
+}
+
+/** Sends a GraphQL-shaped error response produced outside of Apollo (body too large, bad JSON). */
+function sendTransportError(res: ServerResponse, status: number, message: string): void {
+  res.statusCode = status;
+  res.setHeader('content-type', 'application/json; charset=utf-8');
+  if (status === 413) res.setHeader('connection', 'close');
+  res.end(JSON.stringify({ errors: [{ message, extensions: { code: ErrorCode.BAD_USER_INPUT } }] }));
+}
+
+/**
+ * Serves Apollo on Node's own HTTP server: bounded body reading, JSON parsing, and the hand-off to
+ * `executeHTTPGraphQLRequest` (which applies CSRF prevention, GET-mutation refusal and batching rules).
+ */
+export function createGraphQLHandler<TContext extends BaseContext>(
+  apollo: ApolloServer<TContext>,
+): (req: IncomingMessage, res: ServerResponse, context: () => Promise<TContext>) => Promise<void> {
+  return async (req, res, context) => {
+    let body: unknown;
+    const isJson = /^application\/(graphql-response\+)?json\b/i.test(req.headers['content-type'] ?? '');
+    if (req.method === 'POST') {
+      let text: string;
+      try {
+        text = await readBody(req, MAX_BODY_BYTES);
+      } catch (error) {
+        if (!(error instanceof BodyTooLargeError)) throw error;
+        sendTransportError(res, 413, `Request body is larger than ${MAX_BODY_BYTES} bytes.`);
+        return;
+      }
+      if (isJson) {
+        try {
+          body = JSON.parse(text);
+        } catch {
+          sendTransportError(res, 400, 'Request body is not valid JSON.');
+          return;
+        }
+      } else {
+        body = text;
+      }
+    }
+    const headers = new HeaderMap();
+    for (const [key, value] of Object.entries(req.headers)) {
+      if (value !== undefined) headers.set(key, Array.isArray(value) ? value.join(', ') : value);
+    }
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    const request: HTTPGraphQLRequest = { method: (req.method ?? 'GET').toUpperCase(), headers, search: url.search, body };
+    const response = await apollo.executeHTTPGraphQLRequest({ httpGraphQLRequest: request, context });
+    for (const [key, value] of response.headers) res.setHeader(key, value);
+    res.statusCode = response.status ?? 200;
+    if (response.body.kind === 'complete') {
+      res.end(response.body.string);
+      return;
+    }
+    for await (const chunk of response.body.asyncIterator) res.write(chunk);
+    res.end();
+  };
+}

@@ -1,0 +1,41 @@
+import 'reflect-metadata';
+import { createApp } from './app.js';
+import { ConfigError, loadConfig, processEnv } from './config/config.js';
+
+/** Process entry: load config → create app → listen; SIGTERM/SIGINT → drain and close. */
+async function main(): Promise<void> {
+  let config;
+  try {
+    config = loadConfig(processEnv());
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      console.error(error.message);
+      process.exit(1);
+    }
+    throw error;
+  }
+  const app = await createApp(config);
+  const url = await app.listen();
+  app.logger.info(
+    { url, database: config.databaseUrl ? 'postgresql' : `embedded (${config.dataDir})`, env: config.nodeEnv },
+    `GraphQL API ready at ${url}`,
+  );
+  if (config.jwtSecretGenerated) app.logger.warn(`JWT_SECRET not set: using a generated secret kept in ${config.dataDir}`);
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    app.logger.info({ signal }, 'shutting down');
+    app.close().then(
+      () => process.exit(0),
+      (error: unknown) => {
+        app.logger.error({ err: error }, 'error during shutdown');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+}
+
+await main();

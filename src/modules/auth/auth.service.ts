@@ -1,0 +1,120 @@
+import type { EntityManager } from '@mikro-orm/postgresql';
+import { BadUserInputError, UnauthenticatedError } from '../../errors.js';
+import type { User } from '../users/user.entity.js';
+import { flushTranslatingConflicts, type NewUserInput, type UserService } from '../users/user.service.js';
+import { PASSWORD_LIMITS, type PasswordHasher } from './password.js';
+import type { RequestMeta } from './request-meta.js';
+import type { Session } from './session.entity.js';
+import { SessionEndReason } from './session.entity.js';
+import type { IssuedSession, SessionService } from './session.service.js';
+import type { AccessTokens } from './tokens.js';
+
+/** What a successful sign-in hands to the client. */
+export interface SignedIn {
+  accessToken: string;
+  accessTokenExpiresAt: Date;
+  refreshToken: string;
+  user: User;
+}
+
+/** The signed-in caller of a request: the live session row its access token names, and its user. */
+export interface Viewer {
+  user: User;
+  session: Session;
+}
+
+/**
+ * One message for unknown account, wrong password and inactive account, so the answer never
+ * tells an attacker which of the three it was.
+ */
+export const INVALID_CREDENTIALS = 'Invalid email, username or password.';
+const INVALID_REFRESH_TOKEN = 'The refresh token is invalid or has expired. Sign in again.';
+const REFRESH_TOKEN_MAX_LENGTH = 128;
+
+/** Registration, sign-in, token refresh and sign-out. */
+export class AuthService {
+  constructor(
+    private readonly users: UserService,
+    private readonly sessions: SessionService,
+    private readonly passwords: PasswordHasher,
+    private readonly accessTokens: AccessTokens,
+  ) {}
+
+  /** Opens a USER account and signs it in: account and session are written in one flush (one transaction). */
+  async register(em: EntityManager, input: Omit<NewUserInput, 'role' | 'active'>, meta: RequestMeta): Promise<SignedIn> {
+    const user = await this.users.build(em, { ...input, role: undefined, active: undefined });
+    const issued = this.sessions.start(em, user, meta);
+    await flushTranslatingConflicts(em);
+    return this.signIn(issued);
+  }
+
+  /**
+   * Checks an email-or-username and password. Exactly one bcrypt comparison happens whatever the
+   * outcome (a dummy hash stands in for unknown accounts) and every failure has the same message.
+   */
+  async login(em: EntityManager, identifier: string, password: string, meta: RequestMeta): Promise<SignedIn> {
+    if (password.length > PASSWORD_LIMITS.maxLength * 4) {
+      throw new BadUserInputError(`Password must be at most ${PASSWORD_LIMITS.maxLength} characters.`, 'password');
+    }
+    const user = await this.users.findByIdentifier(em, identifier);
+    const matches = user ? await this.passwords.verify(password, user.passwordHash) : await this.passwords.verifyNothing(password);
+    if (!user || !matches || !user.active) throw new UnauthenticatedError(INVALID_CREDENTIALS);
+    user.lastLoginAt = new Date();
+    const issued = this.sessions.start(em, user, meta);
+    await em.flush();
+    return this.signIn(issued);
+  }
+
+  /** Rotates a refresh token; a reused one ends its whole device session (see {@link SessionService.rotate}). */
+  async refresh(em: EntityManager, refreshToken: string, meta: RequestMeta): Promise<SignedIn> {
+    if (refreshToken.length === 0 || refreshToken.length > REFRESH_TOKEN_MAX_LENGTH) {
+      throw new UnauthenticatedError(INVALID_REFRESH_TOKEN);
+    }
+    const issued = await em.transactional(async (tx) => {
+      const rotated = await this.sessions.rotate(tx, refreshToken, meta);
+      await tx.flush();
+      return rotated;
+    });
+    if (!issued) throw new UnauthenticatedError(INVALID_REFRESH_TOKEN);
+    return this.signIn(issued);
+  }
+
+  /** Ends the caller's device session; its access and refresh tokens stop working at once. */
+  async logout(em: EntityManager, viewer: Viewer): Promise<boolean> {
+    await this.sessions.endFamily(em, viewer.session.family, SessionEndReason.LOGOUT);
+    return true;
+  }
+
+  /** Ends every session of the caller, on every device. */
+  async logoutAll(em: EntityManager, viewer: Viewer): Promise<boolean> {
+    await this.sessions.endAllOf(em, viewer.user.id, SessionEndReason.LOGOUT_ALL);
+    return true;
+  }
+
+  /** Ends one of the caller's device sessions by id; `false` when there is no such live session of theirs. */
+  revokeSession(em: EntityManager, viewer: Viewer, sessionId: string): Promise<boolean> {
+    return this.sessions.endOwnFamily(em, viewer.user.id, sessionId);
+  }
+
+  /** The caller's live device sessions. */
+  listSessions(em: EntityManager, viewer: Viewer): Promise<Session[]> {
+    return this.sessions.listActive(em, viewer.user.id);
+  }
+
+  /**
+   * The viewer an access token stands for, or `null` when the token is invalid, its session ended,
+   * or its user is inactive or deleted. Role and status come from the database, never the token.
+   */
+  async authenticate(em: EntityManager, accessToken: string): Promise<Viewer | null> {
+    const claims = await this.accessTokens.verify(accessToken);
+    if (!claims) return null;
+    const session = await this.sessions.findLive(em, claims.sessionId, claims.userId);
+    return session ? { user: session.user, session } : null;
+  }
+
+  /** Issues the access token for a session that has been written. */
+  private async signIn(issued: IssuedSession): Promise<SignedIn> {
+    const { token, expiresAt } = await this.accessTokens.sign({ userId: issued.session.user.id, sessionId: issued.session.id });
+    return { accessToken: token, accessTokenExpiresAt: expiresAt, refreshToken: issued.refreshToken, user: issued.session.user };
+  }
+}

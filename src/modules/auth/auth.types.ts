@@ -1,0 +1,55 @@
+import { Field, ID, ObjectType } from 'type-graphql';
+import { User } from '../users/user.entity.js';
+import type { Session } from './session.entity.js';
+
+@ObjectType({ description: 'Tokens of a new or refreshed session, and its user.' })
+export class AuthPayload {
+  @Field(() => String, { description: 'Send as `Authorization: Bearer <accessToken>`; valid for 15 minutes.' })
+  accessToken!: string;
+
+  @Field(() => Date, { description: 'When the access token expires.' })
+  accessTokenExpiresAt!: Date;
+
+  @Field(() => String, { description: 'Single use: exchange it with `refreshToken` for new tokens; valid for 30 days.' })
+  refreshToken!: string;
+
+  @Field(() => User, { description: 'The signed-in user.' })
+  user!: User;
+}
+
+@ObjectType('Session', { description: 'A signed-in device.' })
+export class SessionInfo {
+  @Field(() => ID, { description: 'Identifies the device session; stays the same across token refreshes.' })
+  id!: string;
+
+  @Field(() => Date, { description: 'When the device signed in.' })
+  createdAt!: Date;
+
+  @Field(() => Date, { nullable: true, description: 'When the device last signed in or refreshed its tokens.' })
+  lastUsedAt!: Date | null;
+
+  @Field(() => Date, { description: 'When the session ends unless its tokens are refreshed.' })
+  expiresAt!: Date;
+
+  @Field(() => String, { nullable: true, description: 'User-Agent header of the last sign-in or refresh.' })
+  userAgent!: string | null;
+
+  @Field(() => String, { nullable: true, description: 'Client IP address of the last sign-in or refresh.' })
+  ip!: string | null;
+
+  @Field(() => Boolean, { description: 'True for the session that the calling access token belongs to.' })
+  current!: boolean;
+
+  /** Presents a session row; its device session (family) is what clients see as the session. */
+  static from(session: Session, currentFamily: string): SessionInfo {
+    return Object.assign(new SessionInfo(), {
+      id: session.family,
+      createdAt: session.createdAt,
+      lastUsedAt: session.lastUsedAt,
+      expiresAt: session.expiresAt,
+      userAgent: session.userAgent,
+      ip: session.ip,
+      current: session.family === currentFamily,
+    });
+  }
+}

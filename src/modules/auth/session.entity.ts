@@ -1,0 +1,55 @@
+import { Entity, Enum, Index, ManyToOne, type Opt, Property, Unique } from '@mikro-orm/core';
+import { BaseEntity } from '../../db/base.entity.js';
+import { User } from '../users/user.entity.js';
+
+/** Why a session row stopped being usable; kept for investigations, never shown to clients. */
+export enum SessionEndReason {
+  /** Its refresh token was exchanged for the next row of the family (normal rotation). */
+  ROTATED = 'ROTATED',
+  LOGOUT = 'LOGOUT',
+  LOGOUT_ALL = 'LOGOUT_ALL',
+  REVOKED = 'REVOKED',
+  /** A refresh token of the family was presented twice: the family is presumed stolen. */
+  REUSE_DETECTED = 'REUSE_DETECTED',
+}
+
+/**
+ * One refresh token of a signed-in device. Every rotation ends the current row and starts a new one
+ * in the same `family` (the device session), so presenting an already-rotated token is recognisable
+ * as reuse and ends the whole family. Access tokens name the row they were issued with, so ending a
+ * row ends its access token at once.
+ */
+@Entity({ tableName: 'sessions' })
+@Index({ name: 'sessions_user_active_idx', properties: ['user', 'revokedAt'] })
+export class Session extends BaseEntity {
+  @ManyToOne(() => User, { deleteRule: 'cascade' })
+  user!: User;
+
+  /** SHA-256 (hex) of the refresh token; the token itself is never stored. */
+  @Property({ type: 'char', length: 64 })
+  @Unique({ name: 'sessions_refresh_token_hash_unique' })
+  refreshTokenHash!: string;
+
+  /** The device session this row belongs to: the id of its first row. */
+  @Property({ type: 'uuid' })
+  @Index({ name: 'sessions_family_idx' })
+  family!: string;
+
+  @Property({ type: 'varchar', length: 512, nullable: true })
+  userAgent: string | null = null;
+
+  @Property({ type: 'varchar', length: 64, nullable: true })
+  ip: string | null = null;
+
+  @Property({ type: 'timestamptz', nullable: true })
+  lastUsedAt: Date | null = null;
+
+  @Property({ type: 'timestamptz' })
+  expiresAt!: Date;
+
+  @Property({ type: 'timestamptz', nullable: true })
+  revokedAt: Date | null = null;
+
+  @Enum({ items: () => SessionEndReason, type: 'varchar', length: 32, nullable: true })
+  revokedReason: SessionEndReason | null = null;
+}

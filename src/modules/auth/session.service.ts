@@ -1,0 +1,122 @@
+import type { EntityManager } from '@mikro-orm/postgresql';
+import { User } from '../users/user.entity.js';
+import type { RequestMeta } from './request-meta.js';
+import { Session, SessionEndReason } from './session.entity.js';
+import { createRefreshToken, hashRefreshToken, REFRESH_TOKEN_TTL_MS } from './tokens.js';
+
+/** A session row together with the refresh token that opens it (shown to the client once). */
+export interface IssuedSession {
+  session: Session;
+  refreshToken: string;
+}
+
+const USER_AGENT_MAX = 512;
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** Whether `value` has the shape of the ids this server issues (so it is safe to query by). */
+export function isUuid(value: string): boolean {
+  return UUID.test(value);
+}
+
+/**
+ * Owns device sessions and refresh-token rotation. Every state change is a single conditional
+ * UPDATE, so two requests racing on one token cannot both win.
+ */
+export class SessionService {
+  /** Starts a new device session (a new family) for a user who just proved who they are. */
+  start(em: EntityManager, user: User, meta: RequestMeta): IssuedSession {
+    const { token, hash } = createRefreshToken();
+    const session = em.create(Session, {
+      user,
+      refreshTokenHash: hash,
+      family: '',
+      userAgent: meta.userAgent?.slice(0, USER_AGENT_MAX) ?? null,
+      ip: meta.ip,
+      lastUsedAt: new Date(),
+      expiresAt: new Date(Date.now() + REFRESH_TOKEN_TTL_MS),
+    });
+    session.family = session.id;
+    return { session, refreshToken: token };
+  }
+
+  /**
+   * Exchanges a refresh token for the next one of its family. The presented row is ended by one
+   * atomic UPDATE; if that finds nothing, an already-rotated token means the token leaked, and the
+   * whole family is ended. Anything else is just an invalid token. Returns `null` when the token
+   * does not open a session; it does not throw, so a caller's transaction still commits the ending
+   * of a reused family.
+   */
+  async rotate(em: EntityManager, refreshToken: string, meta: RequestMeta): Promise<IssuedSession | null> {
+    const hash = hashRefreshToken(refreshToken);
+    const now = new Date();
+    const [rotated] = await em
+      .createQueryBuilder(Session)
+      .update({ revokedAt: now, revokedReason: SessionEndReason.ROTATED })
+      .where({ refreshTokenHash: hash, revokedAt: null, expiresAt: { $gt: now } })
+      .returning(['id', 'user', 'family', 'createdAt'])
+      .execute<Array<{ user: string; family: string; createdAt: Date }>>('all');
+    if (!rotated) {
+      const previous = await em.findOne(Session, { refreshTokenHash: hash }, { fields: ['family', 'revokedReason'] });
+      if (previous?.revokedReason === SessionEndReason.ROTATED) {
+        await this.endFamily(em, previous.family, SessionEndReason.REUSE_DETECTED);
+      }
+      return null;
+    }
+    const user = await em.findOne(User, { id: rotated.user, active: true });
+    if (!user) return null;
+    const next = this.start(em, user, meta);
+    next.session.family = rotated.family;
+    // The device has been signed in since the family began; rotation does not change that.
+    next.session.createdAt = new Date(rotated.createdAt);
+    return next;
+  }
+
+  /** Ends every live row of one device session. Returns whether anything was ended. */
+  async endFamily(em: EntityManager, family: string, reason: SessionEndReason): Promise<boolean> {
+    const ended = await em.nativeUpdate(
+      Session,
+      { family, revokedAt: null },
+      { revokedAt: new Date(), revokedReason: reason },
+    );
+    return ended > 0;
+  }
+
+  /** Ends every live session of a user. */
+  async endAllOf(em: EntityManager, userId: string, reason: SessionEndReason): Promise<void> {
+    await em.nativeUpdate(Session, { user: userId, revokedAt: null }, { revokedAt: new Date(), revokedReason: reason });
+  }
+
+  /** Ends one of the user's own device sessions; `false` when it is not theirs, unknown or already ended. */
+  async endOwnFamily(em: EntityManager, userId: string, family: string): Promise<boolean> {
+    if (!isUuid(family)) return false;
+    const ended = await em.nativeUpdate(
+      Session,
+      { family, user: userId, revokedAt: null },
+      { revokedAt: new Date(), revokedReason: SessionEndReason.REVOKED },
+    );
+    return ended > 0;
+  }
+
+  /** The live session rows of a user, newest first: one per signed-in device. */
+  listActive(em: EntityManager, userId: string): Promise<Session[]> {
+    return em.find(
+      Session,
+      { user: userId, revokedAt: null, expiresAt: { $gt: new Date() } },
+      { orderBy: { createdAt: 'desc', id: 'asc' } },
+    );
+  }
+
+  /**
+   * The live row an access token names, with its user, in one query; `null` when the row was ended,
+   * expired, or belongs to someone else, or when the user is inactive or gone.
+   */
+  async findLive(em: EntityManager, sessionId: string, userId: string): Promise<Session | null> {
+    if (!isUuid(sessionId) || !isUuid(userId)) return null;
+    const session = await em.findOne(
+      Session,
+      { id: sessionId, user: { id: userId, active: true }, revokedAt: null, expiresAt: { $gt: new Date() } },
+      { populate: ['user'] },
+    );
+    return session;
+  }
+}

@@ -1,0 +1,73 @@
+import { Entity, Enum, type Opt, OptionalProps, Property, Unique } from '@mikro-orm/core';
+import { Field, ObjectType } from 'type-graphql';
+import { BaseEntity } from '../../db/base.entity.js';
+import { Role } from './role.js';
+
+/** Limits shared by the table definition and input validation. */
+export const USER_LIMITS = {
+  emailLength: 254,
+  usernameMinLength: 3,
+  usernameLength: 32,
+  nameLength: 100,
+} as const;
+
+/**
+ * An account. Emails are stored trimmed and lower-cased (so a plain unique index suffices);
+ * usernames keep the case the user chose and are unique case-insensitively through an index on
+ * `lower(username)`.
+ */
+@ObjectType({ description: 'A user account.' })
+@Entity({ tableName: 'users' })
+@Unique({
+  name: 'users_username_lower_unique',
+  expression: 'create unique index "users_username_lower_unique" on "users" (lower("username"))',
+})
+export class User extends BaseEntity {
+  /** Derived, never written: not part of the data needed to create a user. */
+  declare [OptionalProps]?: 'emailVerified';
+
+  @Field(() => String, { description: 'Email address, trimmed and lower-cased.' })
+  @Property({ type: 'varchar', length: USER_LIMITS.emailLength })
+  @Unique({ name: 'users_email_unique' })
+  email!: string;
+
+  @Field(() => String, { description: 'Public handle, unique regardless of letter case.' })
+  @Property({ type: 'varchar', length: USER_LIMITS.usernameLength })
+  username!: string;
+
+  @Field(() => String, { nullable: true, description: 'Given name.' })
+  @Property({ type: 'varchar', length: USER_LIMITS.nameLength, nullable: true })
+  firstName: string | null = null;
+
+  @Field(() => String, { nullable: true, description: 'Family name.' })
+  @Property({ type: 'varchar', length: USER_LIMITS.nameLength, nullable: true })
+  lastName: string | null = null;
+
+  /** bcrypt hash; never a GraphQL field and hidden from serialization. */
+  @Property({ type: 'varchar', length: 255, hidden: true })
+  passwordHash!: string;
+
+  @Field(() => Role, { description: 'What the account may do.' })
+  @Enum({ items: () => Role, type: 'varchar', length: 16 })
+  role: Role & Opt = Role.USER;
+
+  @Field(() => Boolean, { description: 'False when an administrator has deactivated the account; it cannot sign in.' })
+  @Property({ type: 'boolean' })
+  active: boolean & Opt = true;
+
+  @Property({ type: 'timestamptz', nullable: true })
+  emailVerifiedAt: Date | null = null;
+
+  @Field(() => Date, { nullable: true, description: 'When the account last signed in with its password.' })
+  @Property({ type: 'timestamptz', nullable: true })
+  lastLoginAt: Date | null = null;
+
+  @Field(() => Date, { description: 'When the account last changed.' })
+  @Property({ type: 'timestamptz', onUpdate: () => new Date() })
+  updatedAt: Date & Opt = new Date();
+
+  @Field(() => Boolean, { description: 'Whether the account has proven it owns its email address.' })
+  get emailVerified(): boolean {
+    return this.emailVerifiedAt !== null;
+  }
+}

@@ -1,0 +1,20 @@
+import { createRequire } from 'node:module';
+import { defineConfig } from 'vitest/config';
+
+const require = createRequire(import.meta.url);
+
+export default defineConfig({
+  resolve: {
+    // Node loads graphql's CommonJS build for our dependencies (type-graphql, Apollo); the test
+    // runner would otherwise give our own sources the .mjs build, and graphql refuses to mix the two.
+    alias: [{ find: /^graphql$/, replacement: require.resolve('graphql') }],
+  },
+  test: {
+    include: ['test/**/*.test.ts'],
+    // Each file starts its own server on its own database (embedded PGlite, or a fresh database on
+    // DATABASE_URL's server), so files run in parallel without sharing rows.
+    pool: 'forks',
+    testTimeout: 30_000,
+    hookTimeout: 120_000,
+  },
+});
