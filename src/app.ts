@@ -2,6 +2,7 @@ import 'reflect-metadata';
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { stripVTControlCharacters } from 'node:util';
 import { ApolloServer } from '@apollo/server';
 import { ApolloServerPluginDrainHttpServer } from '@apollo/server/plugin/drainHttpServer';
 import { ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
@@ -79,7 +80,9 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     : { ...(await startEmbeddedPostgres(config.dataDir)), poolSize: 1, embedded: true };
   let orm: MikroORM;
   try {
-    orm = await openOrm(database);
+    const ormLogger = logger.child({ component: 'mikro-orm' });
+    // MikroORM colours its messages for terminals; JSON log lines want plain text.
+    orm = await openOrm(database, (message) => ormLogger.info(stripVTControlCharacters(message)));
   } catch (error) {
     await database.stop();
     throw error;

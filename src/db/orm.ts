@@ -12,12 +12,14 @@ import { User } from '../modules/users/user.entity.js';
 /** Every entity of the application, listed explicitly so discovery never depends on file globs. */
 export const ENTITIES = [User, Session];
 
-/** What differs between running migrations (the app) and writing them (the CLI). */
-export interface MigrationSettings {
+/** What differs between the app (runs migrations, logs through pino) and the CLI (writes migrations). */
+export interface OrmSettings {
   /** Migrations to run, as loaded by {@link loadMigrations}. */
   migrationsList?: MigrationObject[];
   /** Keep `migrations/.snapshot.json` so the CLI can diff entities without a live database. */
   snapshot?: boolean;
+  /** Where MikroORM's own messages (e.g. applied migrations) go; its default is the console. */
+  log?: (message: string) => void;
 }
 
 /** How the application reaches its database. */
@@ -34,7 +36,7 @@ export interface OrmConnection {
  * (`mikro-orm.config.ts`). Migrations are TypeScript files in `migrations/`, compiled to
  * `dist/migrations/`; the CLI writes new ones from the schema snapshot kept beside them.
  */
-export function createOrmConfig(connection: OrmConnection, migrations: MigrationSettings = {}): Options {
+export function createOrmConfig(connection: OrmConnection, settings: OrmSettings = {}): Options {
   return defineConfig({
     clientUrl: connection.clientUrl,
     entities: ENTITIES,
@@ -42,6 +44,7 @@ export function createOrmConfig(connection: OrmConnection, migrations: Migration
     pool: { min: 0, max: connection.poolSize },
     extensions: [Migrator],
     forceUtcTimezone: true,
+    ...(settings.log ? { logger: settings.log } : {}),
     // A fresh fork per request is the rule; a global context would leak identity maps between users.
     allowGlobalContext: false,
     discovery: { disableDynamicFileAccess: true },
@@ -51,12 +54,12 @@ export function createOrmConfig(connection: OrmConnection, migrations: Migration
       pathTs: 'migrations',
       emit: 'ts',
       glob: '!(*.d).{js,ts}',
-      snapshot: migrations.snapshot ?? false,
+      snapshot: settings.snapshot ?? false,
       snapshotName: '.snapshot',
       transactional: true,
       allOrNothing: true,
       disableForeignKeys: false,
-      migrationsList: migrations.migrationsList,
+      migrationsList: settings.migrationsList,
     },
   });
 }
@@ -101,8 +104,8 @@ async function withMigrationLock<T>(clientUrl: string, work: () => Promise<T>): 
 }
 
 /** Connects and applies pending migrations. */
-export async function openOrm(connection: OrmConnection): Promise<MikroORM> {
-  const orm = await MikroORM.init(createOrmConfig(connection, { migrationsList: await loadMigrations() }));
+export async function openOrm(connection: OrmConnection, log: (message: string) => void): Promise<MikroORM> {
+  const orm = await MikroORM.init(createOrmConfig(connection, { migrationsList: await loadMigrations(), log }));
   try {
     const migrate = () => orm.getMigrator().up();
     await (connection.embedded ? migrate() : withMigrationLock(connection.clientUrl, migrate));

@@ -1,6 +1,6 @@
 import 'reflect-metadata';
 import { join } from 'node:path';
-import { GraphQLSchema, lexicographicSortSchema, printSchema } from 'graphql';
+import { GraphQLObjectType, GraphQLSchema, lexicographicSortSchema, printSchema } from 'graphql';
 import { PROJECT_ROOT } from '../config/paths.js';
 import { buildSchema } from 'type-graphql';
 import { AuthResolver } from '../modules/auth/auth.resolver.js';
@@ -16,8 +16,16 @@ export async function buildAppSchema(): Promise<GraphQLSchema> {
     // Input rules live in the services (normalization first, then checks), not in decorators.
     validate: false,
   });
-  const config = schema.toConfig();
-  return new GraphQLSchema({ ...config, types: [...config.types, ErrorCodeType] });
+  const { query, mutation, types, ...config } = schema.toConfig();
+  // type-graphql leaves the root types undescribed; Sandbox and codegen show these texts.
+  const describedQuery = query && new GraphQLObjectType({ ...query.toConfig(), description: 'Reads.' });
+  const describedMutation = mutation && new GraphQLObjectType({ ...mutation.toConfig(), description: 'Writes.' });
+  return new GraphQLSchema({
+    ...config,
+    query: describedQuery,
+    mutation: describedMutation,
+    types: [...types.filter((type) => type !== query && type !== mutation), ErrorCodeType],
+  });
 }
 
 /** The SDL committed as `schema.graphql` (`npm run schema`): sorted, so it changes only when the schema does. */

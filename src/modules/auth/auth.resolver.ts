@@ -6,19 +6,22 @@ import { AuthPayload, SessionInfo } from './auth.types.js';
 @Resolver()
 export class AuthResolver {
   @Mutation(() => AuthPayload, { description: 'Creates a USER account, sends a verification code by email, and signs it in.' })
-  register(@Arg('input', () => RegisterInput) input: RegisterInput, @Ctx() ctx: AppContext): Promise<AuthPayload> {
+  register(@Arg('input', () => RegisterInput, { description: 'The new account.' }) input: RegisterInput, @Ctx() ctx: AppContext): Promise<AuthPayload> {
     return ctx.services.auth.register(ctx.em, input, ctx.meta);
   }
 
   @Mutation(() => AuthPayload, { description: 'Signs in with an email address or username and a password.' })
-  login(@Arg('input', () => LoginInput) input: LoginInput, @Ctx() ctx: AppContext): Promise<AuthPayload> {
+  login(@Arg('input', () => LoginInput, { description: 'Identifier and password.' }) input: LoginInput, @Ctx() ctx: AppContext): Promise<AuthPayload> {
     return ctx.services.auth.login(ctx.em, input.identifier, input.password, ctx.meta);
   }
 
   @Mutation(() => AuthPayload, {
     description: 'Rotates a refresh token: the old one stops working; reusing it revokes the whole session.',
   })
-  refreshToken(@Arg('refreshToken', () => String) refreshToken: string, @Ctx() ctx: AppContext): Promise<AuthPayload> {
+  refreshToken(
+    @Arg('refreshToken', () => String, { description: 'The refresh token of the last AuthPayload.' }) refreshToken: string,
+    @Ctx() ctx: AppContext,
+  ): Promise<AuthPayload> {
     return ctx.services.auth.refresh(ctx.em, refreshToken, ctx.meta);
   }
 
@@ -38,7 +41,10 @@ export class AuthResolver {
   @Mutation(() => Boolean, {
     description: 'Ends one of the caller\'s sessions (an id from `sessions`). False when the caller has no such active session.',
   })
-  revokeSession(@Arg('id', () => ID) id: string, @Ctx() ctx: AppContext): Promise<boolean> {
+  revokeSession(
+    @Arg('id', () => ID, { description: 'The `id` of one of the caller\'s `sessions`.' }) id: string,
+    @Ctx() ctx: AppContext,
+  ): Promise<boolean> {
     return ctx.services.auth.revokeSession(ctx.em, requireViewer(ctx), id);
   }
 

@@ -1,0 +1,117 @@
+import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig, readEnvFile } from '../src/config/config.js';
+
+const tempDir = () => mkdtempSync(join(tmpdir(), 'user-server-config-'));
+const SECRET = 'x'.repeat(32);
+
+function problemsOf(env: Record<string, string>): readonly string[] {
+  try {
+    loadConfig(env);
+  } catch (error) {
+    if (error instanceof ConfigError) return error.problems;
+    throw error;
+  }
+  return [];
+}
+
+describe('loadConfig', () => {
+  it('applies the documented defaults', () => {
+    const dataDir = tempDir();
+    const config = loadConfig({ DATA_DIR: dataDir });
+    expect(config).toMatchObject({
+      nodeEnv: 'development',
+      isProduction: false,
+      port: 4000,
+      host: '0.0.0.0',
+      databaseUrl: undefined,
+      dataDir,
+      appUrl: 'http://localhost:4000',
+      smtpUrl: undefined,
+      mailFrom: 'no-reply@localhost',
+      bcryptCost: 12,
+      admin: undefined,
+      logLevel: 'info',
+      trustProxyHops: 0,
+      rateLimitScale: 1,
+    });
+    expect(Object.isFrozen(config)).toBe(true);
+  });
+
+  it('reports every invalid variable at once, in one message', () => {
+    const env = {
+      NODE_ENV: 'staging',
+      PORT: 'eighty',
+      DATABASE_URL: 'mysql://localhost/db',
+      APP_URL: 'not a url',
+      SMTP_URL: 'http://mail',
+      MAIL_FROM: 'nobody',
+      BCRYPT_COST: '3',
+      ADMIN_EMAIL: 'admin@example.com',
+      LOG_LEVEL: 'loud',
+      TRUST_PROXY: '-1',
+      RATE_LIMIT_SCALE: 'lots',
+      JWT_SECRET: 'short',
+      DATA_DIR: tempDir(),
+    };
+    const problems = problemsOf(env);
+    for (const name of ['NODE_ENV', 'PORT', 'DATABASE_URL', 'APP_URL', 'SMTP_URL', 'MAIL_FROM', 'BCRYPT_COST', 'ADMIN_PASSWORD', 'LOG_LEVEL', 'TRUST_PROXY', 'RATE_LIMIT_SCALE', 'JWT_SECRET']) {
+      expect(problems.some((problem) => problem.includes(name)), name).toBe(true);
+    }
+    expect(() => loadConfig(env)).toThrow(/^Invalid configuration:\n {2}- /);
+  });
+
+  it('refuses to start in production without a JWT secret', () => {
+    expect(problemsOf({ NODE_ENV: 'production', DATA_DIR: tempDir() })).toEqual([
+      'JWT_SECRET is required in production (at least 32 random bytes)',
+    ]);
+  });
+
+  it('refuses a JWT secret shorter than 32 bytes', () => {
+    expect(problemsOf({ NODE_ENV: 'production', JWT_SECRET: 'x'.repeat(31) })).toEqual(['JWT_SECRET must be at least 32 bytes long']);
+  });
+
+  it('accepts a production configuration with a strong secret and never generates one', () => {
+    const dataDir = tempDir();
+    const config = loadConfig({ NODE_ENV: 'production', JWT_SECRET: SECRET, DATA_DIR: dataDir });
+    expect(config.jwtSecret).toBe(SECRET);
+    expect(config.jwtSecretGenerated).toBe(false);
+    expect(() => statSync(join(dataDir, 'jwt-secret'))).toThrow();
+  });
+
+  it('outside production generates a JWT secret once and keeps it in DATA_DIR', () => {
+    const dataDir = tempDir();
+    const first = loadConfig({ DATA_DIR: dataDir });
+    const second = loadConfig({ DATA_DIR: dataDir });
+    expect(first.jwtSecretGenerated).toBe(true);
+    expect(Buffer.byteLength(first.jwtSecret)).toBeGreaterThanOrEqual(32);
+    expect(second.jwtSecret).toBe(first.jwtSecret);
+    expect(readFileSync(join(dataDir, 'jwt-secret'), 'utf8').trim()).toBe(first.jwtSecret);
+    expect(statSync(join(dataDir, 'jwt-secret')).mode & 0o077).toBe(0);
+  });
+
+  it('derives APP_URL from PORT and drops a trailing slash from a configured one', () => {
+    expect(loadConfig({ PORT: '8080', DATA_DIR: tempDir() }).appUrl).toBe('http://localhost:8080');
+    expect(loadConfig({ APP_URL: 'https://auth.example.com/', DATA_DIR: tempDir() }).appUrl).toBe('https://auth.example.com');
+  });
+
+  it('creates the first admin only from a complete pair, with username "admin" by default', () => {
+    expect(loadConfig({ ADMIN_EMAIL: 'root@example.com', ADMIN_PASSWORD: 'p'.repeat(12), DATA_DIR: tempDir() }).admin).toEqual({
+      email: 'root@example.com',
+      password: 'p'.repeat(12),
+      username: 'admin',
+    });
+    expect(problemsOf({ ADMIN_PASSWORD: 'p'.repeat(12), DATA_DIR: tempDir() })).toEqual(['ADMIN_EMAIL and ADMIN_PASSWORD must be set together']);
+  });
+});
+
+describe('.env file', () => {
+  it('is parsed when present and absent otherwise', () => {
+    const dir = tempDir();
+    expect(readEnvFile(dir)).toEqual({});
+    writeFileSync(join(dir, '.env'), '# comment\nPORT=5000\nAPP_URL="https://example.com"\n');
+    expect(readEnvFile(dir)).toEqual({ PORT: '5000', APP_URL: 'https://example.com' });
+  });
+});

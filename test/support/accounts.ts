@@ -1,0 +1,38 @@
+import { randomBytes } from 'node:crypto';
+import type { TestServer } from './server.js';
+
+/** The fields of AuthPayload most tests need. */
+export interface SignedInAccount {
+  accessToken: string;
+  refreshToken: string;
+  user: { id: string; email: string; username: string; role: string };
+  /** The password the account was registered with. */
+  password: string;
+}
+
+/** Selection of AuthPayload shared by register, login and refreshToken calls in tests. */
+export const AUTH_PAYLOAD_FIELDS = 'accessToken accessTokenExpiresAt refreshToken user { id email username role active emailVerified }';
+
+export const REGISTER = `mutation Register($input: RegisterInput!) { register(input: $input) { ${AUTH_PAYLOAD_FIELDS} } }`;
+export const LOGIN = `mutation Login($input: LoginInput!) { login(input: $input) { ${AUTH_PAYLOAD_FIELDS} } }`;
+export const REFRESH = `mutation Refresh($refreshToken: String!) { refreshToken(refreshToken: $refreshToken) { ${AUTH_PAYLOAD_FIELDS} } }`;
+export const ME = '{ me { id email username role } }';
+
+/** A unique, valid set of registration fields. */
+export function newAccountInput(overrides: Record<string, unknown> = {}) {
+  const suffix = randomBytes(4).toString('hex');
+  return {
+    email: `user-${suffix}@example.com`,
+    username: `user_${suffix}`,
+    password: `a long passphrase ${suffix}`,
+    ...overrides,
+  };
+}
+
+/** Registers a fresh account through the API and returns its tokens; fails the test if registration fails. */
+export async function registerAccount(server: TestServer, overrides: Record<string, unknown> = {}): Promise<SignedInAccount> {
+  const input = newAccountInput(overrides);
+  const response = await server.graphql(REGISTER, { input });
+  if (!response.data?.register) throw new Error(`register failed: ${JSON.stringify(response.errors)}`);
+  return { ...response.data.register, password: input.password as string };
+}
