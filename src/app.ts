@@ -184,8 +184,8 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     close() {
       closing ??= (async () => {
         draining = true;
+        // Stops the HTTP server too (drain plugin): no new connections, in-flight requests finish.
         await apollo.stop();
-        if (!server.listening) server.close();
         await orm.close(true);
         await database.stop();
       })();

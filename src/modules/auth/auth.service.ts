@@ -53,9 +53,8 @@ export class AuthService {
    * outcome (a dummy hash stands in for unknown accounts) and every failure has the same message.
    */
   async login(em: EntityManager, identifier: string, password: string, meta: RequestMeta): Promise<SignedIn> {
-    if (password.length > PASSWORD_LIMITS.maxLength * 4) {
-      throw new BadUserInputError(`Password must be at most ${PASSWORD_LIMITS.maxLength} characters.`, 'password');
-    }
+    // No stored password is longer; refusing early keeps bcrypt from hashing megabytes for nothing.
+    if (password.length > PASSWORD_LIMITS.maxLength * 4) throw new BadUserInputError('Password is too long.', 'password');
     const user = await this.users.findByIdentifier(em, identifier);
     const matches = user ? await this.passwords.verify(password, user.passwordHash) : await this.passwords.verifyNothing(password);
     if (!user || !matches || !user.active) throw new UnauthenticatedError(INVALID_CREDENTIALS);

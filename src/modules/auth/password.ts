@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import bcrypt from 'bcryptjs';
 import { BadUserInputError } from '../../errors.js';
 
@@ -31,8 +31,23 @@ export function checkNewPassword(password: string, field = 'password'): string {
 }
 
 /**
- * bcrypt hashing at the configured cost. One instance per app: it also keeps a hash of a random
- * password so that a login for an unknown account costs the same single comparison as a real one.
+ * Tag of the stored hash format, so a later scheme (a keyed pre-hash, another algorithm) can be
+ * introduced while existing hashes stay verifiable.
+ */
+const SCHEME = 'sha256-bcrypt';
+
+/**
+ * bcrypt reads only the first 72 bytes of its input; a 256-character password could be cut short.
+ * The SHA-256 digest (44 base64 characters) is what bcrypt hashes instead, so every character counts.
+ */
+function preHash(password: string): string {
+  return createHash('sha256').update(normalizePassword(password), 'utf8').digest('base64');
+}
+
+/**
+ * bcrypt hashing at the configured cost, of a SHA-256 pre-hash. One instance per app: it also keeps
+ * a hash of a random password so that a login for an unknown account costs the same single
+ * comparison as a real one.
  */
 export class PasswordHasher {
   private constructor(
@@ -42,22 +57,25 @@ export class PasswordHasher {
 
   /** Creates the hasher, paying once for the dummy hash used by {@link verifyNothing}. */
   static async create(cost: number): Promise<PasswordHasher> {
-    return new PasswordHasher(cost, await bcrypt.hash(randomBytes(24).toString('base64'), cost));
+    const hasher = new PasswordHasher(cost, '');
+    return new PasswordHasher(cost, await hasher.hash(randomBytes(24).toString('base64')));
   }
 
-  /** Hashes an already-checked (normalized) password. */
-  hash(password: string): Promise<string> {
-    return bcrypt.hash(password, this.cost);
+  /** Hashes a password that passed {@link checkNewPassword}; the result names its scheme. */
+  async hash(password: string): Promise<string> {
+    return `${SCHEME}:${await bcrypt.hash(preHash(password), this.cost)}`;
   }
 
-  /** Compares a password typed at login (normalized here) with a stored hash. */
-  verify(password: string, hash: string): Promise<boolean> {
-    return bcrypt.compare(normalizePassword(password), hash);
+  /** Compares a password typed at login with a stored hash; a hash of an unknown scheme never matches. */
+  async verify(password: string, stored: string): Promise<boolean> {
+    const separator = stored.indexOf(':');
+    if (stored.slice(0, separator) !== SCHEME) return false;
+    return bcrypt.compare(preHash(password), stored.slice(separator + 1));
   }
 
   /** Spends one comparison and fails, so unknown accounts cannot be told apart by timing. */
   async verifyNothing(password: string): Promise<false> {
-    await bcrypt.compare(normalizePassword(password), this.dummyHash);
+    await this.verify(password, this.dummyHash);
     return false;
   }
 }

@@ -3,7 +3,7 @@ import { violatedUniqueConstraint } from '../../db/constraints.js';
 import { BadUserInputError, ConflictError } from '../../errors.js';
 import { checkNewPassword, type PasswordHasher } from '../auth/password.js';
 import { Role } from './role.js';
-import { User, USER_LIMITS } from './user.entity.js';
+import { User } from './user.entity.js';
 import { normalizeEmail, normalizeName, normalizeUsername } from './user.rules.js';
 
 /** Everything needed to open an account; validated and normalized by {@link UserService.create}. */
@@ -61,26 +61,25 @@ export class UserService {
 
   /**
    * Finds an account by email (when the identifier has an `@`) or by username, ignoring case.
-   * Returns `null` for anything that cannot name an account, without touching the database.
+   * Returns `null` for anything that cannot name an account, without touching the database (so
+   * NUL bytes and other junk never reach SQL).
    */
   async findByIdentifier(em: EntityManager, identifier: string): Promise<User | null> {
-    const trimmed = identifier.trim();
-    if (trimmed.length === 0 || trimmed.length > USER_LIMITS.emailLength) return null;
-    if (trimmed.includes('@')) {
-      let email: string;
-      try {
-        email = normalizeEmail(trimmed);
-      } catch (error) {
-        if (error instanceof BadUserInputError) return null;
-        throw error;
-      }
-      return em.findOne(User, { email });
-    }
-    return em
-      .createQueryBuilder(User)
-      .select('*')
-      .where('lower(username) = lower(?)', [trimmed])
-      .getSingleResult();
+    const email = identifier.includes('@');
+    const normalized = orNull(() => (email ? normalizeEmail(identifier) : normalizeUsername(identifier)));
+    if (normalized === null) return null;
+    if (email) return em.findOne(User, { email: normalized });
+    return em.createQueryBuilder(User).select('*').where('lower(username) = lower(?)', [normalized]).getSingleResult();
+  }
+}
+
+/** The value of `read`, or `null` when it refuses its input: no account can have such a value. */
+function orNull<T>(read: () => T): T | null {
+  try {
+    return read();
+  } catch (error) {
+    if (error instanceof BadUserInputError) return null;
+    throw error;
   }
 }
 

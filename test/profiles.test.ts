@@ -1,0 +1,61 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startTestServer, type TestServer } from './support/server.js';
+
+const INTROSPECTION = '{ __schema { queryType { name } } }';
+const MISSPELLED = '{ mee { id } }';
+
+async function sandboxPage(server: TestServer): Promise<{ status: number; contentType: string | null; body: string }> {
+  const response = await fetch(`${server.origin}/graphql`, { headers: { accept: 'text/html' } });
+  return { status: response.status, contentType: response.headers.get('content-type'), body: await response.text() };
+}
+
+describe('development profile', () => {
+  let server: TestServer;
+  beforeAll(async () => {
+    server = await startTestServer({ NODE_ENV: 'development' });
+  });
+  afterAll(() => server?.stop());
+
+  it('serves Apollo Sandbox to browsers', async () => {
+    const page = await sandboxPage(server);
+    expect(page.status).toBe(200);
+    expect(page.contentType).toMatch(/text\/html/);
+    expect(page.body).toMatch(/sandbox/i);
+  });
+
+  it('answers introspection', async () => {
+    const response = await server.graphql(INTROSPECTION);
+    expect(response.data?.__schema.queryType.name).toBe('Query');
+  });
+
+  it('suggests field names in validation errors', async () => {
+    const response = await server.graphql(MISSPELLED);
+    expect(response.errors?.[0].message).toMatch(/Did you mean "me"/);
+  });
+});
+
+describe('production profile', () => {
+  let server: TestServer;
+  beforeAll(async () => {
+    server = await startTestServer({ NODE_ENV: 'production', JWT_SECRET: 'p'.repeat(48) });
+  });
+  afterAll(() => server?.stop());
+
+  it('serves no Sandbox', async () => {
+    const page = await sandboxPage(server);
+    expect(page.body).not.toMatch(/sandbox/i);
+  });
+
+  it('refuses introspection', async () => {
+    const response = await server.graphql(INTROSPECTION);
+    expect(response.data).toBeUndefined();
+    expect(response.errors?.[0].extensions).toEqual({ code: 'BAD_USER_INPUT' });
+    expect(response.errors?.[0].message).toMatch(/introspection/i);
+  });
+
+  it('gives no "did you mean" hints about the schema', async () => {
+    const response = await server.graphql(MISSPELLED);
+    expect(response.errors?.[0].extensions?.code).toBe('BAD_USER_INPUT');
+    expect(JSON.stringify(response.errors)).not.toMatch(/did you mean/i);
+  });
+});
