@@ -99,6 +99,8 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     persistedQueries: false,
     csrfPrevention: true,
     allowBatchedHttpRequests: false,
+    // main.ts owns shutdown (drain, then close the database); Apollo must not race it on SIGTERM.
+    stopOnTerminationSignals: false,
     plugins: [
       errorLoggingPlugin(),
       ApolloServerPluginDrainHttpServer({ httpServer: server }),

@@ -27,7 +27,10 @@ async function main(): Promise<void> {
     stopping = true;
     app.logger.info({ signal }, 'shutting down');
     app.close().then(
-      () => process.exit(0),
+      () => {
+        app.logger.info('stopped');
+        process.exit(0);
+      },
       (error: unknown) => {
         app.logger.error({ err: error }, 'error during shutdown');
         process.exit(1);
