@@ -51,3 +51,19 @@ describe('a database failure during a request', () => {
     }
   });
 });
+
+describe('health endpoints', () => {
+  it('report ready while the database answers, and not ready (503) once it is gone, while staying alive', async () => {
+    const own = await startTestServer();
+    try {
+      expect((await fetch(`${own.origin}/readyz`)).status).toBe(200);
+      await own.app.orm.close(true);
+      const ready = await fetch(`${own.origin}/readyz`);
+      expect(ready.status).toBe(503);
+      expect(await ready.json()).toEqual({ status: 'unavailable' });
+      expect((await fetch(`${own.origin}/healthz`)).status).toBe(200);
+    } finally {
+      await own.stop();
+    }
+  });
+});
