@@ -1,11 +1,11 @@
 import { readdir } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { BUILD_ROOT, PROJECT_ROOT, RUNNING_FROM_SOURCE } from '../config/paths.js';
 import type { Constructor, MigrationObject } from '@mikro-orm/core';
 import { Migration, Migrator } from '@mikro-orm/migrations';
 import { defineConfig, MikroORM, type Options } from '@mikro-orm/postgresql';
 import pg from 'pg';
+import { BUILD_ROOT, PROJECT_ROOT, RUNNING_FROM_SOURCE } from '../config/paths.js';
 import { Session } from '../modules/auth/session.entity.js';
 import { User } from '../modules/users/user.entity.js';
 

@@ -47,7 +47,7 @@ export class UserService {
     const firstName = normalizeName(input.firstName, 'firstName') ?? null;
     const lastName = normalizeName(input.lastName, 'lastName') ?? null;
     const password = checkNewPassword(input.password);
-    const user = em.create(User, {
+    return em.create(User, {
       email,
       username,
       firstName,
@@ -56,7 +56,6 @@ export class UserService {
       role: input.role ?? Role.USER,
       active: input.active ?? true,
     });
-    return user;
   }
 
   /**
