@@ -18,6 +18,7 @@ import { errorLoggingPlugin, formatError } from './graphql/errors.js';
 import { createGraphQLHandler } from './graphql/http-handler.js';
 import { buildAppSchema } from './graphql/schema.js';
 import { createLogger, type Logger } from './logger.js';
+import { DEFAULT_OUTBOX_OPTIONS, type OutboxOptions } from './mail/outbox.js';
 import { createServices } from './services.js';
 
 /** A wired, not yet listening server. */
@@ -35,6 +36,8 @@ export interface App {
 export interface AppOptions {
   /** Where JSON log lines go (default: stdout). */
   logDestination?: DestinationStream;
+  /** Mail outbox worker tuning (tests shorten poll and retry delays). */
+  outbox?: Partial<OutboxOptions>;
 }
 
 /** Pool size against a real PostgreSQL server; the embedded database always gets exactly one. */
@@ -87,7 +90,8 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     await database.stop();
     throw error;
   }
-  const services = await createServices(config);
+  const services = await createServices(config, orm, logger, { ...DEFAULT_OUTBOX_OPTIONS, ...options.outbox });
+  services.outbox.start();
   const server = createServer();
   const apollo = new ApolloServer<AppContext>({
     schema: await buildAppSchema(),
@@ -188,6 +192,9 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
         draining = true;
         // Stops the HTTP server too (drain plugin): no new connections, in-flight requests finish.
         await apollo.stop();
+        // Work requests started (a reset email being queued) commits before the worker stops.
+        await services.background.drain();
+        await services.outbox.stop();
         await orm.close(true);
         await database.stop();
       })();

@@ -1,21 +1,50 @@
+import type { MikroORM } from '@mikro-orm/postgresql';
+import { BackgroundTasks } from './background-tasks.js';
 import type { Config } from './config/config.js';
+import { deriveKeys } from './keys.js';
+import type { Logger } from './logger.js';
+import { MailOutbox, type OutboxOptions } from './mail/outbox.js';
+import { createMailTransport } from './mail/transport.js';
+import { AuditService } from './modules/audit/audit.service.js';
 import { AuthService } from './modules/auth/auth.service.js';
+import { OneTimeTokenService } from './modules/auth/one-time-token.service.js';
 import { PasswordHasher } from './modules/auth/password.js';
+import { RecoveryService } from './modules/auth/recovery.service.js';
 import { SessionService } from './modules/auth/session.service.js';
 import { AccessTokens } from './modules/auth/tokens.js';
+import { VerificationService } from './modules/auth/verification.service.js';
 import { UserService } from './modules/users/user.service.js';
 
 /** The application's services: created once per app, stateless, given an EntityManager per call. */
 export interface Services {
   auth: AuthService;
   users: UserService;
+  recovery: RecoveryService;
+  verification: VerificationService;
+  /** Started and stopped by the app. */
+  outbox: MailOutbox;
+  /** Drained by the app on shutdown. */
+  background: BackgroundTasks;
 }
 
 /** Wires the services from configuration. */
-export async function createServices(config: Config): Promise<Services> {
-  const passwords = await PasswordHasher.create(config.bcryptCost);
+export async function createServices(config: Config, orm: MikroORM, logger: Logger, outboxOptions?: OutboxOptions): Promise<Services> {
+  const keys = deriveKeys(config);
+  const passwords = await PasswordHasher.create(config.bcryptCost, keys.passwordPepper);
   const users = new UserService(passwords);
   const sessions = new SessionService();
-  const accessTokens = new AccessTokens(config.jwtSecret, config.appUrl);
-  return { users, auth: new AuthService(users, sessions, passwords, accessTokens) };
+  const tokens = new OneTimeTokenService(keys.oneTimeTokens);
+  const audit = new AuditService();
+  const background = new BackgroundTasks(logger);
+  const mailLogger = logger.child({ component: 'mail' });
+  const outbox = new MailOutbox(orm, createMailTransport(config, mailLogger), keys.mailOutbox, config.appUrl, mailLogger, outboxOptions);
+  const verification = new VerificationService(tokens, outbox, audit);
+  return {
+    users,
+    auth: new AuthService(users, sessions, passwords, new AccessTokens(config.jwtSecret, config.appUrl), verification, outbox),
+    recovery: new RecoveryService(users, sessions, passwords, tokens, outbox, audit, background),
+    verification,
+    outbox,
+    background,
+  };
 }

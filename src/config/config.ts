@@ -24,6 +24,11 @@ export interface Config {
   readonly jwtSecret: string;
   /** Whether `jwtSecret` was generated and kept in `dataDir` rather than configured. */
   readonly jwtSecretGenerated: boolean;
+  /**
+   * Key material for the password pepper, one-time-token hashes and outbox encryption; `undefined`
+   * derives them from `jwtSecret` (then rotating the JWT secret invalidates every password).
+   */
+  readonly hmacSecret: string | undefined;
   /** Base URL of the links in emails, without a trailing slash. */
   readonly appUrl: string;
   readonly smtpUrl: string | undefined;
@@ -44,7 +49,7 @@ export class ConfigError extends Error {
   }
 }
 
-/** HS256 keys shorter than the hash output weaken the MAC (RFC 7518 §3.2). */
+/** HMAC keys shorter than the hash output weaken the MAC (RFC 7518 §3.2); applies to every secret. */
 export const MIN_JWT_SECRET_BYTES = 32;
 
 const JWT_SECRET_FILE = 'jwt-secret';
@@ -156,6 +161,10 @@ export function loadConfig(env: Env): Config {
   if (jwtSecretRaw === undefined && isProduction) {
     problems.push(`JWT_SECRET is required in production (at least ${MIN_JWT_SECRET_BYTES} random bytes)`);
   }
+  const hmacSecret = env.HMAC_SECRET === '' ? undefined : env.HMAC_SECRET;
+  if (hmacSecret !== undefined && Buffer.byteLength(hmacSecret) < MIN_JWT_SECRET_BYTES) {
+    problems.push(`HMAC_SECRET must be at least ${MIN_JWT_SECRET_BYTES} bytes long`);
+  }
 
   if (problems.length > 0) throw new ConfigError(problems);
 
@@ -168,6 +177,7 @@ export function loadConfig(env: Env): Config {
     dataDir,
     jwtSecret: jwtSecretRaw ?? developmentJwtSecret(dataDir),
     jwtSecretGenerated: jwtSecretRaw === undefined,
+    hmacSecret,
     appUrl,
     smtpUrl,
     mailFrom,

@@ -6,11 +6,14 @@ import { Migration, Migrator } from '@mikro-orm/migrations';
 import { defineConfig, MikroORM, type Options } from '@mikro-orm/postgresql';
 import pg from 'pg';
 import { BUILD_ROOT, PROJECT_ROOT, RUNNING_FROM_SOURCE } from '../config/paths.js';
+import { MailMessage } from '../mail/mail-message.entity.js';
+import { AuditEvent } from '../modules/audit/audit-event.entity.js';
+import { OneTimeToken } from '../modules/auth/one-time-token.entity.js';
 import { Session } from '../modules/auth/session.entity.js';
 import { User } from '../modules/users/user.entity.js';
 
 /** Every entity of the application, listed explicitly so discovery never depends on file globs. */
-export const ENTITIES = [User, Session];
+export const ENTITIES = [User, Session, OneTimeToken, MailMessage, AuditEvent];
 
 /** What differs between the app (runs migrations, logs through pino) and the CLI (writes migrations). */
 export interface OrmSettings {

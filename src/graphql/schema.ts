@@ -4,6 +4,7 @@ import { GraphQLObjectType, GraphQLSchema, lexicographicSortSchema, printSchema 
 import { PROJECT_ROOT } from '../config/paths.js';
 import { buildSchema } from 'type-graphql';
 import { AuthResolver } from '../modules/auth/auth.resolver.js';
+import { RecoveryResolver } from '../modules/auth/recovery.resolver.js';
 import { UserResolver } from '../modules/users/user.resolver.js';
 import { authChecker } from './auth-checker.js';
 import { ErrorCodeType } from './errors.js';
@@ -11,7 +12,7 @@ import { ErrorCodeType } from './errors.js';
 /** Builds the executable schema: the resolvers, the role gate, and the ErrorCode enum. */
 export async function buildAppSchema(): Promise<GraphQLSchema> {
   const schema = await buildSchema({
-    resolvers: [AuthResolver, UserResolver],
+    resolvers: [AuthResolver, RecoveryResolver, UserResolver],
     authChecker,
     // Input rules live in the services (normalization first, then checks), not in decorators.
     validate: false,

@@ -26,3 +26,27 @@ export class LoginInput {
   @Field(() => String, { description: 'The account password.' })
   password!: string;
 }
+
+@InputType({ description: 'Who forgot their password.' })
+export class ForgotPasswordInput {
+  @Field(() => String, { description: 'Email address or username.' })
+  identifier!: string;
+}
+
+@InputType({ description: 'A new password, authorized by an emailed reset token.' })
+export class ResetPasswordInput {
+  @Field(() => String, { description: 'The `token` parameter of the emailed reset link.' })
+  token!: string;
+
+  @Field(() => String, { description: '12–256 characters; not a common password, not containing the email or username.' })
+  newPassword!: string;
+}
+
+@InputType({ description: 'A new password, authorized by the current one.' })
+export class ChangePasswordInput {
+  @Field(() => String, { description: 'The password in use now.' })
+  currentPassword!: string;
+
+  @Field(() => String, { description: '12–256 characters; not a common password, not containing the email or username.' })
+  newPassword!: string;
+}

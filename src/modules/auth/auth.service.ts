@@ -2,12 +2,15 @@ import type { EntityManager } from '@mikro-orm/postgresql';
 import { BadUserInputError, UnauthenticatedError } from '../../errors.js';
 import type { User } from '../users/user.entity.js';
 import { flushTranslatingConflicts, type NewUserInput, type UserService } from '../users/user.service.js';
-import { PASSWORD_LIMITS, type PasswordHasher } from './password.js';
+import type { PasswordHasher } from './password.js';
+import { normalizePassword, PASSWORD_LIMITS } from './password-policy.js';
 import type { RequestMeta } from './request-meta.js';
 import type { Session } from './session.entity.js';
 import { SessionEndReason } from './session.entity.js';
 import type { IssuedSession, SessionService } from './session.service.js';
 import type { AccessTokens } from './tokens.js';
+import type { VerificationService } from './verification.service.js';
+import type { MailOutbox } from '../../mail/outbox.js';
 
 /** What a successful sign-in hands to the client. */
 export interface SignedIn {
@@ -38,13 +41,20 @@ export class AuthService {
     private readonly sessions: SessionService,
     private readonly passwords: PasswordHasher,
     private readonly accessTokens: AccessTokens,
+    private readonly verification: VerificationService,
+    private readonly outbox: MailOutbox,
   ) {}
 
-  /** Opens a USER account and signs it in: account and session are written in one flush (one transaction). */
+  /**
+   * Opens a USER account, queues its verification code and signs it in: account, code, email and
+   * session are written in one flush (one transaction).
+   */
   async register(em: EntityManager, input: Omit<NewUserInput, 'role' | 'active'>, meta: RequestMeta): Promise<SignedIn> {
     const user = await this.users.build(em, { ...input, role: undefined, active: undefined });
+    await this.verification.queueCode(em, user);
     const issued = this.sessions.start(em, user, meta);
     await flushTranslatingConflicts(em);
+    this.outbox.wake();
     return this.signIn(issued);
   }
 
@@ -59,6 +69,8 @@ export class AuthService {
     const matches = user ? await this.passwords.verify(password, user.passwordHash) : await this.passwords.verifyNothing(password);
     if (!user || !matches || !user.active) throw new UnauthenticatedError(INVALID_CREDENTIALS);
     user.lastLoginAt = new Date();
+    // An imported plain-bcrypt hash or an old cost is upgraded now, while the password is at hand.
+    if (this.passwords.needsRehash(user.passwordHash)) user.passwordHash = await this.passwords.hash(normalizePassword(password));
     const issued = this.sessions.start(em, user, meta);
     await em.flush();
     return this.signIn(issued);

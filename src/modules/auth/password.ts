@@ -1,81 +1,88 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { createHmac, randomBytes } from 'node:crypto';
 import bcrypt from 'bcryptjs';
-import { BadUserInputError } from '../../errors.js';
+import { normalizePassword } from './password-policy.js';
 
-/** Password length bounds (CONTRACT.md), counted in characters after NFKC normalization. */
-export const PASSWORD_LIMITS = { minLength: 12, maxLength: 256 } as const;
+/** The shortest pepper accepted: 256 bits, the HMAC-SHA256 block of security. */
+const MIN_PEPPER_BYTES = 32;
 
 /**
- * NFKC makes a password typed on one keyboard match the same password typed on another
- * (full-width digits, composed accents), as NIST SP 800-63B §5.1.1.2 recommends.
+ * Tag of the current stored format: `hmac-bcrypt:` + bcrypt of a keyed pre-hash. The tag lets a
+ * later scheme be introduced while existing hashes stay verifiable (see {@link PasswordHasher.needsRehash}).
  */
-export function normalizePassword(password: string): string {
-  return password.normalize('NFKC');
-}
+const SCHEME_PREFIX = 'hmac-bcrypt:';
+
+/** A bcrypt hash in modular crypt format: `$2a$`, `$2b$` or `$2y$`, two-digit cost, 53 characters of salt and hash. */
+const BCRYPT_HASH = /^\$2[aby]\$\d{2}\$[./A-Za-z0-9]{53}$/;
 
 /**
- * Checks a new password against the policy and returns its normalized form. Only length and
- * characters here; no composition rules (NIST SP 800-63B).
- */
-export function checkNewPassword(password: string, field = 'password'): string {
-  const normalized = normalizePassword(password);
-  const length = [...normalized].length;
-  if (length < PASSWORD_LIMITS.minLength) {
-    throw new BadUserInputError(`Password must be at least ${PASSWORD_LIMITS.minLength} characters.`, field);
-  }
-  if (length > PASSWORD_LIMITS.maxLength) {
-    throw new BadUserInputError(`Password must be at most ${PASSWORD_LIMITS.maxLength} characters.`, field);
-  }
-  if (normalized.includes('\0')) throw new BadUserInputError('Password must not contain NUL characters.', field);
-  return normalized;
-}
-
-/**
- * Tag of the stored hash format, so a later scheme (a keyed pre-hash, another algorithm) can be
- * introduced while existing hashes stay verifiable.
- */
-const SCHEME = 'sha256-bcrypt';
-
-/**
- * bcrypt reads only the first 72 bytes of its input; a 256-character password could be cut short.
- * The SHA-256 digest (44 base64 characters) is what bcrypt hashes instead, so every character counts.
- */
-function preHash(password: string): string {
-  return createHash('sha256').update(normalizePassword(password), 'utf8').digest('base64');
-}
-
-/**
- * bcrypt hashing at the configured cost, of a SHA-256 pre-hash. One instance per app: it also keeps
- * a hash of a random password so that a login for an unknown account costs the same single
- * comparison as a real one.
+ * Hashes and verifies passwords. One instance per app; it also keeps a hash of a random password so
+ * that a login for an unknown account costs the same single comparison as a real one.
+ *
+ * Current scheme: bcrypt( base64( HMAC-SHA256(pepper, NFKC(password)) ) ). bcrypt reads only the
+ * first 72 bytes of its input; the 44-byte base64 digest stands in for passwords of up to 256
+ * characters (1 KiB of UTF-8), so nothing is ever truncated. The pepper is a server secret kept out
+ * of the database, so a leaked table alone cannot be attacked offline.
+ *
+ * Plain bcrypt hashes (imported from another system) are verified on the password as typed and
+ * reported by {@link needsRehash}, so the next successful login upgrades them.
  */
 export class PasswordHasher {
   private constructor(
     private readonly cost: number,
+    private readonly pepper: Buffer,
     private readonly dummyHash: string,
   ) {}
 
   /** Creates the hasher, paying once for the dummy hash used by {@link verifyNothing}. */
-  static async create(cost: number): Promise<PasswordHasher> {
-    const hasher = new PasswordHasher(cost, '');
-    return new PasswordHasher(cost, await hasher.hash(randomBytes(24).toString('base64')));
+  static async create(cost: number, pepper: Uint8Array): Promise<PasswordHasher> {
+    if (pepper.byteLength < MIN_PEPPER_BYTES) throw new Error(`The password pepper must be at least ${MIN_PEPPER_BYTES} bytes.`);
+    const key = Buffer.from(pepper);
+    const hasher = new PasswordHasher(cost, key, '');
+    return new PasswordHasher(cost, key, await hasher.hash(randomBytes(24).toString('base64')));
   }
 
-  /** Hashes a password that passed {@link checkNewPassword}; the result names its scheme. */
+  /** Hashes a password that passed `checkNewPassword`, in the current scheme; the result names its scheme. */
   async hash(password: string): Promise<string> {
-    return `${SCHEME}:${await bcrypt.hash(preHash(password), this.cost)}`;
+    return `${SCHEME_PREFIX}${await bcrypt.hash(this.preHash(password), this.cost)}`;
   }
 
-  /** Compares a password typed at login with a stored hash; a hash of an unknown scheme never matches. */
+  /**
+   * Compares a password typed at login with a stored hash: the current scheme, or a plain bcrypt
+   * hash. Anything else (unknown scheme, malformed value) never matches.
+   */
   async verify(password: string, stored: string): Promise<boolean> {
-    const separator = stored.indexOf(':');
-    if (stored.slice(0, separator) !== SCHEME) return false;
-    return bcrypt.compare(preHash(password), stored.slice(separator + 1));
+    if (stored.startsWith(SCHEME_PREFIX)) {
+      const inner = stored.slice(SCHEME_PREFIX.length);
+      return BCRYPT_HASH.test(inner) && compare(this.preHash(password), inner);
+    }
+    if (BCRYPT_HASH.test(stored)) return compare(password, stored);
+    return false;
+  }
+
+  /** Whether a stored hash should be replaced by a fresh one: another scheme, or another bcrypt cost. */
+  needsRehash(stored: string): boolean {
+    if (!stored.startsWith(SCHEME_PREFIX)) return true;
+    const inner = stored.slice(SCHEME_PREFIX.length);
+    return !BCRYPT_HASH.test(inner) || bcrypt.getRounds(inner) !== this.cost;
   }
 
   /** Spends one comparison and fails, so unknown accounts cannot be told apart by timing. */
   async verifyNothing(password: string): Promise<false> {
     await this.verify(password, this.dummyHash);
+    return false;
+  }
+
+  /** base64( HMAC-SHA256(pepper, NFKC(password)) ): 44 ASCII bytes, well inside bcrypt's 72. */
+  private preHash(password: string): string {
+    return createHmac('sha256', this.pepper).update(normalizePassword(password), 'utf8').digest('base64');
+  }
+}
+
+/** bcrypt comparison that treats a hash bcryptjs cannot parse as a mismatch. */
+async function compare(input: string, hash: string): Promise<boolean> {
+  try {
+    return await bcrypt.compare(input, hash);
+  } catch {
     return false;
   }
 }

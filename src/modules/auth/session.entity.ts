@@ -11,6 +11,10 @@ export enum SessionEndReason {
   REVOKED = 'REVOKED',
   /** A refresh token of the family was presented twice: the family is presumed stolen. */
   REUSE_DETECTED = 'REUSE_DETECTED',
+  /** The password was reset by email: every session of the account ends. */
+  PASSWORD_RESET = 'PASSWORD_RESET',
+  /** The password was changed from another session. */
+  PASSWORD_CHANGED = 'PASSWORD_CHANGED',
 }
 
 /**

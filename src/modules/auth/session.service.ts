@@ -1,6 +1,6 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { User } from '../users/user.entity.js';
-import type { RequestMeta } from './request-meta.js';
+import { type RequestMeta, storedUserAgent } from './request-meta.js';
 import { Session, SessionEndReason } from './session.entity.js';
 import { createRefreshToken, hashRefreshToken, REFRESH_TOKEN_TTL_MS } from './tokens.js';
 
@@ -10,7 +10,6 @@ export interface IssuedSession {
   refreshToken: string;
 }
 
-const USER_AGENT_MAX = 512;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /** Whether `value` has the shape of the ids this server issues (so it is safe to query by). */
@@ -30,7 +29,7 @@ export class SessionService {
       user,
       refreshTokenHash: hash,
       family: '',
-      userAgent: meta.userAgent?.slice(0, USER_AGENT_MAX) ?? null,
+      userAgent: storedUserAgent(meta),
       ip: meta.ip,
       lastUsedAt: new Date(),
       expiresAt: new Date(Date.now() + REFRESH_TOKEN_TTL_MS),
@@ -81,9 +80,13 @@ export class SessionService {
     return ended > 0;
   }
 
-  /** Ends every live session of a user. */
-  async endAllOf(em: EntityManager, userId: string, reason: SessionEndReason): Promise<void> {
-    await em.nativeUpdate(Session, { user: userId, revokedAt: null }, { revokedAt: new Date(), revokedReason: reason });
+  /** Ends every live session of a user, except the device session `keepFamily` when given. */
+  async endAllOf(em: EntityManager, userId: string, reason: SessionEndReason, keepFamily?: string): Promise<void> {
+    await em.nativeUpdate(
+      Session,
+      { user: userId, revokedAt: null, ...(keepFamily ? { family: { $ne: keepFamily } } : {}) },
+      { revokedAt: new Date(), revokedReason: reason },
+    );
   }
 
   /** Ends one of the user's own device sessions; `false` when it is not theirs, unknown or already ended. */

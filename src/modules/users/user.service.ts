@@ -1,7 +1,8 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { violatedUniqueConstraint } from '../../db/constraints.js';
 import { BadUserInputError, ConflictError } from '../../errors.js';
-import { checkNewPassword, type PasswordHasher } from '../auth/password.js';
+import type { PasswordHasher } from '../auth/password.js';
+import { checkNewPassword } from '../auth/password-policy.js';
 import { Role } from './role.js';
 import { User } from './user.entity.js';
 import { normalizeEmail, normalizeName, normalizeUsername } from './user.rules.js';
@@ -46,7 +47,7 @@ export class UserService {
     const username = normalizeUsername(input.username);
     const firstName = normalizeName(input.firstName, 'firstName') ?? null;
     const lastName = normalizeName(input.lastName, 'lastName') ?? null;
-    const password = checkNewPassword(input.password);
+    const password = checkNewPassword(input.password, { email, username });
     return em.create(User, {
       email,
       username,

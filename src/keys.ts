@@ -1,0 +1,29 @@
+import { hkdfSync } from 'node:crypto';
+import type { Config } from './config/config.js';
+
+/** Keys derived from the server's secret, one per purpose, so no key ever serves two uses. */
+export interface Keys {
+  /** Keys the HMAC pre-hash of passwords: a stolen database alone cannot be cracked offline. */
+  readonly passwordPepper: Buffer;
+  /** Keys the HMAC of reset tokens and verification codes: a stolen database reveals no usable code. */
+  readonly oneTimeTokens: Buffer;
+  /** AES-256-GCM key for queued emails, which carry tokens until they are sent. */
+  readonly mailOutbox: Buffer;
+}
+
+function derive(secret: string, purpose: string): Buffer {
+  return Buffer.from(hkdfSync('sha256', secret, 'graphql-user-server', purpose, 32));
+}
+
+/**
+ * Derives every key from `HMAC_SECRET` (or, when unset, from `JWT_SECRET`) with HKDF-SHA256 and a
+ * distinct label per purpose.
+ */
+export function deriveKeys(config: Pick<Config, 'hmacSecret' | 'jwtSecret'>): Keys {
+  const secret = config.hmacSecret ?? config.jwtSecret;
+  return Object.freeze({
+    passwordPepper: derive(secret, 'password-pepper'),
+    oneTimeTokens: derive(secret, 'one-time-tokens'),
+    mailOutbox: derive(secret, 'mail-outbox'),
+  });
+}

@@ -1,0 +1,116 @@
+import { LockMode } from '@mikro-orm/core';
+import type { EntityManager } from '@mikro-orm/postgresql';
+import type { BackgroundTasks } from '../../background-tasks.js';
+import { BadUserInputError } from '../../errors.js';
+import type { MailOutbox } from '../../mail/outbox.js';
+import type { AuditService } from '../audit/audit.service.js';
+import { AuditEventType } from '../audit/audit-event.entity.js';
+import { User } from '../users/user.entity.js';
+import type { UserService } from '../users/user.service.js';
+import type { Viewer } from './auth.service.js';
+import { OneTimeTokenPurpose } from './one-time-token.entity.js';
+import type { OneTimeTokenService } from './one-time-token.service.js';
+import type { PasswordHasher } from './password.js';
+import { checkNewPassword } from './password-policy.js';
+import type { RequestMeta } from './request-meta.js';
+import { SessionEndReason } from './session.entity.js';
+import type { SessionService } from './session.service.js';
+import { EMAIL_THROTTLE_MS } from './verification.service.js';
+
+/** One message for unknown, expired, used and voided reset tokens. */
+export const INVALID_RESET_TOKEN = 'This password reset link is invalid or has expired. Ask for a new one.';
+const IDENTIFIER_MAX_LENGTH = 254;
+
+/** Forgot / reset password by email, and change of password by a signed-in user. */
+export class RecoveryService {
+  constructor(
+    private readonly users: UserService,
+    private readonly sessions: SessionService,
+    private readonly passwords: PasswordHasher,
+    private readonly tokens: OneTimeTokenService,
+    private readonly outbox: MailOutbox,
+    private readonly audit: AuditService,
+    private readonly background: BackgroundTasks,
+  ) {}
+
+  /**
+   * Answers `true` at once for every identifier. The lookup, the token and the email are done in
+   * the background, so neither the answer nor its timing tells whether the account exists, is
+   * inactive, or was throttled.
+   */
+  forgotPassword(em: EntityManager, identifier: string, meta: RequestMeta): true {
+    if (identifier.length > IDENTIFIER_MAX_LENGTH) {
+      throw new BadUserInputError(`Identifier must be at most ${IDENTIFIER_MAX_LENGTH} characters.`, 'identifier');
+    }
+    const own = em.fork();
+    this.background.run('password reset request', () => this.queueReset(own, identifier, meta));
+    return true;
+  }
+
+  private async queueReset(em: EntityManager, identifier: string, meta: RequestMeta): Promise<void> {
+    const found = await this.users.findByIdentifier(em, identifier);
+    if (!found?.active) return;
+    const queued = await em.transactional(async (tx) => {
+      // The row lock serializes concurrent requests for one account, so the throttle holds.
+      const user = await tx.findOneOrFail(User, { id: found.id }, { lockMode: LockMode.PESSIMISTIC_WRITE });
+      const last = await this.tokens.lastIssuedAt(tx, user.id, OneTimeTokenPurpose.PASSWORD_RESET);
+      if (last && Date.now() - last.getTime() < EMAIL_THROTTLE_MS) return false;
+      const token = await this.tokens.issueResetToken(tx, user);
+      this.outbox.enqueue(tx, user.email, { name: 'password-reset', token });
+      this.audit.record(tx, AuditEventType.PASSWORD_RESET_REQUESTED, { userId: user.id }, meta);
+      return true;
+    });
+    if (queued) this.outbox.wake();
+  }
+
+  /**
+   * Sets a new password with a mailed token. The token is consumed by one conditional UPDATE in the
+   * same transaction that sets the hash, ends every session, records the event and queues the
+   * notice, so of concurrent calls with one token exactly one changes the password. It does not
+   * sign the user in.
+   */
+  async resetPassword(em: EntityManager, token: string, newPassword: string, meta: RequestMeta): Promise<true> {
+    const ownerId = await this.tokens.resetTokenOwner(em, token);
+    const user = ownerId ? await em.findOne(User, { id: ownerId, active: true }) : null;
+    if (!user) throw new BadUserInputError(INVALID_RESET_TOKEN, 'token');
+    // Policy and hashing come before the token is spent: a rejected password leaves the link usable.
+    const passwordHash = await this.passwords.hash(checkNewPassword(newPassword, user, 'newPassword'));
+    const now = new Date();
+    await em.transactional(async (tx) => {
+      if ((await this.tokens.consumeResetToken(tx, token)) !== user.id) throw new BadUserInputError(INVALID_RESET_TOKEN, 'token');
+      // Following the emailed link proves the mailbox is the user's.
+      await tx.nativeUpdate(User, { id: user.id }, { passwordHash, updatedAt: now, emailVerifiedAt: user.emailVerifiedAt ?? now });
+      await this.sessions.endAllOf(tx, user.id, SessionEndReason.PASSWORD_RESET);
+      this.audit.record(tx, AuditEventType.PASSWORD_RESET_COMPLETED, { userId: user.id }, meta);
+      this.outbox.enqueue(tx, user.email, { name: 'password-changed' });
+    });
+    this.outbox.wake();
+    return true;
+  }
+
+  /**
+   * Changes the signed-in user's password after checking the current one; every other session
+   * ends, the calling one stays, and a notice is mailed.
+   */
+  async changePassword(em: EntityManager, viewer: Viewer, currentPassword: string, newPassword: string, meta: RequestMeta): Promise<true> {
+    const { user } = viewer;
+    if (!(await this.passwords.verify(currentPassword, user.passwordHash))) {
+      throw new BadUserInputError('The current password is incorrect.', 'currentPassword');
+    }
+    const password = checkNewPassword(newPassword, user, 'newPassword');
+    if (await this.passwords.verify(password, user.passwordHash)) {
+      throw new BadUserInputError('The new password must be different from the current one.', 'newPassword');
+    }
+    const passwordHash = await this.passwords.hash(password);
+    const now = new Date();
+    await em.transactional(async (tx) => {
+      await tx.nativeUpdate(User, { id: user.id }, { passwordHash, updatedAt: now });
+      await this.sessions.endAllOf(tx, user.id, SessionEndReason.PASSWORD_CHANGED, viewer.session.family);
+      this.audit.record(tx, AuditEventType.PASSWORD_CHANGED, { userId: user.id, actorId: user.id }, meta);
+      this.outbox.enqueue(tx, user.email, { name: 'password-changed' });
+    });
+    Object.assign(user, { passwordHash, updatedAt: now });
+    this.outbox.wake();
+    return true;
+  }
+}

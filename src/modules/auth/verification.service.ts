@@ -1,0 +1,67 @@
+import { LockMode } from '@mikro-orm/core';
+import type { EntityManager } from '@mikro-orm/postgresql';
+import { BadUserInputError } from '../../errors.js';
+import type { MailOutbox } from '../../mail/outbox.js';
+import type { AuditService } from '../audit/audit.service.js';
+import { AuditEventType } from '../audit/audit-event.entity.js';
+import { User } from '../users/user.entity.js';
+import { OneTimeTokenPurpose } from './one-time-token.entity.js';
+import type { OneTimeTokenService } from './one-time-token.service.js';
+import type { RequestMeta } from './request-meta.js';
+
+/** At most one email of a kind per account per minute; extra requests are dropped silently. */
+export const EMAIL_THROTTLE_MS = 60_000;
+
+const INVALID_CODE = 'The verification code is invalid or has expired. Ask for a new one.';
+
+/** Email verification: codes by mail at registration and on request, and their checking. */
+export class VerificationService {
+  constructor(
+    private readonly tokens: OneTimeTokenService,
+    private readonly outbox: MailOutbox,
+    private readonly audit: AuditService,
+  ) {}
+
+  /** Adds a fresh code and its email to `em`'s unit of work (used by register; the caller flushes). */
+  async queueCode(em: EntityManager, user: User): Promise<void> {
+    const code = await this.tokens.issueVerificationCode(em, user);
+    this.outbox.enqueue(em, user.email, { name: 'verification-code', code });
+  }
+
+  /**
+   * Sends a fresh code (voiding the previous one) unless the account is already verified or got a
+   * code less than a minute ago. Always `true`: the throttle is silent.
+   */
+  async resend(em: EntityManager, userId: string): Promise<true> {
+    const queued = await em.transactional(async (tx) => {
+      // The row lock serializes concurrent requests of one account, so the throttle holds.
+      const user = await tx.findOneOrFail(User, { id: userId }, { lockMode: LockMode.PESSIMISTIC_WRITE });
+      if (user.emailVerifiedAt) return false;
+      const last = await this.tokens.lastIssuedAt(tx, user.id, OneTimeTokenPurpose.EMAIL_VERIFICATION);
+      if (last && Date.now() - last.getTime() < EMAIL_THROTTLE_MS) return false;
+      await this.queueCode(tx, user);
+      return true;
+    });
+    if (queued) this.outbox.wake();
+    return true;
+  }
+
+  /**
+   * Checks a code for the signed-in account; five tries per code, one message for wrong, expired,
+   * used and exhausted codes. Verifying an already-verified account succeeds without a code check.
+   */
+  async verify(em: EntityManager, user: User, code: string, meta: RequestMeta): Promise<User> {
+    if (user.emailVerifiedAt) return user;
+    const verifiedAt = new Date();
+    // A wrong try commits too (it is counted); a match marks the account in the same transaction.
+    const matched = await em.transactional(async (tx) => {
+      if ((await this.tokens.checkVerificationCode(tx, user.id, code.trim())) !== 'matched') return false;
+      await tx.nativeUpdate(User, { id: user.id }, { emailVerifiedAt: verifiedAt, updatedAt: verifiedAt });
+      this.audit.record(tx, AuditEventType.EMAIL_VERIFIED, { userId: user.id, actorId: user.id }, meta);
+      return true;
+    });
+    if (!matched) throw new BadUserInputError(INVALID_CODE, 'code');
+    Object.assign(user, { emailVerifiedAt: verifiedAt, updatedAt: verifiedAt });
+    return user;
+  }
+}
