@@ -2,7 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
-import { type App, createApp } from '../../src/app.js';
+import { type App, type AppOptions, createApp } from '../../src/app.js';
 import { type Config, loadConfig, processEnv } from '../../src/config/config.js';
 import { createTestDatabase } from './database.js';
 
@@ -26,30 +26,37 @@ export interface TestServer {
   config: Config;
   /** `http://127.0.0.1:PORT` */
   origin: string;
-  /** Every JSON log line written so far. */
+  /** Every JSON log line written so far (across restarts). */
   logs: Array<Record<string, any>>;
   graphql<TData = Record<string, any>>(query: string, variables?: Record<string, unknown>, options?: CallOptions): Promise<GraphQLResponse<TData>>;
+  /** Stops the app and starts a new one on the same database and DATA_DIR, with `env` changes. */
+  restart(env?: Record<string, string>): Promise<void>;
   stop(): Promise<void>;
 }
+
+/** Outbox timing for tests: look for mail often and retry quickly. */
+const TEST_OUTBOX = { pollIntervalMs: 100, retryBaseMs: 200 };
 
 /**
  * Starts the application the way `npm start` does, on its own database: a fresh database on the
  * server named by DATABASE_URL when the suite runs against real PostgreSQL, otherwise embedded
  * PGlite in a temporary DATA_DIR. `env` overrides configuration variables.
  */
-export async function startTestServer(env: Record<string, string> = {}): Promise<TestServer> {
+export async function startTestServer(env: Record<string, string> = {}, options: AppOptions = {}): Promise<TestServer> {
   const database = await createTestDatabase(processEnv().DATABASE_URL);
   const dataDir = await mkdtemp(join(tmpdir(), 'user-server-test-'));
-  const config = loadConfig({
+  const baseEnv: Record<string, string> = {
     NODE_ENV: 'test',
     HOST: '127.0.0.1',
     PORT: '0',
     DATA_DIR: dataDir,
     BCRYPT_COST: '4',
     LOG_LEVEL: 'info',
+    // Links in emails must come from here, whatever the request's Host header says.
+    APP_URL: 'https://app.example.test',
     ...(database.url ? { DATABASE_URL: database.url } : {}),
     ...env,
-  });
+  };
   const logs: Array<Record<string, any>> = [];
   const logDestination = new Writable({
     write(chunk: Buffer, _encoding, done) {
@@ -57,29 +64,46 @@ export async function startTestServer(env: Record<string, string> = {}): Promise
       done();
     },
   });
-  const app = await createApp(config, { logDestination });
-  const url = await app.listen();
-  const origin = new URL(url).origin;
+
+  async function boot(environment: Record<string, string>) {
+    const config = loadConfig(environment);
+    const app = await createApp(config, { logDestination, ...options, outbox: { ...TEST_OUTBOX, ...options.outbox } });
+    return { app, config, origin: new URL(await app.listen()).origin };
+  }
+
+  let currentEnv = baseEnv;
+  let current = await boot(currentEnv);
   return {
-    app,
-    config,
-    origin,
+    get app() {
+      return current.app;
+    },
+    get config() {
+      return current.config;
+    },
+    get origin() {
+      return current.origin;
+    },
     logs,
-    async graphql(query, variables, options = {}) {
-      const response = await fetch(`${origin}/graphql`, {
+    async graphql(query, variables, callOptions = {}) {
+      const response = await fetch(`${current.origin}/graphql`, {
         method: 'POST',
         headers: {
           'content-type': 'application/json',
-          ...(options.token ? { authorization: `Bearer ${options.token}` } : {}),
-          ...options.headers,
+          ...(callOptions.token ? { authorization: `Bearer ${callOptions.token}` } : {}),
+          ...callOptions.headers,
         },
         body: JSON.stringify({ query, variables }),
       });
       const body = (await response.json()) as { data?: any; errors?: any };
       return { status: response.status, headers: response.headers, data: body.data, errors: body.errors };
     },
+    async restart(changes = {}) {
+      await current.app.close();
+      currentEnv = { ...currentEnv, ...changes };
+      current = await boot(currentEnv);
+    },
     async stop() {
-      await app.close();
+      await current.app.close();
       await database.drop();
       await rm(dataDir, { recursive: true, force: true });
     },
