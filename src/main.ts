@@ -21,6 +21,10 @@ async function main(): Promise<void> {
     `GraphQL API ready at ${url}`,
   );
   if (config.jwtSecretGenerated) app.logger.warn(`JWT_SECRET not set: using a generated secret kept in ${config.dataDir}`);
+  if (config.isProduction && !config.hmacSecret) {
+    app.logger.warn('HMAC_SECRET not set: password hashes are keyed from JWT_SECRET, so rotating JWT_SECRET would invalidate every password');
+  }
+  if (!config.smtpUrl) app.logger.warn(`SMTP_URL not set: emails are written to ${config.dataDir}/outbox${config.isProduction ? '' : ' and to this log'}, not sent`);
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig, readEnvFile } from '../src/config/config.js';
+import { deriveKeys } from '../src/keys.js';
 
 const tempDir = () => mkdtempSync(join(tmpdir(), 'user-server-config-'));
 const SECRET = 'x'.repeat(32);
@@ -54,10 +55,11 @@ describe('loadConfig', () => {
       TRUST_PROXY: '-1',
       RATE_LIMIT_SCALE: 'lots',
       JWT_SECRET: 'short',
+      HMAC_SECRET: 'short',
       DATA_DIR: tempDir(),
     };
     const problems = problemsOf(env);
-    for (const name of ['NODE_ENV', 'PORT', 'DATABASE_URL', 'APP_URL', 'SMTP_URL', 'MAIL_FROM', 'BCRYPT_COST', 'ADMIN_PASSWORD', 'LOG_LEVEL', 'TRUST_PROXY', 'RATE_LIMIT_SCALE', 'JWT_SECRET']) {
+    for (const name of ['NODE_ENV', 'PORT', 'DATABASE_URL', 'APP_URL', 'SMTP_URL', 'MAIL_FROM', 'BCRYPT_COST', 'ADMIN_PASSWORD', 'LOG_LEVEL', 'TRUST_PROXY', 'RATE_LIMIT_SCALE', 'JWT_SECRET', 'HMAC_SECRET']) {
       expect(problems.some((problem) => problem.includes(name)), name).toBe(true);
     }
     expect(() => loadConfig(env)).toThrow(/^Invalid configuration:\n {2}- /);
@@ -113,5 +115,22 @@ describe('.env file', () => {
     expect(readEnvFile(dir)).toEqual({});
     writeFileSync(join(dir, '.env'), '# comment\nPORT=5000\nAPP_URL="https://example.com"\n');
     expect(readEnvFile(dir)).toEqual({ PORT: '5000', APP_URL: 'https://example.com' });
+  });
+});
+
+describe('derived keys', () => {
+  it('come from HMAC_SECRET when set, so JWT_SECRET can be rotated without touching password hashes', () => {
+    const hmacSecret = 'h'.repeat(32);
+    const before = deriveKeys(loadConfig({ JWT_SECRET: 'a'.repeat(32), HMAC_SECRET: hmacSecret, DATA_DIR: tempDir() }));
+    const after = deriveKeys(loadConfig({ JWT_SECRET: 'b'.repeat(32), HMAC_SECRET: hmacSecret, DATA_DIR: tempDir() }));
+    expect(after.passwordPepper.equals(before.passwordPepper)).toBe(true);
+    expect(after.oneTimeTokens.equals(before.oneTimeTokens)).toBe(true);
+  });
+
+  it('differ per purpose, and follow JWT_SECRET when HMAC_SECRET is unset', () => {
+    const keys = deriveKeys(loadConfig({ JWT_SECRET: 'a'.repeat(32), DATA_DIR: tempDir() }));
+    expect(new Set([keys.passwordPepper, keys.oneTimeTokens, keys.mailOutbox].map((key) => key.toString('hex'))).size).toBe(3);
+    const rotated = deriveKeys(loadConfig({ JWT_SECRET: 'b'.repeat(32), DATA_DIR: tempDir() }));
+    expect(rotated.passwordPepper.equals(keys.passwordPepper)).toBe(false);
   });
 });

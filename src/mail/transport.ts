@@ -49,7 +49,7 @@ export function createMailTransport(config: Pick<Config, 'smtpUrl' | 'mailFrom' 
       if (config.isProduction) {
         logger.warn({ mailId: mail.id, file }, 'SMTP_URL is not set: email written to the outbox folder, not sent');
       } else {
-        logger.info({ mailId: mail.id, to: mail.to, subject: mail.subject, file, text: mail.text }, `email (not sent, SMTP_URL is not set):\n${mail.text}`);
+        logger.info({ mailId: mail.id, to: mail.to, subject: mail.subject, file }, `email (not sent, SMTP_URL is not set):\n${mail.text}`);
       }
     },
     close: () => writer.close(),
