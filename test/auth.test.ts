@@ -2,7 +2,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LOGIN, ME, newAccountInput, REFRESH, REGISTER, registerAccount, type SignedInAccount } from './support/accounts.js';
-import { type CallOptions, type GraphQLResponse, startTestServer, type TestServer } from './support/server.js';
+import { type CallOptions, errorCode, startTestServer, type TestServer } from './support/server.js';
 
 const SESSIONS = '{ sessions { id createdAt lastUsedAt expiresAt userAgent ip current } }';
 const LOGOUT = 'mutation { logout }';
@@ -18,11 +18,6 @@ beforeAll(async () => {
   server = await startTestServer();
 });
 afterAll(() => server?.stop());
-
-/** The `extensions.code` of the first error, or `undefined` when the call succeeded. */
-function errorCode(response: GraphQLResponse): string | undefined {
-  return response.errors?.[0]?.extensions?.code;
-}
 
 function suffix(): string {
   return randomBytes(4).toString('hex');

@@ -5,6 +5,7 @@ import { type App, createApp } from '../src/app.js';
 import { loadConfig, processEnv } from '../src/config/config.js';
 import { newAccountInput, REGISTER } from './support/accounts.js';
 import { startTestServer, type TestServer } from './support/server.js';
+import { waitUntil } from './support/wait.js';
 import { type CapturedMail, startSmtpServer, type TestSmtpServer, unusedPort, verificationCodeOf } from './support/smtp.js';
 
 /** A row of `mail_outbox` as the tests look at it. */
@@ -23,24 +24,9 @@ const SCENARIO_TIMEOUT_MS = 60_000;
 const PINO_WARN = 40;
 const PINO_ERROR = 50;
 
-/** Polls `condition` until it returns something truthy (then returns it), failing after `timeoutMs`. */
-async function waitUntil<T>(condition: () => T | Promise<T>, what: string, timeoutMs = 10_000): Promise<NonNullable<T>> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const result = await condition();
-    if (result) return result as NonNullable<T>;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting until ${what}`);
-    await sleep(50);
-  }
-}
-
-function sql<T = Record<string, any>>(server: TestServer, query: string, params: unknown[] = []): Promise<T[]> {
-  return server.app.orm.em.fork().getConnection().execute<T[]>(query, params);
-}
-
 /** The outbox rows addressed to `recipient`. */
 async function outboxRowsFor(server: TestServer, recipient: string): Promise<OutboxRow[]> {
-  const rows = await sql<OutboxRow>(server, 'select * from mail_outbox where recipient = ? order by created_at', [recipient]);
+  const rows = await server.sql<OutboxRow>('select * from mail_outbox where recipient = ? order by created_at', [recipient]);
   return rows.map((row) => ({ ...row, attempts: Number(row.attempts) }));
 }
 
@@ -125,7 +111,7 @@ describe('when the SMTP server is down', () => {
     try {
       const { email } = await register(server);
       await firstFailureOf(server, email);
-      const [{ payload }] = await sql<{ payload: string | null }>(server, 'select payload from mail_outbox where recipient = ?', [email]);
+      const [{ payload }] = await server.sql<{ payload: string | null }>('select payload from mail_outbox where recipient = ?', [email]);
       expect(payload).toEqual(expect.any(String));
 
       // The code is only known once the email has been delivered.
@@ -230,14 +216,14 @@ describe('two app instances on one database', () => {
       const accounts = await Promise.all(Array.from({ length: 20 }, () => register(server)));
       const emails = accounts.map((account) => account.email);
       await waitUntil(async () => {
-        const rows = await sql<{ count: string }>(server, 'select count(*) as count from mail_outbox where attempts >= 1 and sent_at is null');
+        const rows = await server.sql<{ count: string }>('select count(*) as count from mail_outbox where attempts >= 1 and sent_at is null');
         return Number(rows[0].count) === 20;
       }, 'all 20 emails failed once');
 
       smtp = await startSmtpServer(down.port);
       await waitUntil(() => emails.every((email) => mailsTo(smtp!, email).length > 0), 'all 20 emails arrived', 20_000);
       await waitUntil(async () => {
-        const rows = await sql<{ count: string }>(server, 'select count(*) as count from mail_outbox where sent_at is not null');
+        const rows = await server.sql<{ count: string }>('select count(*) as count from mail_outbox where sent_at is not null');
         return Number(rows[0].count) === 20;
       }, 'all 20 rows are marked sent');
       await sleep(1_000);

@@ -3,10 +3,12 @@ import { readdir, readFile } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { simpleParser } from 'mailparser';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LOGIN, ME, REFRESH, registerAccount, type SignedInAccount } from './support/accounts.js';
-import { type CallOptions, type GraphQLResponse, startTestServer, type TestServer } from './support/server.js';
+import { type CallOptions, errorCode, errorField, type GraphQLResponse, startTestServer, type TestServer } from './support/server.js';
+import { waitUntil } from './support/wait.js';
 import { type CapturedMail, resetTokenOf, startSmtpServer, type TestSmtpServer, unusedPort } from './support/smtp.js';
 
 const FORGOT_PASSWORD = 'mutation Forgot($input: ForgotPasswordInput!) { forgotPassword(input: $input) }';
@@ -38,35 +40,6 @@ afterAll(async () => {
 
 function suffix(): string {
   return randomBytes(4).toString('hex');
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-/** Polls `condition` until it returns a truthy value (returned) or `timeoutMs` passes (throws). */
-async function waitUntil<T>(condition: () => T | Promise<T>, what: string, timeoutMs = 10_000, intervalMs = 50): Promise<NonNullable<T>> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await condition();
-    if (value) return value as NonNullable<T>;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(intervalMs);
-  }
-}
-
-/** The `extensions.code` of the first error, or `undefined` when the call succeeded. */
-function errorCode(response: GraphQLResponse): string | undefined {
-  return response.errors?.[0]?.extensions?.code;
-}
-
-function errorField(response: GraphQLResponse): string | undefined {
-  return response.errors?.[0]?.extensions?.field;
-}
-
-/** Runs SQL on the server's database (outside any request). */
-function sql<T = Record<string, any>>(target: TestServer, query: string, params: unknown[] = []): Promise<T[]> {
-  return target.app.orm.em.fork().getConnection().execute<T[]>(query, params);
 }
 
 function forgotPassword(target: TestServer, identifier: string, options?: CallOptions) {
@@ -119,7 +92,7 @@ async function requestResetToken(account: SignedInAccount, identifier = account.
 
 /** Lets the throttle allow another reset email for the user, by ageing their tokens past a minute. */
 async function ageTokens(userId: string): Promise<void> {
-  await sql(server, "update one_time_tokens set created_at = created_at - interval '61 seconds' where user_id = ?", [userId]);
+  await server.sql("update one_time_tokens set created_at = created_at - interval '61 seconds' where user_id = ?", [userId]);
 }
 
 async function expectSignedIn(target: TestServer, token: string, userId: string): Promise<void> {
@@ -246,7 +219,7 @@ describe('forgotPassword and resetPassword', () => {
   it('answers byte-for-byte the same for an existing, an unknown, and an inactive account, and only emails the existing active one', async () => {
     const existing = await registerAccount(server);
     const inactive = await registerAccount(server);
-    await sql(server, 'update users set active = false where id = ?', [inactive.user.id]);
+    await server.sql('update users set active = false where id = ?', [inactive.user.id]);
     const unknownEmail = `nobody-${suffix()}@example.com`;
     const unknownUsername = `nobody_${suffix()}`;
 
@@ -266,7 +239,7 @@ describe('forgotPassword and resetPassword', () => {
     expect(mailsTo(existing.user.email, RESET_SUBJECT)).toHaveLength(1);
     expect(mailsTo(inactive.user.email, RESET_SUBJECT)).toHaveLength(0);
     expect(smtp.messages.filter((mail) => mail.to.toLowerCase() === unknownEmail)).toHaveLength(0);
-    const tokens = await sql(server, "select id from one_time_tokens where user_id = ? and purpose = 'PASSWORD_RESET'", [inactive.user.id]);
+    const tokens = await server.sql("select id from one_time_tokens where user_id = ? and purpose = 'PASSWORD_RESET'", [inactive.user.id]);
     expect(tokens).toHaveLength(0);
   });
 
@@ -353,7 +326,7 @@ describe('forgotPassword and resetPassword', () => {
 
     const other = await registerAccount(server);
     const expiring = await requestResetToken(other);
-    await sql(server, "update one_time_tokens set expires_at = now() - interval '1 second' where user_id = ?", [other.user.id]);
+    await server.sql("update one_time_tokens set expires_at = now() - interval '1 second' where user_id = ?", [other.user.id]);
     const expiredMessage = expectBadToken(await resetPassword(server, expiring, `expired token passphrase ${suffix()}`));
     await expectLoginWorks(server, other.user.email, other.password, other.user.id);
 
@@ -503,8 +476,7 @@ describe('reset tokens and reset emails at rest', () => {
 
     type OutboxRow = { id: string; payload: string | null; last_error: string | null; sent_at: Date | null };
     const queued = await waitUntil(async () => {
-      const rows = await sql<OutboxRow>(
-        downSmtpServer,
+      const rows = await downSmtpServer.sql<OutboxRow>(
         "select id, payload, last_error, sent_at from mail_outbox where recipient = ? and template = 'password-reset'",
         [account.user.email],
       );
@@ -522,7 +494,7 @@ describe('reset tokens and reset emails at rest', () => {
     expect(Buffer.from(payload, 'base64').toString('utf8')).not.toContain(token);
     expect(Buffer.from(payload, 'base64').toString('latin1')).not.toContain('reset-password');
 
-    const stored = await sql<{ token_hash: string }>(downSmtpServer, 'select token_hash from one_time_tokens where user_id = ?', [account.user.id]);
+    const stored = await downSmtpServer.sql<{ token_hash: string }>('select token_hash from one_time_tokens where user_id = ?', [account.user.id]);
     expect(stored.length).toBeGreaterThan(0);
     for (const row of stored) {
       expect(row.token_hash).not.toContain(token);
@@ -530,7 +502,7 @@ describe('reset tokens and reset emails at rest', () => {
     }
 
     const sent = await waitUntil(async () => {
-      const rows = await sql<OutboxRow>(downSmtpServer, 'select id, payload, last_error, sent_at from mail_outbox where id = ?', [queued.id]);
+      const rows = await downSmtpServer.sql<OutboxRow>('select id, payload, last_error, sent_at from mail_outbox where id = ?', [queued.id]);
       return rows[0]?.sent_at ? rows[0] : null;
     }, 'the outbox row to be marked sent');
     expect(sent.payload).toBeNull();
@@ -538,7 +510,7 @@ describe('reset tokens and reset emails at rest', () => {
     // The token works, and still nothing in the database holds it in clear.
     const reset = await resetPassword(downSmtpServer, token, `after the outage ${suffix()}`);
     expect(reset.data?.resetPassword).toBe(true);
-    const dump = JSON.stringify(await sql(downSmtpServer, 'select * from one_time_tokens where user_id = ?', [account.user.id]));
+    const dump = JSON.stringify(await downSmtpServer.sql('select * from one_time_tokens where user_id = ?', [account.user.id]));
     expect(dump).not.toContain(token);
   });
 });

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { registerAccount, type SignedInAccount } from './support/accounts.js';
-import { type GraphQLResponse, startTestServer, type TestServer } from './support/server.js';
+import { errorCode, type GraphQLResponse, startTestServer, type TestServer } from './support/server.js';
 import { type CapturedMail, startSmtpServer, type TestSmtpServer, verificationCodeOf } from './support/smtp.js';
 
 const SEND_VERIFICATION_EMAIL = 'mutation { sendVerificationEmail }';
@@ -22,16 +22,6 @@ afterAll(async () => {
   await server?.stop();
   await smtp?.stop();
 });
-
-/** The `extensions.code` of the first error, or `undefined` when the call succeeded. */
-function errorCode(response: GraphQLResponse): string | undefined {
-  return response.errors?.[0]?.extensions?.code;
-}
-
-/** Runs SQL on the server's database and returns the rows. */
-function sql<T = Record<string, any>>(query: string, params: unknown[] = []): Promise<T[]> {
-  return server.app.orm.em.fork().getConnection().execute<T[]>(query, params);
-}
 
 /** Emails received so far for `address`. */
 function mailsTo(address: string): CapturedMail[] {
@@ -115,7 +105,7 @@ describe('verifyEmail with a bad code', () => {
 
   it('refuses an expired code', async () => {
     const { account, code } = await registerWithCode();
-    await sql("update one_time_tokens set expires_at = now() - interval '1 second' where user_id = ?", [account.user.id]);
+    await server.sql("update one_time_tokens set expires_at = now() - interval '1 second' where user_id = ?", [account.user.id]);
     expectCodeRefused(await verify(account.accessToken, code));
     expect(await emailVerified(account.accessToken)).toBe(false);
   });
@@ -124,7 +114,7 @@ describe('verifyEmail with a bad code', () => {
     const { account, code } = await registerWithCode();
     expect((await verify(account.accessToken, code)).errors).toBeUndefined();
     // Undo the verification behind the server's back: only the used code is left.
-    await sql('update users set email_verified_at = null where id = ?', [account.user.id]);
+    await server.sql('update users set email_verified_at = null where id = ?', [account.user.id]);
     expectCodeRefused(await verify(account.accessToken, code));
     expect(await emailVerified(account.accessToken)).toBe(false);
   });
@@ -138,12 +128,12 @@ describe('verifyEmail with a bad code', () => {
     const exhaustedMessage = expectCodeRefused(await verify(exhausted.account.accessToken, exhausted.code));
 
     const expired = await registerWithCode();
-    await sql("update one_time_tokens set expires_at = now() - interval '1 second' where user_id = ?", [expired.account.user.id]);
+    await server.sql("update one_time_tokens set expires_at = now() - interval '1 second' where user_id = ?", [expired.account.user.id]);
     const expiredMessage = expectCodeRefused(await verify(expired.account.accessToken, expired.code));
 
     const used = await registerWithCode();
     await verify(used.account.accessToken, used.code);
-    await sql('update users set email_verified_at = null where id = ?', [used.account.user.id]);
+    await server.sql('update users set email_verified_at = null where id = ?', [used.account.user.id]);
     const usedMessage = expectCodeRefused(await verify(used.account.accessToken, used.code));
 
     expect(new Set([wrongMessage, exhaustedMessage, expiredMessage, usedMessage]).size).toBe(1);
@@ -154,7 +144,7 @@ describe('verifyEmail with a bad code', () => {
     const guesses = Array.from({ length: 10 }, (_, index) => verify(account.accessToken, otherCode(code, index + 1)));
     for (const response of await Promise.all(guesses)) expectCodeRefused(response);
 
-    const [row] = await sql<{ attempts: number }>('select attempts from one_time_tokens where user_id = ?', [account.user.id]);
+    const [row] = await server.sql<{ attempts: number }>('select attempts from one_time_tokens where user_id = ?', [account.user.id]);
     expect(Number(row.attempts)).toBeLessThanOrEqual(5);
 
     expectCodeRefused(await verify(account.accessToken, code));
@@ -175,7 +165,7 @@ describe('verifyEmail with a bad code', () => {
 describe('sendVerificationEmail', () => {
   it('sends a new code a minute later; the old code stops working and the new one works', async () => {
     const { account, code: oldCode } = await registerWithCode();
-    await sql("update one_time_tokens set created_at = created_at - interval '61 seconds' where user_id = ?", [account.user.id]);
+    await server.sql("update one_time_tokens set created_at = created_at - interval '61 seconds' where user_id = ?", [account.user.id]);
 
     const response = await server.graphql(SEND_VERIFICATION_EMAIL, {}, { token: account.accessToken });
     expect(response.errors).toBeUndefined();
@@ -204,7 +194,7 @@ describe('sendVerificationEmail', () => {
   it('answers true but sends nothing to an account already verified', async () => {
     const { account, code } = await registerWithCode();
     expect((await verify(account.accessToken, code)).errors).toBeUndefined();
-    await sql("update one_time_tokens set created_at = created_at - interval '61 seconds' where user_id = ?", [account.user.id]);
+    await server.sql("update one_time_tokens set created_at = created_at - interval '61 seconds' where user_id = ?", [account.user.id]);
 
     const response = await server.graphql(SEND_VERIFICATION_EMAIL, {}, { token: account.accessToken });
     expect(response.errors).toBeUndefined();
@@ -244,7 +234,7 @@ describe('without an access token', () => {
 describe('the stored code', () => {
   it('is a keyed hash: neither the code in clear nor its plain SHA-256', async () => {
     const { account, code } = await registerWithCode();
-    const rows = await sql<{ token_hash: string }>('select token_hash from one_time_tokens where user_id = ?', [account.user.id]);
+    const rows = await server.sql<{ token_hash: string }>('select token_hash from one_time_tokens where user_id = ?', [account.user.id]);
     expect(rows).toHaveLength(1);
     const stored = rows[0].token_hash.trim();
     expect(stored).not.toContain(code);
@@ -252,7 +242,7 @@ describe('the stored code', () => {
     expect(stored.toLowerCase()).not.toBe(createHash('sha256').update(code).digest('hex'));
 
     // And nowhere in the table, whichever row.
-    const all = await sql<{ token_hash: string }>('select token_hash from one_time_tokens');
+    const all = await server.sql<{ token_hash: string }>('select token_hash from one_time_tokens');
     for (const row of all) expect(row.token_hash).not.toContain(code);
   });
 });

@@ -29,6 +29,8 @@ export interface TestServer {
   /** Every JSON log line written so far (across restarts). */
   logs: Array<Record<string, any>>;
   graphql<TData = Record<string, any>>(query: string, variables?: Record<string, unknown>, options?: CallOptions): Promise<GraphQLResponse<TData>>;
+  /** Runs SQL on the server's database, outside any request, and returns the rows. */
+  sql<T = Record<string, any>>(query: string, params?: unknown[]): Promise<T[]>;
   /** Stops the app and starts a new one on the same database and DATA_DIR, with `env` changes. */
   restart(env?: Record<string, string>): Promise<void>;
   stop(): Promise<void>;
@@ -97,6 +99,9 @@ export async function startTestServer(env: Record<string, string> = {}, options:
       const body = (await response.json()) as { data?: any; errors?: any };
       return { status: response.status, headers: response.headers, data: body.data, errors: body.errors };
     },
+    sql(query, params = []) {
+      return current.app.orm.em.fork().getConnection().execute(query, params);
+    },
     async restart(changes = {}) {
       await current.app.close();
       currentEnv = { ...currentEnv, ...changes };
@@ -108,4 +113,14 @@ export async function startTestServer(env: Record<string, string> = {}, options:
       await rm(dataDir, { recursive: true, force: true });
     },
   };
+}
+
+/** The `extensions.code` of the first error, or `undefined` when the call succeeded. */
+export function errorCode(response: GraphQLResponse): string | undefined {
+  return response.errors?.[0]?.extensions?.code;
+}
+
+/** The `extensions.field` of the first error. */
+export function errorField(response: GraphQLResponse): string | undefined {
+  return response.errors?.[0]?.extensions?.field;
 }
