@@ -2,7 +2,6 @@ import 'reflect-metadata';
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { stripVTControlCharacters } from 'node:util';
 import { ApolloServer } from '@apollo/server';
 import { ApolloServerPluginDrainHttpServer } from '@apollo/server/plugin/drainHttpServer';
 import { ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
@@ -10,9 +9,9 @@ import { ApolloServerPluginLandingPageLocalDefault } from '@apollo/server/plugin
 import type { MikroORM } from '@mikro-orm/postgresql';
 import cors from 'cors';
 import type { DestinationStream } from 'pino';
-import type { Config } from './config/config.js';
-import { startEmbeddedPostgres } from './db/embedded.js';
-import { openOrm } from './db/orm.js';
+import { type Config, ConfigError } from './config/config.js';
+import { BadUserInputError } from './errors.js';
+import { openDatabase } from './db/database.js';
 import { type AppContext, buildContext } from './graphql/context.js';
 import { errorLoggingPlugin, formatError } from './graphql/errors.js';
 import { createGraphQLHandler } from './graphql/http-handler.js';
@@ -40,8 +39,6 @@ export interface AppOptions {
   outbox?: Partial<OutboxOptions>;
 }
 
-/** Pool size against a real PostgreSQL server; the embedded database always gets exactly one. */
-const SERVER_POOL_SIZE = 10;
 const READINESS_TIMEOUT_MS = 2000;
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,64}$/;
 
@@ -78,19 +75,19 @@ function sendJson(res: ServerResponse, status: number, body: unknown): void {
  */
 export async function createApp(config: Config, options: AppOptions = {}): Promise<App> {
   const logger = createLogger(config, options.logDestination);
-  const database = config.databaseUrl
-    ? { clientUrl: config.databaseUrl, poolSize: SERVER_POOL_SIZE, embedded: false, stop: async () => {} }
-    : { ...(await startEmbeddedPostgres(config.dataDir)), poolSize: 1, embedded: true };
-  let orm: MikroORM;
-  try {
-    const ormLogger = logger.child({ component: 'mikro-orm' });
-    // MikroORM colours its messages for terminals; JSON log lines want plain text.
-    orm = await openOrm(database, (message) => ormLogger.info(stripVTControlCharacters(message)));
-  } catch (error) {
-    await database.stop();
-    throw error;
-  }
+  const database = await openDatabase(config, logger);
+  const { orm } = database;
   const services = await createServices(config, orm, logger, { ...DEFAULT_OUTBOX_OPTIONS, ...options.outbox });
+  if (config.admin) {
+    try {
+      await services.userAdmin.ensureFirstAdmin(orm.em.fork(), config.admin, logger);
+    } catch (error) {
+      await database.close();
+      // A bad ADMIN_EMAIL / ADMIN_PASSWORD is a configuration problem, reported like one.
+      if (error instanceof BadUserInputError) throw new ConfigError([`ADMIN_${(error.field ?? 'password').toUpperCase()}: ${error.message}`]);
+      throw error;
+    }
+  }
   services.outbox.start();
   const server = createServer();
   const apollo = new ApolloServer<AppContext>({
@@ -195,8 +192,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
         // Work requests started (a reset email being queued) commits before the worker stops.
         await services.background.drain();
         await services.outbox.stop();
-        await orm.close(true);
-        await database.stop();
+        await database.close();
       })();
       return closing;
     },

@@ -5,8 +5,10 @@ import { ConfigError, loadConfig, processEnv } from './config/config.js';
 /** Process entry: load config → create app → listen; SIGTERM/SIGINT → drain and close. */
 async function main(): Promise<void> {
   let config;
+  let app;
   try {
     config = loadConfig(processEnv());
+    app = await createApp(config);
   } catch (error) {
     if (error instanceof ConfigError) {
       console.error(error.message);
@@ -14,7 +16,6 @@ async function main(): Promise<void> {
     }
     throw error;
   }
-  const app = await createApp(config);
   const url = await app.listen();
   app.logger.info(
     { url, database: config.databaseUrl ? 'postgresql' : `embedded (${config.dataDir})`, env: config.nodeEnv },

@@ -13,6 +13,8 @@ import { RecoveryService } from './modules/auth/recovery.service.js';
 import { SessionService } from './modules/auth/session.service.js';
 import { AccessTokens } from './modules/auth/tokens.js';
 import { VerificationService } from './modules/auth/verification.service.js';
+import { ProfileService } from './modules/users/profile.service.js';
+import { UserAdminService } from './modules/users/user-admin.service.js';
 import { UserService } from './modules/users/user.service.js';
 
 /** The application's services: created once per app, stateless, given an EntityManager per call. */
@@ -20,6 +22,9 @@ export interface Services {
   auth: AuthService;
   users: UserService;
   recovery: RecoveryService;
+  profile: ProfileService;
+  userAdmin: UserAdminService;
+  audit: AuditService;
   verification: VerificationService;
   /** Started and stopped by the app. */
   outbox: MailOutbox;
@@ -41,7 +46,10 @@ export async function createServices(config: Config, orm: MikroORM, logger: Logg
   const verification = new VerificationService(tokens, outbox, audit);
   return {
     users,
-    auth: new AuthService(users, sessions, passwords, new AccessTokens(config.jwtSecret, config.appUrl), verification, outbox),
+    auth: new AuthService(users, sessions, passwords, new AccessTokens(config.jwtSecret, config.appUrl), verification, outbox, audit),
+    profile: new ProfileService(users, passwords, audit),
+    userAdmin: new UserAdminService(users, sessions, audit),
+    audit,
     recovery: new RecoveryService(users, sessions, passwords, tokens, outbox, audit, background),
     verification,
     outbox,

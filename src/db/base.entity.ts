@@ -18,3 +18,10 @@ export abstract class BaseEntity {
   @Property({ type: 'timestamptz' })
   createdAt: Date & Opt = new Date();
 }
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** Whether `value` has the shape of the ids this server issues (so it is safe to query by). */
+export function isUuid(value: string): boolean {
+  return UUID.test(value);
+}

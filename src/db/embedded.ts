@@ -1,6 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { PGlite } from '@electric-sql/pglite';
+import { pg_trgm } from '@electric-sql/pglite/contrib/pg_trgm';
 import { PGLiteSocketServer } from '@electric-sql/pglite-socket';
 
 /** A PGlite database in `dataDir`, served over the PostgreSQL wire protocol on loopback. */
@@ -23,7 +24,8 @@ const SOCKET_MAX_CONNECTIONS = 8;
 export async function startEmbeddedPostgres(dataDir: string): Promise<EmbeddedPostgres> {
   const directory = join(dataDir, 'pglite');
   mkdirSync(directory, { recursive: true });
-  const db = await PGlite.create({ dataDir: directory });
+  // pg_trgm backs the substring search of the admin user list, as on a real server.
+  const db = await PGlite.create({ dataDir: directory, extensions: { pg_trgm } });
   const server = new PGLiteSocketServer({ db, host: '127.0.0.1', port: 0, maxConnections: SOCKET_MAX_CONNECTIONS });
   try {
     await server.start();

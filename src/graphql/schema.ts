@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { GraphQLObjectType, GraphQLSchema, lexicographicSortSchema, printSchema } from 'graphql';
 import { PROJECT_ROOT } from '../config/paths.js';
 import { buildSchema } from 'type-graphql';
+import { AuditResolver } from '../modules/audit/audit.resolver.js';
 import { AuthResolver } from '../modules/auth/auth.resolver.js';
 import { RecoveryResolver } from '../modules/auth/recovery.resolver.js';
 import { UserResolver } from '../modules/users/user.resolver.js';
@@ -12,7 +13,7 @@ import { ErrorCodeType } from './errors.js';
 /** Builds the executable schema: the resolvers, the role gate, and the ErrorCode enum. */
 export async function buildAppSchema(): Promise<GraphQLSchema> {
   const schema = await buildSchema({
-    resolvers: [AuthResolver, RecoveryResolver, UserResolver],
+    resolvers: [AuthResolver, RecoveryResolver, UserResolver, AuditResolver],
     authChecker,
     // Input rules live in the services (normalization first, then checks), not in decorators.
     validate: false,

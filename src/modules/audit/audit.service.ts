@@ -1,4 +1,7 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
+import { isUuid } from '../../db/base.entity.js';
+import { BadUserInputError } from '../../errors.js';
+import { keysetPage, type Page } from '../../graphql/pagination.js';
 import { type RequestMeta, storedUserAgent } from '../auth/request-meta.js';
 import { AuditEvent, type AuditEventType } from './audit-event.entity.js';
 
@@ -16,5 +19,15 @@ export class AuditService {
       ip: meta.ip,
       userAgent: storedUserAgent(meta),
     });
+  }
+
+  /** Events newest first, optionally of one account (including a deleted one). */
+  list(em: EntityManager, first: number | null | undefined, after: string | null | undefined, userId?: string | null): Promise<Page<AuditEvent>> {
+    const query = em.createQueryBuilder(AuditEvent);
+    if (userId !== undefined && userId !== null) {
+      if (!isUuid(userId)) throw new BadUserInputError('Not a user id.', 'userId');
+      query.andWhere({ userId });
+    }
+    return keysetPage(query, first, after);
   }
 }

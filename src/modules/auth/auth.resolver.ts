@@ -28,13 +28,13 @@ export class AuthResolver {
   @Authorized()
   @Mutation(() => Boolean, { description: 'Ends the session of the calling access token.' })
   logout(@Ctx() ctx: AppContext): Promise<boolean> {
-    return ctx.services.auth.logout(ctx.em, requireViewer(ctx));
+    return ctx.services.auth.logout(ctx.em, requireViewer(ctx), ctx.meta);
   }
 
   @Authorized()
   @Mutation(() => Boolean, { description: 'Ends every session of the caller.' })
   logoutAll(@Ctx() ctx: AppContext): Promise<boolean> {
-    return ctx.services.auth.logoutAll(ctx.em, requireViewer(ctx));
+    return ctx.services.auth.logoutAll(ctx.em, requireViewer(ctx), ctx.meta);
   }
 
   @Authorized()
@@ -45,7 +45,7 @@ export class AuthResolver {
     @Arg('id', () => ID, { description: 'The `id` of one of the caller\'s `sessions`.' }) id: string,
     @Ctx() ctx: AppContext,
   ): Promise<boolean> {
-    return ctx.services.auth.revokeSession(ctx.em, requireViewer(ctx), id);
+    return ctx.services.auth.revokeSession(ctx.em, requireViewer(ctx), id, ctx.meta);
   }
 
   @Authorized()

@@ -11,6 +11,8 @@ import type { IssuedSession, SessionService } from './session.service.js';
 import type { AccessTokens } from './tokens.js';
 import type { VerificationService } from './verification.service.js';
 import type { MailOutbox } from '../../mail/outbox.js';
+import type { AuditService } from '../audit/audit.service.js';
+import { AuditEventType } from '../audit/audit-event.entity.js';
 
 /** What a successful sign-in hands to the client. */
 export interface SignedIn {
@@ -43,6 +45,7 @@ export class AuthService {
     private readonly accessTokens: AccessTokens,
     private readonly verification: VerificationService,
     private readonly outbox: MailOutbox,
+    private readonly audit: AuditService,
   ) {}
 
   /**
@@ -67,8 +70,13 @@ export class AuthService {
     if (password.length > PASSWORD_LIMITS.maxLength * 4) throw new BadUserInputError('Password is too long.', 'password');
     const user = await this.users.findByIdentifier(em, identifier);
     const matches = user ? await this.passwords.verify(password, user.passwordHash) : await this.passwords.verifyNothing(password);
-    if (!user || !matches || !user.active) throw new UnauthenticatedError(INVALID_CREDENTIALS);
+    if (!user || !matches || !user.active) {
+      this.audit.record(em, AuditEventType.LOGIN_FAILED, { userId: user?.id }, meta);
+      await em.flush();
+      throw new UnauthenticatedError(INVALID_CREDENTIALS);
+    }
     user.lastLoginAt = new Date();
+    this.audit.record(em, AuditEventType.LOGIN_SUCCEEDED, { userId: user.id, actorId: user.id }, meta);
     // An imported plain-bcrypt hash or an old cost is upgraded now, while the password is at hand.
     if (this.passwords.needsRehash(user.passwordHash)) user.passwordHash = await this.passwords.hash(normalizePassword(password));
     const issued = this.sessions.start(em, user, meta);
@@ -81,30 +89,42 @@ export class AuthService {
     if (refreshToken.length === 0 || refreshToken.length > REFRESH_TOKEN_MAX_LENGTH) {
       throw new UnauthenticatedError(INVALID_REFRESH_TOKEN);
     }
-    const issued = await em.transactional(async (tx) => {
+    const outcome = await em.transactional(async (tx) => {
       const rotated = await this.sessions.rotate(tx, refreshToken, meta);
+      if (rotated && 'reusedByUserId' in rotated) {
+        this.audit.record(tx, AuditEventType.REFRESH_REUSE_DETECTED, { userId: rotated.reusedByUserId }, meta);
+      }
       await tx.flush();
       return rotated;
     });
-    if (!issued) throw new UnauthenticatedError(INVALID_REFRESH_TOKEN);
-    return this.signIn(issued);
+    if (!outcome || 'reusedByUserId' in outcome) throw new UnauthenticatedError(INVALID_REFRESH_TOKEN);
+    return this.signIn(outcome);
   }
 
   /** Ends the caller's device session; its access and refresh tokens stop working at once. */
-  async logout(em: EntityManager, viewer: Viewer): Promise<boolean> {
+  async logout(em: EntityManager, viewer: Viewer, meta: RequestMeta): Promise<boolean> {
     await this.sessions.endFamily(em, viewer.session.family, SessionEndReason.LOGOUT);
+    await this.recordOf(em, viewer, AuditEventType.LOGOUT, meta);
     return true;
   }
 
   /** Ends every session of the caller, on every device. */
-  async logoutAll(em: EntityManager, viewer: Viewer): Promise<boolean> {
+  async logoutAll(em: EntityManager, viewer: Viewer, meta: RequestMeta): Promise<boolean> {
     await this.sessions.endAllOf(em, viewer.user.id, SessionEndReason.LOGOUT_ALL);
+    await this.recordOf(em, viewer, AuditEventType.LOGOUT, meta);
     return true;
   }
 
   /** Ends one of the caller's device sessions by id; `false` when there is no such live session of theirs. */
-  revokeSession(em: EntityManager, viewer: Viewer, sessionId: string): Promise<boolean> {
-    return this.sessions.endOwnFamily(em, viewer.user.id, sessionId);
+  async revokeSession(em: EntityManager, viewer: Viewer, sessionId: string, meta: RequestMeta): Promise<boolean> {
+    const ended = await this.sessions.endOwnFamily(em, viewer.user.id, sessionId);
+    if (ended) await this.recordOf(em, viewer, AuditEventType.SESSION_REVOKED, meta);
+    return ended;
+  }
+
+  private async recordOf(em: EntityManager, viewer: Viewer, type: AuditEventType, meta: RequestMeta): Promise<void> {
+    this.audit.record(em, type, { userId: viewer.user.id, actorId: viewer.user.id }, meta);
+    await em.flush();
   }
 
   /** The caller's live device sessions. */

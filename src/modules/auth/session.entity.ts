@@ -15,6 +15,8 @@ export enum SessionEndReason {
   PASSWORD_RESET = 'PASSWORD_RESET',
   /** The password was changed from another session. */
   PASSWORD_CHANGED = 'PASSWORD_CHANGED',
+  /** An admin deactivated the account. */
+  DEACTIVATED = 'DEACTIVATED',
 }
 
 /**

@@ -1,4 +1,5 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
+import { isUuid } from '../../db/base.entity.js';
 import { User } from '../users/user.entity.js';
 import { type RequestMeta, storedUserAgent } from './request-meta.js';
 import { Session, SessionEndReason } from './session.entity.js';
@@ -10,12 +11,11 @@ export interface IssuedSession {
   refreshToken: string;
 }
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
-/** Whether `value` has the shape of the ids this server issues (so it is safe to query by). */
-export function isUuid(value: string): boolean {
-  return UUID.test(value);
+/** What {@link SessionService.rotate} found instead of a live token: an old one, presented again. */
+export interface ReuseDetected {
+  reusedByUserId: string;
 }
+
 
 /**
  * Owns device sessions and refresh-token rotation. Every state change is a single conditional
@@ -41,11 +41,10 @@ export class SessionService {
   /**
    * Exchanges a refresh token for the next one of its family. The presented row is ended by one
    * atomic UPDATE; if that finds nothing, an already-rotated token means the token leaked, and the
-   * whole family is ended. Anything else is just an invalid token. Returns `null` when the token
-   * does not open a session; it does not throw, so a caller's transaction still commits the ending
-   * of a reused family.
+   * whole family is ended. Anything else is just an invalid token (`null`). It does not throw, so a
+   * caller's transaction still commits the ending of a reused family.
    */
-  async rotate(em: EntityManager, refreshToken: string, meta: RequestMeta): Promise<IssuedSession | null> {
+  async rotate(em: EntityManager, refreshToken: string, meta: RequestMeta): Promise<IssuedSession | ReuseDetected | null> {
     const hash = hashRefreshToken(refreshToken);
     const now = new Date();
     const [rotated] = await em
@@ -55,11 +54,10 @@ export class SessionService {
       .returning(['id', 'user', 'family', 'createdAt'])
       .execute<Array<{ user: string; family: string; createdAt: Date }>>('all');
     if (!rotated) {
-      const previous = await em.findOne(Session, { refreshTokenHash: hash }, { fields: ['family', 'revokedReason'] });
-      if (previous?.revokedReason === SessionEndReason.ROTATED) {
-        await this.endFamily(em, previous.family, SessionEndReason.REUSE_DETECTED);
-      }
-      return null;
+      const previous = await em.findOne(Session, { refreshTokenHash: hash }, { fields: ['family', 'revokedReason', 'user'] });
+      if (previous?.revokedReason !== SessionEndReason.ROTATED) return null;
+      await this.endFamily(em, previous.family, SessionEndReason.REUSE_DETECTED);
+      return { reusedByUserId: previous.user.id };
     }
     const user = await em.findOne(User, { id: rotated.user, active: true });
     if (!user) return null;

@@ -1,4 +1,4 @@
-import { Entity, Enum, type Opt, OptionalProps, Property, Unique } from '@mikro-orm/core';
+import { Entity, Enum, Index, type Opt, OptionalProps, Property, Unique } from '@mikro-orm/core';
 import { Field, ObjectType } from 'type-graphql';
 import { BaseEntity } from '../../db/base.entity.js';
 import { Role } from './role.js';
@@ -21,6 +21,13 @@ export const USER_LIMITS = {
 @Unique({
   name: 'users_username_lower_unique',
   expression: 'create unique index "users_username_lower_unique" on "users" (lower("username"))',
+})
+// The admin list pages newest first by (created_at, id).
+@Index({ name: 'users_created_at_id_idx', properties: ['createdAt', 'id'] })
+// Substring search of the admin list (UserAdminService.list uses the very same expression).
+@Index({
+  name: 'users_search_trgm_idx',
+  expression: `create index "users_search_trgm_idx" on "users" using gin ((lower("email" || ' ' || "username" || ' ' || coalesce("first_name", '') || ' ' || coalesce("last_name", ''))) gin_trgm_ops)`,
 })
 export class User extends BaseEntity {
   /** Derived, never written: not part of the data needed to create a user. */

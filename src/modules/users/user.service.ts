@@ -1,6 +1,7 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
+import { isUuid } from '../../db/base.entity.js';
 import { violatedUniqueConstraint } from '../../db/constraints.js';
-import { BadUserInputError, ConflictError } from '../../errors.js';
+import { BadUserInputError, ConflictError, ForbiddenError } from '../../errors.js';
 import type { PasswordHasher } from '../auth/password.js';
 import { checkNewPassword } from '../auth/password-policy.js';
 import { Role } from './role.js';
@@ -24,7 +25,23 @@ const UNIQUE_FIELDS: Record<string, { field: string; message: string }> = {
   users_username_lower_unique: { field: 'username', message: 'This username is already taken.' },
 };
 
-/** Owns accounts: creation, lookup, and the rules their fields follow. */
+/** Column changes to an account, as validated by {@link UserService.validateChanges}. */
+export type UserChanges = Partial<Pick<User, 'email' | 'username' | 'firstName' | 'lastName' | 'role' | 'active' | 'emailVerifiedAt'>>;
+
+/** Changes requested by a client; `undefined` (and `null` for required fields) means "unchanged". */
+export interface RequestedChanges {
+  email?: string | null;
+  username?: string | null;
+  firstName?: string | null;
+  lastName?: string | null;
+  role?: Role | null;
+  active?: boolean | null;
+}
+
+// Any constant works; every change that could remove the last active admin takes this lock first.
+const ADMIN_SET_LOCK = 7_216_004_312;
+
+/** Owns accounts: creation, lookup, changes, deletion, and the rules their fields follow. */
 export class UserService {
   constructor(private readonly passwords: PasswordHasher) {}
 
@@ -69,7 +86,63 @@ export class UserService {
     const normalized = orNull(() => (email ? normalizeEmail(identifier) : normalizeUsername(identifier)));
     if (normalized === null) return null;
     if (email) return em.findOne(User, { email: normalized });
-    return em.createQueryBuilder(User).select('*').where('lower(username) = lower(?)', [normalized]).getSingleResult();
+    return this.findByUsername(em, normalized);
+  }
+
+  /** The account with this username in any letter case, or `null`. */
+  findByUsername(em: EntityManager, username: string): Promise<User | null> {
+    return em.createQueryBuilder(User).select('*').where('lower(username) = lower(?)', [username]).getSingleResult();
+  }
+
+  /** The account with this id, or `null` (also for ids that are not UUIDs). */
+  findById(em: EntityManager, id: string): Promise<User | null> {
+    return isUuid(id) ? em.findOne(User, { id }) : Promise.resolve(null);
+  }
+
+  /** Normalizes and validates requested changes, keeping only the fields that were sent. */
+  validateChanges(requested: RequestedChanges): UserChanges {
+    const changes: UserChanges = {};
+    if (requested.email !== undefined && requested.email !== null) changes.email = normalizeEmail(requested.email);
+    if (requested.username !== undefined && requested.username !== null) changes.username = normalizeUsername(requested.username);
+    if (requested.firstName !== undefined) changes.firstName = normalizeName(requested.firstName, 'firstName') ?? null;
+    if (requested.lastName !== undefined) changes.lastName = normalizeName(requested.lastName, 'lastName') ?? null;
+    if (requested.role !== undefined && requested.role !== null) changes.role = requested.role;
+    if (requested.active !== undefined && requested.active !== null) changes.active = requested.active;
+    return changes;
+  }
+
+  /**
+   * Writes only the changed columns, in one UPDATE, so concurrent edits of other fields of the same
+   * account are never overwritten with stale values (no lost updates). A new email address is
+   * unverified. Returns the fresh row.
+   */
+  async applyChanges(em: EntityManager, user: User, changes: UserChanges): Promise<User> {
+    const effective: UserChanges = { ...changes };
+    if (changes.email !== undefined && changes.email !== user.email) effective.emailVerifiedAt = null;
+    if (Object.keys(effective).length > 0) {
+      await translatingConflicts(() => em.nativeUpdate(User, { id: user.id }, { ...effective, updatedAt: new Date() }));
+    }
+    return em.findOneOrFail(User, { id: user.id }, { refresh: true });
+  }
+
+  /**
+   * Runs `work` in a transaction holding the admin-set lock. Every change that could leave no active
+   * admin runs under it and checks with {@link assertNotLastAdmin}, so two admins demoting each other
+   * at once cannot both succeed.
+   */
+  underAdminSetLock<T>(em: EntityManager, work: (tx: EntityManager) => Promise<T>): Promise<T> {
+    return em.transactional(async (tx) => {
+      await tx.execute(`select pg_advisory_xact_lock(${ADMIN_SET_LOCK})`);
+      return work(tx);
+    });
+  }
+
+  /** Refuses (FORBIDDEN) to demote, deactivate or delete the only active admin. Call under the admin-set lock. */
+  async assertNotLastAdmin(tx: EntityManager, userId: string): Promise<void> {
+    const target = await tx.findOne(User, { id: userId }, { refresh: true });
+    if (target?.role !== Role.ADMIN || !target.active) return;
+    const others = await tx.count(User, { role: Role.ADMIN, active: true, id: { $ne: userId } });
+    if (others === 0) throw new ForbiddenError('The last active admin cannot be demoted, deactivated or deleted.');
   }
 }
 
@@ -83,14 +156,19 @@ function orNull<T>(read: () => T): T | null {
   }
 }
 
-/** Flushes, turning a unique-index violation on users into CONFLICT for the field it guards. */
-export async function flushTranslatingConflicts(em: EntityManager): Promise<void> {
+/** Runs a write, turning a unique-index violation on users into CONFLICT for the field it guards. */
+export async function translatingConflicts<T>(write: () => Promise<T>): Promise<T> {
   try {
-    await em.flush();
+    return await write();
   } catch (error) {
     const constraint = violatedUniqueConstraint(error);
     if (constraint === undefined) throw error;
     const conflict = UNIQUE_FIELDS[constraint] ?? { field: undefined, message: 'This value is already taken.' };
     throw new ConflictError(conflict.message, conflict.field);
   }
+}
+
+/** Flushes, turning a unique-index violation on users into CONFLICT for the field it guards. */
+export function flushTranslatingConflicts(em: EntityManager): Promise<void> {
+  return translatingConflicts(() => em.flush());
 }

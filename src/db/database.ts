@@ -1,0 +1,42 @@
+import { stripVTControlCharacters } from 'node:util';
+import type { MikroORM } from '@mikro-orm/postgresql';
+import type { Config } from '../config/config.js';
+import type { Logger } from '../logger.js';
+import { startEmbeddedPostgres } from './embedded.js';
+import { openOrm } from './orm.js';
+
+/** Pool size against a real PostgreSQL server; the embedded database always gets exactly one. */
+const SERVER_POOL_SIZE = 10;
+
+/** A migrated database and its ORM. */
+export interface Database {
+  orm: MikroORM;
+  /** Closes the ORM, and stops the embedded database when there is one. */
+  close(): Promise<void>;
+}
+
+/**
+ * Connects to `DATABASE_URL`, or starts the embedded database in `DATA_DIR`, and applies pending
+ * migrations. Used by the server and by the command-line tools.
+ */
+export async function openDatabase(config: Pick<Config, 'databaseUrl' | 'dataDir'>, logger: Logger): Promise<Database> {
+  const server = config.databaseUrl
+    ? { clientUrl: config.databaseUrl, poolSize: SERVER_POOL_SIZE, embedded: false, stop: async () => {} }
+    : { ...(await startEmbeddedPostgres(config.dataDir)), poolSize: 1, embedded: true };
+  const ormLogger = logger.child({ component: 'mikro-orm' });
+  let orm: MikroORM;
+  try {
+    // MikroORM colours its messages for terminals; JSON log lines want plain text.
+    orm = await openOrm(server, (message) => ormLogger.info(stripVTControlCharacters(message)));
+  } catch (error) {
+    await server.stop();
+    throw error;
+  }
+  return {
+    orm,
+    async close() {
+      await orm.close(true);
+      await server.stop();
+    },
+  };
+}

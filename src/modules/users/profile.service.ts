@@ -1,0 +1,57 @@
+import type { EntityManager } from '@mikro-orm/postgresql';
+import { BadUserInputError, ForbiddenError } from '../../errors.js';
+import type { AuditService } from '../audit/audit.service.js';
+import { AuditEventType } from '../audit/audit-event.entity.js';
+import type { Viewer } from '../auth/auth.service.js';
+import type { PasswordHasher } from '../auth/password.js';
+import type { RequestMeta } from '../auth/request-meta.js';
+import { Role } from './role.js';
+import { User } from './user.entity.js';
+import type { UserService } from './user.service.js';
+
+/** What a signed-in user may see and do to their own account. */
+export class ProfileService {
+  constructor(
+    private readonly users: UserService,
+    private readonly passwords: PasswordHasher,
+    private readonly audit: AuditService,
+  ) {}
+
+  /**
+   * An account as the viewer may see it: admins see anyone (`null` when there is no such account);
+   * others see only themselves and get FORBIDDEN for anyone else, whether or not that account
+   * exists, so ids and usernames cannot be probed.
+   */
+  async visible(em: EntityManager, viewer: Viewer, target: { id: string } | { username: string }): Promise<User | null> {
+    const isSelf = 'id' in target ? target.id === viewer.user.id : target.username.toLowerCase() === viewer.user.username.toLowerCase();
+    if (isSelf) return viewer.user;
+    if (viewer.user.role !== Role.ADMIN) throw new ForbiddenError('You may only look up your own account.');
+    return 'id' in target ? this.users.findById(em, target.id) : this.users.findByUsername(em, target.username.trim());
+  }
+
+  /** Changes the viewer's username and names; only the columns sent are written. */
+  async update(em: EntityManager, viewer: Viewer, requested: { username?: string | null; firstName?: string | null; lastName?: string | null }, meta: RequestMeta): Promise<User> {
+    const changes = this.users.validateChanges({ username: requested.username, firstName: requested.firstName, lastName: requested.lastName });
+    if (Object.keys(changes).length === 0) return viewer.user;
+    const updated = await this.users.applyChanges(em, viewer.user, changes);
+    this.audit.record(em, AuditEventType.USER_UPDATED, { userId: viewer.user.id, actorId: viewer.user.id }, meta);
+    await em.flush();
+    return updated;
+  }
+
+  /**
+   * Deletes the viewer's account after checking the password: sessions and tokens go with it (so
+   * every access token stops working), the audit trail stays. The last active admin cannot leave.
+   */
+  async deleteSelf(em: EntityManager, viewer: Viewer, password: string, meta: RequestMeta): Promise<true> {
+    if (!(await this.passwords.verify(password, viewer.user.passwordHash))) {
+      throw new BadUserInputError('The password is incorrect.', 'password');
+    }
+    await this.users.underAdminSetLock(em, async (tx) => {
+      await this.users.assertNotLastAdmin(tx, viewer.user.id);
+      await tx.nativeDelete(User, { id: viewer.user.id });
+      this.audit.record(tx, AuditEventType.USER_DELETED, { userId: viewer.user.id, actorId: viewer.user.id }, meta);
+    });
+    return true;
+  }
+}

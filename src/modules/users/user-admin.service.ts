@@ -1,0 +1,121 @@
+import type { EntityManager } from '@mikro-orm/postgresql';
+import type { Config } from '../../config/config.js';
+import { BadUserInputError, NotFoundError } from '../../errors.js';
+import { keysetPage, type Page } from '../../graphql/pagination.js';
+import type { Logger } from '../../logger.js';
+import type { AuditService } from '../audit/audit.service.js';
+import { AuditEventType } from '../audit/audit-event.entity.js';
+import type { RequestMeta } from '../auth/request-meta.js';
+import { SessionEndReason } from '../auth/session.entity.js';
+import type { SessionService } from '../auth/session.service.js';
+import { Role } from './role.js';
+import { User } from './user.entity.js';
+import { flushTranslatingConflicts, type NewUserInput, type RequestedChanges, type UserService } from './user.service.js';
+
+/** Filters of the admin user list. */
+export interface UserListFilter {
+  search?: string | null;
+  role?: Role | null;
+  active?: boolean | null;
+}
+
+const SEARCH_MAX_LENGTH = 100;
+const NO_SUCH_USER = 'No user has this id.';
+
+/**
+ * The text `search` looks in; the same expression backs the trigram index
+ * `users_search_trgm_idx`, so a substring search does not scan the table.
+ */
+const SEARCH_TEXT = `lower("email" || ' ' || "username" || ' ' || coalesce("first_name", '') || ' ' || coalesce("last_name", ''))`;
+
+/** Escapes `%`, `_` and `\` so user input matches literally in LIKE. */
+function likeLiteral(text: string): string {
+  return text.replace(/[\\%_]/g, (character) => `\\${character}`);
+}
+
+/** What admins do to accounts: list, create, change, delete; and the first admin at start-up. */
+export class UserAdminService {
+  constructor(
+    private readonly users: UserService,
+    private readonly sessions: SessionService,
+    private readonly audit: AuditService,
+  ) {}
+
+  /** Newest first, keyset-paginated; `totalCount` is the size of the filtered set. */
+  list(em: EntityManager, first: number | null | undefined, after: string | null | undefined, filter: UserListFilter = {}): Promise<Page<User>> {
+    const query = em.createQueryBuilder(User);
+    const search = filter.search?.trim();
+    if (search) {
+      if (search.length > SEARCH_MAX_LENGTH || /\p{Cc}/u.test(search)) {
+        throw new BadUserInputError(`Search must be at most ${SEARCH_MAX_LENGTH} printable characters.`, 'search');
+      }
+      query.andWhere(`${SEARCH_TEXT} like ?`, [`%${likeLiteral(search.toLowerCase())}%`]);
+    }
+    if (filter.role) query.andWhere({ role: filter.role });
+    if (filter.active !== undefined && filter.active !== null) query.andWhere({ active: filter.active });
+    return keysetPage(query, first, after);
+  }
+
+  /** Creates an account with any role; the password policy applies. */
+  async create(em: EntityManager, actorId: string | null, input: NewUserInput, meta: RequestMeta): Promise<User> {
+    const user = await this.users.build(em, input);
+    this.audit.record(em, AuditEventType.USER_CREATED, { userId: user.id, actorId }, meta);
+    await flushTranslatingConflicts(em);
+    return user;
+  }
+
+  /**
+   * Changes an account. Deactivation ends its sessions at once; a role change applies from the
+   * user's next request (roles are read per request). The last active admin stays one.
+   */
+  async update(em: EntityManager, actorId: string, id: string, requested: RequestedChanges, meta: RequestMeta): Promise<User> {
+    if (!(await this.users.findById(em, id))) throw new NotFoundError(NO_SUCH_USER);
+    const changes = this.users.validateChanges(requested);
+    return this.users.underAdminSetLock(em, async (tx) => {
+      if (changes.role === Role.USER || changes.active === false) await this.users.assertNotLastAdmin(tx, id);
+      const before = await tx.findOne(User, { id }, { refresh: true });
+      if (!before) throw new NotFoundError(NO_SUCH_USER);
+      const previous = { role: before.role, active: before.active };
+      const updated = await this.users.applyChanges(tx, before, changes);
+      const subject = { userId: id, actorId };
+      if (updated.role !== previous.role) this.audit.record(tx, AuditEventType.ROLE_CHANGED, subject, meta);
+      if (previous.active && !updated.active) {
+        await this.sessions.endAllOf(tx, id, SessionEndReason.DEACTIVATED);
+        this.audit.record(tx, AuditEventType.USER_DEACTIVATED, subject, meta);
+      }
+      const other = ['email', 'username', 'firstName', 'lastName'].some((field) => field in changes) || (!previous.active && updated.active);
+      if (other) this.audit.record(tx, AuditEventType.USER_UPDATED, subject, meta);
+      await tx.flush();
+      return updated;
+    });
+  }
+
+  /** Deletes an account with its sessions and tokens; its audit trail stays. */
+  async delete(em: EntityManager, actorId: string, id: string, meta: RequestMeta): Promise<true> {
+    if (!(await this.users.findById(em, id))) throw new NotFoundError(NO_SUCH_USER);
+    await this.users.underAdminSetLock(em, async (tx) => {
+      await this.users.assertNotLastAdmin(tx, id);
+      if ((await tx.nativeDelete(User, { id })) === 0) throw new NotFoundError(NO_SUCH_USER);
+      this.audit.record(tx, AuditEventType.USER_DELETED, { userId: id, actorId }, meta);
+    });
+    return true;
+  }
+
+  /**
+   * Creates the configured first admin when no admin exists. Idempotent across restarts, and across
+   * instances starting together: the admin-set lock serializes them and the later ones find the
+   * admin. An email or username already used by a non-admin account is reported, never promoted.
+   */
+  async ensureFirstAdmin(em: EntityManager, admin: NonNullable<Config['admin']>, logger: Logger): Promise<void> {
+    await this.users.underAdminSetLock(em, async (tx) => {
+      if ((await tx.count(User, { role: Role.ADMIN })) > 0) return;
+      const taken = (await this.users.findByIdentifier(tx, admin.email)) ?? (await this.users.findByIdentifier(tx, admin.username));
+      if (taken) {
+        logger.error({ userId: taken.id }, 'ADMIN_EMAIL or ADMIN_USERNAME belongs to an existing non-admin account; no admin was created');
+        return;
+      }
+      const user = await this.create(tx, null, { ...admin, role: Role.ADMIN, active: true }, { ip: null, userAgent: 'start-up (ADMIN_EMAIL)' });
+      logger.info({ userId: user.id, username: user.username }, 'created the first admin from ADMIN_EMAIL');
+    });
+  }
+}
