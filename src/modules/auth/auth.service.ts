@@ -1,18 +1,17 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { BadUserInputError, UnauthenticatedError } from '../../errors.js';
+import type { MailOutbox } from '../../mail/outbox.js';
+import type { AuditService } from '../audit/audit.service.js';
+import { AuditEventType } from '../audit/audit-event.entity.js';
 import type { User } from '../users/user.entity.js';
 import { flushTranslatingConflicts, type NewUserInput, type UserService } from '../users/user.service.js';
 import type { PasswordHasher } from './password.js';
 import { normalizePassword, PASSWORD_LIMITS } from './password-policy.js';
 import type { RequestMeta } from './request-meta.js';
-import type { Session } from './session.entity.js';
-import { SessionEndReason } from './session.entity.js';
+import { type Session, SessionEndReason } from './session.entity.js';
 import type { IssuedSession, SessionService } from './session.service.js';
 import type { AccessTokens } from './tokens.js';
 import type { VerificationService } from './verification.service.js';
-import type { MailOutbox } from '../../mail/outbox.js';
-import type { AuditService } from '../audit/audit.service.js';
-import { AuditEventType } from '../audit/audit-event.entity.js';
 
 /** What a successful sign-in hands to the client. */
 export interface SignedIn {
