@@ -15,6 +15,7 @@ import { openDatabase } from './db/database.js';
 import { type AppContext, buildContext } from './graphql/context.js';
 import { errorLoggingPlugin, formatError } from './graphql/errors.js';
 import { createGraphQLHandler } from './graphql/http-handler.js';
+import { queryLimitRules } from './graphql/limits.js';
 import { buildAppSchema } from './graphql/schema.js';
 import { createLogger, type Logger } from './logger.js';
 import { DEFAULT_OUTBOX_OPTIONS, type OutboxOptions } from './mail/outbox.js';
@@ -98,6 +99,8 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     includeStacktraceInErrorResponses: false,
     hideSchemaDetailsFromClientErrors: config.isProduction,
     persistedQueries: false,
+    validationRules: queryLimitRules(config.queryLimits, !config.isProduction),
+    parseOptions: { maxTokens: config.queryLimits.maxTokens },
     csrfPrevention: true,
     allowBatchedHttpRequests: false,
     // main.ts owns shutdown (drain, then close the database); Apollo must not race it on SIGTERM.
@@ -192,6 +195,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
         // Work requests started (a reset email being queued) commits before the worker stops.
         await services.background.drain();
         await services.outbox.stop();
+        await services.limits.stop();
         await database.close();
       })();
       return closing;

@@ -7,6 +7,7 @@ import { MailOutbox, type OutboxOptions } from './mail/outbox.js';
 import { createMailTransport } from './mail/transport.js';
 import { AuditService } from './modules/audit/audit.service.js';
 import { AuthService } from './modules/auth/auth.service.js';
+import { LoginBackoff } from './modules/auth/login-backoff.js';
 import { OneTimeTokenService } from './modules/auth/one-time-token.service.js';
 import { PasswordHasher } from './modules/auth/password.js';
 import { RecoveryService } from './modules/auth/recovery.service.js';
@@ -16,6 +17,7 @@ import { VerificationService } from './modules/auth/verification.service.js';
 import { ProfileService } from './modules/users/profile.service.js';
 import { UserAdminService } from './modules/users/user-admin.service.js';
 import { UserService } from './modules/users/user.service.js';
+import { RateLimits } from './rate-limits.js';
 
 /** The application's services: created once per app, stateless, given an EntityManager per call. */
 export interface Services {
@@ -30,6 +32,8 @@ export interface Services {
   outbox: MailOutbox;
   /** Drained by the app on shutdown. */
   background: BackgroundTasks;
+  /** Stopped by the app on shutdown. */
+  limits: RateLimits;
 }
 
 /** Wires the services from configuration. */
@@ -43,16 +47,20 @@ export async function createServices(config: Config, orm: MikroORM, logger: Logg
   const background = new BackgroundTasks(logger);
   const mailLogger = logger.child({ component: 'mail' });
   const outbox = new MailOutbox(orm, createMailTransport(config, mailLogger), keys.mailOutbox, config.appUrl, mailLogger, outboxOptions);
-  const verification = new VerificationService(tokens, outbox, audit);
+  const limits = RateLimits.create(config, orm);
+  const backoff = new LoginBackoff();
+  const verification = new VerificationService(tokens, outbox, audit, limits);
+  const accessTokens = new AccessTokens(config.jwtSecret, config.appUrl);
   return {
     users,
-    auth: new AuthService(users, sessions, passwords, new AccessTokens(config.jwtSecret, config.appUrl), verification, outbox, audit),
-    profile: new ProfileService(users, passwords, audit),
+    auth: new AuthService(users, sessions, passwords, accessTokens, verification, outbox, audit, limits, backoff),
+    profile: new ProfileService(users, passwords, audit, backoff),
     userAdmin: new UserAdminService(users, sessions, audit),
     audit,
-    recovery: new RecoveryService(users, sessions, passwords, tokens, outbox, audit, background),
+    recovery: new RecoveryService(users, sessions, passwords, tokens, outbox, audit, background, limits, backoff),
     verification,
     outbox,
     background,
+    limits,
   };
 }

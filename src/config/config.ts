@@ -39,6 +39,19 @@ export interface Config {
   /** Number of reverse-proxy hops whose `X-Forwarded-For` entries are believed; 0 trusts none. */
   readonly trustProxyHops: number;
   readonly rateLimitScale: number;
+  /** `redis://…` to keep rate-limit counters in Redis instead of PostgreSQL. */
+  readonly redisUrl: string | undefined;
+  /** Limits every GraphQL document must stay within; checked before anything executes. */
+  readonly queryLimits: QueryLimits;
+}
+
+/** Size limits of one GraphQL document (`GRAPHQL_MAX_*`). */
+export interface QueryLimits {
+  readonly maxDepth: number;
+  readonly maxAliases: number;
+  readonly maxDirectives: number;
+  readonly maxTokens: number;
+  readonly maxCost: number;
 }
 
 /** Thrown by {@link loadConfig} with every problem found, one per line. */
@@ -142,6 +155,7 @@ export function loadConfig(env: Env): Config {
   if (logLevel !== logLevelRaw) problems.push(`LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}`);
 
   const trustProxyHops = integer('TRUST_PROXY', 0, 0, 10);
+  const redisUrl = url('REDIS_URL', ['redis:', 'rediss:']);
 
   const scaleRaw = value('RATE_LIMIT_SCALE');
   let rateLimitScale = 1;
@@ -152,6 +166,14 @@ export function loadConfig(env: Env): Config {
       rateLimitScale = 1;
     }
   }
+
+  const queryLimits = Object.freeze({
+    maxDepth: integer('GRAPHQL_MAX_DEPTH', 8, 1, 100),
+    maxAliases: integer('GRAPHQL_MAX_ALIASES', 15, 0, 1000),
+    maxDirectives: integer('GRAPHQL_MAX_DIRECTIVES', 50, 0, 1000),
+    maxTokens: integer('GRAPHQL_MAX_TOKENS', 2000, 100, 100_000),
+    maxCost: integer('GRAPHQL_MAX_COST', 5000, 10, 1_000_000),
+  });
 
   // The secret is not trimmed: every byte of it is key material.
   const jwtSecretRaw = env.JWT_SECRET === '' ? undefined : env.JWT_SECRET;
@@ -186,6 +208,8 @@ export function loadConfig(env: Env): Config {
     logLevel,
     trustProxyHops,
     rateLimitScale,
+    redisUrl,
+    queryLimits,
   });
 }
 

@@ -56,6 +56,9 @@ export async function startTestServer(env: Record<string, string> = {}, options:
     LOG_LEVEL: 'info',
     // Links in emails must come from here, whatever the request's Host header says.
     APP_URL: 'https://app.example.test',
+    // Every test talks from 127.0.0.1, so per-IP limits would couple unrelated tests; the tests of
+    // the limits themselves (test/security) turn them on with RATE_LIMIT_SCALE=1.
+    RATE_LIMIT_SCALE: '0',
     ...(database.url ? { DATABASE_URL: database.url } : {}),
     ...env,
   };

@@ -1,10 +1,12 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
-import { BadUserInputError, UnauthenticatedError } from '../../errors.js';
+import { BadUserInputError, RateLimitedError, UnauthenticatedError } from '../../errors.js';
 import type { MailOutbox } from '../../mail/outbox.js';
+import type { RateLimits } from '../../rate-limits.js';
 import type { AuditService } from '../audit/audit.service.js';
 import { AuditEventType } from '../audit/audit-event.entity.js';
 import type { User } from '../users/user.entity.js';
 import { flushTranslatingConflicts, type NewUserInput, type UserService } from '../users/user.service.js';
+import type { LoginBackoff } from './login-backoff.js';
 import type { PasswordHasher } from './password.js';
 import { normalizePassword, PASSWORD_LIMITS } from './password-policy.js';
 import type { RequestMeta } from './request-meta.js';
@@ -45,6 +47,8 @@ export class AuthService {
     private readonly verification: VerificationService,
     private readonly outbox: MailOutbox,
     private readonly audit: AuditService,
+    private readonly limits: RateLimits,
+    private readonly backoff: LoginBackoff,
   ) {}
 
   /**
@@ -52,6 +56,7 @@ export class AuthService {
    * session are written in one flush (one transaction).
    */
   async register(em: EntityManager, input: Omit<NewUserInput, 'role' | 'active'>, meta: RequestMeta): Promise<SignedIn> {
+    await this.limits.consume('registerPerIp', meta.ip);
     const user = await this.users.build(em, { ...input, role: undefined, active: undefined });
     await this.verification.queueCode(em, user);
     const issued = this.sessions.start(em, user, meta);
@@ -67,13 +72,29 @@ export class AuthService {
   async login(em: EntityManager, identifier: string, password: string, meta: RequestMeta): Promise<SignedIn> {
     // No stored password is longer; refusing early keeps bcrypt from hashing megabytes for nothing.
     if (password.length > PASSWORD_LIMITS.maxLength * 4) throw new BadUserInputError('Password is too long.', 'password');
+    const identifierKey = identifier.trim().toLowerCase().slice(0, 254);
+    await this.limits.consume('loginPerIp', meta.ip);
+    await this.limits.consume('loginPerIdentifier', identifierKey);
     const user = await this.users.findByIdentifier(em, identifier);
+    const refusal = user ? await this.backoff.reserve(em, user.id) : null;
+    if (refusal) {
+      this.audit.record(em, AuditEventType.LOGIN_FAILED, { userId: user?.id }, meta);
+      await em.flush();
+      throw new RateLimitedError(
+        refusal.retryAfterSeconds,
+        refusal.resetRequired
+          ? 'Too many failed sign-ins: reset the password of this account to sign in again.'
+          : 'Too many failed sign-ins for this account. Try again later.',
+      );
+    }
     const matches = user ? await this.passwords.verify(password, user.passwordHash) : await this.passwords.verifyNothing(password);
     if (!user || !matches || !user.active) {
       this.audit.record(em, AuditEventType.LOGIN_FAILED, { userId: user?.id }, meta);
       await em.flush();
       throw new UnauthenticatedError(INVALID_CREDENTIALS);
     }
+    await this.backoff.clear(em, user.id);
+    await this.limits.reset('loginPerIdentifier', identifierKey);
     user.lastLoginAt = new Date();
     this.audit.record(em, AuditEventType.LOGIN_SUCCEEDED, { userId: user.id, actorId: user.id }, meta);
     // An imported plain-bcrypt hash or an old cost is upgraded now, while the password is at hand.

@@ -11,7 +11,7 @@ export class RecoveryResolver {
     description: 'Emails a fresh 6-digit verification code (the previous one stops working). At most one per minute; always true.',
   })
   sendVerificationEmail(@Ctx() ctx: AppContext): Promise<boolean> {
-    return ctx.services.verification.resend(ctx.em, requireViewer(ctx).user.id);
+    return ctx.services.verification.resend(ctx.em, requireViewer(ctx).user.id, ctx.meta);
   }
 
   @Authorized()
@@ -24,7 +24,7 @@ export class RecoveryResolver {
   forgotPassword(
     @Arg('input', () => ForgotPasswordInput, { description: 'Who forgot their password.' }) input: ForgotPasswordInput,
     @Ctx() ctx: AppContext,
-  ): boolean {
+  ): Promise<boolean> {
     return ctx.services.recovery.forgotPassword(ctx.em, input.identifier, ctx.meta);
   }
 

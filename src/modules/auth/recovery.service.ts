@@ -3,6 +3,7 @@ import type { EntityManager } from '@mikro-orm/postgresql';
 import type { BackgroundTasks } from '../../background-tasks.js';
 import { BadUserInputError } from '../../errors.js';
 import type { MailOutbox } from '../../mail/outbox.js';
+import type { RateLimits } from '../../rate-limits.js';
 import type { AuditService } from '../audit/audit.service.js';
 import { AuditEventType } from '../audit/audit-event.entity.js';
 import { User } from '../users/user.entity.js';
@@ -10,6 +11,7 @@ import type { UserService } from '../users/user.service.js';
 import type { Viewer } from './auth.service.js';
 import { OneTimeTokenPurpose } from './one-time-token.entity.js';
 import type { OneTimeTokenService } from './one-time-token.service.js';
+import type { LoginBackoff } from './login-backoff.js';
 import type { PasswordHasher } from './password.js';
 import { checkNewPassword } from './password-policy.js';
 import type { RequestMeta } from './request-meta.js';
@@ -31,6 +33,8 @@ export class RecoveryService {
     private readonly outbox: MailOutbox,
     private readonly audit: AuditService,
     private readonly background: BackgroundTasks,
+    private readonly limits: RateLimits,
+    private readonly backoff: LoginBackoff,
   ) {}
 
   /**
@@ -38,16 +42,19 @@ export class RecoveryService {
    * the background, so neither the answer nor its timing tells whether the account exists, is
    * inactive, or was throttled.
    */
-  forgotPassword(em: EntityManager, identifier: string, meta: RequestMeta): true {
+  async forgotPassword(em: EntityManager, identifier: string, meta: RequestMeta): Promise<true> {
     if (identifier.length > IDENTIFIER_MAX_LENGTH) {
       throw new BadUserInputError(`Identifier must be at most ${IDENTIFIER_MAX_LENGTH} characters.`, 'identifier');
     }
+    await this.limits.consume('mailRequestsPerIp', meta.ip);
     const own = em.fork();
     this.background.run('password reset request', () => this.queueReset(own, identifier, meta));
     return true;
   }
 
   private async queueReset(em: EntityManager, identifier: string, meta: RequestMeta): Promise<void> {
+    // Silent: beyond the limit the request is dropped, and nobody learns whether the account exists.
+    if (!(await this.limits.allows('mailRequestsPerIdentifier', identifier.trim().toLowerCase()))) return;
     const found = await this.users.findByIdentifier(em, identifier);
     if (!found?.active) return;
     const queued = await em.transactional(async (tx) => {
@@ -70,16 +77,18 @@ export class RecoveryService {
    * sign the user in.
    */
   async resetPassword(em: EntityManager, token: string, newPassword: string, meta: RequestMeta): Promise<true> {
+    await this.limits.consume('codeAttemptsPerIp', meta.ip);
     const ownerId = await this.tokens.resetTokenOwner(em, token);
     const user = ownerId ? await em.findOne(User, { id: ownerId, active: true }) : null;
     if (!user) throw new BadUserInputError(INVALID_RESET_TOKEN, 'token');
+    await this.limits.consume('codeAttemptsPerAccount', user.id);
     // Policy and hashing come before the token is spent: a rejected password leaves the link usable.
     const passwordHash = await this.passwords.hash(checkNewPassword(newPassword, user, 'newPassword'));
     const now = new Date();
     await em.transactional(async (tx) => {
       if ((await this.tokens.consumeResetToken(tx, token)) !== user.id) throw new BadUserInputError(INVALID_RESET_TOKEN, 'token');
-      // Following the emailed link proves the mailbox is the user's.
-      await tx.nativeUpdate(User, { id: user.id }, { passwordHash, updatedAt: now, emailVerifiedAt: user.emailVerifiedAt ?? now });
+      // Following the emailed link proves the mailbox is the user's; it also lifts any sign-in backoff.
+      await tx.nativeUpdate(User, { id: user.id }, { passwordHash, updatedAt: now, emailVerifiedAt: user.emailVerifiedAt ?? now, failedLoginCount: 0, loginBlockedUntil: null });
       await this.sessions.endAllOf(tx, user.id, SessionEndReason.PASSWORD_RESET);
       this.audit.record(tx, AuditEventType.PASSWORD_RESET_COMPLETED, { userId: user.id }, meta);
       this.outbox.enqueue(tx, user.email, { name: 'password-changed' });
@@ -94,9 +103,7 @@ export class RecoveryService {
    */
   async changePassword(em: EntityManager, viewer: Viewer, currentPassword: string, newPassword: string, meta: RequestMeta): Promise<true> {
     const { user } = viewer;
-    if (!(await this.passwords.verify(currentPassword, user.passwordHash))) {
-      throw new BadUserInputError('The current password is incorrect.', 'currentPassword');
-    }
+    await this.backoff.check(em, user.id, currentPassword, user.passwordHash, this.passwords, 'currentPassword');
     const password = checkNewPassword(newPassword, user, 'newPassword');
     if (await this.passwords.verify(password, user.passwordHash)) {
       throw new BadUserInputError('The new password must be different from the current one.', 'newPassword');

@@ -2,6 +2,7 @@ import { LockMode } from '@mikro-orm/core';
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { BadUserInputError } from '../../errors.js';
 import type { MailOutbox } from '../../mail/outbox.js';
+import type { RateLimits } from '../../rate-limits.js';
 import type { AuditService } from '../audit/audit.service.js';
 import { AuditEventType } from '../audit/audit-event.entity.js';
 import { User } from '../users/user.entity.js';
@@ -20,6 +21,7 @@ export class VerificationService {
     private readonly tokens: OneTimeTokenService,
     private readonly outbox: MailOutbox,
     private readonly audit: AuditService,
+    private readonly limits: RateLimits,
   ) {}
 
   /** Adds a fresh code and its email to `em`'s unit of work (used by register; the caller flushes). */
@@ -32,7 +34,9 @@ export class VerificationService {
    * Sends a fresh code (voiding the previous one) unless the account is already verified or got a
    * code less than a minute ago. Always `true`: the throttle is silent.
    */
-  async resend(em: EntityManager, userId: string): Promise<true> {
+  async resend(em: EntityManager, userId: string, meta: RequestMeta): Promise<true> {
+    await this.limits.consume('mailRequestsPerIp', meta.ip);
+    if (!(await this.limits.allows('mailRequestsPerIdentifier', userId))) return true;
     const queued = await em.transactional(async (tx) => {
       // The row lock serializes concurrent requests of one account, so the throttle holds.
       const user = await tx.findOneOrFail(User, { id: userId }, { lockMode: LockMode.PESSIMISTIC_WRITE });
@@ -52,6 +56,8 @@ export class VerificationService {
    */
   async verify(em: EntityManager, user: User, code: string, meta: RequestMeta): Promise<User> {
     if (user.emailVerifiedAt) return user;
+    await this.limits.consume('codeAttemptsPerIp', meta.ip);
+    await this.limits.consume('codeAttemptsPerAccount', user.id);
     const verifiedAt = new Date();
     // A wrong try commits too (it is counted); a match marks the account in the same transaction.
     const matched = await em.transactional(async (tx) => {

@@ -1,8 +1,9 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
-import { BadUserInputError, ForbiddenError } from '../../errors.js';
+import { ForbiddenError } from '../../errors.js';
 import type { AuditService } from '../audit/audit.service.js';
 import { AuditEventType } from '../audit/audit-event.entity.js';
 import type { Viewer } from '../auth/auth.service.js';
+import type { LoginBackoff } from '../auth/login-backoff.js';
 import type { PasswordHasher } from '../auth/password.js';
 import type { RequestMeta } from '../auth/request-meta.js';
 import { Role } from './role.js';
@@ -15,6 +16,7 @@ export class ProfileService {
     private readonly users: UserService,
     private readonly passwords: PasswordHasher,
     private readonly audit: AuditService,
+    private readonly backoff: LoginBackoff,
   ) {}
 
   /**
@@ -44,9 +46,7 @@ export class ProfileService {
    * every access token stops working), the audit trail stays. The last active admin cannot leave.
    */
   async deleteSelf(em: EntityManager, viewer: Viewer, password: string, meta: RequestMeta): Promise<true> {
-    if (!(await this.passwords.verify(password, viewer.user.passwordHash))) {
-      throw new BadUserInputError('The password is incorrect.', 'password');
-    }
+    await this.backoff.check(em, viewer.user.id, password, viewer.user.passwordHash, this.passwords, 'password');
     await this.users.underAdminSetLock(em, async (tx) => {
       await this.users.assertNotLastAdmin(tx, viewer.user.id);
       await tx.nativeDelete(User, { id: viewer.user.id });

@@ -69,6 +69,14 @@ export class User extends BaseEntity {
   @Property({ type: 'timestamptz', nullable: true })
   lastLoginAt: Date | null = null;
 
+  /** Consecutive failed sign-ins (reset by a successful one or a password reset). */
+  @Property({ type: 'smallint', default: 0 })
+  failedLoginCount: Opt<number> = 0;
+
+  /** No sign-in attempt is even checked before then (brute-force backoff); 'infinity' after 100 failures. */
+  @Property({ type: 'timestamptz', nullable: true })
+  loginBlockedUntil: Date | null = null;
+
   @Field(() => Date, { description: 'When the account last changed.' })
   @Property({ type: 'timestamptz', onUpdate: () => new Date() })
   updatedAt: Date & Opt = new Date();

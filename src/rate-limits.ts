@@ -1,0 +1,96 @@
+import type { MikroORM } from '@mikro-orm/postgresql';
+import { Redis } from 'ioredis';
+import { type RateLimiterAbstract, RateLimiterPostgres, RateLimiterRedis, RateLimiterRes } from 'rate-limiter-flexible';
+import type { Config } from './config/config.js';
+import { RateLimitedError } from './errors.js';
+
+/** Every limit the server applies, per window. Each is multiplied by `RATE_LIMIT_SCALE`. */
+export const LIMITS = {
+  /** Sign-in attempts from one IP address. */
+  loginPerIp: { points: 50, durationSeconds: 15 * 60 },
+  /** Sign-in attempts naming one email or username (existing or not). */
+  loginPerIdentifier: { points: 10, durationSeconds: 15 * 60 },
+  registerPerIp: { points: 10, durationSeconds: 60 * 60 },
+  /** forgotPassword and sendVerificationEmail requests from one IP address. */
+  mailRequestsPerIp: { points: 20, durationSeconds: 60 * 60 },
+  /** forgotPassword requests naming one identifier; beyond it requests are dropped silently. */
+  mailRequestsPerIdentifier: { points: 5, durationSeconds: 60 * 60 },
+  /** verifyEmail and resetPassword attempts from one IP address. */
+  codeAttemptsPerIp: { points: 30, durationSeconds: 15 * 60 },
+  /** verifyEmail and resetPassword attempts for one account. */
+  codeAttemptsPerAccount: { points: 10, durationSeconds: 15 * 60 },
+} as const;
+
+export type LimitName = keyof typeof LIMITS;
+
+/** The table rate-limiter-flexible keeps its counters in (created by a migration). */
+export const RATE_LIMIT_TABLE = 'rate_limits';
+
+/**
+ * The one rate limiter (rate-limiter-flexible). Counters live in PostgreSQL by default — shared by
+ * every instance on the database — or in Redis with `REDIS_URL`. Services call it once per field
+ * executed, so fifty aliased `login` fields in one document count fifty.
+ */
+export class RateLimits {
+  private constructor(
+    private readonly limiters: ReadonlyMap<LimitName, RateLimiterAbstract>,
+    private readonly close: () => Promise<void>,
+  ) {}
+
+  /** Builds the limiters; with `RATE_LIMIT_SCALE=0` every limit is off. */
+  static create(config: Pick<Config, 'rateLimitScale' | 'redisUrl'>, orm: MikroORM): RateLimits {
+    if (config.rateLimitScale === 0) return new RateLimits(new Map(), async () => {});
+    const redis = config.redisUrl ? new Redis(config.redisUrl, { enableOfflineQueue: false, lazyConnect: false }) : undefined;
+    const knex = orm.em.getConnection().getKnex();
+    const limiters = new Map<LimitName, RateLimiterAbstract>();
+    let first = true;
+    for (const [name, limit] of Object.entries(LIMITS) as Array<[LimitName, (typeof LIMITS)[LimitName]]>) {
+      const options = { keyPrefix: name, points: Math.max(1, Math.round(limit.points * config.rateLimitScale)), duration: limit.durationSeconds };
+      limiters.set(
+        name,
+        redis
+          ? new RateLimiterRedis({ ...options, storeClient: redis })
+          : // One limiter is enough to purge expired rows of the shared table (hourly, unref'd timer).
+            new RateLimiterPostgres({ ...options, storeClient: knex, storeType: 'knex', tableName: RATE_LIMIT_TABLE, tableCreated: true, clearExpiredByTimeout: first }),
+      );
+      first = false;
+    }
+    return new RateLimits(limiters, async () => {
+      redis?.disconnect();
+    });
+  }
+
+  /** Counts one attempt under `name` for `key`; RATE_LIMITED (with `retryAfter`) beyond the limit. */
+  async consume(name: LimitName, key: string | null): Promise<void> {
+    const refused = await this.attempt(name, key);
+    if (refused) throw new RateLimitedError(Math.max(1, Math.ceil(refused.msBeforeNext / 1000)));
+  }
+
+  /** Counts one attempt; `false` beyond the limit (for limits that must stay silent). */
+  async allows(name: LimitName, key: string | null): Promise<boolean> {
+    return (await this.attempt(name, key)) === null;
+  }
+
+  /** The limiter's refusal, or `null` when the attempt is within the limit (or there is no key). */
+  private async attempt(name: LimitName, key: string | null): Promise<RateLimiterRes | null> {
+    const limiter = this.limiters.get(name);
+    if (!limiter || key === null) return null;
+    try {
+      await limiter.consume(key);
+      return null;
+    } catch (rejection) {
+      if (rejection instanceof RateLimiterRes) return rejection;
+      throw rejection;
+    }
+  }
+
+  /** Forgets the counts of `key` (e.g. a successful sign-in clears its identifier's failures). */
+  async reset(name: LimitName, key: string): Promise<void> {
+    await this.limiters.get(name)?.delete(key);
+  }
+
+  /** Releases the Redis connection, if any. */
+  async stop(): Promise<void> {
+    await this.close();
+  }
+}
