@@ -1,5 +1,6 @@
 import type { QueryBuilder } from '@mikro-orm/postgresql';
 import { Field, ObjectType } from 'type-graphql';
+import { isUuid } from '../db/base.entity.js';
 import { BadUserInputError } from '../errors.js';
 
 /** Page size when `first` is not given, and the most one page may hold. */
@@ -39,12 +40,14 @@ export function encodeCursor(item: Keyed): string {
   return Buffer.from(`${item.createdAt.toISOString()}|${item.id}`, 'utf8').toString('base64url');
 }
 
-const CURSOR = /^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z)\|([0-9a-f-]{36})$/;
+const CURSOR = /^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z)\|(.+)$/;
 
 function decodeCursor(cursor: string): Keyed {
   const match = cursor.length <= 100 ? Buffer.from(cursor, 'base64url').toString('utf8').match(CURSOR) : null;
   const createdAt = match ? new Date(match[1]) : null;
-  if (!match || !createdAt || Number.isNaN(createdAt.getTime())) throw new BadUserInputError('The cursor is not valid.', 'after');
+  if (!match || !createdAt || Number.isNaN(createdAt.getTime()) || !isUuid(match[2])) {
+    throw new BadUserInputError('The cursor is not valid.', 'after');
+  }
   return { createdAt, id: match[2] };
 }
 

@@ -77,7 +77,15 @@ export async function startTestServer(env: Record<string, string> = {}, options:
   }
 
   let currentEnv = baseEnv;
-  let current = await boot(currentEnv);
+  let current: Awaited<ReturnType<typeof boot>>;
+  try {
+    current = await boot(currentEnv);
+  } catch (error) {
+    // A server that refuses to start (a test of bad configuration) leaves nothing behind.
+    await database.drop();
+    await rm(dataDir, { recursive: true, force: true });
+    throw error;
+  }
   return {
     get app() {
       return current.app;

@@ -58,6 +58,7 @@ export class AuthService {
   async register(em: EntityManager, input: Omit<NewUserInput, 'role' | 'active'>, meta: RequestMeta): Promise<SignedIn> {
     await this.limits.consume('registerPerIp', meta.ip);
     const user = await this.users.build(em, { ...input, role: undefined, active: undefined });
+    this.audit.record(em, AuditEventType.USER_CREATED, { userId: user.id, actorId: user.id }, meta);
     await this.verification.queueCode(em, user);
     const issued = this.sessions.start(em, user, meta);
     await flushTranslatingConflicts(em);

@@ -1,5 +1,5 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
-import { ForbiddenError } from '../../errors.js';
+import { ForbiddenError, UnauthenticatedError } from '../../errors.js';
 import type { AuditService } from '../audit/audit.service.js';
 import { AuditEventType } from '../audit/audit-event.entity.js';
 import type { Viewer } from '../auth/auth.service.js';
@@ -36,6 +36,8 @@ export class ProfileService {
     const changes = this.users.validateChanges({ username: requested.username, firstName: requested.firstName, lastName: requested.lastName });
     if (Object.keys(changes).length === 0) return viewer.user;
     const updated = await this.users.applyChanges(em, viewer.user, changes);
+    // Deleted while this request was on its way: the caller no longer has an account.
+    if (!updated) throw new UnauthenticatedError();
     this.audit.record(em, AuditEventType.USER_UPDATED, { userId: viewer.user.id, actorId: viewer.user.id }, meta);
     await em.flush();
     return updated;

@@ -77,6 +77,7 @@ export class UserAdminService {
       if (!before) throw new NotFoundError(NO_SUCH_USER);
       const previous = { role: before.role, active: before.active };
       const updated = await this.users.applyChanges(tx, before, changes);
+      if (!updated) throw new NotFoundError(NO_SUCH_USER);
       const subject = { userId: id, actorId };
       if (updated.role !== previous.role) this.audit.record(tx, AuditEventType.ROLE_CHANGED, subject, meta);
       if (previous.active && !updated.active) {

@@ -2,6 +2,7 @@ import type { EntityManager } from '@mikro-orm/postgresql';
 import { isUuid } from '../../db/base.entity.js';
 import { violatedUniqueConstraint } from '../../db/constraints.js';
 import { BadUserInputError, ConflictError, ForbiddenError } from '../../errors.js';
+import { OneTimeToken } from '../auth/one-time-token.entity.js';
 import type { PasswordHasher } from '../auth/password.js';
 import { checkNewPassword } from '../auth/password-policy.js';
 import { Role } from './role.js';
@@ -114,15 +115,19 @@ export class UserService {
   /**
    * Writes only the changed columns, in one UPDATE, so concurrent edits of other fields of the same
    * account are never overwritten with stale values (no lost updates). A new email address is
-   * unverified. Returns the fresh row.
+   * unverified, and codes and reset links mailed to the old one stop working. Returns the fresh
+   * row, or `null` when the account no longer exists (deleted meanwhile).
    */
-  async applyChanges(em: EntityManager, user: User, changes: UserChanges): Promise<User> {
+  async applyChanges(em: EntityManager, user: User, changes: UserChanges): Promise<User | null> {
     const effective: UserChanges = { ...changes };
-    if (changes.email !== undefined && changes.email !== user.email) effective.emailVerifiedAt = null;
+    const emailChanged = changes.email !== undefined && changes.email !== user.email;
+    if (emailChanged) effective.emailVerifiedAt = null;
     if (Object.keys(effective).length > 0) {
-      await translatingConflicts(() => em.nativeUpdate(User, { id: user.id }, { ...effective, updatedAt: new Date() }));
+      const updated = await translatingConflicts(() => em.nativeUpdate(User, { id: user.id }, { ...effective, updatedAt: new Date() }));
+      if (updated === 0) return null;
+      if (emailChanged) await em.nativeDelete(OneTimeToken, { user: user.id, usedAt: null });
     }
-    return em.findOneOrFail(User, { id: user.id }, { refresh: true });
+    return em.findOne(User, { id: user.id }, { refresh: true });
   }
 
   /**
