@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { LOGIN, ME, REFRESH, REGISTER, newAccountInput, registerAccount } from './support/accounts.js';
-import { type GraphQLResponse, startTestServer, type TestServer } from './support/server.js';
+import { LOGIN, ME, REFRESH, REGISTER, newAccountInput, registerAccount } from '../support/accounts.js';
+import { type GraphQLResponse, startTestServer, type TestServer } from '../support/server.js';
 
 let server: TestServer;
 beforeAll(async () => {

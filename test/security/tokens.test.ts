@@ -1,8 +1,8 @@
 import { createHmac, randomBytes } from 'node:crypto';
 import { SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ME, registerAccount, type SignedInAccount } from './support/accounts.js';
-import { type CallOptions, startTestServer, type TestServer } from './support/server.js';
+import { ME, registerAccount, type SignedInAccount } from '../support/accounts.js';
+import { type CallOptions, startTestServer, type TestServer } from '../support/server.js';
 
 let server: TestServer;
 beforeAll(async () => {
