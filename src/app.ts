@@ -196,6 +196,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
         await services.background.drain();
         await services.outbox.stop();
         await services.limits.stop();
+        await services.passwords.close();
         await database.close();
       })();
       return closing;

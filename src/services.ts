@@ -34,6 +34,8 @@ export interface Services {
   background: BackgroundTasks;
   /** Stopped by the app on shutdown. */
   limits: RateLimits;
+  /** Its hashing workers are stopped by the app on shutdown. */
+  passwords: PasswordHasher;
 }
 
 /** Wires the services from configuration. */
@@ -62,5 +64,6 @@ export async function createServices(config: Config, orm: MikroORM, logger: Logg
     outbox,
     background,
     limits,
+    passwords,
   };
 }

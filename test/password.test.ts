@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import bcrypt from 'bcryptjs';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BadUserInputError } from '../src/errors.js';
 import { checkNewPassword, commonPasswords, normalizePassword, PASSWORD_LIMITS } from '../src/modules/auth/password-policy.js';
 import { PasswordHasher } from '../src/modules/auth/password.js';
@@ -145,6 +145,7 @@ describe('PasswordHasher', () => {
   beforeAll(async () => {
     hasher = await PasswordHasher.create(COST, PEPPER);
   });
+  afterAll(() => hasher?.close());
 
   it('stores the current scheme, tagged, at the configured cost', async () => {
     const stored = await hasher.hash('correct horse battery staple');
@@ -203,6 +204,7 @@ describe('PasswordHasher', () => {
   it('does not verify a hash made with another pepper', async () => {
     const other = await PasswordHasher.create(COST, randomBytes(32));
     const stored = await other.hash('correct horse battery staple');
+    await other.close();
     expect(await hasher.verify('correct horse battery staple', stored)).toBe(false);
   });
 
@@ -231,6 +233,7 @@ describe('PasswordHasher', () => {
     expect(await hasher.verify('correct horse battery staple', stored)).toBe(true);
     expect(hasher.needsRehash(stored)).toBe(true);
     expect(costlier.needsRehash(stored)).toBe(false);
+    await costlier.close();
   });
 
   it.each([

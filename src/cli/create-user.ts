@@ -52,8 +52,8 @@ async function main(): Promise<number> {
   const logger = createLogger(config);
   const password = values.password ?? (await readPassword());
   const database = await openDatabase(config, logger);
+  const services = await createServices(config, database.orm, logger);
   try {
-    const services = await createServices(config, database.orm, logger);
     const user = await services.userAdmin.create(
       database.orm.em.fork(),
       null,
@@ -75,6 +75,8 @@ async function main(): Promise<number> {
     console.error(`not created: ${field}${error.message}`);
     return 1;
   } finally {
+    await services.passwords.close();
+    await services.limits.stop();
     await database.close();
   }
 }

@@ -1,5 +1,6 @@
 import { createHmac, randomBytes } from 'node:crypto';
 import bcrypt from 'bcryptjs';
+import { BcryptPool } from './bcrypt-pool.js';
 import { normalizePassword } from './password-policy.js';
 
 /** The shortest pepper accepted: 256 bits, the HMAC-SHA256 block of security. */
@@ -27,23 +28,25 @@ const BCRYPT_HASH = /^\$2[aby]\$\d{2}\$[./A-Za-z0-9]{53}$/;
  * reported by {@link needsRehash}, so the next successful login upgrades them.
  */
 export class PasswordHasher {
+  private dummyHash = '';
+  private readonly pool = new BcryptPool();
+
   private constructor(
     private readonly cost: number,
     private readonly pepper: Buffer,
-    private readonly dummyHash: string,
   ) {}
 
   /** Creates the hasher, paying once for the dummy hash used by {@link verifyNothing}. */
   static async create(cost: number, pepper: Uint8Array): Promise<PasswordHasher> {
     if (pepper.byteLength < MIN_PEPPER_BYTES) throw new Error(`The password pepper must be at least ${MIN_PEPPER_BYTES} bytes.`);
-    const key = Buffer.from(pepper);
-    const hasher = new PasswordHasher(cost, key, '');
-    return new PasswordHasher(cost, key, await hasher.hash(randomBytes(24).toString('base64')));
+    const hasher = new PasswordHasher(cost, Buffer.from(pepper));
+    hasher.dummyHash = await hasher.hash(randomBytes(24).toString('base64'));
+    return hasher;
   }
 
   /** Hashes a password that passed `checkNewPassword`, in the current scheme; the result names its scheme. */
   async hash(password: string): Promise<string> {
-    return `${SCHEME_PREFIX}${await bcrypt.hash(this.preHash(password), this.cost)}`;
+    return `${SCHEME_PREFIX}${await this.pool.hash(this.preHash(password), this.cost)}`;
   }
 
   /**
@@ -53,9 +56,9 @@ export class PasswordHasher {
   async verify(password: string, stored: string): Promise<boolean> {
     if (stored.startsWith(SCHEME_PREFIX)) {
       const inner = stored.slice(SCHEME_PREFIX.length);
-      return BCRYPT_HASH.test(inner) && compare(this.preHash(password), inner);
+      return BCRYPT_HASH.test(inner) && this.pool.compare(this.preHash(password), inner);
     }
-    if (BCRYPT_HASH.test(stored)) return compare(password, stored);
+    if (BCRYPT_HASH.test(stored)) return this.pool.compare(password, stored);
     return false;
   }
 
@@ -72,17 +75,13 @@ export class PasswordHasher {
     return false;
   }
 
+  /** Stops the hashing workers. */
+  close(): Promise<void> {
+    return this.pool.close();
+  }
+
   /** base64( HMAC-SHA256(pepper, NFKC(password)) ): 44 ASCII bytes, well inside bcrypt's 72. */
   private preHash(password: string): string {
     return createHmac('sha256', this.pepper).update(normalizePassword(password), 'utf8').digest('base64');
-  }
-}
-
-/** bcrypt comparison that treats a hash bcryptjs cannot parse as a mismatch. */
-async function compare(input: string, hash: string): Promise<boolean> {
-  try {
-    return await bcrypt.compare(input, hash);
-  } catch {
-    return false;
   }
 }

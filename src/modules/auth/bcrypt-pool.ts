@@ -1,0 +1,30 @@
+import { availableParallelism } from 'node:os';
+import { Piscina } from 'piscina';
+
+/**
+ * bcrypt in a pool of worker threads, one per core (piscina). bcryptjs's own async API still runs
+ * on the main thread in chunks, so a burst of sign-ins would stall every other request; here the
+ * event loop only posts messages.
+ */
+export class BcryptPool {
+  private readonly pool = new Piscina({
+    filename: new URL('./bcrypt.worker.mjs', import.meta.url).href,
+    minThreads: 1,
+    maxThreads: availableParallelism(),
+    // Idle workers exit after a minute; the first hash after that pays a worker start-up.
+    idleTimeout: 60_000,
+  });
+
+  hash(value: string, cost: number): Promise<string> {
+    return this.pool.run({ value, cost }, { name: 'hash' }) as Promise<string>;
+  }
+
+  compare(value: string, hash: string): Promise<boolean> {
+    return this.pool.run({ value, hash }, { name: 'compare' }) as Promise<boolean>;
+  }
+
+  /** Stops the workers (after the tasks already queued). */
+  async close(): Promise<void> {
+    await this.pool.close();
+  }
+}
