@@ -172,7 +172,7 @@ export function loadConfig(env: Env): Config {
     maxAliases: integer('GRAPHQL_MAX_ALIASES', 15, 0, 1000),
     maxDirectives: integer('GRAPHQL_MAX_DIRECTIVES', 50, 0, 1000),
     maxTokens: integer('GRAPHQL_MAX_TOKENS', 2000, 100, 100_000),
-    maxCost: integer('GRAPHQL_MAX_COST', 5000, 10, 1_000_000),
+    maxCost: integer('GRAPHQL_MAX_COST', 10_000, 10, 1_000_000),
   });
 
   // The secret is not trimmed: every byte of it is key material.

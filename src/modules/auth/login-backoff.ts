@@ -21,25 +21,24 @@ export type LoginRefusal = { retryAfterSeconds: number; resetRequired: boolean }
 export class LoginBackoff {
   /** Counts an attempt and opens the delay it earns; the refusal when the account is still waiting. */
   async reserve(em: EntityManager, userId: string): Promise<LoginRefusal | null> {
+    // The exponent is bounded (2^20 s is far beyond the cap) to keep the interval arithmetic in range.
     const counted = await em.getConnection().execute<Array<{ failed_login_count: number }>>(
       `update "users"
-          set "failed_login_count" = least("failed_login_count" + 1, 32000),
+          set "failed_login_count" = "failed_login_count" + 1,
               "login_blocked_until" = case
-                when "failed_login_count" + 1 >= ? then 'infinity'::timestamptz
-                when "failed_login_count" + 1 >= ? then now() + least(? * interval '1 second', power(2, "failed_login_count" + 1 - ?) * interval '1 second')
+                when "failed_login_count" + 1 >= ? then now() + least(? * interval '1 second', power(2, least("failed_login_count" + 1 - ?, 20)) * interval '1 second')
                 else null end
-        where "id" = ? and ("login_blocked_until" is null or "login_blocked_until" <= now())
+        where "id" = ? and "failed_login_count" < ? and ("login_blocked_until" is null or "login_blocked_until" <= now())
         returning "failed_login_count"`,
-      [FAILED_LOGINS_BEFORE_RESET, FREE_FAILED_LOGINS, MAX_LOGIN_DELAY_SECONDS, FREE_FAILED_LOGINS, userId],
+      [FREE_FAILED_LOGINS, MAX_LOGIN_DELAY_SECONDS, FREE_FAILED_LOGINS, userId, FAILED_LOGINS_BEFORE_RESET],
       'all',
       em.getTransactionContext(),
     );
     if (counted.length > 0) return null;
     const [state] = await em.getConnection().execute<Array<{ wait: number | null; reset_required: boolean }>>(
-      `select ceil(extract(epoch from ("login_blocked_until" - now()))) as "wait",
-              "login_blocked_until" = 'infinity'::timestamptz as "reset_required"
+      `select ceil(extract(epoch from ("login_blocked_until" - now()))) as "wait", "failed_login_count" >= ? as "reset_required"
          from "users" where "id" = ?`,
-      [userId],
+      [FAILED_LOGINS_BEFORE_RESET, userId],
     );
     if (!state) return null;
     return state.reset_required

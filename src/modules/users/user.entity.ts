@@ -73,7 +73,7 @@ export class User extends BaseEntity {
   @Property({ type: 'smallint', default: 0 })
   failedLoginCount: Opt<number> = 0;
 
-  /** No sign-in attempt is even checked before then (brute-force backoff); 'infinity' after 100 failures. */
+  /** No sign-in attempt is even checked before then (brute-force backoff). */
   @Property({ type: 'timestamptz', nullable: true })
   loginBlockedUntil: Date | null = null;
 
