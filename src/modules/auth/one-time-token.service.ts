@@ -8,6 +8,8 @@ export const RESET_TOKEN_TTL_MS = 60 * 60 * 1000;
 /** Verification codes are valid for 15 minutes and allow five tries (CONTRACT.md). */
 export const VERIFICATION_CODE_TTL_MS = 15 * 60 * 1000;
 export const VERIFICATION_CODE_MAX_ATTEMPTS = 5;
+/** At most one email of a kind per account per minute; extra requests are dropped silently. */
+export const EMAIL_THROTTLE_MS = 60_000;
 
 /** 32 random bytes in base64url: 43 characters. */
 const RESET_TOKEN = /^[A-Za-z0-9_-]{43}$/;
@@ -37,12 +39,13 @@ export class OneTimeTokenService {
   }
 
   /**
-   * When the user's newest token of `purpose` was issued, or `null`. Callers hold a lock on the
-   * user row, so a throttle decision and the issue that follows cannot interleave with another.
+   * Whether the user got a token of `purpose` less than {@link EMAIL_THROTTLE_MS} ago (at most one
+   * email of a kind per account per minute). Callers hold a lock on the user row, so this decision
+   * and the issue that follows cannot interleave with another request's.
    */
-  async lastIssuedAt(em: EntityManager, userId: string, purpose: OneTimeTokenPurpose): Promise<Date | null> {
+  async issuedRecently(em: EntityManager, userId: string, purpose: OneTimeTokenPurpose): Promise<boolean> {
     const newest = await em.findOne(OneTimeToken, { user: userId, purpose }, { orderBy: { createdAt: 'desc' }, fields: ['createdAt'] });
-    return newest?.createdAt ?? null;
+    return newest !== null && Date.now() - newest.createdAt.getTime() < EMAIL_THROTTLE_MS;
   }
 
   /** Issues a reset token (256 random bits, URL-safe), voiding older ones; returns it in clear, once. */

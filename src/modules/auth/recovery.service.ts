@@ -17,7 +17,6 @@ import { checkNewPassword } from './password-policy.js';
 import type { RequestMeta } from './request-meta.js';
 import { SessionEndReason } from './session.entity.js';
 import type { SessionService } from './session.service.js';
-import { EMAIL_THROTTLE_MS } from './verification.service.js';
 
 /** One message for unknown, expired, used and voided reset tokens. */
 export const INVALID_RESET_TOKEN = 'This password reset link is invalid or has expired. Ask for a new one.';
@@ -60,8 +59,7 @@ export class RecoveryService {
     const queued = await em.transactional(async (tx) => {
       // The row lock serializes concurrent requests for one account, so the throttle holds.
       const user = await tx.findOneOrFail(User, { id: found.id }, { lockMode: LockMode.PESSIMISTIC_WRITE });
-      const last = await this.tokens.lastIssuedAt(tx, user.id, OneTimeTokenPurpose.PASSWORD_RESET);
-      if (last && Date.now() - last.getTime() < EMAIL_THROTTLE_MS) return false;
+      if (await this.tokens.issuedRecently(tx, user.id, OneTimeTokenPurpose.PASSWORD_RESET)) return false;
       const token = await this.tokens.issueResetToken(tx, user);
       this.outbox.enqueue(tx, user.email, { name: 'password-reset', token });
       this.audit.record(tx, AuditEventType.PASSWORD_RESET_REQUESTED, { userId: user.id }, meta);

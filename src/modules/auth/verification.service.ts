@@ -10,9 +10,6 @@ import { OneTimeTokenPurpose } from './one-time-token.entity.js';
 import type { OneTimeTokenService } from './one-time-token.service.js';
 import type { RequestMeta } from './request-meta.js';
 
-/** At most one email of a kind per account per minute; extra requests are dropped silently. */
-export const EMAIL_THROTTLE_MS = 60_000;
-
 const INVALID_CODE = 'The verification code is invalid or has expired. Ask for a new one.';
 
 /** Email verification: codes by mail at registration and on request, and their checking. */
@@ -41,8 +38,7 @@ export class VerificationService {
       // The row lock serializes concurrent requests of one account, so the throttle holds.
       const user = await tx.findOneOrFail(User, { id: userId }, { lockMode: LockMode.PESSIMISTIC_WRITE });
       if (user.emailVerifiedAt) return false;
-      const last = await this.tokens.lastIssuedAt(tx, user.id, OneTimeTokenPurpose.EMAIL_VERIFICATION);
-      if (last && Date.now() - last.getTime() < EMAIL_THROTTLE_MS) return false;
+      if (await this.tokens.issuedRecently(tx, user.id, OneTimeTokenPurpose.EMAIL_VERIFICATION)) return false;
       await this.queueCode(tx, user);
       return true;
     });
