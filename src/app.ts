@@ -83,6 +83,8 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     try {
       await services.userAdmin.ensureFirstAdmin(orm.em.fork(), config.admin, logger);
     } catch (error) {
+      await services.passwords.close();
+      await services.limits.stop();
       await database.close();
       // A bad ADMIN_EMAIL / ADMIN_PASSWORD is a configuration problem, reported like one.
       if (error instanceof BadUserInputError) throw new ConfigError([`ADMIN_${(error.field ?? 'password').toUpperCase()}: ${error.message}`]);
