@@ -17,6 +17,7 @@ import { errorLoggingPlugin, formatError } from './graphql/errors.js';
 import { createGraphQLHandler } from './graphql/http-handler.js';
 import { queryLimitRules } from './graphql/limits.js';
 import { buildAppSchema } from './graphql/schema.js';
+import { resetPasswordPage } from './http/reset-page.js';
 import { createLogger, type Logger } from './logger.js';
 import { DEFAULT_OUTBOX_OPTIONS, type OutboxOptions } from './mail/outbox.js';
 import { createServices } from './services.js';
@@ -144,6 +145,15 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     if (pathname === '/readyz' && req.method === 'GET') {
       const ready = !draining && (await isDatabaseReady());
       return sendJson(res, ready ? 200 : 503, { status: ready ? 'ready' : 'unavailable' });
+    }
+    if (pathname === '/reset-password' && (req.method === 'GET' || req.method === 'HEAD')) {
+      // Renders HTML only: the token stays in the query string for the page's script; GET spends nothing.
+      const page = resetPasswordPage();
+      for (const [name, value] of Object.entries(page.headers)) res.setHeader(name, value);
+      res.setHeader('content-length', Buffer.byteLength(page.html));
+      res.statusCode = 200;
+      res.end(req.method === 'HEAD' ? undefined : page.html);
+      return;
     }
     if (pathname === '/graphql') {
       return graphql(req, res, () =>
