@@ -18,6 +18,11 @@ export interface Config {
   readonly host: string;
   /** `postgresql://…` of a real server; `undefined` runs the embedded PGlite database. */
   readonly databaseUrl: string | undefined;
+  /**
+   * `postgresql://…` of read replicas of `databaseUrl` (`DATABASE_REPLICA_URLS`), empty when none.
+   * Only reads that may lag (admin listings) go to them; everything else reads the primary.
+   */
+  readonly databaseReplicaUrls: readonly string[];
   /** Absolute path of the local data folder (embedded database, generated secrets, outbox). */
   readonly dataDir: string;
   /** HS256 key for access tokens. */
@@ -129,6 +134,7 @@ export function loadConfig(env: Env): Config {
   const port = integer('PORT', 4000, 0, 65535);
   const host = value('HOST') ?? '0.0.0.0';
   const databaseUrl = url('DATABASE_URL', ['postgresql:', 'postgres:']);
+  const databaseReplicaUrls = replicaUrls(value('DATABASE_REPLICA_URLS'), value('DATABASE_URL') !== undefined, problems);
   const dataDirRaw = value('DATA_DIR') ?? './.data';
   const dataDir = isAbsolute(dataDirRaw) ? dataDirRaw : resolve(dataDirRaw);
 
@@ -196,6 +202,7 @@ export function loadConfig(env: Env): Config {
     port,
     host,
     databaseUrl,
+    databaseReplicaUrls,
     dataDir,
     jwtSecret: jwtSecretRaw ?? developmentJwtSecret(dataDir),
     jwtSecretGenerated: jwtSecretRaw === undefined,
@@ -211,6 +218,33 @@ export function loadConfig(env: Env): Config {
     redisUrl,
     queryLimits,
   });
+}
+
+/**
+ * `DATABASE_REPLICA_URLS`: comma-separated `postgresql://…` URLs, each checked like `DATABASE_URL`
+ * (problems name the entry by position, never by its text, which may hold a password). Replicas
+ * only make sense beside a real primary: the embedded database belongs to one process.
+ */
+function replicaUrls(raw: string | undefined, hasPrimary: boolean, problems: string[]): readonly string[] {
+  if (raw === undefined) return Object.freeze([]);
+  const entries = raw
+    .split(',')
+    .map((entry) => entry.trim())
+    .filter(Boolean);
+  if (!hasPrimary) {
+    problems.push('DATABASE_REPLICA_URLS needs DATABASE_URL: read replicas replicate a PostgreSQL server, not the embedded database');
+  }
+  const urls: string[] = [];
+  entries.forEach((entry, index) => {
+    try {
+      const parsed = new URL(entry);
+      if (parsed.protocol !== 'postgresql:' && parsed.protocol !== 'postgres:') throw new Error('protocol');
+      urls.push(entry);
+    } catch {
+      problems.push(`DATABASE_REPLICA_URLS entry ${index + 1} must be a postgresql://… or postgres://… URL`);
+    }
+  });
+  return Object.freeze(urls);
 }
 
 /**

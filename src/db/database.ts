@@ -17,11 +17,23 @@ export interface Database {
 
 /**
  * Connects to `DATABASE_URL`, or starts the embedded database in `DATA_DIR`, and applies pending
- * migrations. Used by the server and by the command-line tools.
+ * migrations, always on the primary. With `databaseReplicaUrls` MikroORM also opens a pool per read
+ * replica, used only by queries that ask for a `'read'` connection. Used by the server and by the
+ * command-line tools.
  */
-export async function openDatabase(config: Pick<Config, 'databaseUrl' | 'dataDir'>, logger: Logger): Promise<Database> {
+export async function openDatabase(
+  config: Pick<Config, 'databaseUrl' | 'dataDir'> & Partial<Pick<Config, 'databaseReplicaUrls'>>,
+  logger: Logger,
+): Promise<Database> {
   const server = config.databaseUrl
-    ? { clientUrl: config.databaseUrl, poolSize: SERVER_POOL_SIZE, embedded: false, stop: async () => {} }
+    ? {
+        clientUrl: config.databaseUrl,
+        poolSize: SERVER_POOL_SIZE,
+        embedded: false,
+        // Read replicas only ever stand beside a real server (loadConfig refuses them otherwise).
+        replicaUrls: config.databaseReplicaUrls ?? [],
+        stop: async () => {},
+      }
     : { ...(await startEmbeddedPostgres(config.dataDir)), poolSize: 1, embedded: true };
   const ormLogger = logger.child({ component: 'mikro-orm' });
   let orm: MikroORM;

@@ -33,6 +33,8 @@ export interface OrmConnection {
   poolSize: number;
   /** Whether this is the embedded database, owned by this process alone. */
   embedded?: boolean;
+  /** Read replicas of `clientUrl` (`DATABASE_REPLICA_URLS`); each gets a pool of `poolSize`. */
+  replicaUrls?: readonly string[];
 }
 
 /**
@@ -46,6 +48,12 @@ export function createOrmConfig(connection: OrmConnection, settings: OrmSettings
     entities: ENTITIES,
     baseDir: PROJECT_ROOT,
     pool: { min: 0, max: connection.poolSize },
+    // Read replicas may lag behind the primary, so nothing reads from them by default: sessions,
+    // sign-in, tokens and every transaction must see the latest write. A query opts in with
+    // `connectionType: 'read'` (e.g. `em.createQueryBuilder(User, undefined, 'read')`) only where
+    // a few seconds of lag is harmless — the admin listings of users and audit events.
+    preferReadReplicas: false,
+    ...(connection.replicaUrls?.length ? { replicas: connection.replicaUrls.map((clientUrl) => ({ clientUrl })) } : {}),
     extensions: [Migrator],
     forceUtcTimezone: true,
     ...(settings.log ? { logger: settings.log } : {}),

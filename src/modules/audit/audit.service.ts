@@ -23,7 +23,8 @@ export class AuditService {
 
   /** Events newest first, optionally of one account (including a deleted one). */
   list(em: EntityManager, first: number | null | undefined, after: string | null | undefined, userId?: string | null): Promise<Page<AuditEvent>> {
-    const query = em.createQueryBuilder(AuditEvent);
+    // A listing may lag a little behind the primary: it reads from a replica when there is one.
+    const query = em.createQueryBuilder(AuditEvent, undefined, 'read');
     if (userId !== undefined && userId !== null) {
       if (!isUuid(userId)) throw new BadUserInputError('Not a user id.', 'userId');
       query.andWhere({ userId });

@@ -43,7 +43,8 @@ export class UserAdminService {
 
   /** Newest first, keyset-paginated; `totalCount` is the size of the filtered set. */
   list(em: EntityManager, first: number | null | undefined, after: string | null | undefined, filter: UserListFilter = {}): Promise<Page<User>> {
-    const query = em.createQueryBuilder(User);
+    // A listing may lag a little behind the primary: it reads from a replica when there is one.
+    const query = em.createQueryBuilder(User, undefined, 'read');
     const search = filter.search?.trim();
     if (search) {
       if (search.length > SEARCH_MAX_LENGTH || /\p{Cc}/u.test(search)) {

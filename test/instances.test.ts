@@ -1,0 +1,330 @@
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { processEnv } from '../src/config/config.js';
+import { LOGIN, ME, newAccountInput, REGISTER } from './support/accounts.js';
+import { createTestDatabase, type TestDatabase } from './support/database.js';
+import { resetTokenOf, startSmtpServer, type TestSmtpServer } from './support/smtp.js';
+
+// Three `node dist/src/main.js` processes on one PostgreSQL database must behave as one server:
+// everything that decides (sessions, one-time tokens, rate-limit counters, the admin bootstrap,
+// migrations) lives in the database, never in a process.
+
+const PROJECT_ROOT = fileURLToPath(new URL('..', import.meta.url));
+const SERVER_URL = processEnv().DATABASE_URL;
+const INSTANCES = 3;
+const START_TIMEOUT_MS = 90_000;
+const STOP_TIMEOUT_MS = 30_000;
+const LOGIN_PER_IDENTIFIER = 10;
+const RESET_SUBJECT = 'Reset your password';
+const FORGOT_PASSWORD = 'mutation Forgot($input: ForgotPasswordInput!) { forgotPassword(input: $input) }';
+const RESET_PASSWORD = 'mutation Reset($input: ResetPasswordInput!) { resetPassword(input: $input) }';
+
+/**
+ * `npx tsc -p tsconfig.json`, serialized with the other test files that build (a lock directory),
+ * so no process is started while another build is rewriting dist/.
+ */
+async function build(): Promise<void> {
+  const lock = join(tmpdir(), `graphql-user-server-build-${createHash('sha256').update(PROJECT_ROOT).digest('hex').slice(0, 16)}.lock`);
+  const deadline = Date.now() + 240_000;
+  for (;;) {
+    try {
+      mkdirSync(lock);
+      break;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+      // A lock left by a killed run: a build never takes five minutes.
+      try {
+        if (Date.now() - statSync(lock).mtimeMs > 300_000) rmSync(lock, { recursive: true, force: true });
+      } catch {}
+      if (Date.now() > deadline) throw new Error(`timed out waiting for the build lock ${lock}`);
+      await sleep(200);
+    }
+  }
+  try {
+    execFileSync('npx', ['tsc', '-p', 'tsconfig.json'], { cwd: PROJECT_ROOT, stdio: 'pipe', timeout: 240_000 });
+  } catch (error) {
+    const { stdout, stderr } = error as { stdout?: Buffer; stderr?: Buffer };
+    const report = `${stdout?.toString() ?? ''}${stderr?.toString() ?? ''}`;
+    // tsc still emits on type errors; errors only in files the server never loads (bench/) must
+    // not stop this test. Anything in src/ or migrations/ — or no diagnostics at all — does.
+    const diagnostics = report.split('\n').filter((line) => /^\S+\(\d+,\d+\): error TS\d+/.test(line));
+    const serverFiles = diagnostics.filter((line) => !line.startsWith('bench/'));
+    if (diagnostics.length === 0 || serverFiles.length > 0) throw new Error(`npx tsc -p tsconfig.json failed:\n${report}`);
+  } finally {
+    rmSync(lock, { recursive: true, force: true });
+  }
+}
+
+/** One server process and what it printed. */
+interface Instance {
+  name: string;
+  child: ChildProcess;
+  /** Parsed JSON log lines (stdout). */
+  logs: Array<Record<string, any>>;
+  /** Every line of stdout and stderr, for failure messages. */
+  output: string[];
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  origin: string;
+}
+
+const spawned: ChildProcess[] = [];
+
+/** Spawns `node dist/src/main.js` and resolves once it logged its URL and /readyz answers 200. */
+async function startInstance(name: string, env: Record<string, string>): Promise<Instance> {
+  // cwd is the instance's own DATA_DIR, so a developer's .env in the project never leaks in.
+  const child = spawn(process.execPath, [join(PROJECT_ROOT, 'dist/src/main.js')], {
+    cwd: env.DATA_DIR,
+    env: { PATH: process.env.PATH ?? '', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  spawned.push(child);
+  const logs: Array<Record<string, any>> = [];
+  const output: string[] = [];
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+    child.once('exit', (code, signal) => resolve({ code, signal }));
+  });
+  const collect = (stream: NodeJS.ReadableStream, json: boolean) => {
+    let rest = '';
+    stream.setEncoding('utf8');
+    stream.on('data', (chunk: string) => {
+      const lines = (rest + chunk).split('\n');
+      rest = lines.pop() ?? '';
+      for (const line of lines) {
+        if (!line) continue;
+        output.push(line);
+        if (!json) continue;
+        try {
+          logs.push(JSON.parse(line));
+        } catch {}
+      }
+    });
+  };
+  collect(child.stdout!, true);
+  collect(child.stderr!, false);
+
+  const describeOutput = () => `${name} output:\n${output.slice(-40).join('\n')}`;
+  const deadline = Date.now() + START_TIMEOUT_MS;
+  let url: string | undefined;
+  let gone = false;
+  void exited.then(() => (gone = true));
+  while (!url) {
+    url = logs.find((line) => typeof line.url === 'string' && String(line.msg).startsWith('GraphQL API ready at'))?.url;
+    if (url) break;
+    if (gone) throw new Error(`${name} exited during start-up\n${describeOutput()}`);
+    if (Date.now() > deadline) throw new Error(`${name} did not start within ${START_TIMEOUT_MS} ms\n${describeOutput()}`);
+    await sleep(50);
+  }
+  const origin = new URL(url).origin;
+  for (;;) {
+    const status = await fetch(`${origin}/readyz`).then(
+      (response) => response.status,
+      () => 0,
+    );
+    if (status === 200) break;
+    if (Date.now() > deadline) throw new Error(`${name} /readyz never answered 200 (last: ${status})\n${describeOutput()}`);
+    await sleep(100);
+  }
+  return { name, child, logs, output, exited, origin };
+}
+
+function isRunning(child: ChildProcess): boolean {
+  return child.exitCode === null && child.signalCode === null;
+}
+
+interface GraphQLAnswer {
+  status: number;
+  data?: any;
+  errors?: Array<{ message: string; extensions?: Record<string, any> }>;
+}
+
+let ipCounter = 0;
+/** A client address no other call of this file uses (the servers trust one proxy hop). */
+function freshIp(): string {
+  ipCounter += 1;
+  return `10.77.${Math.floor(ipCounter / 250) % 250}.${(ipCounter % 250) + 1}`;
+}
+
+async function call(instance: Instance, query: string, variables: Record<string, unknown> = {}, options: { token?: string; ip?: string } = {}): Promise<GraphQLAnswer> {
+  const response = await fetch(`${instance.origin}/graphql`, {
+    method: 'POST',
+    headers: {
+      'content-type': 'application/json',
+      'x-forwarded-for': options.ip ?? freshIp(),
+      ...(options.token ? { authorization: `Bearer ${options.token}` } : {}),
+    },
+    body: JSON.stringify({ query, variables }),
+  });
+  const body = (await response.json()) as { data?: any; errors?: GraphQLAnswer['errors'] };
+  return { status: response.status, data: body.data, errors: body.errors };
+}
+
+const codeOf = (answer: GraphQLAnswer) => answer.errors?.[0]?.extensions?.code;
+
+describe.skipIf(!SERVER_URL)('three instances on one PostgreSQL behave as one server (needs a real PostgreSQL: set DATABASE_URL; the embedded database belongs to a single process)', () => {
+  const admin = { email: `root-${randomBytes(3).toString('hex')}@example.com`, password: 'Tangerine-Lighthouse-4417' };
+  let database: TestDatabase | undefined;
+  let smtp: TestSmtpServer | undefined;
+  let instances: Instance[] = [];
+  const dataDirs: string[] = [];
+  let builtMigrations: string[] = [];
+
+  async function sql<T = Record<string, any>>(query: string, params: unknown[] = []): Promise<T[]> {
+    const client = new pg.Client({ connectionString: database!.url });
+    await client.connect();
+    try {
+      return (await client.query(query, params)).rows as T[];
+    } finally {
+      await client.end();
+    }
+  }
+
+  beforeAll(async () => {
+    await build();
+    builtMigrations = readdirSync(join(PROJECT_ROOT, 'dist/migrations'))
+      .filter((file) => /^Migration\d{14}\.js$/.test(file))
+      .map((file) => file.replace(/\.js$/, ''))
+      .sort();
+    smtp = await startSmtpServer();
+    database = await createTestDatabase(SERVER_URL);
+    const shared = {
+      DATABASE_URL: database.url!,
+      HOST: '127.0.0.1',
+      // Each process binds a free port of its own and logs it (no race between choosing and binding).
+      PORT: '0',
+      NODE_ENV: 'test',
+      JWT_SECRET: randomBytes(48).toString('base64url'),
+      HMAC_SECRET: randomBytes(48).toString('base64url'),
+      APP_URL: 'https://app.example.test',
+      BCRYPT_COST: '4',
+      LOG_LEVEL: 'info',
+      SMTP_URL: smtp.url,
+      ADMIN_EMAIL: admin.email,
+      ADMIN_PASSWORD: admin.password,
+      RATE_LIMIT_SCALE: '1',
+      TRUST_PROXY: '1',
+    };
+    // All three at once: they race for the migration lock and the admin bootstrap.
+    const started = await Promise.allSettled(
+      Array.from({ length: INSTANCES }, (_, index) => {
+        const dataDir = mkdtempSync(join(tmpdir(), `user-server-instance-${index}-`));
+        dataDirs.push(dataDir);
+        return startInstance(`instance ${'ABC'[index]}`, { ...shared, DATA_DIR: dataDir });
+      }),
+    );
+    const failed = started.filter((result): result is PromiseRejectedResult => result.status === 'rejected');
+    if (failed.length > 0) throw new Error(failed.map((result) => String(result.reason?.message ?? result.reason)).join('\n\n'));
+    instances = started.map((result) => (result as PromiseFulfilledResult<Instance>).value);
+  });
+
+  afterAll(async () => {
+    // Whatever happened above: no process outlives the file.
+    for (const child of spawned) if (isRunning(child)) child.kill('SIGKILL');
+    await Promise.all(
+      spawned.map((child) => (isRunning(child) ? new Promise((resolve) => child.once('exit', resolve)) : undefined)),
+    );
+    await smtp?.stop();
+    await database?.drop();
+    for (const dir of dataDirs) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('applied each migration exactly once', async () => {
+    const rows = await sql<{ name: string; times: number }>('select name, count(*)::int as times from mikro_orm_migrations group by name order by name');
+    expect(rows.filter((row) => row.times !== 1)).toEqual([]);
+    expect(rows.map((row) => row.name)).toEqual(builtMigrations);
+  });
+
+  it('created exactly one admin from ADMIN_EMAIL, usable on every instance', async () => {
+    const [{ admins }] = await sql<{ admins: number }>("select count(*)::int as admins from users where role = 'ADMIN'");
+    expect(admins).toBe(1);
+    const creators = instances.filter((instance) => instance.logs.some((line) => line.msg === 'created the first admin from ADMIN_EMAIL'));
+    expect(creators).toHaveLength(1);
+    for (const instance of instances) {
+      const signedIn = await call(instance, LOGIN, { input: { identifier: admin.email, password: admin.password } });
+      expect(signedIn.errors).toBeUndefined();
+      expect(signedIn.data.login.user.role).toBe('ADMIN');
+    }
+  });
+
+  it('a session signed out on one instance is refused by the others', async () => {
+    const [a, b, c] = instances;
+    const registered = await call(a, REGISTER, { input: newAccountInput() });
+    expect(registered.errors).toBeUndefined();
+    const { accessToken, user } = registered.data.register;
+    const before = await call(c, ME, {}, { token: accessToken });
+    expect(before.data?.me.id).toBe(user.id);
+
+    const loggedOut = await call(b, 'mutation { logout }', {}, { token: accessToken });
+    expect(loggedOut.errors).toBeUndefined();
+    expect(loggedOut.data.logout).toBe(true);
+
+    for (const instance of [c, a, b]) {
+      const after = await call(instance, ME, {}, { token: accessToken });
+      expect(codeOf(after), instance.name).toBe('UNAUTHENTICATED');
+    }
+  });
+
+  it('a reset token mailed by one instance works once, on any instance', async () => {
+    const [a, b, c] = instances;
+    const input = newAccountInput();
+    const registered = await call(a, REGISTER, { input });
+    expect(registered.errors).toBeUndefined();
+
+    const requested = await call(a, FORGOT_PASSWORD, { input: { identifier: input.email } });
+    expect(requested.data?.forgotPassword).toBe(true);
+    const isReset = (mail: { to: string; subject: string }) => mail.to.includes(input.email) && mail.subject === RESET_SUBJECT;
+    const token = resetTokenOf(await smtp!.waitFor(isReset, 20_000));
+
+    const [firstPassword, secondPassword] = [`first new passphrase ${randomBytes(4).toString('hex')}`, `second new passphrase ${randomBytes(4).toString('hex')}`];
+    const first = await call(b, RESET_PASSWORD, { input: { token, newPassword: firstPassword } });
+    expect(first.errors).toBeUndefined();
+    expect(first.data.resetPassword).toBe(true);
+    const second = await call(c, RESET_PASSWORD, { input: { token, newPassword: secondPassword } });
+    expect(codeOf(second)).toBe('BAD_USER_INPUT');
+    expect(second.errors?.[0]?.extensions?.field).toBe('token');
+
+    const signedIn = await call(c, LOGIN, { input: { identifier: input.email, password: firstPassword } });
+    expect(signedIn.errors).toBeUndefined();
+    // Three outbox workers poll the one queue (every 2 s); the email still went out once.
+    await sleep(3_000);
+    expect(smtp!.messages.filter(isReset)).toHaveLength(1);
+  });
+
+  it('counts the per-identifier login limit across instances', async () => {
+    const identifier = `nobody-${randomBytes(4).toString('hex')}@example.com`;
+    // Each attempt from an address of its own, so only the per-identifier counter can refuse.
+    for (let attempt = 0; attempt < LOGIN_PER_IDENTIFIER; attempt++) {
+      const instance = instances[attempt % INSTANCES];
+      const answer = await call(instance, LOGIN, { input: { identifier, password: 'not the password at all' } });
+      expect(codeOf(answer), `attempt ${attempt + 1} on ${instance.name}`).toBe('UNAUTHENTICATED');
+    }
+    for (const instance of instances) {
+      const answer = await call(instance, LOGIN, { input: { identifier, password: 'not the password at all' } });
+      expect(codeOf(answer), instance.name).toBe('RATE_LIMITED');
+      expect(answer.errors?.[0]?.extensions?.retryAfter).toBeGreaterThan(0);
+    }
+  });
+
+  // Last: stops the three processes the way an orchestrator does.
+  it('stops every instance on SIGTERM with exit code 0', async () => {
+    expect(instances).toHaveLength(INSTANCES);
+    for (const instance of instances) instance.child.kill('SIGTERM');
+    const outcomes = await Promise.all(
+      instances.map((instance) =>
+        Promise.race([instance.exited, sleep(STOP_TIMEOUT_MS).then(() => ({ code: null, signal: null, timedOut: true }))]),
+      ),
+    );
+    instances.forEach((instance, index) => {
+      const messages = instance.logs.map((line) => line.msg);
+      expect(outcomes[index], `${instance.name}:\n${instance.output.slice(-20).join('\n')}`).toEqual({ code: 0, signal: null });
+      expect(messages.indexOf('shutting down'), instance.name).toBeGreaterThanOrEqual(0);
+      expect(messages.indexOf('stopped'), instance.name).toBeGreaterThan(messages.indexOf('shutting down'));
+    });
+  }, STOP_TIMEOUT_MS + 10_000);
+});

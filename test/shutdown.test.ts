@@ -1,0 +1,302 @@
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { request } from 'node:http';
+import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { processEnv } from '../src/config/config.js';
+import { newAccountInput, REGISTER } from './support/accounts.js';
+import { createTestDatabase, type TestDatabase } from './support/database.js';
+import { startSmtpServer, type TestSmtpServer, unusedPort } from './support/smtp.js';
+
+// `node dist/src/main.js` on SIGTERM: stop accepting, finish what is in flight, report not-ready
+// meanwhile, drain the mail worker, close the database, exit 0 — and lose no queued email.
+// Runs on the embedded database, or on a fresh database when DATABASE_URL names a server.
+
+const PROJECT_ROOT = fileURLToPath(new URL('..', import.meta.url));
+const START_TIMEOUT_MS = 90_000;
+const STOP_TIMEOUT_MS = 30_000;
+/** Registrations in flight when SIGTERM arrives; at BCRYPT_COST=13 each hash takes a good while. */
+const IN_FLIGHT = 4;
+const VERIFICATION_SUBJECT = /^Your verification code/;
+
+/**
+ * `npx tsc -p tsconfig.json`, serialized with the other test files that build (a lock directory),
+ * so no process is started while another build is rewriting dist/.
+ */
+async function build(): Promise<void> {
+  const lock = join(tmpdir(), `graphql-user-server-build-${createHash('sha256').update(PROJECT_ROOT).digest('hex').slice(0, 16)}.lock`);
+  const deadline = Date.now() + 240_000;
+  for (;;) {
+    try {
+      mkdirSync(lock);
+      break;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+      // A lock left by a killed run: a build never takes five minutes.
+      try {
+        if (Date.now() - statSync(lock).mtimeMs > 300_000) rmSync(lock, { recursive: true, force: true });
+      } catch {}
+      if (Date.now() > deadline) throw new Error(`timed out waiting for the build lock ${lock}`);
+      await sleep(200);
+    }
+  }
+  try {
+    execFileSync('npx', ['tsc', '-p', 'tsconfig.json'], { cwd: PROJECT_ROOT, stdio: 'pipe', timeout: 240_000 });
+  } catch (error) {
+    const { stdout, stderr } = error as { stdout?: Buffer; stderr?: Buffer };
+    const report = `${stdout?.toString() ?? ''}${stderr?.toString() ?? ''}`;
+    // tsc still emits on type errors; errors only in files the server never loads (bench/) must
+    // not stop this test. Anything in src/ or migrations/ — or no diagnostics at all — does.
+    const diagnostics = report.split('\n').filter((line) => /^\S+\(\d+,\d+\): error TS\d+/.test(line));
+    const serverFiles = diagnostics.filter((line) => !line.startsWith('bench/'));
+    if (diagnostics.length === 0 || serverFiles.length > 0) throw new Error(`npx tsc -p tsconfig.json failed:\n${report}`);
+  } finally {
+    rmSync(lock, { recursive: true, force: true });
+  }
+}
+
+/** One server process and what it printed. */
+interface ServerProcess {
+  child: ChildProcess;
+  /** Parsed JSON log lines (stdout). */
+  logs: Array<Record<string, any>>;
+  /** Every line of stdout and stderr, for failure messages. */
+  output: string[];
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  port: number;
+}
+
+const spawned: ChildProcess[] = [];
+
+function isRunning(child: ChildProcess): boolean {
+  return child.exitCode === null && child.signalCode === null;
+}
+
+/** Spawns `node dist/src/main.js` and resolves once it logged its URL and /readyz answers 200. */
+async function startServer(env: Record<string, string>): Promise<ServerProcess> {
+  // cwd is the server's DATA_DIR, so a developer's .env in the project never leaks in.
+  const child = spawn(process.execPath, [join(PROJECT_ROOT, 'dist/src/main.js')], {
+    cwd: env.DATA_DIR,
+    env: { PATH: process.env.PATH ?? '', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  spawned.push(child);
+  const logs: Array<Record<string, any>> = [];
+  const output: string[] = [];
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+    child.once('exit', (code, signal) => resolve({ code, signal }));
+  });
+  const collect = (stream: NodeJS.ReadableStream, json: boolean) => {
+    let rest = '';
+    stream.setEncoding('utf8');
+    stream.on('data', (chunk: string) => {
+      const lines = (rest + chunk).split('\n');
+      rest = lines.pop() ?? '';
+      for (const line of lines) {
+        if (!line) continue;
+        output.push(line);
+        if (!json) continue;
+        try {
+          logs.push(JSON.parse(line));
+        } catch {}
+      }
+    });
+  };
+  collect(child.stdout!, true);
+  collect(child.stderr!, false);
+
+  const describeOutput = () => `server output:\n${output.slice(-40).join('\n')}`;
+  const deadline = Date.now() + START_TIMEOUT_MS;
+  let url: string | undefined;
+  for (;;) {
+    url = logs.find((line) => typeof line.url === 'string' && String(line.msg).startsWith('GraphQL API ready at'))?.url;
+    if (url) break;
+    if (!isRunning(child)) throw new Error(`the server exited during start-up\n${describeOutput()}`);
+    if (Date.now() > deadline) throw new Error(`the server did not start within ${START_TIMEOUT_MS} ms\n${describeOutput()}`);
+    await sleep(50);
+  }
+  const port = Number(new URL(url).port);
+  for (;;) {
+    const answer = await get(port, '/readyz');
+    if (answer.status === 200) break;
+    if (Date.now() > deadline) throw new Error(`/readyz never answered 200 (last: ${JSON.stringify(answer)})\n${describeOutput()}`);
+    await sleep(100);
+  }
+  return { child, logs, output, exited, port };
+}
+
+/** Stops a server with SIGTERM and waits (bounded) for it to exit. */
+async function stopServer(server: ServerProcess): Promise<{ code: number | null; signal: NodeJS.Signals | null; timedOut?: true }> {
+  server.child.kill('SIGTERM');
+  return Promise.race([server.exited, sleep(STOP_TIMEOUT_MS).then(() => ({ code: null, signal: null, timedOut: true as const }))]);
+}
+
+/** A plain HTTP exchange on a connection of its own (no keep-alive pool): a status, or the socket error. */
+interface Exchange {
+  status?: number;
+  body?: string;
+  error?: string;
+}
+
+function exchange(port: number, method: string, path: string, body?: string, onSent?: () => void): Promise<Exchange> {
+  return new Promise((resolve) => {
+    const req = request(
+      { host: '127.0.0.1', port, method, path, agent: false, headers: body ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } : {} },
+      (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (chunk: string) => (text += chunk));
+        res.on('end', () => resolve({ status: res.statusCode, body: text }));
+        res.on('error', (error: NodeJS.ErrnoException) => resolve({ error: error.code ?? error.message }));
+      },
+    );
+    req.setTimeout(STOP_TIMEOUT_MS, () => req.destroy(new Error('timeout')));
+    req.on('error', (error: NodeJS.ErrnoException) => resolve({ error: error.code ?? error.message }));
+    // 'finish': the whole request has been handed to the operating system.
+    if (onSent) req.on('finish', onSent);
+    req.end(body);
+  });
+}
+
+const get = (port: number, path: string) => exchange(port, 'GET', path);
+
+/** Whether a new TCP connection to `port` is refused. */
+function connectionRefused(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect({ host: '127.0.0.1', port });
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(false);
+    });
+    socket.once('error', (error: NodeJS.ErrnoException) => resolve(error.code === 'ECONNREFUSED'));
+  });
+}
+
+async function waitForLog(server: ServerProcess, message: string, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!server.logs.some((line) => line.msg === message)) {
+    if (Date.now() > deadline) throw new Error(`no "${message}" log line within ${timeoutMs} ms:\n${server.output.slice(-20).join('\n')}`);
+    await sleep(10);
+  }
+}
+
+describe('graceful shutdown of node dist/src/main.js on SIGTERM', () => {
+  let database: TestDatabase | undefined;
+  let dataDir: string | undefined;
+  let smtp: TestSmtpServer | undefined;
+  let smtpPort: number;
+  let env: Record<string, string>;
+  /** Accounts registered by requests in flight at SIGTERM; each one's verification email was queued. */
+  const registered: string[] = [];
+
+  beforeAll(async () => {
+    await build();
+    database = await createTestDatabase(processEnv().DATABASE_URL);
+    dataDir = mkdtempSync(join(tmpdir(), 'user-server-shutdown-'));
+    // The mail server is down during the first run, so queued email can only leave after a restart.
+    smtpPort = await unusedPort();
+    env = {
+      ...(database.url ? { DATABASE_URL: database.url } : {}),
+      DATA_DIR: dataDir,
+      HOST: '127.0.0.1',
+      PORT: '0',
+      NODE_ENV: 'test',
+      JWT_SECRET: randomBytes(48).toString('base64url'),
+      HMAC_SECRET: randomBytes(48).toString('base64url'),
+      APP_URL: 'https://app.example.test',
+      // Slow hashing keeps the registrations in flight while the server is told to stop.
+      BCRYPT_COST: '13',
+      LOG_LEVEL: 'info',
+      SMTP_URL: `smtp://127.0.0.1:${smtpPort}`,
+      RATE_LIMIT_SCALE: '0',
+    };
+  });
+
+  afterAll(async () => {
+    for (const child of spawned) if (isRunning(child)) child.kill('SIGKILL');
+    await Promise.all(spawned.map((child) => (isRunning(child) ? new Promise((resolve) => child.once('exit', resolve)) : undefined)));
+    await smtp?.stop();
+    await database?.drop();
+    if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  it('finishes in-flight requests, reports not ready, refuses new connections and exits 0', async () => {
+    const server = await startServer(env);
+
+    // The whole of each request is handed to the operating system before SIGTERM; each answer
+    // records when it arrived.
+    let sent = 0;
+    let markSent: () => void = () => {};
+    const allSent = new Promise<void>((resolve) => (markSent = resolve));
+    const onSent = () => {
+      sent += 1;
+      if (sent === IN_FLIGHT) markSent();
+    };
+    const inFlight = Array.from({ length: IN_FLIGHT }, () => {
+      const input = newAccountInput();
+      registered.push(input.email);
+      return exchange(server.port, 'POST', '/graphql', JSON.stringify({ query: REGISTER, variables: { input } }), onSent).then((answer) => ({
+        ...answer,
+        at: Date.now(),
+      }));
+    });
+    await allSent;
+    // Loopback delivery takes microseconds; hashing at cost 13 takes far longer than this pause.
+    await sleep(50);
+    expect(isRunning(server.child)).toBe(true);
+    const sigtermAt = Date.now();
+    server.child.kill('SIGTERM');
+
+    // From the "shutting down" line on, readiness must fail: 503 while the listener still answers,
+    // or a refused connection once it has closed.
+    await waitForLog(server, 'shutting down');
+    const readiness = await get(server.port, '/readyz');
+    expect(readiness.status === 503 || readiness.error === 'ECONNREFUSED' || readiness.error === 'ECONNRESET', JSON.stringify(readiness)).toBe(true);
+
+    // Every request that was in flight gets its normal answer.
+    const answers = await Promise.all(inFlight);
+    for (const answer of answers) {
+      expect(answer.error, JSON.stringify(answer)).toBeUndefined();
+      expect(answer.status).toBe(200);
+      const body = JSON.parse(answer.body!) as { data?: any; errors?: unknown };
+      expect(body.errors).toBeUndefined();
+      expect(typeof body.data.register.accessToken).toBe('string');
+    }
+    // They really were in flight: every answer came after SIGTERM was sent.
+    for (const answer of answers) expect(answer.at).toBeGreaterThanOrEqual(sigtermAt);
+
+    // The listener is closed: new connections are refused while the rest of shutdown runs.
+    expect(await connectionRefused(server.port)).toBe(true);
+
+    const outcome = await Promise.race([server.exited, sleep(STOP_TIMEOUT_MS).then(() => ({ code: null, signal: null, timedOut: true }))]);
+    expect(outcome, server.output.slice(-20).join('\n')).toEqual({ code: 0, signal: null });
+    const messages = server.logs.map((line) => line.msg);
+    expect(messages.indexOf('shutting down')).toBeGreaterThanOrEqual(0);
+    expect(messages.indexOf('stopped')).toBeGreaterThan(messages.indexOf('shutting down'));
+    expect(messages).not.toContain('error during shutdown');
+    expect(await connectionRefused(server.port)).toBe(true);
+  }, 120_000);
+
+  it('keeps the email those requests queued: it is sent after a restart', async () => {
+    expect(registered).toHaveLength(IN_FLIGHT);
+    // The mail server comes up (on the port SMTP_URL names) only now: nothing was delivered before.
+    smtp = await startSmtpServer(smtpPort);
+    expect(smtp.messages).toHaveLength(0);
+    const server = await startServer(env);
+    try {
+      for (const email of registered) {
+        // Attempts that failed while the mail server was down are retried after a short back-off.
+        const mail = await smtp.waitFor((message) => message.to.includes(email) && VERIFICATION_SUBJECT.test(message.subject), 45_000);
+        expect(mail.text).toMatch(/\b\d{6}\b/);
+      }
+    } finally {
+      const outcome = await stopServer(server);
+      expect(outcome, server.output.slice(-20).join('\n')).toEqual({ code: 0, signal: null });
+    }
+  }, 120_000);
+});
