@@ -1,5 +1,6 @@
 import 'reflect-metadata';
 import { randomUUID } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { ApolloServer } from '@apollo/server';
@@ -174,6 +175,12 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     const incoming = req.headers['x-request-id'];
     const requestId = typeof incoming === 'string' && REQUEST_ID.test(incoming) ? incoming : randomUUID();
     res.setHeader('x-request-id', requestId);
+    const startedAt = performance.now();
+    // One access line per request: the path only, never the query string (reset links carry tokens there).
+    res.once('finish', () => {
+      const { pathname } = new URL(req.url ?? '/', 'http://localhost');
+      logger.info({ requestId, method: req.method, path: pathname, status: res.statusCode, ms: Math.round(performance.now() - startedAt) }, 'request');
+    });
     corsHandler(req, res, () => {
       route(req, res, requestId).catch((error: unknown) => {
         logger.error({ err: error, requestId }, 'unhandled error while serving a request');

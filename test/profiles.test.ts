@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestServer, type TestServer } from './support/server.js';
+import { waitUntil } from './support/wait.js';
 
 const INTROSPECTION = '{ __schema { queryType { name } } }';
 const MISSPELLED = '{ mee { id } }';
@@ -57,5 +58,22 @@ describe('production profile', () => {
     const response = await server.graphql(MISSPELLED);
     expect(response.errors?.[0].extensions?.code).toBe('BAD_USER_INPUT');
     expect(JSON.stringify(response.errors)).not.toMatch(/did you mean/i);
+  });
+});
+
+describe('access log', () => {
+  let server: TestServer;
+  beforeAll(async () => {
+    server = await startTestServer();
+  });
+  afterAll(() => server?.stop());
+
+  it('writes one line per request with its request id, method, path and status, never the query string', async () => {
+    const response = await fetch(`${server.origin}/reset-password?token=secret-looking-token-value`, { headers: { 'x-request-id': 'access-log-test-1' } });
+    expect(response.status).toBe(200);
+    const line = await waitUntil(() => server.logs.find((entry) => entry.msg === 'request' && entry.requestId === 'access-log-test-1'), 'the access line is written');
+    expect(line).toMatchObject({ method: 'GET', path: '/reset-password', status: 200 });
+    expect(typeof line?.ms).toBe('number');
+    expect(JSON.stringify(server.logs)).not.toContain('secret-looking-token-value');
   });
 });
