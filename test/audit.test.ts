@@ -1,6 +1,5 @@
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -8,6 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LOGIN, newAccountInput, REFRESH, REGISTER } from './support/accounts.js';
+import { build } from './support/build.js';
 import { type CallOptions, errorCode, errorField, startTestServer, type TestServer } from './support/server.js';
 import { type CapturedMail, resetTokenOf, startSmtpServer, type TestSmtpServer, verificationCodeOf } from './support/smtp.js';
 import { waitUntil } from './support/wait.js';
@@ -483,13 +483,8 @@ describe('user:create command', () => {
   let dataDir: string;
 
   beforeAll(async () => {
-    try {
-      execFileSync('npx', ['tsc', '-p', 'tsconfig.json'], { cwd: root, stdio: 'pipe' });
-    } catch (error) {
-      // Type errors still emit JavaScript; only a missing script is fatal here.
-      if (!existsSync(script)) throw error;
-      console.warn(`tsc reported problems, testing the emitted script anyway:\n${String((error as { stdout?: Buffer }).stdout ?? error)}`);
-    }
+    // Serialized with the other tests that build, so dist/ is never rewritten under a running process.
+    await build();
     dataDir = await mkdtemp(join(tmpdir(), 'user-create-cli-'));
   }, 180_000);
   afterAll(async () => {
