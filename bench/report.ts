@@ -254,7 +254,7 @@ export function markdownSection(run: BenchRun): string {
   out.push(
     `- bcrypt: one \`bcryptjs.compareSync\` at cost ${run.bcrypt.cost} takes ${fmt(run.bcrypt.medianMs, 1)} ms (median of ${run.bcrypt.samplesMs.length}: ${run.bcrypt.samplesMs.map((v) => fmt(v, 1)).join(', ')}), so the ceiling is ${m.cores} ÷ ${fmt(run.bcrypt.medianMs / 1000, 3)} s = **${fmt(run.bcrypt.ceiling, 2)} logins/s**.`,
   );
-  out.push(`- ${loginEfficiency(run)}`);
+  out.push(`- ${loginEfficiency(run).replace(/^l/, 'L')}: the share of the server's CPU that went into bcrypt.`);
   out.push(
     `- CPU per \`me\` request: ours ${fmt((run.meOurs.serverCores / run.meOurs.rps) * 1000, 2)} ms of server CPU, the baseline ${fmt((run.meBaseline.serverCores / run.meBaseline.rps) * 1000, 2)} ms (server-process cores ÷ req/s).`,
   );
