@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash, createSecretKey, type KeyObject, randomBytes } from 'node:crypto';
 import { errors, jwtVerify, SignJWT } from 'jose';
 
 /** Access tokens live 15 minutes (CONTRACT.md). */
@@ -38,14 +38,15 @@ export interface AccessTokenClaims {
  * required, so `alg: none`, RS/HS confusion, tokens of other services and edited claims fail.
  */
 export class AccessTokens {
-  private readonly key: Uint8Array;
+  // A KeyObject imported once; raw bytes would be imported again on every sign and verify.
+  private readonly key: KeyObject;
 
   constructor(
     secret: string,
     private readonly issuer: string,
     private readonly audience = issuer,
   ) {
-    this.key = new TextEncoder().encode(secret);
+    this.key = createSecretKey(Buffer.from(secret, 'utf8'));
   }
 
   /** Issues a token for one session row. */
