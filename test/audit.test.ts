@@ -7,7 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LOGIN, newAccountInput, REFRESH, REGISTER } from './support/accounts.js';
-import { build } from './support/build.js';
+import { build } from './support/server-process.js';
 import { type CallOptions, errorCode, errorField, startTestServer, type TestServer } from './support/server.js';
 import { type CapturedMail, resetTokenOf, startSmtpServer, type TestSmtpServer, verificationCodeOf } from './support/smtp.js';
 import { waitUntil } from './support/wait.js';

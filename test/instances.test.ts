@@ -1,15 +1,14 @@
-import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { processEnv } from '../src/config/config.js';
+import { PROJECT_ROOT } from '../src/config/paths.js';
 import { LOGIN, ME, newAccountInput, REGISTER } from './support/accounts.js';
-import { build, isRunning } from './support/build.js';
+import { build, exitOf, killServerProcesses, type ServerProcess, startServerProcess } from './support/server-process.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
 import { resetTokenOf, startSmtpServer, type TestSmtpServer } from './support/smtp.js';
 
@@ -17,7 +16,6 @@ import { resetTokenOf, startSmtpServer, type TestSmtpServer } from './support/sm
 // everything that decides (sessions, one-time tokens, rate-limit counters, the admin bootstrap,
 // migrations) lives in the database, never in a process.
 
-const PROJECT_ROOT = fileURLToPath(new URL('..', import.meta.url));
 const SERVER_URL = processEnv().DATABASE_URL;
 const INSTANCES = 3;
 const START_TIMEOUT_MS = 90_000;
@@ -26,78 +24,6 @@ const LOGIN_PER_IDENTIFIER = 10;
 const RESET_SUBJECT = 'Reset your password';
 const FORGOT_PASSWORD = 'mutation Forgot($input: ForgotPasswordInput!) { forgotPassword(input: $input) }';
 const RESET_PASSWORD = 'mutation Reset($input: ResetPasswordInput!) { resetPassword(input: $input) }';
-
-/** One server process and what it printed. */
-interface Instance {
-  name: string;
-  child: ChildProcess;
-  /** Parsed JSON log lines (stdout). */
-  logs: Array<Record<string, any>>;
-  /** Every line of stdout and stderr, for failure messages. */
-  output: string[];
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-  origin: string;
-}
-
-const spawned: ChildProcess[] = [];
-
-/** Spawns `node dist/src/main.js` and resolves once it logged its URL and /readyz answers 200. */
-async function startInstance(name: string, env: Record<string, string>): Promise<Instance> {
-  // cwd is the instance's own DATA_DIR, so a developer's .env in the project never leaks in.
-  const child = spawn(process.execPath, [join(PROJECT_ROOT, 'dist/src/main.js')], {
-    cwd: env.DATA_DIR,
-    env: { PATH: process.env.PATH ?? '', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  spawned.push(child);
-  const logs: Array<Record<string, any>> = [];
-  const output: string[] = [];
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
-    child.once('exit', (code, signal) => resolve({ code, signal }));
-  });
-  const collect = (stream: NodeJS.ReadableStream, json: boolean) => {
-    let rest = '';
-    stream.setEncoding('utf8');
-    stream.on('data', (chunk: string) => {
-      const lines = (rest + chunk).split('\n');
-      rest = lines.pop() ?? '';
-      for (const line of lines) {
-        if (!line) continue;
-        output.push(line);
-        if (!json) continue;
-        try {
-          logs.push(JSON.parse(line));
-        } catch {}
-      }
-    });
-  };
-  collect(child.stdout!, true);
-  collect(child.stderr!, false);
-
-  const describeOutput = () => `${name} output:\n${output.slice(-40).join('\n')}`;
-  const deadline = Date.now() + START_TIMEOUT_MS;
-  let url: string | undefined;
-  let gone = false;
-  void exited.then(() => (gone = true));
-  while (!url) {
-    url = logs.find((line) => typeof line.url === 'string' && String(line.msg).startsWith('GraphQL API ready at'))?.url;
-    if (url) break;
-    if (gone) throw new Error(`${name} exited during start-up\n${describeOutput()}`);
-    if (Date.now() > deadline) throw new Error(`${name} did not start within ${START_TIMEOUT_MS} ms\n${describeOutput()}`);
-    await sleep(50);
-  }
-  const origin = new URL(url).origin;
-  for (;;) {
-    const status = await fetch(`${origin}/readyz`).then(
-      (response) => response.status,
-      () => 0,
-    );
-    if (status === 200) break;
-    if (Date.now() > deadline) throw new Error(`${name} /readyz never answered 200 (last: ${status})\n${describeOutput()}`);
-    await sleep(100);
-  }
-  return { name, child, logs, output, exited, origin };
-}
 
 interface GraphQLAnswer {
   status: number;
@@ -112,7 +38,7 @@ function freshIp(): string {
   return `10.77.${Math.floor(ipCounter / 250) % 250}.${(ipCounter % 250) + 1}`;
 }
 
-async function call(instance: Instance, query: string, variables: Record<string, unknown> = {}, options: { token?: string; ip?: string } = {}): Promise<GraphQLAnswer> {
+async function call(instance: ServerProcess, query: string, variables: Record<string, unknown> = {}, options: { token?: string; ip?: string } = {}): Promise<GraphQLAnswer> {
   const response = await fetch(`${instance.origin}/graphql`, {
     method: 'POST',
     headers: {
@@ -132,7 +58,7 @@ describe.skipIf(!SERVER_URL)('three instances on one PostgreSQL behave as one se
   const admin = { email: `root-${randomBytes(3).toString('hex')}@example.com`, password: 'Tangerine-Lighthouse-4417' };
   let database: TestDatabase | undefined;
   let smtp: TestSmtpServer | undefined;
-  let instances: Instance[] = [];
+  let instances: ServerProcess[] = [];
   const dataDirs: string[] = [];
   let builtMigrations: string[] = [];
 
@@ -176,20 +102,17 @@ describe.skipIf(!SERVER_URL)('three instances on one PostgreSQL behave as one se
       Array.from({ length: INSTANCES }, (_, index) => {
         const dataDir = mkdtempSync(join(tmpdir(), `user-server-instance-${index}-`));
         dataDirs.push(dataDir);
-        return startInstance(`instance ${'ABC'[index]}`, { ...shared, DATA_DIR: dataDir });
+        return startServerProcess(`instance ${'ABC'[index]}`, { ...shared, DATA_DIR: dataDir }, START_TIMEOUT_MS);
       }),
     );
     const failed = started.filter((result): result is PromiseRejectedResult => result.status === 'rejected');
     if (failed.length > 0) throw new Error(failed.map((result) => String(result.reason?.message ?? result.reason)).join('\n\n'));
-    instances = started.map((result) => (result as PromiseFulfilledResult<Instance>).value);
+    instances = started.map((result) => (result as PromiseFulfilledResult<ServerProcess>).value);
   });
 
   afterAll(async () => {
     // Whatever happened above: no process outlives the file.
-    for (const child of spawned) if (isRunning(child)) child.kill('SIGKILL');
-    await Promise.all(
-      spawned.map((child) => (isRunning(child) ? new Promise((resolve) => child.once('exit', resolve)) : undefined)),
-    );
+    await killServerProcesses();
     await smtp?.stop();
     await database?.drop();
     for (const dir of dataDirs) rmSync(dir, { recursive: true, force: true });
@@ -276,11 +199,7 @@ describe.skipIf(!SERVER_URL)('three instances on one PostgreSQL behave as one se
   it('stops every instance on SIGTERM with exit code 0', async () => {
     expect(instances).toHaveLength(INSTANCES);
     for (const instance of instances) instance.child.kill('SIGTERM');
-    const outcomes = await Promise.all(
-      instances.map((instance) =>
-        Promise.race([instance.exited, sleep(STOP_TIMEOUT_MS).then(() => ({ code: null, signal: null, timedOut: true }))]),
-      ),
-    );
+    const outcomes = await Promise.all(instances.map((instance) => exitOf(instance, STOP_TIMEOUT_MS)));
     instances.forEach((instance, index) => {
       const messages = instance.logs.map((line) => line.msg);
       expect(outcomes[index], `${instance.name}:\n${instance.output.slice(-20).join('\n')}`).toEqual({ code: 0, signal: null });

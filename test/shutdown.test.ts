@@ -1,4 +1,3 @@
-import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { request } from 'node:http';
@@ -6,11 +5,10 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { processEnv } from '../src/config/config.js';
 import { newAccountInput, REGISTER } from './support/accounts.js';
-import { build, isRunning } from './support/build.js';
+import { build, exitOf, isRunning, killServerProcesses, type ServerProcess, startServerProcess } from './support/server-process.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
 import { startSmtpServer, type TestSmtpServer, unusedPort } from './support/smtp.js';
 
@@ -18,84 +16,11 @@ import { startSmtpServer, type TestSmtpServer, unusedPort } from './support/smtp
 // meanwhile, drain the mail worker, close the database, exit 0 — and lose no queued email.
 // Runs on the embedded database, or on a fresh database when DATABASE_URL names a server.
 
-const PROJECT_ROOT = fileURLToPath(new URL('..', import.meta.url));
 const START_TIMEOUT_MS = 90_000;
 const STOP_TIMEOUT_MS = 30_000;
 /** Registrations in flight when SIGTERM arrives; at BCRYPT_COST=13 each hash takes a good while. */
 const IN_FLIGHT = 4;
 const VERIFICATION_SUBJECT = /^Your verification code/;
-
-/** One server process and what it printed. */
-interface ServerProcess {
-  child: ChildProcess;
-  /** Parsed JSON log lines (stdout). */
-  logs: Array<Record<string, any>>;
-  /** Every line of stdout and stderr, for failure messages. */
-  output: string[];
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-  port: number;
-}
-
-const spawned: ChildProcess[] = [];
-
-/** Spawns `node dist/src/main.js` and resolves once it logged its URL and /readyz answers 200. */
-async function startServer(env: Record<string, string>): Promise<ServerProcess> {
-  // cwd is the server's DATA_DIR, so a developer's .env in the project never leaks in.
-  const child = spawn(process.execPath, [join(PROJECT_ROOT, 'dist/src/main.js')], {
-    cwd: env.DATA_DIR,
-    env: { PATH: process.env.PATH ?? '', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  spawned.push(child);
-  const logs: Array<Record<string, any>> = [];
-  const output: string[] = [];
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
-    child.once('exit', (code, signal) => resolve({ code, signal }));
-  });
-  const collect = (stream: NodeJS.ReadableStream, json: boolean) => {
-    let rest = '';
-    stream.setEncoding('utf8');
-    stream.on('data', (chunk: string) => {
-      const lines = (rest + chunk).split('\n');
-      rest = lines.pop() ?? '';
-      for (const line of lines) {
-        if (!line) continue;
-        output.push(line);
-        if (!json) continue;
-        try {
-          logs.push(JSON.parse(line));
-        } catch {}
-      }
-    });
-  };
-  collect(child.stdout!, true);
-  collect(child.stderr!, false);
-
-  const describeOutput = () => `server output:\n${output.slice(-40).join('\n')}`;
-  const deadline = Date.now() + START_TIMEOUT_MS;
-  let url: string | undefined;
-  for (;;) {
-    url = logs.find((line) => typeof line.url === 'string' && String(line.msg).startsWith('GraphQL API ready at'))?.url;
-    if (url) break;
-    if (!isRunning(child)) throw new Error(`the server exited during start-up\n${describeOutput()}`);
-    if (Date.now() > deadline) throw new Error(`the server did not start within ${START_TIMEOUT_MS} ms\n${describeOutput()}`);
-    await sleep(50);
-  }
-  const port = Number(new URL(url).port);
-  for (;;) {
-    const answer = await get(port, '/readyz');
-    if (answer.status === 200) break;
-    if (Date.now() > deadline) throw new Error(`/readyz never answered 200 (last: ${JSON.stringify(answer)})\n${describeOutput()}`);
-    await sleep(100);
-  }
-  return { child, logs, output, exited, port };
-}
-
-/** Stops a server with SIGTERM and waits (bounded) for it to exit. */
-async function stopServer(server: ServerProcess): Promise<{ code: number | null; signal: NodeJS.Signals | null; timedOut?: true }> {
-  server.child.kill('SIGTERM');
-  return Promise.race([server.exited, sleep(STOP_TIMEOUT_MS).then(() => ({ code: null, signal: null, timedOut: true as const }))]);
-}
 
 /** A plain HTTP exchange on a connection of its own (no keep-alive pool): a status, or the socket error. */
 interface Exchange {
@@ -179,15 +104,14 @@ describe('graceful shutdown of node dist/src/main.js on SIGTERM', () => {
   });
 
   afterAll(async () => {
-    for (const child of spawned) if (isRunning(child)) child.kill('SIGKILL');
-    await Promise.all(spawned.map((child) => (isRunning(child) ? new Promise((resolve) => child.once('exit', resolve)) : undefined)));
+    await killServerProcesses();
     await smtp?.stop();
     await database?.drop();
     if (dataDir) rmSync(dataDir, { recursive: true, force: true });
   });
 
   it('finishes in-flight requests, reports not ready, refuses new connections and exits 0', async () => {
-    const server = await startServer(env);
+    const server = await startServerProcess('server', env, START_TIMEOUT_MS);
 
     // The whole of each request is handed to the operating system before SIGTERM; each answer
     // records when it arrived.
@@ -234,7 +158,7 @@ describe('graceful shutdown of node dist/src/main.js on SIGTERM', () => {
     // The listener is closed: new connections are refused while the rest of shutdown runs.
     expect(await connectionRefused(server.port)).toBe(true);
 
-    const outcome = await Promise.race([server.exited, sleep(STOP_TIMEOUT_MS).then(() => ({ code: null, signal: null, timedOut: true }))]);
+    const outcome = await exitOf(server, STOP_TIMEOUT_MS);
     expect(outcome, server.output.slice(-20).join('\n')).toEqual({ code: 0, signal: null });
     const messages = server.logs.map((line) => line.msg);
     expect(messages.indexOf('shutting down')).toBeGreaterThanOrEqual(0);
@@ -248,7 +172,7 @@ describe('graceful shutdown of node dist/src/main.js on SIGTERM', () => {
     // The mail server comes up (on the port SMTP_URL names) only now: nothing was delivered before.
     smtp = await startSmtpServer(smtpPort);
     expect(smtp.messages).toHaveLength(0);
-    const server = await startServer(env);
+    const server = await startServerProcess('server', env, START_TIMEOUT_MS);
     try {
       for (const email of registered) {
         // Attempts that failed while the mail server was down are retried after a short back-off.
@@ -256,7 +180,8 @@ describe('graceful shutdown of node dist/src/main.js on SIGTERM', () => {
         expect(mail.text).toMatch(/\b\d{6}\b/);
       }
     } finally {
-      const outcome = await stopServer(server);
+      server.child.kill('SIGTERM');
+      const outcome = await exitOf(server, STOP_TIMEOUT_MS);
       expect(outcome, server.output.slice(-20).join('\n')).toEqual({ code: 0, signal: null });
     }
   }, 120_000);
