@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { LOGIN, newAccountInput, REFRESH, REGISTER } from './support/accounts.js';
+import { CHANGE_PASSWORD, FORGOT_PASSWORD, LOGIN, newAccountInput, REFRESH, REGISTER, RESET_PASSWORD } from './support/accounts.js';
 import { build } from './support/server-process.js';
 import { type CallOptions, errorCode, errorField, startTestServer, type TestServer } from './support/server.js';
 import { type CapturedMail, resetTokenOf, startSmtpServer, type TestSmtpServer, verificationCodeOf } from './support/smtp.js';
@@ -27,9 +27,6 @@ const AUDIT_EVENTS = `query Audit($first: Int, $after: String, $userId: ID) {
 const LOGOUT = 'mutation { logout }';
 const SESSIONS = '{ sessions { id current } }';
 const REVOKE_SESSION = 'mutation Revoke($id: ID!) { revokeSession(id: $id) }';
-const FORGOT_PASSWORD = 'mutation Forgot($input: ForgotPasswordInput!) { forgotPassword(input: $input) }';
-const RESET_PASSWORD = 'mutation Reset($input: ResetPasswordInput!) { resetPassword(input: $input) }';
-const CHANGE_PASSWORD = 'mutation Change($input: ChangePasswordInput!) { changePassword(input: $input) }';
 const VERIFY_EMAIL = 'mutation Verify($code: String!) { verifyEmail(code: $code) { id emailVerified } }';
 const UPDATE_ME = 'mutation UpdateMe($input: UpdateProfileInput!) { updateMe(input: $input) { id firstName } }';
 const DELETE_ME = 'mutation DeleteMe($password: String!) { deleteMe(password: $password) }';

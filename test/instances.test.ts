@@ -7,7 +7,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { processEnv } from '../src/config/config.js';
 import { PROJECT_ROOT } from '../src/config/paths.js';
-import { LOGIN, ME, newAccountInput, REGISTER } from './support/accounts.js';
+import { FORGOT_PASSWORD, LOGIN, ME, newAccountInput, REGISTER, RESET_PASSWORD } from './support/accounts.js';
 import { build, exitOf, killServerProcesses, type ServerProcess, startServerProcess } from './support/server-process.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
 import { resetTokenOf, startSmtpServer, type TestSmtpServer } from './support/smtp.js';
@@ -22,8 +22,6 @@ const START_TIMEOUT_MS = 90_000;
 const STOP_TIMEOUT_MS = 30_000;
 const LOGIN_PER_IDENTIFIER = 10;
 const RESET_SUBJECT = 'Reset your password';
-const FORGOT_PASSWORD = 'mutation Forgot($input: ForgotPasswordInput!) { forgotPassword(input: $input) }';
-const RESET_PASSWORD = 'mutation Reset($input: ResetPasswordInput!) { resetPassword(input: $input) }';
 
 interface GraphQLAnswer {
   status: number;

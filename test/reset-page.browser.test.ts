@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { type Browser, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { INVALID_RESET_TOKEN } from '../src/modules/auth/recovery.service.js';
-import { LOGIN, registerAccount } from './support/accounts.js';
+import { FORGOT_PASSWORD, LOGIN, registerAccount } from './support/accounts.js';
 import { startTestServer, type TestServer } from './support/server.js';
 import { resetTokenOf, startSmtpServer, type TestSmtpServer } from './support/smtp.js';
 
@@ -16,7 +16,6 @@ if (!hasChromium) {
   console.warn(`test/reset-page.browser.test.ts: SKIPPED — no Chromium at ${CHROMIUM}. Install it with \`apt-get install -y chromium\` to run the hosted reset page end to end.`);
 }
 
-const FORGOT_PASSWORD = 'mutation Forgot($input: ForgotPasswordInput!) { forgotPassword(input: $input) }';
 
 describe.skipIf(!hasChromium)('hosted reset page in headless Chromium', () => {
   let server: TestServer;

@@ -1,12 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { resetPasswordPage } from '../src/http/reset-page.js';
 import { INVALID_RESET_TOKEN } from '../src/modules/auth/recovery.service.js';
-import { LOGIN, registerAccount } from './support/accounts.js';
+import { FORGOT_PASSWORD, LOGIN, registerAccount, RESET_PASSWORD } from './support/accounts.js';
 import { errorField, startTestServer, type TestServer } from './support/server.js';
 import { resetTokenOf, startSmtpServer, type TestSmtpServer } from './support/smtp.js';
 
-const FORGOT_PASSWORD = 'mutation Forgot($input: ForgotPasswordInput!) { forgotPassword(input: $input) }';
-const RESET_PASSWORD = 'mutation Reset($input: ResetPasswordInput!) { resetPassword(input: $input) }';
 
 let server: TestServer;
 let smtp: TestSmtpServer;

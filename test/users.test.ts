@@ -1,6 +1,6 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { LOGIN, REFRESH, registerAccount, type SignedInAccount } from './support/accounts.js';
+import { FORGOT_PASSWORD, LOGIN, REFRESH, registerAccount, RESET_PASSWORD, type SignedInAccount } from './support/accounts.js';
 import { type CallOptions, errorCode, errorField, type GraphQLResponse, startTestServer, type TestServer } from './support/server.js';
 import { resetTokenOf, startSmtpServer, type TestSmtpServer, verificationCodeOf } from './support/smtp.js';
 
@@ -23,8 +23,6 @@ const CREATE_USER = `mutation CreateUser($input: CreateUserInput!) { createUser(
 const UPDATE_USER = `mutation UpdateUser($id: ID!, $input: UpdateUserInput!) { updateUser(id: $id, input: $input) { ${USER_FIELDS} } }`;
 const DELETE_USER = 'mutation DeleteUser($id: ID!) { deleteUser(id: $id) }';
 const VERIFY_EMAIL = 'mutation Verify($code: String!) { verifyEmail(code: $code) { id email emailVerified } }';
-const FORGOT_PASSWORD = 'mutation Forgot($input: ForgotPasswordInput!) { forgotPassword(input: $input) }';
-const RESET_PASSWORD = 'mutation Reset($input: ResetPasswordInput!) { resetPassword(input: $input) }';
 const AUDIT_EVENTS = 'query Audit($userId: ID) { auditEvents(first: 100, userId: $userId) { totalCount edges { node { id type userId actorId } } } }';
 
 const LAST_ADMIN = /last active admin/i;

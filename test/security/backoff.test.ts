@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { LOGIN, ME, registerAccount, type SignedInAccount } from '../support/accounts.js';
+import { CHANGE_PASSWORD, FORGOT_PASSWORD, LOGIN, ME, registerAccount, RESET_PASSWORD, type SignedInAccount } from '../support/accounts.js';
 import { errorCode, errorField, type GraphQLResponse, startTestServer, type TestServer } from '../support/server.js';
 import { resetTokenOf, startSmtpServer, type TestSmtpServer } from '../support/smtp.js';
 import { waitUntil } from '../support/wait.js';
@@ -11,10 +11,7 @@ const FREE_FAILURES = 5;
 const MAX_DELAY_SECONDS = 15 * 60;
 const FAILURES_BEFORE_RESET = 100;
 
-const CHANGE_PASSWORD = 'mutation Change($input: ChangePasswordInput!) { changePassword(input: $input) }';
 const DELETE_ME = 'mutation Delete($password: String!) { deleteMe(password: $password) }';
-const FORGOT_PASSWORD = 'mutation Forgot($input: ForgotPasswordInput!) { forgotPassword(input: $input) }';
-const RESET_PASSWORD = 'mutation Reset($input: ResetPasswordInput!) { resetPassword(input: $input) }';
 const INVALID_CREDENTIALS = 'Invalid email, username or password.';
 
 let server: TestServer;

@@ -1,15 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { LOGIN, ME, newAccountInput, REFRESH, REGISTER, registerAccount, type SignedInAccount } from '../support/accounts.js';
+import { CHANGE_PASSWORD, FORGOT_PASSWORD, LOGIN, ME, newAccountInput, REFRESH, REGISTER, registerAccount, RESET_PASSWORD, type SignedInAccount } from '../support/accounts.js';
 import { errorCode, errorField, type GraphQLResponse, startTestServer, type TestServer } from '../support/server.js';
 import { type CapturedMail, resetTokenOf, startSmtpServer, type TestSmtpServer } from '../support/smtp.js';
 import { waitUntil } from '../support/wait.js';
 
 // One server in production mode (NODE_ENV=production, a real JWT_SECRET, real SMTP), the way it is
 // deployed: prototype pollution, privilege escalation, tokens in URLs, secrets in logs, error masking.
-const FORGOT_PASSWORD = 'mutation Forgot($input: ForgotPasswordInput!) { forgotPassword(input: $input) }';
-const RESET_PASSWORD = 'mutation Reset($input: ResetPasswordInput!) { resetPassword(input: $input) }';
-const CHANGE_PASSWORD = 'mutation Change($input: ChangePasswordInput!) { changePassword(input: $input) }';
 const UPDATE_ME = 'mutation UpdateMe($input: UpdateProfileInput!) { updateMe(input: $input) { id role active email } }';
 const JWT = /eyJ[A-Za-z0-9_-]{10,}\./;
 

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { LOGIN, newAccountInput, REGISTER } from '../support/accounts.js';
+import { FORGOT_PASSWORD, LOGIN, newAccountInput, REGISTER, RESET_PASSWORD } from '../support/accounts.js';
 import { errorCode, errorField, type GraphQLResponse, startTestServer, type TestServer } from '../support/server.js';
 import { resetTokenOf, startSmtpServer, type TestSmtpServer, verificationCodeOf } from '../support/smtp.js';
 import { waitUntil } from '../support/wait.js';
@@ -18,8 +18,6 @@ const MAIL_REQUESTS_PER_IDENTIFIER = 5;
 const CODE_ATTEMPTS_PER_IP = 30;
 const CODE_ATTEMPTS_PER_ACCOUNT = 10;
 
-const FORGOT_PASSWORD = 'mutation Forgot($input: ForgotPasswordInput!) { forgotPassword(input: $input) }';
-const RESET_PASSWORD = 'mutation Reset($input: ResetPasswordInput!) { resetPassword(input: $input) }';
 const VERIFY_EMAIL = 'mutation Verify($code: String!) { verifyEmail(code: $code) { id emailVerified } }';
 const SEND_VERIFICATION = 'mutation { sendVerificationEmail }';
 const RESET_SUBJECT = 'Reset your password';
