@@ -5,7 +5,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { ApolloServer } from '@apollo/server';
 import { ApolloServerPluginDrainHttpServer } from '@apollo/server/plugin/drainHttpServer';
-import { ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
+import { ApolloServerPluginCacheControlDisabled, ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
 import { ApolloServerPluginLandingPageLocalDefault } from '@apollo/server/plugin/landingPage/default';
 import type { MikroORM } from '@mikro-orm/postgresql';
 import cors from 'cors';
@@ -19,6 +19,7 @@ import { createGraphQLHandler } from './graphql/http-handler.js';
 import { queryLimitRules } from './graphql/limits.js';
 import { buildAppSchema } from './graphql/schema.js';
 import { resetPasswordPage } from './http/reset-page.js';
+import { type RequestTarget, requestTarget } from './http/request-target.js';
 import { createLogger, type Logger } from './logger.js';
 import { DEFAULT_OUTBOX_OPTIONS, type OutboxOptions } from './mail/outbox.js';
 import { createServices } from './services.js';
@@ -112,6 +113,8 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     plugins: [
       errorLoggingPlugin(),
       ApolloServerPluginDrainHttpServer({ httpServer: server }),
+      // No field has cache hints and every answer is no-store (see http-handler.ts).
+      ApolloServerPluginCacheControlDisabled(),
       config.isProduction
         ? ApolloServerPluginLandingPageDisabled()
         : ApolloServerPluginLandingPageLocalDefault({ embed: true, includeCookies: false }),
@@ -140,8 +143,8 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     }
   }
 
-  async function route(req: IncomingMessage, res: ServerResponse, requestId: string): Promise<void> {
-    const { pathname } = new URL(req.url ?? '/', 'http://localhost');
+  async function route(req: IncomingMessage, res: ServerResponse, requestId: string, target: RequestTarget): Promise<void> {
+    const { pathname } = target;
     if (pathname === '/healthz' && req.method === 'GET') return sendJson(res, 200, { status: 'ok' });
     if (pathname === '/readyz' && req.method === 'GET') {
       const ready = !draining && (await isDatabaseReady());
@@ -157,14 +160,14 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
       return;
     }
     if (pathname === '/graphql') {
-      return graphql(req, res, () =>
+      return graphql(req, res, target, () =>
         buildContext({
           requestId,
           authorization: req.headers.authorization,
           meta: { ip: clientIp(req, config.trustProxyHops), userAgent: req.headers['user-agent'] ?? null },
-          em: orm.em.fork(),
+          rootEm: orm.em,
           services,
-          logger: logger.child({ requestId }),
+          logger,
         }),
       );
     }
@@ -176,13 +179,13 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     const requestId = typeof incoming === 'string' && REQUEST_ID.test(incoming) ? incoming : randomUUID();
     res.setHeader('x-request-id', requestId);
     const startedAt = performance.now();
+    const target = requestTarget(req.url);
     // One access line per request: the path only, never the query string (reset links carry tokens there).
     res.once('finish', () => {
-      const { pathname } = new URL(req.url ?? '/', 'http://localhost');
-      logger.info({ requestId, method: req.method, path: pathname, status: res.statusCode, ms: Math.round(performance.now() - startedAt) }, 'request');
+      logger.info({ requestId, method: req.method, path: target.pathname, status: res.statusCode, ms: Math.round(performance.now() - startedAt) }, 'request');
     });
     corsHandler(req, res, () => {
-      route(req, res, requestId).catch((error: unknown) => {
+      route(req, res, requestId, target).catch((error: unknown) => {
         logger.error({ err: error, requestId }, 'unhandled error while serving a request');
         if (!res.headersSent) sendJson(res, 500, { errors: [{ message: 'Internal server error.', extensions: { code: 'INTERNAL_SERVER_ERROR' } }] });
         else res.destroy();

@@ -8,7 +8,7 @@ import { Field, ID, ObjectType } from 'type-graphql';
  */
 // Registered as an object type only so GraphQL types extending it inherit its fields; no field
 // returns it, so it never appears in the schema itself.
-@ObjectType({ description: 'Fields every stored record has.' })
+@ObjectType({ simpleResolvers: true, description: 'Fields every stored record has.' })
 export abstract class BaseEntity {
   @Field(() => ID, { description: 'Stable, opaque identifier (a UUID).' })
   @PrimaryKey({ type: 'uuid' })

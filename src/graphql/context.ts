@@ -24,13 +24,15 @@ export function bearerToken(header: string | undefined): string | null {
   return match ? match[1] : null;
 }
 
-/** Options of {@link buildContext}: the request's transport facts. */
+/** Options of {@link buildContext}: the request's transport facts and the process-wide parts. */
 export interface ContextInput {
   requestId: string;
   authorization: string | undefined;
   meta: RequestMeta;
-  em: EntityManager;
+  /** The ORM's root EntityManager: forked for the request, never used for entities itself. */
+  rootEm: EntityManager;
   services: Services;
+  /** The process logger; the context's logger is its child bound to `requestId`. */
   logger: Logger;
 }
 
@@ -38,11 +40,27 @@ export interface ContextInput {
  * Builds a request's context: verifies the access token (if any) and loads its session and user in
  * one query. A bad token is not an error here: operations that need a viewer refuse with
  * UNAUTHENTICATED, and public ones (login, refreshToken) still work for a client holding a stale token.
+ * The EntityManager fork and the request logger are made on first use: most requests (`me`) need neither.
  */
 export async function buildContext(input: ContextInput): Promise<AppContext> {
+  const { requestId, meta, rootEm, services } = input;
   const token = bearerToken(input.authorization);
-  const viewer = token ? await input.services.auth.authenticate(input.em, token) : null;
-  return { ...input, viewer };
+  // The viewer lookup is one read through the connection; it needs no unit of work.
+  const viewer = token ? await services.auth.authenticate(rootEm, token) : null;
+  let em: EntityManager | undefined;
+  let logger: Logger | undefined;
+  return {
+    requestId,
+    meta,
+    viewer,
+    services,
+    get em() {
+      return (em ??= rootEm.fork());
+    },
+    get logger() {
+      return (logger ??= input.logger.child({ requestId }));
+    },
+  };
 }
 
 /** The viewer of a request that `@Authorized` has already let through. */

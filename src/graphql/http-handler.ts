@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ApolloServer, BaseContext, HTTPGraphQLRequest } from '@apollo/server';
 import { HeaderMap } from '@apollo/server';
 import { ErrorCode } from '../errors.js';
+import type { RequestTarget } from '../http/request-target.js';
 
 /** Request bodies above this size are refused with 413 without being read further. */
 export const MAX_BODY_BYTES = 100 * 1024;
@@ -47,8 +48,8 @@ function sendTransportError(res: ServerResponse, status: number, message: string
  */
 export function createGraphQLHandler<TContext extends BaseContext>(
   apollo: ApolloServer<TContext>,
-): (req: IncomingMessage, res: ServerResponse, context: () => Promise<TContext>) => Promise<void> {
-  return async (req, res, context) => {
+): (req: IncomingMessage, res: ServerResponse, target: RequestTarget, context: () => Promise<TContext>) => Promise<void> {
+  return async (req, res, target, context) => {
     let body: unknown;
     const isJson = /^application\/(graphql-response\+)?json\b/i.test(req.headers['content-type'] ?? '');
     if (req.method === 'POST') {
@@ -75,9 +76,11 @@ export function createGraphQLHandler<TContext extends BaseContext>(
     for (const [key, value] of Object.entries(req.headers)) {
       if (value !== undefined) headers.set(key, Array.isArray(value) ? value.join(', ') : value);
     }
-    const url = new URL(req.url ?? '/', 'http://localhost');
-    const request: HTTPGraphQLRequest = { method: (req.method ?? 'GET').toUpperCase(), headers, search: url.search, body };
+    const request: HTTPGraphQLRequest = { method: (req.method ?? 'GET').toUpperCase(), headers, search: target.search, body };
     const response = await apollo.executeHTTPGraphQLRequest({ httpGraphQLRequest: request, context });
+    // Answers carry accounts and tokens: no cache may keep them. (Apollo's cache-control plugin,
+    // which would also say so, is disabled: it wraps every field resolver to collect hints we never give.)
+    res.setHeader('cache-control', 'no-store');
     for (const [key, value] of response.headers) res.setHeader(key, value);
     res.statusCode = response.status ?? 200;
     if (response.body.kind === 'complete') {

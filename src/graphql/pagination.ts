@@ -1,4 +1,4 @@
-import type { QueryBuilder } from '@mikro-orm/postgresql';
+import type { EntityData, QueryBuilder } from '@mikro-orm/postgresql';
 import { Field, ObjectType } from 'type-graphql';
 import { isUuid } from '../db/base.entity.js';
 import { BadUserInputError } from '../errors.js';
@@ -7,7 +7,7 @@ import { BadUserInputError } from '../errors.js';
 export const DEFAULT_PAGE_SIZE = 20;
 export const MAX_PAGE_SIZE = 100;
 
-@ObjectType({ description: 'Where a page sits in the whole list (Relay cursor connections).' })
+@ObjectType({ simpleResolvers: true, description: 'Where a page sits in the whole list (Relay cursor connections).' })
 export class PageInfo {
   @Field(() => Boolean, { description: 'Whether more items follow `endCursor`.' })
   hasNextPage!: boolean;
@@ -61,18 +61,28 @@ export function pageSize(first: number | null | undefined): number {
 /**
  * Keyset pagination, newest first: `(created_at, id)` below the cursor, so rows inserted while a
  * client pages never shift, duplicate or skip items. `totalCount` counts the whole filtered set.
- * `query` carries the filters; it must not be ordered or limited yet.
+ * `query` carries the filters (and the selected properties); it must not be ordered or limited yet.
+ * Pages are for reading: rows come back as plain data mapped to property names, made into nodes by
+ * `toNode`, never hydrated into managed entities (which costs more than the queries).
  */
-export async function keysetPage<T extends Keyed>(query: QueryBuilder<T>, first: number | null | undefined, after: string | null | undefined): Promise<Page<T>> {
+export async function keysetPage<T extends Keyed, N extends Keyed>(
+  query: QueryBuilder<T>,
+  first: number | null | undefined,
+  after: string | null | undefined,
+  toNode: (row: EntityData<T>) => N,
+): Promise<Page<N>> {
   const size = pageSize(first);
-  const totalCount = await query.clone().getCount();
   const page = query.clone();
   if (after) {
     const cursor = decodeCursor(after);
     page.andWhere({ $or: [{ createdAt: { $lt: cursor.createdAt } }, { createdAt: cursor.createdAt, id: { $lt: cursor.id } }] } as never);
   }
-  const rows = size === 0 ? [] : await page.orderBy({ createdAt: 'desc', id: 'desc' } as never).limit(size + 1).getResultList();
-  const nodes = rows.slice(0, size);
+  // Two independent reads: on a pool they run side by side.
+  const [totalCount, rows] = await Promise.all([
+    query.clone().getCount(),
+    size === 0 ? [] : page.orderBy({ createdAt: 'desc', id: 'desc' } as never).limit(size + 1).execute<Array<EntityData<T>>>('all', true),
+  ]);
+  const nodes = rows.slice(0, size).map(toNode);
   const edges = nodes.map((node) => ({ cursor: encodeCursor(node), node }));
   return {
     edges,

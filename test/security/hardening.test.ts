@@ -305,6 +305,17 @@ describe('production', () => {
     expect(JSON.stringify(response.errors)).not.toMatch(/did you mean/i);
   });
 
+  it('tells every cache to keep no GraphQL answer: tokens from login, the account from me, and errors', async () => {
+    const account = await registerAccount(server);
+    const login = await postJson(JSON.stringify({ query: LOGIN, variables: { input: { identifier: account.user.email, password: account.password } } }));
+    const me = await postJson(JSON.stringify({ query: ME }), { authorization: `Bearer ${account.accessToken}` });
+    const refused = await postJson(JSON.stringify({ query: ME }));
+    expect(login.json?.data?.login?.refreshToken).toBeTruthy();
+    expect(me.json?.data?.me?.id).toBe(account.user.id);
+    expect(refused.json?.errors?.[0]?.extensions?.code).toBe('UNAUTHENTICATED');
+    for (const response of [login, me, refused]) expect(response.headers.get('cache-control')).toBe('no-store');
+  });
+
   it('serves no Apollo Sandbox page to a browser', async () => {
     const response = await raw('/graphql', { headers: { accept: 'text/html' } });
     expect(response.headers.get('content-type') ?? '').not.toMatch(/text\/html/);

@@ -24,7 +24,7 @@ export enum AuditEventType {
  * Who did what to which account, from where. `userId` and `actorId` are plain columns, not foreign
  * keys, so the events of a deleted account stay.
  */
-@ObjectType({ description: 'A security event: who did what to which account, from where.' })
+@ObjectType({ simpleResolvers: true, description: 'A security event: who did what to which account, from where.' })
 @Entity({ tableName: 'audit_events' })
 @Index({ name: 'audit_events_user_created_idx', properties: ['userId', 'createdAt'] })
 @Index({ name: 'audit_events_created_idx', properties: ['createdAt'] })

@@ -29,6 +29,7 @@ export class AuditService {
       if (!isUuid(userId)) throw new BadUserInputError('Not a user id.', 'userId');
       query.andWhere({ userId });
     }
-    return keysetPage(query, first, after);
+    // Every column as plain data: all an AuditEvent is (it has no methods), just not a managed one.
+    return keysetPage(query, first, after, (row) => row as AuditEvent);
   }
 }

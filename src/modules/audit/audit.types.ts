@@ -2,7 +2,7 @@ import { Field, Int, ObjectType } from 'type-graphql';
 import { PageInfo } from '../../graphql/pagination.js';
 import { AuditEvent } from './audit-event.entity.js';
 
-@ObjectType({ description: 'An event in a page of `auditEvents`.' })
+@ObjectType({ simpleResolvers: true, description: 'An event in a page of `auditEvents`.' })
 export class AuditEventEdge {
   @Field(() => String, { description: 'Position of this event; pass it as `after` to continue behind it.' })
   cursor!: string;
@@ -11,7 +11,7 @@ export class AuditEventEdge {
   node!: AuditEvent;
 }
 
-@ObjectType({ description: 'A page of security events, newest first.' })
+@ObjectType({ simpleResolvers: true, description: 'A page of security events, newest first.' })
 export class AuditEventConnection {
   @Field(() => [AuditEventEdge], { description: 'The events of this page.' })
   edges!: AuditEventEdge[];

@@ -11,7 +11,7 @@ import type { PasswordHasher } from './password.js';
 import { normalizePassword, PASSWORD_LIMITS } from './password-policy.js';
 import type { RequestMeta } from './request-meta.js';
 import { type Session, SessionEndReason } from './session.entity.js';
-import type { IssuedSession, SessionService } from './session.service.js';
+import type { IssuedSession, LiveSession, SessionService } from './session.service.js';
 import type { AccessTokens } from './tokens.js';
 import type { VerificationService } from './verification.service.js';
 
@@ -23,11 +23,12 @@ export interface SignedIn {
   user: User;
 }
 
-/** The signed-in caller of a request: the live session row its access token names, and its user. */
-export interface Viewer {
-  user: User;
-  session: Session;
-}
+/**
+ * The signed-in caller of a request: the live session row its access token names, and its user as
+ * read at the start of the request (a {@link UserView}: services that change the account update the
+ * row and re-read it).
+ */
+export type Viewer = LiveSession;
 
 /**
  * One message for unknown account, wrong password and inactive account, so the answer never
@@ -160,8 +161,7 @@ export class AuthService {
   async authenticate(em: EntityManager, accessToken: string): Promise<Viewer | null> {
     const claims = await this.accessTokens.verify(accessToken);
     if (!claims) return null;
-    const session = await this.sessions.findLive(em, claims.sessionId, claims.userId);
-    return session ? { user: session.user, session } : null;
+    return this.sessions.findLive(em, claims.sessionId, claims.userId);
   }
 
   /** Issues the access token for a session that has been written. */

@@ -2,7 +2,7 @@ import { Field, ID, ObjectType } from 'type-graphql';
 import { User } from '../users/user.entity.js';
 import type { Session } from './session.entity.js';
 
-@ObjectType({ description: 'Tokens of a new or refreshed session, and its user.' })
+@ObjectType({ simpleResolvers: true, description: 'Tokens of a new or refreshed session, and its user.' })
 export class AuthPayload {
   @Field(() => String, { description: 'Send as `Authorization: Bearer <accessToken>`; valid for 15 minutes.' })
   accessToken!: string;
@@ -17,7 +17,7 @@ export class AuthPayload {
   user!: User;
 }
 
-@ObjectType('Session', { description: 'A signed-in device.' })
+@ObjectType('Session', { simpleResolvers: true, description: 'A signed-in device.' })
 export class SessionInfo {
   @Field(() => ID, { description: 'Identifies the device session; stays the same across token refreshes.' })
   id!: string;

@@ -1,6 +1,7 @@
 import { Arg, Authorized, Ctx, Mutation, Resolver } from 'type-graphql';
 import { type AppContext, requireViewer } from '../../graphql/context.js';
 import { User } from '../users/user.entity.js';
+import type { UserView } from '../users/user.view.js';
 import { ChangePasswordInput, ForgotPasswordInput, ResetPasswordInput } from './auth.inputs.js';
 
 /** Email verification and password recovery. */
@@ -16,7 +17,7 @@ export class RecoveryResolver {
 
   @Authorized()
   @Mutation(() => User, { description: 'Marks the signed-in user\'s email address as verified with the emailed code (15 minutes, 5 tries).' })
-  verifyEmail(@Arg('code', () => String, { description: 'The 6-digit code from the email.' }) code: string, @Ctx() ctx: AppContext): Promise<User> {
+  verifyEmail(@Arg('code', () => String, { description: 'The 6-digit code from the email.' }) code: string, @Ctx() ctx: AppContext): Promise<UserView> {
     return ctx.services.verification.verify(ctx.em, requireViewer(ctx).user, code, ctx.meta);
   }
 

@@ -101,9 +101,9 @@ export class RecoveryService {
    */
   async changePassword(em: EntityManager, viewer: Viewer, currentPassword: string, newPassword: string, meta: RequestMeta): Promise<true> {
     const { user } = viewer;
-    await this.backoff.check(em, user.id, currentPassword, user.passwordHash, this.passwords, 'currentPassword');
+    await this.backoff.check(em, user.id, currentPassword, viewer.passwordHash, this.passwords, 'currentPassword');
     const password = checkNewPassword(newPassword, user, 'newPassword');
-    if (await this.passwords.verify(password, user.passwordHash)) {
+    if (await this.passwords.verify(password, viewer.passwordHash)) {
       throw new BadUserInputError('The new password must be different from the current one.', 'newPassword');
     }
     const passwordHash = await this.passwords.hash(password);
@@ -114,7 +114,8 @@ export class RecoveryService {
       this.audit.record(tx, AuditEventType.PASSWORD_CHANGED, { userId: user.id, actorId: user.id }, meta);
       this.outbox.enqueue(tx, user.email, { name: 'password-changed' });
     });
-    Object.assign(user, { passwordHash, updatedAt: now });
+    viewer.passwordHash = passwordHash;
+    user.updatedAt = now;
     this.outbox.wake();
     return true;
   }

@@ -1,6 +1,7 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { isUuid } from '../../db/base.entity.js';
 import { User } from '../users/user.entity.js';
+import { UserView } from '../users/user.view.js';
 import { type RequestMeta, storedUserAgent } from './request-meta.js';
 import { Session, SessionEndReason } from './session.entity.js';
 import { createRefreshToken, hashRefreshToken, REFRESH_TOKEN_TTL_MS } from './tokens.js';
@@ -11,11 +12,19 @@ export interface IssuedSession {
   refreshToken: string;
 }
 
+/** A live session row, as {@link SessionService.findLive} reads it for a request's viewer. */
+export interface LiveSession {
+  /** The row, and its device session (see {@link Session.family}). */
+  session: { id: string; family: string };
+  user: UserView;
+  /** The user's stored password hash, for operations that ask for the current password. */
+  passwordHash: string;
+}
+
 /** What {@link SessionService.rotate} found instead of a live token: an old one, presented again. */
 export interface ReuseDetected {
   reusedByUserId: string;
 }
-
 
 /**
  * Owns device sessions and refresh-token rotation. Every state change is a single conditional
@@ -111,32 +120,21 @@ export class SessionService {
    * The live row an access token names, with its user, in one query; `null` when the row was ended,
    * expired, or belongs to someone else, or when the user is inactive or gone.
    */
-  async findLive(em: EntityManager, sessionId: string, userId: string): Promise<Session | null> {
+  async findLive(em: EntityManager, sessionId: string, userId: string): Promise<LiveSession | null> {
     if (!isUuid(sessionId) || !isUuid(userId)) return null;
-    // This runs on every authenticated request. Written as SQL, because building the same join
-    // through the ORM's query builder costs several times the query itself (see BENCHMARKS.md);
-    // the rows are still hydrated into managed entities.
+    // This runs on every authenticated request, so it is SQL rather than the query builder, and its
+    // rows become plain views rather than managed entities: building the join and hydrating the
+    // entities cost several times the query itself (see BENCHMARKS.md).
     const [row] = await em.getConnection().execute<Array<Record<string, unknown>>>(
-      `select "u".*, "s"."family" as "session_family", "s"."created_at" as "session_created_at",
-              "s"."last_used_at" as "session_last_used_at", "s"."expires_at" as "session_expires_at"
+      `select "u".*, "s"."family" as "session_family"
          from "sessions" as "s" join "users" as "u" on "u"."id" = "s"."user_id"
-        where "s"."id" = ? and "s"."user_id" = ? and "u"."active" and "s"."revoked_at" is null and "s"."expires_at" > ?`,
-      [sessionId, userId, new Date()],
+        where "s"."id" = ? and "s"."user_id" = ? and "u"."active" and "s"."revoked_at" is null and "s"."expires_at" > now()`,
+      [sessionId, userId],
       'all',
       em.getTransactionContext(),
     );
     if (!row) return null;
-    const { session_family, session_created_at, session_last_used_at, session_expires_at, ...userColumns } = row;
-    const user = em.map(User, userColumns);
-    const session = em.map(Session, {
-      id: sessionId,
-      user_id: user.id,
-      family: session_family as string,
-      created_at: session_created_at,
-      last_used_at: session_last_used_at,
-      expires_at: session_expires_at,
-    });
-    session.user = user;
-    return session;
+    const user = em.getDriver().mapResult(row, em.getMetadata().get(User.name)) as unknown as User;
+    return { session: { id: sessionId, family: row.session_family as string }, user: new UserView(user), passwordHash: user.passwordHash };
   }
 }

@@ -1,4 +1,4 @@
-import { createHash, createSecretKey, type KeyObject, randomBytes } from 'node:crypto';
+import { createHash, randomBytes, webcrypto } from 'node:crypto';
 import { errors, jwtVerify, SignJWT } from 'jose';
 
 /** Access tokens live 15 minutes (CONTRACT.md). */
@@ -38,15 +38,16 @@ export interface AccessTokenClaims {
  * required, so `alg: none`, RS/HS confusion, tokens of other services and edited claims fail.
  */
 export class AccessTokens {
-  // A KeyObject imported once; raw bytes would be imported again on every sign and verify.
-  private readonly key: KeyObject;
+  // A WebCrypto key imported once: jose turns raw bytes or a KeyObject into a CryptoKey on every
+  // sign and verify otherwise, which costs as much as the HMAC itself.
+  private readonly key: Promise<webcrypto.CryptoKey>;
 
   constructor(
     secret: string,
     private readonly issuer: string,
     private readonly audience = issuer,
   ) {
-    this.key = createSecretKey(Buffer.from(secret, 'utf8'));
+    this.key = webcrypto.subtle.importKey('raw', Buffer.from(secret, 'utf8'), { name: 'HMAC', hash: 'SHA-256' }, false, ['sign', 'verify']);
   }
 
   /** Issues a token for one session row. */
@@ -60,14 +61,14 @@ export class AccessTokens {
       .setAudience(this.audience)
       .setIssuedAt(issuedAt)
       .setExpirationTime(Math.floor(expiresAt.getTime() / 1000))
-      .sign(this.key);
+      .sign(await this.key);
     return { token, expiresAt };
   }
 
   /** The claims of a valid token, or `null` for anything else (malformed, forged, expired, foreign). */
   async verify(token: string): Promise<AccessTokenClaims | null> {
     try {
-      const { payload } = await jwtVerify(token, this.key, {
+      const { payload } = await jwtVerify(token, await this.key, {
         algorithms: [ALGORITHM],
         issuer: this.issuer,
         audience: this.audience,

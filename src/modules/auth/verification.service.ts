@@ -6,6 +6,7 @@ import type { RateLimits } from '../../rate-limits.js';
 import type { AuditService } from '../audit/audit.service.js';
 import { AuditEventType } from '../audit/audit-event.entity.js';
 import { User } from '../users/user.entity.js';
+import type { UserView } from '../users/user.view.js';
 import { OneTimeTokenPurpose } from './one-time-token.entity.js';
 import type { OneTimeTokenService } from './one-time-token.service.js';
 import type { RequestMeta } from './request-meta.js';
@@ -50,7 +51,7 @@ export class VerificationService {
    * Checks a code for the signed-in account; five tries per code, one message for wrong, expired,
    * used and exhausted codes. Verifying an already-verified account succeeds without a code check.
    */
-  async verify(em: EntityManager, user: User, code: string, meta: RequestMeta): Promise<User> {
+  async verify(em: EntityManager, user: UserView, code: string, meta: RequestMeta): Promise<UserView> {
     if (user.emailVerifiedAt) return user;
     await this.limits.consume('codeAttemptsPerIp', meta.ip);
     await this.limits.consume('codeAttemptsPerAccount', user.id);

@@ -10,6 +10,7 @@ import { SessionEndReason } from '../auth/session.entity.js';
 import type { SessionService } from '../auth/session.service.js';
 import { Role } from './role.js';
 import { User } from './user.entity.js';
+import { USER_VIEW_FIELDS, UserView, type UserViewData } from './user.view.js';
 import { flushTranslatingConflicts, type NewUserInput, type RequestedChanges, type UserService } from './user.service.js';
 
 /** Filters of the admin user list. */
@@ -42,9 +43,9 @@ export class UserAdminService {
   ) {}
 
   /** Newest first, keyset-paginated; `totalCount` is the size of the filtered set. */
-  list(em: EntityManager, first: number | null | undefined, after: string | null | undefined, filter: UserListFilter = {}): Promise<Page<User>> {
+  list(em: EntityManager, first: number | null | undefined, after: string | null | undefined, filter: UserListFilter = {}): Promise<Page<UserView>> {
     // A listing may lag a little behind the primary: it reads from a replica when there is one.
-    const query = em.createQueryBuilder(User, undefined, 'read');
+    const query = em.createQueryBuilder(User, undefined, 'read').select([...USER_VIEW_FIELDS]);
     const search = filter.search?.trim();
     if (search) {
       if (search.length > SEARCH_MAX_LENGTH || /\p{Cc}/u.test(search)) {
@@ -54,7 +55,7 @@ export class UserAdminService {
     }
     if (filter.role) query.andWhere({ role: filter.role });
     if (filter.active !== undefined && filter.active !== null) query.andWhere({ active: filter.active });
-    return keysetPage(query, first, after);
+    return keysetPage(query, first, after, (row) => new UserView(row as UserViewData));
   }
 
   /** Creates an account with any role; the password policy applies. */

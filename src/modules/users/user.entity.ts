@@ -16,7 +16,7 @@ export const USER_LIMITS = {
  * usernames keep the case the user chose and are unique case-insensitively through an index on
  * `lower(username)`.
  */
-@ObjectType({ description: 'A user account.' })
+@ObjectType({ simpleResolvers: true, description: 'A user account.' })
 @Entity({ tableName: 'users' })
 @Unique({
   name: 'users_username_lower_unique',

@@ -4,24 +4,25 @@ import { Role } from './role.js';
 import { User } from './user.entity.js';
 import { CreateUserInput, UpdateProfileInput, UpdateUserInput, UserFilter } from './user.inputs.js';
 import { UserConnection } from './user.types.js';
+import type { UserFields, UserView } from './user.view.js';
 
 @Resolver(() => User)
 export class UserResolver {
   @Authorized()
   @Query(() => User, { description: 'The signed-in user. UNAUTHENTICATED without a valid access token.' })
-  me(@Ctx() ctx: AppContext): User {
+  me(@Ctx() ctx: AppContext): UserView {
     return requireViewer(ctx).user;
   }
 
   @Authorized()
   @Query(() => User, { nullable: true, description: 'Admins: any user; others: only themselves (FORBIDDEN otherwise). Null when no such user.' })
-  user(@Arg('id', () => ID, { description: 'The user\'s id.' }) id: string, @Ctx() ctx: AppContext): Promise<User | null> {
+  user(@Arg('id', () => ID, { description: 'The user\'s id.' }) id: string, @Ctx() ctx: AppContext): Promise<UserFields | null> {
     return ctx.services.profile.visible(ctx.em, requireViewer(ctx), { id });
   }
 
   @Authorized()
   @Query(() => User, { nullable: true, description: 'Admins: any user; others: only themselves (FORBIDDEN otherwise). Null when no such user.' })
-  userByUsername(@Arg('username', () => String, { description: 'The username, in any letter case.' }) username: string, @Ctx() ctx: AppContext): Promise<User | null> {
+  userByUsername(@Arg('username', () => String, { description: 'The username, in any letter case.' }) username: string, @Ctx() ctx: AppContext): Promise<UserFields | null> {
     return ctx.services.profile.visible(ctx.em, requireViewer(ctx), { username });
   }
 
@@ -38,7 +39,7 @@ export class UserResolver {
 
   @Authorized()
   @Mutation(() => User, { description: 'Changes the signed-in user\'s username and names.' })
-  updateMe(@Arg('input', () => UpdateProfileInput, { description: 'The fields to change.' }) input: UpdateProfileInput, @Ctx() ctx: AppContext): Promise<User> {
+  updateMe(@Arg('input', () => UpdateProfileInput, { description: 'The fields to change.' }) input: UpdateProfileInput, @Ctx() ctx: AppContext): Promise<UserFields> {
     return ctx.services.profile.update(ctx.em, requireViewer(ctx), input, ctx.meta);
   }
 

@@ -118,7 +118,7 @@ export class UserService {
    * unverified, and codes and reset links mailed to the old one stop working. Returns the fresh
    * row, or `null` when the account no longer exists (deleted meanwhile).
    */
-  async applyChanges(em: EntityManager, user: User, changes: UserChanges): Promise<User | null> {
+  async applyChanges(em: EntityManager, user: Pick<User, 'id' | 'email'>, changes: UserChanges): Promise<User | null> {
     const effective: UserChanges = { ...changes };
     const emailChanged = changes.email !== undefined && changes.email !== user.email;
     if (emailChanged) effective.emailVerifiedAt = null;

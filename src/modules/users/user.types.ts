@@ -1,17 +1,18 @@
 import { Field, Int, ObjectType } from 'type-graphql';
 import { PageInfo } from '../../graphql/pagination.js';
 import { User } from './user.entity.js';
+import type { UserView } from './user.view.js';
 
-@ObjectType({ description: 'A user in a page of `users`.' })
+@ObjectType({ simpleResolvers: true, description: 'A user in a page of `users`.' })
 export class UserEdge {
   @Field(() => String, { description: 'Position of this user; pass it as `after` to continue behind it.' })
   cursor!: string;
 
   @Field(() => User, { description: 'The user.' })
-  node!: User;
+  node!: UserView;
 }
 
-@ObjectType({ description: 'A page of users, newest first.' })
+@ObjectType({ simpleResolvers: true, description: 'A page of users, newest first.' })
 export class UserConnection {
   @Field(() => [UserEdge], { description: 'The users of this page.' })
   edges!: UserEdge[];
