@@ -8,14 +8,14 @@ import { UnauthenticatedError } from '../errors.js';
 /** What every resolver gets: one EntityManager fork and one viewer lookup per request. */
 export interface AppContext {
   requestId: string;
-  /** A fresh fork for this request only; never shared between requests. */
-  em: EntityManager;
+  /** A fresh fork for this request only (made on first use); never shared between requests. */
+  readonly em: EntityManager;
   meta: RequestMeta;
   /** The signed-in caller, or `null`. Set once, before any resolver runs. */
   viewer: Viewer | null;
   services: Services;
-  /** Logger bound to this request's id. */
-  logger: Logger;
+  /** Logger bound to this request's id (made on first use). */
+  readonly logger: Logger;
 }
 
 /** The bearer token of an `Authorization` header, or `null` when there is none or it is malformed. */
@@ -43,24 +43,43 @@ export interface ContextInput {
  * The EntityManager fork and the request logger are made on first use: most requests (`me`) need neither.
  */
 export async function buildContext(input: ContextInput): Promise<AppContext> {
-  const { requestId, meta, rootEm, services } = input;
   const token = bearerToken(input.authorization);
   // The viewer lookup is one read through the connection; it needs no unit of work.
-  const viewer = token ? await services.auth.authenticate(rootEm, token) : null;
-  let em: EntityManager | undefined;
-  let logger: Logger | undefined;
-  return {
-    requestId,
-    meta,
-    viewer,
-    services,
-    get em() {
-      return (em ??= rootEm.fork());
-    },
-    get logger() {
-      return (logger ??= input.logger.child({ requestId }));
-    },
-  };
+  const viewer = token ? await input.services.auth.authenticate(input.rootEm, token) : null;
+  return new RequestContext(input, viewer);
+}
+
+/**
+ * A request's context. The lazy parts are accessors on the prototype, not on the object: Apollo
+ * copies the context's own properties before executing, which would call own getters right away.
+ */
+class RequestContext implements AppContext {
+  readonly requestId: string;
+  readonly meta: RequestMeta;
+  readonly services: Services;
+  private readonly rootEm: EntityManager;
+  private readonly rootLogger: Logger;
+  private forked?: EntityManager;
+  private child?: Logger;
+
+  constructor(
+    input: ContextInput,
+    readonly viewer: Viewer | null,
+  ) {
+    this.requestId = input.requestId;
+    this.meta = input.meta;
+    this.services = input.services;
+    this.rootEm = input.rootEm;
+    this.rootLogger = input.logger;
+  }
+
+  get em(): EntityManager {
+    return (this.forked ??= this.rootEm.fork());
+  }
+
+  get logger(): Logger {
+    return (this.child ??= this.rootLogger.child({ requestId: this.requestId }));
+  }
 }
 
 /** The viewer of a request that `@Authorized` has already let through. */

@@ -1,7 +1,7 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { isUuid } from '../../db/base.entity.js';
 import { User } from '../users/user.entity.js';
-import { UserView } from '../users/user.view.js';
+import { type UserView, userView } from '../users/user.view.js';
 import { type RequestMeta, storedUserAgent } from './request-meta.js';
 import { Session, SessionEndReason } from './session.entity.js';
 import { createRefreshToken, hashRefreshToken, REFRESH_TOKEN_TTL_MS } from './tokens.js';
@@ -135,6 +135,6 @@ export class SessionService {
     );
     if (!row) return null;
     const user = em.getDriver().mapResult(row, em.getMetadata().get(User.name)) as unknown as User;
-    return { session: { id: sessionId, family: row.session_family as string }, user: new UserView(user), passwordHash: user.passwordHash };
+    return { session: { id: sessionId, family: row.session_family as string }, user: userView(user), passwordHash: user.passwordHash };
   }
 }

@@ -8,7 +8,7 @@ import type { PasswordHasher } from '../auth/password.js';
 import type { RequestMeta } from '../auth/request-meta.js';
 import { Role } from './role.js';
 import { User } from './user.entity.js';
-import type { UserFields } from './user.view.js';
+import type { UserView } from './user.view.js';
 import type { UserService } from './user.service.js';
 
 /** What a signed-in user may see and do to their own account. */
@@ -25,7 +25,7 @@ export class ProfileService {
    * others see only themselves and get FORBIDDEN for anyone else, whether or not that account
    * exists, so ids and usernames cannot be probed.
    */
-  async visible(em: EntityManager, viewer: Viewer, target: { id: string } | { username: string }): Promise<UserFields | null> {
+  async visible(em: EntityManager, viewer: Viewer, target: { id: string } | { username: string }): Promise<UserView | null> {
     const isSelf = 'id' in target ? target.id === viewer.user.id : target.username.toLowerCase() === viewer.user.username.toLowerCase();
     if (isSelf) return viewer.user;
     if (viewer.user.role !== Role.ADMIN) throw new ForbiddenError('You may only look up your own account.');
@@ -33,7 +33,7 @@ export class ProfileService {
   }
 
   /** Changes the viewer's username and names; only the columns sent are written. */
-  async update(em: EntityManager, viewer: Viewer, requested: { username?: string | null; firstName?: string | null; lastName?: string | null }, meta: RequestMeta): Promise<UserFields> {
+  async update(em: EntityManager, viewer: Viewer, requested: { username?: string | null; firstName?: string | null; lastName?: string | null }, meta: RequestMeta): Promise<UserView> {
     const changes = this.users.validateChanges({ username: requested.username, firstName: requested.firstName, lastName: requested.lastName });
     if (Object.keys(changes).length === 0) return viewer.user;
     const updated = await this.users.applyChanges(em, viewer.user, changes);

@@ -10,7 +10,7 @@ import { SessionEndReason } from '../auth/session.entity.js';
 import type { SessionService } from '../auth/session.service.js';
 import { Role } from './role.js';
 import { User } from './user.entity.js';
-import { USER_VIEW_FIELDS, UserView, type UserViewData } from './user.view.js';
+import { USER_VIEW_FIELDS, type UserView, userView } from './user.view.js';
 import { flushTranslatingConflicts, type NewUserInput, type RequestedChanges, type UserService } from './user.service.js';
 
 /** Filters of the admin user list. */
@@ -55,7 +55,7 @@ export class UserAdminService {
     }
     if (filter.role) query.andWhere({ role: filter.role });
     if (filter.active !== undefined && filter.active !== null) query.andWhere({ active: filter.active });
-    return keysetPage(query, first, after, (row) => new UserView(row as UserViewData));
+    return keysetPage(query, first, after, (row) => userView(row as UserView));
   }
 
   /** Creates an account with any role; the password policy applies. */

@@ -1,4 +1,4 @@
-import { Entity, Enum, Index, type Opt, OptionalProps, Property, Unique } from '@mikro-orm/core';
+import { Entity, Enum, Index, type Opt, Property, Unique } from '@mikro-orm/core';
 import { Field, ObjectType } from 'type-graphql';
 import { BaseEntity } from '../../db/base.entity.js';
 import { Role } from './role.js';
@@ -30,9 +30,6 @@ export const USER_LIMITS = {
   expression: `create index "users_search_trgm_idx" on "users" using gin ((lower("email" || ' ' || "username" || ' ' || coalesce("first_name", '') || ' ' || coalesce("last_name", ''))) gin_trgm_ops)`,
 })
 export class User extends BaseEntity {
-  /** Derived, never written: not part of the data needed to create a user. */
-  declare [OptionalProps]?: 'emailVerified';
-
   @Field(() => String, { description: 'Email address, trimmed and lower-cased.' })
   @Property({ type: 'varchar', length: USER_LIMITS.emailLength })
   @Unique({ name: 'users_email_unique' })
@@ -80,9 +77,4 @@ export class User extends BaseEntity {
   @Field(() => Date, { description: 'When the account last changed.' })
   @Property({ type: 'timestamptz', onUpdate: () => new Date() })
   updatedAt: Date & Opt = new Date();
-
-  @Field(() => Boolean, { description: 'Whether the account has proven it owns its email address.' })
-  get emailVerified(): boolean {
-    return this.emailVerifiedAt !== null;
-  }
 }

@@ -1,13 +1,20 @@
-import { Arg, Authorized, Ctx, ID, Int, Mutation, Query, Resolver } from 'type-graphql';
+import { Arg, Authorized, Ctx, FieldResolver, ID, Int, Mutation, Query, Resolver, Root } from 'type-graphql';
 import { type AppContext, requireViewer } from '../../graphql/context.js';
 import { Role } from './role.js';
 import { User } from './user.entity.js';
 import { CreateUserInput, UpdateProfileInput, UpdateUserInput, UserFilter } from './user.inputs.js';
 import { UserConnection } from './user.types.js';
-import type { UserFields, UserView } from './user.view.js';
+import type { UserView } from './user.view.js';
 
 @Resolver(() => User)
 export class UserResolver {
+  // A field resolver rather than a getter on the entity: type-graphql turns a parent that is not an
+  // instance of the class (a UserView) into a new entity before calling a getter, on every user.
+  @FieldResolver(() => Boolean, { description: 'Whether the account has proven it owns its email address.' })
+  emailVerified(@Root() user: UserView): boolean {
+    return user.emailVerifiedAt !== null;
+  }
+
   @Authorized()
   @Query(() => User, { description: 'The signed-in user. UNAUTHENTICATED without a valid access token.' })
   me(@Ctx() ctx: AppContext): UserView {
@@ -16,13 +23,13 @@ export class UserResolver {
 
   @Authorized()
   @Query(() => User, { nullable: true, description: 'Admins: any user; others: only themselves (FORBIDDEN otherwise). Null when no such user.' })
-  user(@Arg('id', () => ID, { description: 'The user\'s id.' }) id: string, @Ctx() ctx: AppContext): Promise<UserFields | null> {
+  user(@Arg('id', () => ID, { description: 'The user\'s id.' }) id: string, @Ctx() ctx: AppContext): Promise<UserView | null> {
     return ctx.services.profile.visible(ctx.em, requireViewer(ctx), { id });
   }
 
   @Authorized()
   @Query(() => User, { nullable: true, description: 'Admins: any user; others: only themselves (FORBIDDEN otherwise). Null when no such user.' })
-  userByUsername(@Arg('username', () => String, { description: 'The username, in any letter case.' }) username: string, @Ctx() ctx: AppContext): Promise<UserFields | null> {
+  userByUsername(@Arg('username', () => String, { description: 'The username, in any letter case.' }) username: string, @Ctx() ctx: AppContext): Promise<UserView | null> {
     return ctx.services.profile.visible(ctx.em, requireViewer(ctx), { username });
   }
 
@@ -39,7 +46,7 @@ export class UserResolver {
 
   @Authorized()
   @Mutation(() => User, { description: 'Changes the signed-in user\'s username and names.' })
-  updateMe(@Arg('input', () => UpdateProfileInput, { description: 'The fields to change.' }) input: UpdateProfileInput, @Ctx() ctx: AppContext): Promise<UserFields> {
+  updateMe(@Arg('input', () => UpdateProfileInput, { description: 'The fields to change.' }) input: UpdateProfileInput, @Ctx() ctx: AppContext): Promise<UserView> {
     return ctx.services.profile.update(ctx.em, requireViewer(ctx), input, ctx.meta);
   }
 
