@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import bcrypt from 'bcryptjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BadUserInputError } from '../src/errors.js';
@@ -153,6 +154,22 @@ describe('PasswordHasher', () => {
     expect(await hasher.verify('correct horse battery staple', stored)).toBe(true);
     expect(await hasher.verify('correct horse battery stapl', stored)).toBe(false);
     expect(hasher.needsRehash(stored)).toBe(false);
+  });
+
+  // Linux only: thread priorities are read from /proc.
+  const threadNice = (): Array<{ tid: number; nice: number }> =>
+    readdirSync('/proc/self/task').map((tid) => {
+      const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
+      // Fields after "(comm)": state is field 3, nice is field 19.
+      return { tid: Number(tid), nice: Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]) };
+    });
+  const mainNice = existsSync('/proc/self/task') ? threadNice().find((thread) => thread.tid === process.pid)?.nice : undefined;
+
+  it.skipIf(mainNice === undefined || mainNice >= 19)('hashes in worker threads at the lowest CPU priority, while the event loop keeps its own', async () => {
+    await hasher.hash('correct horse battery staple');
+    const threads = threadNice();
+    expect(threads.find((thread) => thread.tid === process.pid)?.nice).toBe(mainNice);
+    expect(threads.filter((thread) => thread.nice === 19).length).toBeGreaterThanOrEqual(1);
   });
 
   it('verifies a password typed in full-width letters against the hash of its ASCII form', async () => {
