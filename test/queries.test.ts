@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LOGIN, ME, registerAccount } from './support/accounts.js';
+import { queriesDuring } from './support/database.js';
 import { startTestServer, type TestServer } from './support/server.js';
 
 const ADMIN_PASSWORD = 'quiet lantern over the fjord 7';
@@ -7,23 +8,6 @@ const USERS_PAGE = 'query Page($first: Int) { users(first: $first) { totalCount 
 
 let server: TestServer;
 let adminToken: string;
-
-/** The SQL statements the server sends while `work` runs (every query goes through MikroORM's knex). */
-async function queriesDuring(work: () => Promise<unknown>): Promise<string[]> {
-  const knex = server.app.orm.em.getConnection().getKnex();
-  const seen: string[] = [];
-  // The mail outbox worker polls on its own schedule; its queries are not the request's.
-  const listener = (query: { sql: string }) => {
-    if (!query.sql.includes('"mail_outbox"')) seen.push(query.sql);
-  };
-  knex.on('query', listener);
-  try {
-    await work();
-  } finally {
-    knex.off('query', listener);
-  }
-  return seen;
-}
 
 beforeAll(async () => {
   server = await startTestServer({ ADMIN_EMAIL: 'root@example.test', ADMIN_PASSWORD });
@@ -36,7 +20,7 @@ afterAll(() => server?.stop());
 describe('the per-request hot path', () => {
   it('answers me with exactly one query: the session and its user, joined', async () => {
     const account = await registerAccount(server);
-    const queries = await queriesDuring(async () => {
+    const queries = await queriesDuring(server, async () => {
       const response = await server.graphql(ME, {}, { token: account.accessToken });
       expect(response.data?.me.id).toBe(account.user.id);
     });
@@ -45,17 +29,17 @@ describe('the per-request hot path', () => {
   });
 
   it('answers an unauthenticated request without touching the database', async () => {
-    expect(await queriesDuring(() => server.graphql(ME))).toEqual([]);
+    expect(await queriesDuring(server, () => server.graphql(ME))).toEqual([]);
   });
 });
 
 describe('users(first:)', () => {
   it('issues the same small number of queries for 5 and for 100 users: no N+1', async () => {
-    const small = await queriesDuring(async () => {
+    const small = await queriesDuring(server, async () => {
       const response = await server.graphql(USERS_PAGE, { first: 5 }, { token: adminToken });
       expect(response.data?.users.edges).toHaveLength(5);
     });
-    const large = await queriesDuring(async () => {
+    const large = await queriesDuring(server, async () => {
       const response = await server.graphql(USERS_PAGE, { first: 100 }, { token: adminToken });
       expect(response.data?.users.edges.length).toBeGreaterThan(30);
     });

@@ -1,4 +1,4 @@
-import type { EntityData, QueryBuilder } from '@mikro-orm/postgresql';
+import type { EntityClass, EntityData, EntityKey, EntityManager } from '@mikro-orm/postgresql';
 import { Field, ObjectType } from 'type-graphql';
 import { isUuid } from '../db/base.entity.js';
 import { BadUserInputError } from '../errors.js';
@@ -58,31 +58,58 @@ export function pageSize(first: number | null | undefined): number {
   return Math.min(first, MAX_PAGE_SIZE);
 }
 
+/** A condition rows of a listing meet: SQL with `?` placeholders over the table's columns, and their values. */
+export interface Condition {
+  sql: string;
+  params: unknown[];
+}
+
+/** What a keyset page lists: the rows of one entity's table meeting every condition, reading `fields`. */
+export interface Listing<T extends Keyed> {
+  entity: EntityClass<T>;
+  fields: ReadonlyArray<keyof T & string>;
+  where: Condition[];
+}
+
 /**
  * Keyset pagination, newest first: `(created_at, id)` below the cursor, so rows inserted while a
  * client pages never shift, duplicate or skip items. `totalCount` counts the whole filtered set.
- * `query` carries the filters (and the selected properties); it must not be ordered or limited yet.
- * Pages are for reading: rows come back as plain data mapped to property names, made into nodes by
- * `toNode`, never hydrated into managed entities (which costs more than the queries).
+ * Listings read a replica when there is one (they may lag a little behind the primary).
+ *
+ * Pages are for reading, so this is SQL over the entity's metadata rather than the query builder,
+ * and rows are mapped to plain data rather than hydrated into managed entities: building the two
+ * queries and hydrating the rows cost several times the queries themselves (see BENCHMARKS.md).
  */
 export async function keysetPage<T extends Keyed, N extends Keyed>(
-  query: QueryBuilder<T>,
+  em: EntityManager,
+  listing: Listing<T>,
   first: number | null | undefined,
   after: string | null | undefined,
-  toNode: (row: EntityData<T>) => N,
+  toNode: (row: T) => N,
 ): Promise<Page<N>> {
   const size = pageSize(first);
-  const page = query.clone();
-  if (after) {
-    const cursor = decodeCursor(after);
-    page.andWhere({ $or: [{ createdAt: { $lt: cursor.createdAt } }, { createdAt: cursor.createdAt, id: { $lt: cursor.id } }] } as never);
-  }
+  const cursor = after ? decodeCursor(after) : null;
+  const meta = em.getMetadata().get<T>(listing.entity.name);
+  const column = (property: keyof T & string) => `"${meta.properties[property as EntityKey<T>].fieldNames[0]}"`;
+  const table = `"${meta.tableName}"`;
+  const filters = listing.where.map((condition) => `(${condition.sql})`);
+  const params = listing.where.flatMap((condition) => condition.params);
+  const pageFilters = cursor ? [...filters, `(${column('createdAt')}, ${column('id')}) < (?, ?)`] : filters;
+  const whereSql = (conditions: string[]) => (conditions.length > 0 ? ` where ${conditions.join(' and ')}` : '');
+  const read = em.getConnection('read');
   // Two independent reads: on a pool they run side by side.
-  const [totalCount, rows] = await Promise.all([
-    query.clone().getCount(),
-    size === 0 ? [] : page.orderBy({ createdAt: 'desc', id: 'desc' } as never).limit(size + 1).execute<Array<EntityData<T>>>('all', true),
+  const [[counted], rows] = await Promise.all([
+    read.execute<Array<{ count: string | number }>>(`select count(*) as "count" from ${table}${whereSql(filters)}`, params),
+    size === 0
+      ? []
+      : read.execute<Array<Record<string, unknown>>>(
+          `select ${listing.fields.map(column).join(', ')} from ${table}${whereSql(pageFilters)} order by ${column('createdAt')} desc, ${column('id')} desc limit ?`,
+          [...params, ...(cursor ? [cursor.createdAt, cursor.id] : []), size + 1],
+        ),
   ]);
-  const nodes = rows.slice(0, size).map(toNode);
+  const totalCount = Number(counted.count);
+  const driver = em.getDriver();
+  const nodes = rows.slice(0, size).map((row) => toNode(driver.mapResult(row as EntityData<T>, meta) as T));
   const edges = nodes.map((node) => ({ cursor: encodeCursor(node), node }));
   return {
     edges,

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
+import type { TestServer } from './server.js';
 
 /** A database of its own for one test file, and how to drop it afterwards. */
 export interface TestDatabase {
@@ -32,4 +33,24 @@ async function withAdminClient<T>(serverUrl: string, work: (client: pg.Client) =
   } finally {
     await client.end();
   }
+}
+
+/**
+ * The SQL statements `server` sends while `work` runs (every query goes through MikroORM's knex,
+ * with its values written in), apart from the mail outbox worker's polling, which runs on its own
+ * schedule.
+ */
+export async function queriesDuring(server: TestServer, work: () => Promise<unknown>): Promise<string[]> {
+  const knex = server.app.orm.em.getConnection().getKnex();
+  const seen: string[] = [];
+  const listener = (query: { sql: string }) => {
+    if (!query.sql.includes('"mail_outbox"')) seen.push(query.sql);
+  };
+  knex.on('query', listener);
+  try {
+    await work();
+  } finally {
+    knex.off('query', listener);
+  }
+  return seen;
 }

@@ -54,3 +54,6 @@ export class AuditEvent extends BaseEntity {
   @Property({ type: 'varchar', length: 512, nullable: true })
   userAgent: string | null = null;
 }
+
+/** Every property of an event: what the `AuditEvent` type shows, read by the listing. */
+export const AUDIT_EVENT_FIELDS = ['id', 'createdAt', 'type', 'userId', 'actorId', 'ip', 'userAgent'] as const satisfies ReadonlyArray<keyof AuditEvent>;

@@ -1,7 +1,7 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import type { Config } from '../../config/config.js';
 import { BadUserInputError, NotFoundError } from '../../errors.js';
-import { keysetPage, type Page } from '../../graphql/pagination.js';
+import { type Condition, keysetPage, type Page } from '../../graphql/pagination.js';
 import type { Logger } from '../../logger.js';
 import type { AuditService } from '../audit/audit.service.js';
 import { AuditEventType } from '../audit/audit-event.entity.js';
@@ -44,18 +44,17 @@ export class UserAdminService {
 
   /** Newest first, keyset-paginated; `totalCount` is the size of the filtered set. */
   list(em: EntityManager, first: number | null | undefined, after: string | null | undefined, filter: UserListFilter = {}): Promise<Page<UserView>> {
-    // A listing may lag a little behind the primary: it reads from a replica when there is one.
-    const query = em.createQueryBuilder(User, undefined, 'read').select([...USER_VIEW_FIELDS]);
+    const where: Condition[] = [];
     const search = filter.search?.trim();
     if (search) {
       if (search.length > SEARCH_MAX_LENGTH || /\p{Cc}/u.test(search)) {
         throw new BadUserInputError(`Search must be at most ${SEARCH_MAX_LENGTH} printable characters.`, 'search');
       }
-      query.andWhere(`${SEARCH_TEXT} like ?`, [`%${likeLiteral(search.toLowerCase())}%`]);
+      where.push({ sql: `${SEARCH_TEXT} like ?`, params: [`%${likeLiteral(search.toLowerCase())}%`] });
     }
-    if (filter.role) query.andWhere({ role: filter.role });
-    if (filter.active !== undefined && filter.active !== null) query.andWhere({ active: filter.active });
-    return keysetPage(query, first, after, (row) => userView(row as UserView));
+    if (filter.role) where.push({ sql: '"role" = ?', params: [filter.role] });
+    if (filter.active !== undefined && filter.active !== null) where.push({ sql: '"active" = ?', params: [filter.active] });
+    return keysetPage(em, { entity: User, fields: USER_VIEW_FIELDS, where }, first, after, userView);
   }
 
   /** Creates an account with any role; the password policy applies. */
