@@ -489,9 +489,9 @@ describe('users: query plans', () => {
     // The statements the server really sends, explained on a connection with sequential scans off
     // (the test tables are small enough that the planner would rightly prefer them).
     const first = await page({ first: 2 });
-    const pageQueries = await queriesDuring(server, () => page({ first: 2, after: first.pageInfo.endCursor }));
-    const searchQueries = await queriesDuring(server, () => page({ first: 2, filter: { search: 'zebra' } }));
-    const auditQueries = await queriesDuring(server, () =>
+    const pageQueries = await queriesDuring(() => page({ first: 2, after: first.pageInfo.endCursor }));
+    const searchQueries = await queriesDuring(() => page({ first: 2, filter: { search: 'zebra' } }));
+    const auditQueries = await queriesDuring(() =>
       server.graphql(`query { auditEvents(first: 2, userId: "${first.edges[0].node.id}") { totalCount } }`, {}, { token: adminToken }),
     );
     const client = new pg.Client({ connectionString: server.config.databaseUrl });

@@ -20,7 +20,7 @@ afterAll(() => server?.stop());
 describe('the per-request hot path', () => {
   it('answers me with exactly one query: the session and its user, joined', async () => {
     const account = await registerAccount(server);
-    const queries = await queriesDuring(server, async () => {
+    const queries = await queriesDuring(async () => {
       const response = await server.graphql(ME, {}, { token: account.accessToken });
       expect(response.data?.me.id).toBe(account.user.id);
     });
@@ -29,17 +29,17 @@ describe('the per-request hot path', () => {
   });
 
   it('answers an unauthenticated request without touching the database', async () => {
-    expect(await queriesDuring(server, () => server.graphql(ME))).toEqual([]);
+    expect(await queriesDuring(() => server.graphql(ME))).toEqual([]);
   });
 });
 
 describe('users(first:)', () => {
   it('issues the same small number of queries for 5 and for 100 users: no N+1', async () => {
-    const small = await queriesDuring(server, async () => {
+    const small = await queriesDuring(async () => {
       const response = await server.graphql(USERS_PAGE, { first: 5 }, { token: adminToken });
       expect(response.data?.users.edges).toHaveLength(5);
     });
-    const large = await queriesDuring(server, async () => {
+    const large = await queriesDuring(async () => {
       const response = await server.graphql(USERS_PAGE, { first: 100 }, { token: adminToken });
       expect(response.data?.users.edges.length).toBeGreaterThan(30);
     });

@@ -1,6 +1,5 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
-import type { TestServer } from './server.js';
 
 /** A database of its own for one test file, and how to drop it afterwards. */
 export interface TestDatabase {
@@ -36,21 +35,25 @@ async function withAdminClient<T>(serverUrl: string, work: (client: pg.Client) =
 }
 
 /**
- * The SQL statements `server` sends while `work` runs (every query goes through MikroORM's knex,
- * with its values written in), apart from the mail outbox worker's polling, which runs on its own
- * schedule.
+ * The SQL statements sent to PostgreSQL from this process while `work` runs (a test server runs in
+ * the test's process), whichever way they go (the ORM, or a pooled statement of its own), apart
+ * from the mail outbox worker's polling, which runs on its own schedule. Statements through the ORM
+ * have their values written in.
  */
-export async function queriesDuring(server: TestServer, work: () => Promise<unknown>): Promise<string[]> {
-  const knex = server.app.orm.em.getConnection().getKnex();
+export async function queriesDuring(work: () => Promise<unknown>): Promise<string[]> {
+  const prototype = pg.Client.prototype as unknown as { query: (...args: unknown[]) => unknown };
+  const original = prototype.query;
   const seen: string[] = [];
-  const listener = (query: { sql: string }) => {
-    if (!query.sql.includes('"mail_outbox"')) seen.push(query.sql);
+  prototype.query = function (this: pg.Client, ...args: unknown[]) {
+    const [config] = args;
+    const text = typeof config === 'string' ? config : (config as { text?: string } | undefined)?.text;
+    if (text !== undefined && !text.includes('"mail_outbox"')) seen.push(text);
+    return original.apply(this, args);
   };
-  knex.on('query', listener);
   try {
     await work();
   } finally {
-    knex.off('query', listener);
+    prototype.query = original;
   }
   return seen;
 }

@@ -1,5 +1,6 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { isUuid } from '../../db/base.entity.js';
+import { pooledQuery } from '../../db/pooled-query.js';
 import { User } from '../users/user.entity.js';
 import { type UserView, userView } from '../users/user.view.js';
 import { type RequestMeta, storedUserAgent } from './request-meta.js';
@@ -122,16 +123,16 @@ export class SessionService {
    */
   async findLive(em: EntityManager, sessionId: string, userId: string): Promise<LiveSession | null> {
     if (!isUuid(sessionId) || !isUuid(userId)) return null;
-    // This runs on every authenticated request, so it is SQL rather than the query builder, and its
-    // rows become plain views rather than managed entities: building the join and hydrating the
-    // entities cost several times the query itself (see BENCHMARKS.md).
-    const [row] = await em.getConnection().execute<Array<Record<string, unknown>>>(
+    // This runs on every authenticated request, so it is one SQL statement on a pooled connection
+    // rather than the query builder, and its row becomes a plain view rather than managed entities:
+    // building the join, running it through the ORM and hydrating the entities cost several times
+    // the query itself (see BENCHMARKS.md).
+    const [row] = await pooledQuery<Record<string, unknown>>(
+      em,
       `select "u".*, "s"."family" as "session_family"
          from "sessions" as "s" join "users" as "u" on "u"."id" = "s"."user_id"
-        where "s"."id" = ? and "s"."user_id" = ? and "u"."active" and "s"."revoked_at" is null and "s"."expires_at" > now()`,
+        where "s"."id" = $1 and "s"."user_id" = $2 and "u"."active" and "s"."revoked_at" is null and "s"."expires_at" > now()`,
       [sessionId, userId],
-      'all',
-      em.getTransactionContext(),
     );
     if (!row) return null;
     const user = em.getDriver().mapResult(row, em.getMetadata().get(User.name)) as unknown as User;
