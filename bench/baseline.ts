@@ -9,6 +9,7 @@
  * (served by PGLiteSocketServer on loopback, exactly like src/db/embedded.ts) and fills a `users`
  * table of the same shape with the same rows.
  */
+import { webcrypto } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -82,7 +83,8 @@ async function start(init: BaselineInit): Promise<string> {
   }
   const pool = new pg.Pool({ connectionString: clientUrl, max: init.poolSize });
   closers.unshift(() => pool.end());
-  const key = new TextEncoder().encode(init.jwtSecret);
+  // Imported once, as the server does (src/modules/auth/tokens.ts): the baseline is the bare stack at its best.
+  const key = await webcrypto.subtle.importKey('raw', new TextEncoder().encode(init.jwtSecret), { name: 'HMAC', hash: 'SHA-256' }, false, ['verify']);
 
   async function me(authorization: string | undefined): Promise<unknown> {
     const token = /^Bearer[ \t]+([A-Za-z0-9._~+/=-]+)[ \t]*$/i.exec(authorization ?? '')?.[1];

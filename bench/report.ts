@@ -106,7 +106,6 @@ export function evaluateTargets(run: Omit<BenchRun, 'targets' | 'profiles'>): Ta
   const meRatio = run.meOurs.rps / run.meBaseline.rps;
   const loginRatio = run.login.rps / run.bcrypt.ceiling;
   const rssGrowth = run.rss.afterMiB / run.rss.beforeMiB - 1;
-  const stall = Math.max(run.login.eldMaxMs, run.flood.me.eldMaxMs);
   return [
     { label: '`me` req/s, ours ÷ bare-stack baseline (50 connections)', value: fmt(meRatio, 2), goal: '≥ 0.60', met: meRatio >= 0.6, workload: 'me' },
     { label: 'logins/s ÷ ceiling (cores ÷ one bcrypt compare)', value: fmt(loginRatio, 2), goal: '≥ 0.90', met: loginRatio >= 0.9, workload: 'login' },
@@ -119,7 +118,16 @@ export function evaluateTargets(run: Omit<BenchRun, 'targets' | 'profiles'>): Ta
       met: run.flood.me.p99 < 50,
       workload: 'flood',
     },
-    { label: 'longest event-loop stall during a login flood', value: `${fmt(stall, 1)} ms`, goal: '< 20 ms', met: stall < 20, workload: 'flood' },
+    // The issue's measure: hashing must not stall the loop. The second row is stricter: the loop is
+    // also busy serving `me`, so GC pauses and the OS's scheduling on a shared machine count too.
+    { label: 'longest event-loop stall during a login flood', value: `${fmt(run.login.eldMaxMs, 1)} ms`, goal: '< 20 ms', met: run.login.eldMaxMs < 20, workload: 'login' },
+    {
+      label: `the same, with \`me\` at ${run.flood.me.connections} connections during the flood`,
+      value: `${fmt(run.flood.me.eldMaxMs, 1)} ms`,
+      goal: '< 20 ms',
+      met: run.flood.me.eldMaxMs < 20,
+      workload: 'flood',
+    },
   ];
 }
 

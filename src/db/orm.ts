@@ -50,8 +50,8 @@ export function createOrmConfig(connection: OrmConnection, settings: OrmSettings
     pool: { min: 0, max: connection.poolSize },
     // Read replicas may lag behind the primary, so nothing reads from them by default: sessions,
     // sign-in, tokens and every transaction must see the latest write. A query opts in with
-    // `connectionType: 'read'` (e.g. `em.createQueryBuilder(User, undefined, 'read')`) only where
-    // a few seconds of lag is harmless — the admin listings of users and audit events.
+    // `em.getConnection('read')` (as `keysetPage` does) only where a few seconds of lag is
+    // harmless — the admin listings of users and audit events.
     preferReadReplicas: false,
     ...(connection.replicaUrls?.length ? { replicas: connection.replicaUrls.map((clientUrl) => ({ clientUrl })) } : {}),
     extensions: [Migrator],
