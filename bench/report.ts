@@ -275,7 +275,8 @@ export function markdownSection(run: BenchRun): string {
   out.push(`- Baseline: ${run.baselineNote}`);
   if (run.profiles.length > 0 || run.profileError) {
     out.push('');
-    out.push('### Profiles of the missed targets');
+    // BENCH_PROFILE=auto profiles the workloads of missed targets only; =always, every workload.
+    out.push('### Profiles');
     out.push('');
     out.push(
       'After the measured runs a second server on the same database, started with `--cpu-prof`, served each workload below (2 s warm-up, then the measured window). The tables count main-thread samples inside that window only, as a share of its busy time. Inclusive time covers synchronous stacks: code resuming after an `await` starts a new stack, so it does not add up across awaits.',
