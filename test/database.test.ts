@@ -37,7 +37,7 @@ describe('a database failure during a request', () => {
     const own = await startTestServer();
     try {
       // Break the database under the running server: the next write fails with an SQL error.
-      await own.app.orm.em.fork().getConnection().execute('alter table sessions rename to sessions_gone');
+      await own.sql('alter table sessions rename to sessions_gone');
       const response = await own.graphql(REGISTER, { input: newAccountInput() });
       expect(response.errors?.[0].extensions).toEqual({ code: 'INTERNAL_SERVER_ERROR' });
       expect(response.errors?.[0].message).toBe('Internal server error.');

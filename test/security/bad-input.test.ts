@@ -47,24 +47,11 @@ function expectRefused(response: Pick<GraphQLResponse, 'status' | 'data' | 'erro
   if (field !== undefined) expect(first.extensions?.field, JSON.stringify(first)).toBe(field);
 }
 
-/** A raw HTTP exchange with the server, body parsed as JSON when it is JSON. */
-async function raw(path: string, init: RequestInit = {}): Promise<{ status: number; headers: Headers; text: string; json: any }> {
-  const response = await fetch(`${server.origin}${path}`, init);
-  const text = await response.text();
-  let json: any;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    json = undefined;
-  }
-  return { status: response.status, headers: response.headers, text, json };
-}
-
 /** Postgres cannot compare text with NUL in it; the lookups below use the value without NULs. */
 const withoutNul = (value: string) => value.replace(/\0/g, '');
 
 async function countRows(sql: string, params: unknown[] = []): Promise<number> {
-  const rows = await server.app.orm.em.fork().getConnection().execute<Array<{ n: number }>>(sql, params);
+  const rows = await server.sql<{ n: number }>(sql, params);
   return Number(rows[0].n);
 }
 
@@ -269,7 +256,7 @@ describe('documents that are not valid GraphQL', () => {
 
 describe('HTTP requests the GraphQL endpoint refuses', () => {
   test('a body that is not JSON is answered 400 with a JSON BAD_USER_INPUT error', async () => {
-    const response = await raw('/graphql', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"query": "{ me { id } }"' });
+    const response = await server.raw('/graphql', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"query": "{ me { id } }"' });
     expect(response.status).toBe(400);
     expect(response.headers.get('content-type')).toMatch(/^application\/json/);
     expectRefused({ status: response.status, data: response.json?.data, errors: response.json?.errors }, 'BAD_USER_INPUT');
@@ -278,7 +265,7 @@ describe('HTTP requests the GraphQL endpoint refuses', () => {
   test('a body larger than 100 KB is answered 413', async () => {
     const input = newAccountInput({ firstName: 'x'.repeat(101 * 1024) });
     const before = await tableSizes();
-    const response = await raw('/graphql', {
+    const response = await server.raw('/graphql', {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ query: REGISTER, variables: { input } }),
@@ -289,7 +276,7 @@ describe('HTTP requests the GraphQL endpoint refuses', () => {
   });
 
   test('a JSON array of two operations (batching) is refused, without data and without a 500', async () => {
-    const response = await raw('/graphql', {
+    const response = await server.raw('/graphql', {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify([{ query: '{ __typename }' }, { query: '{ __typename }' }]),
@@ -302,7 +289,7 @@ describe('HTTP requests the GraphQL endpoint refuses', () => {
 
   test('a mutation sent over GET is refused and not executed', async () => {
     const account = await registerAccount(server);
-    const response = await raw(`/graphql?query=${encodeURIComponent('mutation{logout}')}`, {
+    const response = await server.raw(`/graphql?query=${encodeURIComponent('mutation{logout}')}`, {
       method: 'GET',
       headers: { 'apollo-require-preflight': 'true', authorization: `Bearer ${account.accessToken}` },
     });
@@ -318,7 +305,7 @@ describe('HTTP requests the GraphQL endpoint refuses', () => {
   test('a POST with content-type text/plain (a CSRF "simple request") is refused with 400 and not executed', async () => {
     const input = newAccountInput();
     const before = await tableSizes();
-    const response = await raw('/graphql', {
+    const response = await server.raw('/graphql', {
       method: 'POST',
       headers: { 'content-type': 'text/plain' },
       body: JSON.stringify({ query: REGISTER, variables: { input } }),
@@ -391,17 +378,17 @@ describe('refreshToken with hostile input is UNAUTHENTICATED, not 500', () => {
 
 describe('plain HTTP routes', () => {
   test('GET /healthz is 200', async () => {
-    const response = await raw('/healthz');
+    const response = await server.raw('/healthz');
     expect(response.status).toBe(200);
   });
 
   test('GET /readyz is 200 while the database answers', async () => {
-    const response = await raw('/readyz');
+    const response = await server.raw('/readyz');
     expect(response.status).toBe(200);
   });
 
   test('an unknown path is 404', async () => {
-    const response = await raw('/no-such-path');
+    const response = await server.raw('/no-such-path');
     expect(response.status).toBe(404);
   });
 });

@@ -28,25 +28,6 @@ afterAll(() => server?.stop());
 // Helpers
 // ---------------------------------------------------------------------------------------------
 
-interface RawResponse {
-  status: number;
-  text: string;
-  json: any;
-}
-
-/** POSTs `body` as it is (string or bytes) to /graphql. */
-async function postRaw(body: string, headers: Record<string, string> = {}): Promise<RawResponse> {
-  const response = await fetch(`${server.origin}/graphql`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body });
-  const text = await response.text();
-  let json: any;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    json = undefined;
-  }
-  return { status: response.status, text, json };
-}
-
 /** A refusal of the whole document: HTTP 4xx, no data, BAD_USER_INPUT first, no internal error. */
 function expectDocumentRefused(response: { status: number; data?: unknown; errors?: GraphQLResponse['errors'] }): void {
   expect(response.status, JSON.stringify(response.errors)).toBe(400);
@@ -314,11 +295,11 @@ describe('request bodies', () => {
     const query = JSON.stringify({ query: '{ __typename }' });
     const exactly = `${query}${' '.repeat(MAX_BODY_BYTES - Buffer.byteLength(query))}`;
     expect(Buffer.byteLength(exactly)).toBe(MAX_BODY_BYTES);
-    const read = await postRaw(exactly);
+    const read = await server.postJson(exactly);
     expect(read.status).toBe(200);
     expect(read.json?.data).toEqual({ __typename: 'Query' });
 
-    const tooBig = await postRaw(`${exactly} `);
+    const tooBig = await server.postJson(`${exactly} `);
     expect(tooBig.status).toBe(413);
     expect(tooBig.json?.errors?.[0]?.extensions?.code).toBe('BAD_USER_INPUT');
   });
@@ -342,7 +323,7 @@ describe('request bodies', () => {
     const account = await registerAccount(server);
     const before = await attemptTraces(account.user.id);
     const deep = `${'['.repeat(40_000)}${']'.repeat(40_000)}`;
-    const response = await postRaw(`{"query": ${JSON.stringify(LOGIN)}, "variables": {"input": {"identifier": ${deep}, "password": "not the password at all"}}}`);
+    const response = await server.postJson(`{"query": ${JSON.stringify(LOGIN)}, "variables": {"input": {"identifier": ${deep}, "password": "not the password at all"}}}`);
     expect(response.status).toBe(400);
     expect(response.json?.errors?.[0]?.extensions?.code).toBe('BAD_USER_INPUT');
     expect(await attemptTraces(account.user.id)).toEqual(before);
@@ -355,7 +336,7 @@ describe('batching', () => {
     const account = await registerAccount(server);
     const before = await attemptTraces(account.user.id);
     const operation = { query: LOGIN, variables: { input: { identifier: account.user.email, password: `not the password ${randomBytes(2).toString('hex')}` } } };
-    const response = await postRaw(JSON.stringify(Array.from({ length: 100 }, () => operation)));
+    const response = await server.postJson(JSON.stringify(Array.from({ length: 100 }, () => operation)));
     expect(response.status).toBeGreaterThanOrEqual(400);
     expect(response.status).toBeLessThan(500);
     expect(Array.isArray(response.json)).toBe(false);

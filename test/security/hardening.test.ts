@@ -29,30 +29,6 @@ function suffix(): string {
   return randomBytes(4).toString('hex');
 }
 
-interface Raw {
-  status: number;
-  text: string;
-  json: any;
-  headers: Headers;
-}
-
-async function raw(path: string, init: RequestInit = {}): Promise<Raw> {
-  const response = await fetch(`${server.origin}${path}`, init);
-  const text = await response.text();
-  let json: any;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    json = undefined;
-  }
-  return { status: response.status, text, json, headers: response.headers };
-}
-
-/** POSTs a JSON body written by hand, so keys such as "__proto__" reach the server as sent. */
-function postJson(body: string, headers: Record<string, string> = {}): Promise<Raw> {
-  return raw('/graphql', { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body });
-}
-
 async function count(query: string, params: unknown[] = []): Promise<number> {
   const [row] = await server.sql<{ n: string }>(query, params);
   return Number(row.n);
@@ -88,7 +64,7 @@ describe('prototype-pollution keys in variables', () => {
     ['"__proto__": {"__proto__": {"role": "ADMIN", "active": true}} nested twice inside the register input', '"__proto__": {"__proto__": {"role": "ADMIN", "active": true}}'],
   ])('%s is refused with BAD_USER_INPUT and creates no account', async (_name, extra) => {
     const { email, open } = registerInputOpen();
-    const response = await postJson(`{"query": ${JSON.stringify(REGISTER)}, "variables": {"input": ${open}, ${extra}}}`);
+    const response = await server.postJson(`{"query": ${JSON.stringify(REGISTER)}, "variables": {"input": ${open}, ${extra}}}`);
     expect(response.status).toBe(400);
     expect(response.json?.errors?.[0]?.extensions?.code).toBe('BAD_USER_INPUT');
     expect(await count('select count(*) as n from users where email = ?', [email])).toBe(0);
@@ -97,7 +73,7 @@ describe('prototype-pollution keys in variables', () => {
 
   it('does not read login fields hidden under "__proto__": the login is refused with BAD_USER_INPUT', async () => {
     const account = await registerAccount(server);
-    const response = await postJson(
+    const response = await server.postJson(
       `{"query": ${JSON.stringify(LOGIN)}, "variables": {"input": {"__proto__": ${JSON.stringify({ identifier: account.user.email, password: account.password })}}}}`,
     );
     expect(response.status).toBe(400);
@@ -112,7 +88,7 @@ describe('prototype-pollution keys in variables', () => {
     ['"__proto__" in the request extensions', (input: string) => `{"query": ${JSON.stringify(REGISTER)}, "extensions": {"__proto__": {"role": "ADMIN"}}, "variables": {"input": ${input}}}`],
   ])('%s is ignored or refused, never a 500, and never makes an ADMIN', async (_name, body) => {
     const { email, open } = registerInputOpen();
-    const response = await postJson(body(`${open}}`));
+    const response = await server.postJson(body(`${open}}`));
     expectNoInternalError(response);
     if (response.json?.data?.register) {
       expect(response.json.data.register.user.role).toBe('USER');
@@ -155,7 +131,7 @@ describe('escalation through updateMe', () => {
     const account = await registerAccount(server);
     const before = await userRow(account.user.id);
     for (const hidden of ['"__proto__": {"role": "ADMIN"}', '"constructor": {"prototype": {"role": "ADMIN"}}']) {
-      const response = await postJson(`{"query": ${JSON.stringify(UPDATE_ME)}, "variables": {"input": {"firstName": "Mallory", ${hidden}}}}`, {
+      const response = await server.postJson(`{"query": ${JSON.stringify(UPDATE_ME)}, "variables": {"input": {"firstName": "Mallory", ${hidden}}}}`, {
         authorization: `Bearer ${account.accessToken}`,
       });
       expect(response.status, hidden).toBe(400);
@@ -179,7 +155,7 @@ describe('access tokens in URLs', () => {
   const preflight = { 'apollo-require-preflight': 'true' };
 
   it('signs in a GET with the token in the Authorization header (control)', async () => {
-    const response = await raw(meUrl(''), { headers: { ...preflight, authorization: `Bearer ${account.accessToken}` } });
+    const response = await server.raw(meUrl(''), { headers: { ...preflight, authorization: `Bearer ${account.accessToken}` } });
     expect(response.json?.data?.me?.id).toBe(account.user.id);
   });
 
@@ -188,19 +164,19 @@ describe('access tokens in URLs', () => {
     ['?token=', '&token='],
     ['?authorization=Bearer …', '&authorization=Bearer%20'],
   ])('does not sign in a GET with the token in the URL as %s', async (_name, parameter) => {
-    const response = await raw(meUrl(`${parameter}${account.accessToken}`), { headers: preflight });
+    const response = await server.raw(meUrl(`${parameter}${account.accessToken}`), { headers: preflight });
     expect(response.json?.data?.me ?? null).toBeNull();
     expect(response.json?.errors?.[0]?.extensions?.code).toBe('UNAUTHENTICATED');
   });
 
   it('does not sign in a POST with the token in the URL or in the body', async () => {
-    const inUrl = await raw(`/graphql?access_token=${account.accessToken}`, {
+    const inUrl = await server.raw(`/graphql?access_token=${account.accessToken}`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ query: ME }),
     });
     expect(inUrl.json?.errors?.[0]?.extensions?.code).toBe('UNAUTHENTICATED');
-    const inBody = await postJson(
+    const inBody = await server.postJson(
       JSON.stringify({ query: ME, access_token: account.accessToken, extensions: { authorization: `Bearer ${account.accessToken}`, token: account.accessToken } }),
     );
     expect(inBody.json?.data?.me ?? null).toBeNull();
@@ -275,7 +251,7 @@ describe('production', () => {
   it('masks an unexpected error as "Internal server error." with no stack and no SQL, and logs the cause under the request id', async () => {
     const account = await registerAccount(server);
     const response = await withoutSessionsTable(() =>
-      raw('/graphql', {
+      server.raw('/graphql', {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
         body: JSON.stringify({ query: LOGIN, variables: { input: { identifier: account.user.email, password: account.password } } }),
@@ -307,9 +283,9 @@ describe('production', () => {
 
   it('tells every cache to keep no GraphQL answer: tokens from login, the account from me, and errors', async () => {
     const account = await registerAccount(server);
-    const login = await postJson(JSON.stringify({ query: LOGIN, variables: { input: { identifier: account.user.email, password: account.password } } }));
-    const me = await postJson(JSON.stringify({ query: ME }), { authorization: `Bearer ${account.accessToken}` });
-    const refused = await postJson(JSON.stringify({ query: ME }));
+    const login = await server.postJson(JSON.stringify({ query: LOGIN, variables: { input: { identifier: account.user.email, password: account.password } } }));
+    const me = await server.postJson(JSON.stringify({ query: ME }), { authorization: `Bearer ${account.accessToken}` });
+    const refused = await server.postJson(JSON.stringify({ query: ME }));
     expect(login.json?.data?.login?.refreshToken).toBeTruthy();
     expect(me.json?.data?.me?.id).toBe(account.user.id);
     expect(refused.json?.errors?.[0]?.extensions?.code).toBe('UNAUTHENTICATED');
@@ -317,7 +293,7 @@ describe('production', () => {
   });
 
   it('serves no Apollo Sandbox page to a browser', async () => {
-    const response = await raw('/graphql', { headers: { accept: 'text/html' } });
+    const response = await server.raw('/graphql', { headers: { accept: 'text/html' } });
     expect(response.headers.get('content-type') ?? '').not.toMatch(/text\/html/);
     expect(response.text.toLowerCase()).not.toContain('sandbox');
     expect(response.status).toBeGreaterThanOrEqual(400);

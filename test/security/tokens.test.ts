@@ -219,7 +219,7 @@ describe('access tokens', () => {
   it('stops accepting the token of a user who was deactivated, on the next request', async () => {
     const account = await registerAccount(server);
     await expectAccepted(account.accessToken, account.user.id);
-    await server.app.orm.em.fork().getConnection().execute('update users set active = false where id = ?', [account.user.id]);
+    await server.sql('update users set active = false where id = ?', [account.user.id]);
     await expectRefused({ token: account.accessToken });
     await expectRefused({ token: await signAccessToken(account) });
   });
@@ -227,7 +227,7 @@ describe('access tokens', () => {
   it('stops accepting the token of a user who was deleted, on the next request', async () => {
     const account = await registerAccount(server);
     await expectAccepted(account.accessToken, account.user.id);
-    await server.app.orm.em.fork().getConnection().execute('delete from users where id = ?', [account.user.id]);
+    await server.sql('delete from users where id = ?', [account.user.id]);
     await expectRefused({ token: account.accessToken });
     await expectRefused({ token: await signAccessToken(account) });
   });

@@ -20,6 +20,14 @@ export interface CallOptions {
   headers?: Record<string, string>;
 }
 
+/** A raw HTTP exchange: the body as text, and parsed when it is JSON. */
+export interface RawResponse {
+  status: number;
+  headers: Headers;
+  text: string;
+  json: any;
+}
+
 /** A real server on a real database, listening on a free loopback port. */
 export interface TestServer {
   app: App;
@@ -29,6 +37,10 @@ export interface TestServer {
   /** Every JSON log line written so far (across restarts). */
   logs: Array<Record<string, any>>;
   graphql<TData = Record<string, any>>(query: string, variables?: Record<string, unknown>, options?: CallOptions): Promise<GraphQLResponse<TData>>;
+  /** Any request to `path`, as sent; the answer is not assumed to be JSON. */
+  raw(path: string, init?: RequestInit): Promise<RawResponse>;
+  /** POSTs a JSON body written by hand to /graphql, so keys and bytes reach the server as sent. */
+  postJson(body: string, headers?: Record<string, string>): Promise<RawResponse>;
   /** Runs SQL on the server's database, outside any request, and returns the rows. */
   sql<T = Record<string, any>>(query: string, params?: unknown[]): Promise<T[]>;
   /** Stops the app and starts a new one on the same database and DATA_DIR, with `env` changes. */
@@ -76,6 +88,18 @@ export async function startTestServer(env: Record<string, string> = {}, options:
     return { app, config, origin: new URL(await app.listen()).origin };
   }
 
+  async function raw(path: string, init: RequestInit = {}): Promise<RawResponse> {
+    const response = await fetch(`${current.origin}${path}`, init);
+    const text = await response.text();
+    let json: any;
+    try {
+      json = JSON.parse(text);
+    } catch {
+      json = undefined;
+    }
+    return { status: response.status, headers: response.headers, text, json };
+  }
+
   let currentEnv = baseEnv;
   let current: Awaited<ReturnType<typeof boot>>;
   try {
@@ -109,6 +133,10 @@ export async function startTestServer(env: Record<string, string> = {}, options:
       });
       const body = (await response.json()) as { data?: any; errors?: any };
       return { status: response.status, headers: response.headers, data: body.data, errors: body.errors };
+    },
+    raw,
+    postJson(body, headers = {}) {
+      return raw('/graphql', { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body });
     },
     sql(query, params = []) {
       return current.app.orm.em.fork().getConnection().execute(query, params);
