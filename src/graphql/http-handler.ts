@@ -50,6 +50,10 @@ export function createGraphQLHandler<TContext extends BaseContext>(
   apollo: ApolloServer<TContext>,
 ): (req: IncomingMessage, res: ServerResponse, target: RequestTarget, context: () => Promise<TContext>) => Promise<void> {
   return async (req, res, target, context) => {
+    // Answers carry accounts and tokens: no cache may keep any of them, refusals included. (Apollo's
+    // cache-control plugin, which would also say so, is disabled: it wraps every field resolver to
+    // collect hints we never give.)
+    res.setHeader('cache-control', 'no-store');
     let body: unknown;
     const isJson = /^application\/(graphql-response\+)?json\b/i.test(req.headers['content-type'] ?? '');
     if (req.method === 'POST') {
@@ -78,9 +82,6 @@ export function createGraphQLHandler<TContext extends BaseContext>(
     }
     const request: HTTPGraphQLRequest = { method: (req.method ?? 'GET').toUpperCase(), headers, search: target.search, body };
     const response = await apollo.executeHTTPGraphQLRequest({ httpGraphQLRequest: request, context });
-    // Answers carry accounts and tokens: no cache may keep them. (Apollo's cache-control plugin,
-    // which would also say so, is disabled: it wraps every field resolver to collect hints we never give.)
-    res.setHeader('cache-control', 'no-store');
     for (const [key, value] of response.headers) res.setHeader(key, value);
     res.statusCode = response.status ?? 200;
     if (response.body.kind === 'complete') {
