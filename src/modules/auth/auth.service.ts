@@ -4,6 +4,7 @@ import type { MailOutbox } from '../../mail/outbox.js';
 import type { RateLimits } from '../../rate-limits.js';
 import type { AuditService } from '../audit/audit.service.js';
 import { AuditEventType } from '../audit/audit-event.entity.js';
+import { type LockedAccount, newAccount, withLockedAccount } from '../users/account-lock.js';
 import type { User } from '../users/user.entity.js';
 import { flushTranslatingConflicts, type NewUserInput, type UserService } from '../users/user.service.js';
 import type { LoginBackoff } from './login-backoff.js';
@@ -61,7 +62,7 @@ export class AuthService {
     const user = await this.users.build(em, { ...input, role: undefined, active: undefined });
     this.audit.record(em, AuditEventType.USER_CREATED, { userId: user.id, actorId: user.id }, meta);
     await this.verification.queueCode(em, user);
-    const issued = this.sessions.start(em, user, meta);
+    const issued = this.sessions.start(newAccount(em, user), meta);
     await flushTranslatingConflicts(em);
     this.outbox.wake();
     return this.signIn(issued);
@@ -95,14 +96,21 @@ export class AuthService {
       await em.flush();
       throw new UnauthenticatedError(INVALID_CREDENTIALS);
     }
-    await this.backoff.clear(em, user.id);
     await this.limits.reset('loginPerIdentifier', identifierKey);
-    user.lastLoginAt = new Date();
-    this.audit.record(em, AuditEventType.LOGIN_SUCCEEDED, { userId: user.id, actorId: user.id }, meta);
     // An imported plain-bcrypt hash or an old cost is upgraded now, while the password is at hand.
-    if (this.passwords.needsRehash(user.passwordHash)) user.passwordHash = await this.passwords.hash(normalizePassword(password));
-    const issued = this.sessions.start(em, user, meta);
-    await em.flush();
+    const verifiedHash = user.passwordHash;
+    const upgradedHash = this.passwords.needsRehash(verifiedHash) ? await this.passwords.hash(normalizePassword(password)) : null;
+    const issued = await withLockedAccount(em, user.id, async (account) => {
+      // The password was checked against the row as read before the comparison. A reset, change or
+      // deactivation that committed since then wins: this sign-in must not outlive it.
+      if (!account.user.active || account.user.passwordHash !== verifiedHash) return null;
+      this.backoff.forget(account.user);
+      account.user.lastLoginAt = new Date();
+      if (upgradedHash) account.user.passwordHash = upgradedHash;
+      this.audit.record(account.em, AuditEventType.LOGIN_SUCCEEDED, { userId: user.id, actorId: user.id }, meta);
+      return this.sessions.start(account, meta);
+    });
+    if (!issued) throw new UnauthenticatedError(INVALID_CREDENTIALS);
     return this.signIn(issued);
   }
 
@@ -111,42 +119,50 @@ export class AuthService {
     if (refreshToken.length === 0 || refreshToken.length > REFRESH_TOKEN_MAX_LENGTH) {
       throw new UnauthenticatedError(INVALID_REFRESH_TOKEN);
     }
-    const outcome = await em.transactional(async (tx) => {
-      const rotated = await this.sessions.rotate(tx, refreshToken, meta);
-      if (rotated && 'reusedByUserId' in rotated) {
-        this.audit.record(tx, AuditEventType.REFRESH_REUSE_DETECTED, { userId: rotated.reusedByUserId }, meta);
-      }
-      await tx.flush();
-      return rotated;
-    });
+    const owner = await this.sessions.ownerOf(em, refreshToken);
+    const outcome = owner
+      ? await withLockedAccount(em, owner, async (account) => {
+          const rotated = await this.sessions.rotate(account, refreshToken, meta);
+          if (rotated && 'reusedByUserId' in rotated) {
+            this.audit.record(account.em, AuditEventType.REFRESH_REUSE_DETECTED, { userId: rotated.reusedByUserId }, meta);
+          }
+          return rotated;
+        })
+      : null;
     if (!outcome || 'reusedByUserId' in outcome) throw new UnauthenticatedError(INVALID_REFRESH_TOKEN);
     return this.signIn(outcome);
   }
 
   /** Ends the caller's device session; its access and refresh tokens stop working at once. */
   async logout(em: EntityManager, viewer: Viewer, meta: RequestMeta): Promise<boolean> {
-    await this.sessions.endFamily(em, viewer.session.family, SessionEndReason.LOGOUT);
-    await this.recordOf(em, viewer, AuditEventType.LOGOUT, meta);
+    await this.asViewer(em, viewer, meta, AuditEventType.LOGOUT, (account) => this.sessions.endFamily(account, viewer.session.family, SessionEndReason.LOGOUT));
     return true;
   }
 
   /** Ends every session of the caller, on every device. */
   async logoutAll(em: EntityManager, viewer: Viewer, meta: RequestMeta): Promise<boolean> {
-    await this.sessions.endAllOf(em, viewer.user.id, SessionEndReason.LOGOUT_ALL);
-    await this.recordOf(em, viewer, AuditEventType.LOGOUT, meta);
+    await this.asViewer(em, viewer, meta, AuditEventType.LOGOUT, async (account) => {
+      await this.sessions.endAllOf(account, SessionEndReason.LOGOUT_ALL);
+      return true;
+    });
     return true;
   }
 
   /** Ends one of the caller's device sessions by id; `false` when there is no such live session of theirs. */
   async revokeSession(em: EntityManager, viewer: Viewer, sessionId: string, meta: RequestMeta): Promise<boolean> {
-    const ended = await this.sessions.endOwnFamily(em, viewer.user.id, sessionId);
-    if (ended) await this.recordOf(em, viewer, AuditEventType.SESSION_REVOKED, meta);
-    return ended;
+    const ended = await this.asViewer(em, viewer, meta, AuditEventType.SESSION_REVOKED, (account) =>
+      this.sessions.endFamily(account, sessionId, SessionEndReason.REVOKED),
+    );
+    return ended === true;
   }
 
-  private async recordOf(em: EntityManager, viewer: Viewer, type: AuditEventType, meta: RequestMeta): Promise<void> {
-    this.audit.record(em, type, { userId: viewer.user.id, actorId: viewer.user.id }, meta);
-    await em.flush();
+  /** Runs `end` with the caller's account locked, and records `type` when it ended something. */
+  private asViewer(em: EntityManager, viewer: Viewer, meta: RequestMeta, type: AuditEventType, end: (account: LockedAccount) => Promise<boolean>): Promise<boolean | null> {
+    return withLockedAccount(em, viewer.user.id, async (account) => {
+      const ended = await end(account);
+      if (ended) this.audit.record(account.em, type, { userId: viewer.user.id, actorId: viewer.user.id }, meta);
+      return ended;
+    });
   }
 
   /** The caller's live device sessions. */

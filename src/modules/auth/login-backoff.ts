@@ -58,8 +58,14 @@ export class LoginBackoff {
     await this.clear(em, userId);
   }
 
-  /** Forgets the failures (a successful sign-in, a password reset). */
+  /** Forgets the failures (a successful re-authentication). */
   async clear(em: EntityManager, userId: string): Promise<void> {
     await em.nativeUpdate(User, { id: userId }, { failedLoginCount: 0, loginBlockedUntil: null });
+  }
+
+  /** Forgets the failures of an account loaded in a unit of work (a successful sign-in), written by its flush. */
+  forget(user: User): void {
+    user.failedLoginCount = 0;
+    user.loginBlockedUntil = null;
   }
 }

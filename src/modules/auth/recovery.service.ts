@@ -1,11 +1,12 @@
 import { LockMode } from '@mikro-orm/core';
 import type { EntityManager } from '@mikro-orm/postgresql';
 import type { BackgroundTasks } from '../../background-tasks.js';
-import { BadUserInputError } from '../../errors.js';
+import { BadUserInputError, UnauthenticatedError } from '../../errors.js';
 import type { MailOutbox } from '../../mail/outbox.js';
 import type { RateLimits } from '../../rate-limits.js';
 import type { AuditService } from '../audit/audit.service.js';
 import { AuditEventType } from '../audit/audit-event.entity.js';
+import { withLockedAccount } from '../users/account-lock.js';
 import { User } from '../users/user.entity.js';
 import type { UserService } from '../users/user.service.js';
 import type { Viewer } from './auth.service.js';
@@ -83,14 +84,19 @@ export class RecoveryService {
     // Policy and hashing come before the token is spent: a rejected password leaves the link usable.
     const passwordHash = await this.passwords.hash(checkNewPassword(newPassword, user, 'newPassword'));
     const now = new Date();
-    await em.transactional(async (tx) => {
-      if ((await this.tokens.consumeResetToken(tx, token)) !== user.id) throw new BadUserInputError(INVALID_RESET_TOKEN, 'token');
+    // The account is locked before the token is spent: every path that touches an account's tokens
+    // and sessions locks the user row first, so none of them can deadlock against another.
+    const done = await withLockedAccount(em, user.id, async (account) => {
+      // Throwing rolls the consumption back: a link that changed nothing stays as it was.
+      if ((await this.tokens.consumeResetToken(account.em, token)) !== user.id || !account.user.active) throw new BadUserInputError(INVALID_RESET_TOKEN, 'token');
       // Following the emailed link proves the mailbox is the user's; it also lifts any sign-in backoff.
-      await tx.nativeUpdate(User, { id: user.id }, { passwordHash, updatedAt: now, emailVerifiedAt: user.emailVerifiedAt ?? now, failedLoginCount: 0, loginBlockedUntil: null });
-      await this.sessions.endAllOf(tx, user.id, SessionEndReason.PASSWORD_RESET);
-      this.audit.record(tx, AuditEventType.PASSWORD_RESET_COMPLETED, { userId: user.id }, meta);
-      this.outbox.enqueue(tx, user.email, { name: 'password-changed' });
+      await account.em.nativeUpdate(User, { id: user.id }, { passwordHash, updatedAt: now, emailVerifiedAt: user.emailVerifiedAt ?? now, failedLoginCount: 0, loginBlockedUntil: null });
+      await this.sessions.endAllOf(account, SessionEndReason.PASSWORD_RESET);
+      this.audit.record(account.em, AuditEventType.PASSWORD_RESET_COMPLETED, { userId: user.id }, meta);
+      this.outbox.enqueue(account.em, user.email, { name: 'password-changed' });
+      return true;
     });
+    if (!done) throw new BadUserInputError(INVALID_RESET_TOKEN, 'token');
     this.outbox.wake();
     return true;
   }
@@ -108,12 +114,16 @@ export class RecoveryService {
     }
     const passwordHash = await this.passwords.hash(password);
     const now = new Date();
-    await em.transactional(async (tx) => {
-      await tx.nativeUpdate(User, { id: user.id }, { passwordHash, updatedAt: now });
-      await this.sessions.endAllOf(tx, user.id, SessionEndReason.PASSWORD_CHANGED, viewer.session.family);
-      this.audit.record(tx, AuditEventType.PASSWORD_CHANGED, { userId: user.id, actorId: user.id }, meta);
-      this.outbox.enqueue(tx, user.email, { name: 'password-changed' });
+    const changed = await withLockedAccount(em, user.id, async (account) => {
+      // Checked against the hash read with the request: a reset or change since then wins.
+      if (account.user.passwordHash !== viewer.passwordHash) return false;
+      await account.em.nativeUpdate(User, { id: user.id }, { passwordHash, updatedAt: now });
+      await this.sessions.endAllOf(account, SessionEndReason.PASSWORD_CHANGED, viewer.session.family);
+      this.audit.record(account.em, AuditEventType.PASSWORD_CHANGED, { userId: user.id, actorId: user.id }, meta);
+      this.outbox.enqueue(account.em, user.email, { name: 'password-changed' });
+      return true;
     });
+    if (!changed) throw new UnauthenticatedError();
     viewer.passwordHash = passwordHash;
     user.updatedAt = now;
     this.outbox.wake();

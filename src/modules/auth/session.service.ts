@@ -1,6 +1,7 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { isUuid } from '../../db/base.entity.js';
 import { pooledQuery } from '../../db/pooled-query.js';
+import type { LockedAccount } from '../users/account-lock.js';
 import { User } from '../users/user.entity.js';
 import { type UserView, userView } from '../users/user.view.js';
 import { type RequestMeta, storedUserAgent } from './request-meta.js';
@@ -28,15 +29,16 @@ export interface ReuseDetected {
 }
 
 /**
- * Owns device sessions and refresh-token rotation. Every state change is a single conditional
- * UPDATE, so two requests racing on one token cannot both win.
+ * Owns device sessions and refresh-token rotation. Every change to a user's sessions takes a
+ * {@link LockedAccount}: the user's row is locked first, so rotations, sign-ins and the ending of
+ * sessions of one user happen one after the other, never interleaved (see account-lock.ts).
  */
 export class SessionService {
   /** Starts a new device session (a new family) for a user who just proved who they are. */
-  start(em: EntityManager, user: User, meta: RequestMeta): IssuedSession {
+  start(account: LockedAccount, meta: RequestMeta): IssuedSession {
     const { token, hash } = createRefreshToken();
-    const session = em.create(Session, {
-      user,
+    const session = account.em.create(Session, {
+      user: account.user,
       refreshTokenHash: hash,
       family: '',
       userAgent: storedUserAgent(meta),
@@ -49,63 +51,63 @@ export class SessionService {
   }
 
   /**
-   * Exchanges a refresh token for the next one of its family. The presented row is ended by one
-   * atomic UPDATE; if that finds nothing, an already-rotated token means the token leaked, and the
-   * whole family is ended. Anything else is just an invalid token (`null`). It does not throw, so a
-   * caller's transaction still commits the ending of a reused family.
+   * The account a refresh token belongs to, read without a lock: the caller locks that account and
+   * then calls {@link rotate}. `null` for a token that was never issued.
    */
-  async rotate(em: EntityManager, refreshToken: string, meta: RequestMeta): Promise<IssuedSession | ReuseDetected | null> {
+  async ownerOf(em: EntityManager, refreshToken: string): Promise<string | null> {
+    const row = await em.findOne(Session, { refreshTokenHash: hashRefreshToken(refreshToken) }, { fields: ['user'] });
+    return row ? row.user.id : null;
+  }
+
+  /**
+   * Exchanges a refresh token of the locked account for the next one of its family. The presented
+   * row is ended by one conditional UPDATE; if that finds nothing, an already-rotated token means
+   * the token leaked, and the whole family is ended. Anything else is just an invalid token
+   * (`null`). It does not throw, so the caller's transaction still commits the ending of a reused
+   * family.
+   */
+  async rotate(account: LockedAccount, refreshToken: string, meta: RequestMeta): Promise<IssuedSession | ReuseDetected | null> {
+    const { em, user } = account;
     const hash = hashRefreshToken(refreshToken);
     const now = new Date();
     const [rotated] = await em
       .createQueryBuilder(Session)
       .update({ revokedAt: now, revokedReason: SessionEndReason.ROTATED })
-      .where({ refreshTokenHash: hash, revokedAt: null, expiresAt: { $gt: now } })
-      .returning(['id', 'user', 'family', 'createdAt'])
-      .execute<Array<{ user: string; family: string; createdAt: Date }>>('all');
+      .where({ refreshTokenHash: hash, user: user.id, revokedAt: null, expiresAt: { $gt: now } })
+      .returning(['id', 'family', 'createdAt'])
+      .execute<Array<{ family: string; createdAt: Date }>>('all');
     if (!rotated) {
-      const previous = await em.findOne(Session, { refreshTokenHash: hash }, { fields: ['family', 'revokedReason', 'user'] });
+      const previous = await em.findOne(Session, { refreshTokenHash: hash, user: user.id }, { fields: ['family', 'revokedReason'] });
       if (previous?.revokedReason !== SessionEndReason.ROTATED) return null;
-      await this.endFamily(em, previous.family, SessionEndReason.REUSE_DETECTED);
-      return { reusedByUserId: previous.user.id };
+      await this.endFamily(account, previous.family, SessionEndReason.REUSE_DETECTED);
+      return { reusedByUserId: user.id };
     }
-    const user = await em.findOne(User, { id: rotated.user, active: true });
-    if (!user) return null;
-    const next = this.start(em, user, meta);
+    if (!user.active) return null;
+    const next = this.start(account, meta);
     next.session.family = rotated.family;
     // The device has been signed in since the family began; rotation does not change that.
     next.session.createdAt = new Date(rotated.createdAt);
     return next;
   }
 
-  /** Ends every live row of one device session. Returns whether anything was ended. */
-  async endFamily(em: EntityManager, family: string, reason: SessionEndReason): Promise<boolean> {
-    const ended = await em.nativeUpdate(
-      Session,
-      { family, revokedAt: null },
-      { revokedAt: new Date(), revokedReason: reason },
-    );
-    return ended > 0;
-  }
-
-  /** Ends every live session of a user, except the device session `keepFamily` when given. */
-  async endAllOf(em: EntityManager, userId: string, reason: SessionEndReason, keepFamily?: string): Promise<void> {
-    await em.nativeUpdate(
-      Session,
-      { user: userId, revokedAt: null, ...(keepFamily ? { family: { $ne: keepFamily } } : {}) },
-      { revokedAt: new Date(), revokedReason: reason },
-    );
-  }
-
-  /** Ends one of the user's own device sessions; `false` when it is not theirs, unknown or already ended. */
-  async endOwnFamily(em: EntityManager, userId: string, family: string): Promise<boolean> {
+  /** Ends every live row of one of the account's device sessions. Returns whether anything was ended. */
+  async endFamily(account: LockedAccount, family: string, reason: SessionEndReason): Promise<boolean> {
     if (!isUuid(family)) return false;
-    const ended = await em.nativeUpdate(
+    const ended = await account.em.nativeUpdate(
       Session,
-      { family, user: userId, revokedAt: null },
-      { revokedAt: new Date(), revokedReason: SessionEndReason.REVOKED },
+      { family, user: account.user.id, revokedAt: null },
+      { revokedAt: new Date(), revokedReason: reason },
     );
     return ended > 0;
+  }
+
+  /** Ends every live session of the account, except the device session `keepFamily` when given. */
+  async endAllOf(account: LockedAccount, reason: SessionEndReason, keepFamily?: string): Promise<void> {
+    await account.em.nativeUpdate(
+      Session,
+      { user: account.user.id, revokedAt: null, ...(keepFamily ? { family: { $ne: keepFamily } } : {}) },
+      { revokedAt: new Date(), revokedReason: reason },
+    );
   }
 
   /** The live session rows of a user, newest first: one per signed-in device. */

@@ -7,7 +7,6 @@ import type { LoginBackoff } from '../auth/login-backoff.js';
 import type { PasswordHasher } from '../auth/password.js';
 import type { RequestMeta } from '../auth/request-meta.js';
 import { Role } from './role.js';
-import { User } from './user.entity.js';
 import type { UserView } from './user.view.js';
 import type { UserService } from './user.service.js';
 
@@ -52,7 +51,7 @@ export class ProfileService {
     await this.backoff.check(em, viewer.user.id, password, viewer.passwordHash, this.passwords, 'password');
     await this.users.underAdminSetLock(em, async (tx) => {
       await this.users.assertNotLastAdmin(tx, viewer.user.id);
-      await tx.nativeDelete(User, { id: viewer.user.id });
+      await this.users.delete(tx, viewer.user.id);
       this.audit.record(tx, AuditEventType.USER_DELETED, { userId: viewer.user.id, actorId: viewer.user.id }, meta);
     });
     return true;

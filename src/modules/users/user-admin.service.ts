@@ -8,6 +8,7 @@ import { AuditEventType } from '../audit/audit-event.entity.js';
 import type { RequestMeta } from '../auth/request-meta.js';
 import { SessionEndReason } from '../auth/session.entity.js';
 import type { SessionService } from '../auth/session.service.js';
+import { lockAccount } from './account-lock.js';
 import { Role } from './role.js';
 import { User } from './user.entity.js';
 import { USER_VIEW_FIELDS, type UserView, userView } from './user.view.js';
@@ -74,15 +75,17 @@ export class UserAdminService {
     const changes = this.users.validateChanges(requested);
     return this.users.underAdminSetLock(em, async (tx) => {
       if (changes.role === Role.USER || changes.active === false) await this.users.assertNotLastAdmin(tx, id);
-      const before = await tx.findOne(User, { id }, { refresh: true });
-      if (!before) throw new NotFoundError(NO_SUCH_USER);
+      // Locked before anything changes: deactivation ends the sessions, and no rotation may slip past.
+      const account = await lockAccount(tx, id);
+      if (!account) throw new NotFoundError(NO_SUCH_USER);
+      const before = account.user;
       const previous = { role: before.role, active: before.active };
       const updated = await this.users.applyChanges(tx, before, changes);
       if (!updated) throw new NotFoundError(NO_SUCH_USER);
       const subject = { userId: id, actorId };
       if (updated.role !== previous.role) this.audit.record(tx, AuditEventType.ROLE_CHANGED, subject, meta);
       if (previous.active && !updated.active) {
-        await this.sessions.endAllOf(tx, id, SessionEndReason.DEACTIVATED);
+        await this.sessions.endAllOf(account, SessionEndReason.DEACTIVATED);
         this.audit.record(tx, AuditEventType.USER_DEACTIVATED, subject, meta);
       }
       const other = ['email', 'username', 'firstName', 'lastName'].some((field) => field in changes) || (!previous.active && updated.active);
@@ -97,7 +100,7 @@ export class UserAdminService {
     if (!(await this.users.findById(em, id))) throw new NotFoundError(NO_SUCH_USER);
     await this.users.underAdminSetLock(em, async (tx) => {
       await this.users.assertNotLastAdmin(tx, id);
-      if ((await tx.nativeDelete(User, { id })) === 0) throw new NotFoundError(NO_SUCH_USER);
+      if (!(await this.users.delete(tx, id))) throw new NotFoundError(NO_SUCH_USER);
       this.audit.record(tx, AuditEventType.USER_DELETED, { userId: id, actorId }, meta);
     });
     return true;

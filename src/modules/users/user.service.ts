@@ -5,6 +5,7 @@ import { BadUserInputError, ConflictError, ForbiddenError } from '../../errors.j
 import { OneTimeToken } from '../auth/one-time-token.entity.js';
 import type { PasswordHasher } from '../auth/password.js';
 import { checkNewPassword } from '../auth/password-policy.js';
+import { lockAccount } from './account-lock.js';
 import { Role } from './role.js';
 import { User } from './user.entity.js';
 import { normalizeEmail, normalizeName, normalizeUsername } from './user.rules.js';
@@ -140,6 +141,16 @@ export class UserService {
       await tx.execute(`select pg_advisory_xact_lock(${ADMIN_SET_LOCK})`);
       return work(tx);
     });
+  }
+
+  /**
+   * Deletes an account; its sessions and one-time tokens go with it (foreign keys cascade), its
+   * audit trail stays. The row is locked first, like every change to sessions (see account-lock.ts),
+   * so a refresh in flight cannot deadlock against the cascade. `false` when there is no such account.
+   */
+  async delete(tx: EntityManager, userId: string): Promise<boolean> {
+    if (!(await lockAccount(tx, userId))) return false;
+    return (await tx.nativeDelete(User, { id: userId })) > 0;
   }
 
   /** Refuses (FORBIDDEN) to demote, deactivate or delete the only active admin. Call under the admin-set lock. */

@@ -1,0 +1,237 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { processEnv } from '../../src/config/config.js';
+import { CHANGE_PASSWORD, FORGOT_PASSWORD, LOGIN, ME, REFRESH, registerAccount, RESET_PASSWORD, type SignedInAccount } from '../support/accounts.js';
+import { errorCode, type GraphQLResponse, startTestServer, type TestServer } from '../support/server.js';
+import { resetTokenOf, startSmtpServer, type TestSmtpServer } from '../support/smtp.js';
+
+// A thief holding stolen refresh tokens rotates them in a tight loop while the owner (or an admin)
+// ends every session of the account. Once the ending operation has answered, nothing the thief holds
+// may work: not a token issued before, and not one rotated from a refresh that was in flight.
+// Rotation and ending race only where transactions really run side by side, so this file needs a
+// PostgreSQL server (DATABASE_URL); the embedded database runs one statement at a time.
+const ON_POSTGRESQL = Boolean(processEnv().DATABASE_URL);
+/** Trials per operation: a race that wins one time in ten survives 20 trials with probability 0.9^20 ≈ 12 %; 30 make it 4 %. */
+const TRIALS = 30;
+/** Stolen device sessions, each rotated by its own loop, per trial. */
+const THIEVES = 4;
+/** Rotations every thief has made before the owner acts, so the loops are in full swing. */
+const WARM_UP_ROTATIONS = 3;
+
+const ADMIN_EMAIL = 'root@example.test';
+const ADMIN_PASSWORD = 'quiet lantern over the fjord 7';
+const LOGOUT_ALL = 'mutation { logoutAll }';
+const REVOKE_SESSION = 'mutation Revoke($id: ID!) { revokeSession(id: $id) }';
+const SESSIONS = '{ sessions { id current } }';
+const UPDATE_USER = 'mutation Update($id: ID!, $input: UpdateUserInput!) { updateUser(id: $id, input: $input) { id active } }';
+const DELETE_ME = 'mutation Delete($password: String!) { deleteMe(password: $password) }';
+const DELETE_USER = 'mutation Delete($id: ID!) { deleteUser(id: $id) }';
+
+let server: TestServer;
+let smtp: TestSmtpServer;
+let adminToken: string;
+
+beforeAll(async () => {
+  if (!ON_POSTGRESQL) return;
+  smtp = await startSmtpServer();
+  server = await startTestServer({ RATE_LIMIT_SCALE: '0', SMTP_URL: smtp.url, ADMIN_EMAIL, ADMIN_PASSWORD });
+  const admin = await server.graphql(LOGIN, { input: { identifier: ADMIN_EMAIL, password: ADMIN_PASSWORD } });
+  adminToken = admin.data!.login.accessToken;
+});
+afterAll(async () => {
+  await server?.stop();
+  await smtp?.stop();
+});
+
+/** One stolen device session, rotated in a loop: the last pair it obtained, and how many it got. */
+interface Thief {
+  accessToken: string;
+  refreshToken: string;
+  rotations: number;
+  /** Resolves when the loop stops: its refresh was refused, or it was told to stop. */
+  done: Promise<void>;
+  stop(): void;
+}
+
+function startThief(stolen: { accessToken: string; refreshToken: string }): Thief {
+  let stopped = false;
+  const thief: Thief = {
+    ...stolen,
+    rotations: 0,
+    done: Promise.resolve(),
+    stop: () => {
+      stopped = true;
+    },
+  };
+  thief.done = (async () => {
+    while (!stopped) {
+      const rotated = await server.graphql(REFRESH, { refreshToken: thief.refreshToken });
+      const pair = rotated.data?.refreshToken;
+      if (!pair) return;
+      thief.accessToken = pair.accessToken;
+      thief.refreshToken = pair.refreshToken;
+      thief.rotations += 1;
+    }
+  })();
+  return thief;
+}
+
+/** Waits (bounded) for the thief's loop to be refused; `false` when it was still rotating after two seconds. */
+async function settle(thief: Thief): Promise<boolean> {
+  const ended = await Promise.race([thief.done.then(() => true), new Promise<boolean>((resolve) => setTimeout(() => resolve(false), 2000))]);
+  thief.stop();
+  await thief.done;
+  return ended;
+}
+
+/** Whether the last access or refresh token the thief obtained still works. */
+async function holdsWorkingToken(thief: Thief): Promise<boolean> {
+  const me = await server.graphql(ME, {}, { token: thief.accessToken });
+  if (me.data?.me) return true;
+  const refreshed = await server.graphql(REFRESH, { refreshToken: thief.refreshToken });
+  return Boolean(refreshed.data?.refreshToken);
+}
+
+/** Whether anything the thief holds still works once the owner's operation has answered. */
+async function survives(thief: Thief): Promise<boolean> {
+  // A loop still rotating two seconds after the operation answered has obviously survived.
+  return !(await settle(thief)) || holdsWorkingToken(thief);
+}
+
+async function signInAgain(account: SignedInAccount, password = account.password) {
+  const response = await server.graphql(LOGIN, { input: { identifier: account.user.email, password } });
+  if (!response.data?.login) throw new Error(`login failed: ${JSON.stringify(response.errors)}`);
+  return response.data.login as { accessToken: string; refreshToken: string };
+}
+
+async function until(condition: () => boolean): Promise<void> {
+  const deadline = Date.now() + 5000;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error('the thieves never got going');
+    await new Promise((resolve) => setTimeout(resolve, 2));
+  }
+}
+
+/** What one trial prepares: the owner's own session, and the thieves' stolen ones. */
+interface Trial {
+  owner: SignedInAccount;
+  thieves: Thief[];
+  /** The device-session id (as `sessions` lists it) of the first thief. */
+  firstThiefSession: string;
+}
+
+/**
+ * Runs `trials` trials of `operation` against thieves rotating stolen sessions of a fresh account,
+ * and returns how many trials left a thief with a working token. `prepare` runs before the thieves
+ * start (e.g. to obtain a reset token); `operation` must answer successfully.
+ */
+async function race<P>(
+  name: string,
+  operation: (trial: Trial, prepared: P) => Promise<GraphQLResponse>,
+  prepare: (owner: SignedInAccount) => Promise<P> = async () => undefined as P,
+  afterwards: (owner: SignedInAccount) => Promise<void> = async () => {},
+): Promise<{ survivors: number; trials: number }> {
+  let survivors = 0;
+  for (let index = 0; index < TRIALS; index += 1) {
+    const owner = await registerAccount(server);
+    const stolen = await Promise.all(Array.from({ length: THIEVES }, () => signInAgain(owner)));
+    const listed = await server.graphql(SESSIONS, {}, { token: stolen[0].accessToken });
+    const firstThiefSession = (listed.data?.sessions as Array<{ id: string; current: boolean }>).find((session) => session.current)!.id;
+    const prepared = await prepare(owner);
+    const thieves = stolen.map(startThief);
+    await until(() => thieves.every((thief) => thief.rotations >= WARM_UP_ROTATIONS));
+    const answer = await operation({ owner, thieves, firstThiefSession }, prepared);
+    expect(answer.errors, `${name}, trial ${index + 1}: ${JSON.stringify(answer.errors)}`).toBeUndefined();
+    const settled = await Promise.all(thieves.map(settle));
+    await afterwards(owner);
+    const working = await Promise.all(thieves.map(holdsWorkingToken));
+    if (settled.includes(false) || working.includes(true)) survivors += 1;
+  }
+  console.log(`${name}: ${survivors} survivors / ${TRIALS} trials (${THIEVES} thieves each)`);
+  return { survivors, trials: TRIALS };
+}
+
+async function resetTokenFor(owner: SignedInAccount): Promise<string> {
+  const requested = await server.graphql(FORGOT_PASSWORD, { input: { identifier: owner.user.email } });
+  expect(requested.data?.forgotPassword).toBe(true);
+  return resetTokenOf(await smtp.waitFor((mail) => mail.to.includes(owner.user.email) && /reset/i.test(mail.subject)));
+}
+
+describe.skipIf(!ON_POSTGRESQL)('ending sessions while a thief rotates stolen refresh tokens (PostgreSQL)', () => {
+  // Each test runs TRIALS trials of a few hundred requests.
+  const TIMEOUT = 240_000;
+
+  it('resetPassword: no thief keeps a working token', { timeout: TIMEOUT }, async () => {
+    const result = await race(
+      'resetPassword',
+      (_trial, token: string) => server.graphql(RESET_PASSWORD, { input: { token, newPassword: `a brand new passphrase ${Date.now()}` } }),
+      resetTokenFor,
+    );
+    expect(result.survivors).toBe(0);
+  });
+
+  it('changePassword: no thief keeps a working token (the owner\'s session stays)', { timeout: TIMEOUT }, async () => {
+    const result = await race('changePassword', ({ owner }) =>
+      server.graphql(CHANGE_PASSWORD, { input: { currentPassword: owner.password, newPassword: `a brand new passphrase ${Date.now()}` } }, { token: owner.accessToken }),
+    );
+    expect(result.survivors).toBe(0);
+  });
+
+  it('logoutAll: no thief keeps a working token', { timeout: TIMEOUT }, async () => {
+    const result = await race('logoutAll', ({ owner }) => server.graphql(LOGOUT_ALL, {}, { token: owner.accessToken }));
+    expect(result.survivors).toBe(0);
+  });
+
+  it('revokeSession: the revoked device session keeps no working token', { timeout: TIMEOUT }, async () => {
+    let survivors = 0;
+    // Only the first thief's device session is revoked; the others are the owner's business.
+    const result = await race('revokeSession', async ({ owner, thieves, firstThiefSession }) => {
+      const answer = await server.graphql(REVOKE_SESSION, { id: firstThiefSession }, { token: owner.accessToken });
+      expect(answer.data?.revokeSession).toBe(true);
+      if (await survives(thieves[0])) survivors += 1;
+      // The other device sessions are not the subject here: stop their loops and sign them out.
+      await server.graphql(LOGOUT_ALL, {}, { token: owner.accessToken });
+      return answer;
+    });
+    console.log(`revokeSession (the revoked device only): ${survivors} survivors / ${result.trials} trials`);
+    expect(survivors).toBe(0);
+  });
+
+  it('deactivation by an admin: no thief keeps a working token, also after reactivation', { timeout: TIMEOUT }, async () => {
+    const result = await race(
+      'deactivation',
+      async ({ owner }) => {
+        const answer = await server.graphql(UPDATE_USER, { id: owner.user.id, input: { active: false } }, { token: adminToken });
+        expect(answer.data?.updateUser.active).toBe(false);
+        return answer;
+      },
+      undefined,
+      // A deactivated account refuses every token anyway; what matters is that none comes back with the account.
+      async (owner) => {
+        const answer = await server.graphql(UPDATE_USER, { id: owner.user.id, input: { active: true } }, { token: adminToken });
+        expect(answer.data?.updateUser.active).toBe(true);
+      },
+    );
+    expect(result.survivors).toBe(0);
+  });
+
+  it('deleteMe: the deletion succeeds every time and no thief keeps a working token', { timeout: TIMEOUT }, async () => {
+    const result = await race('deleteMe', async ({ owner }) => {
+      const answer = await server.graphql(DELETE_ME, { password: owner.password }, { token: owner.accessToken });
+      expect(errorCode(answer)).toBeUndefined();
+      expect(answer.data?.deleteMe).toBe(true);
+      expect(await server.sql('select id from users where id = ?', [owner.user.id])).toEqual([]);
+      return answer;
+    });
+    expect(result.survivors).toBe(0);
+  });
+
+  it('deleteUser by an admin: the deletion succeeds every time and no thief keeps a working token', { timeout: TIMEOUT }, async () => {
+    const result = await race('deleteUser', async ({ owner }) => {
+      const answer = await server.graphql(DELETE_USER, { id: owner.user.id }, { token: adminToken });
+      expect(errorCode(answer)).toBeUndefined();
+      expect(answer.data?.deleteUser).toBe(true);
+      return answer;
+    });
+    expect(result.survivors).toBe(0);
+  });
+});
