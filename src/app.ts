@@ -1,7 +1,7 @@
 import 'reflect-metadata';
 import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { ApolloServer } from '@apollo/server';
 import { ApolloServerPluginDrainHttpServer } from '@apollo/server/plugin/drainHttpServer';
@@ -18,6 +18,7 @@ import { errorLoggingPlugin, formatError } from './graphql/errors.js';
 import { createGraphQLHandler } from './graphql/http-handler.js';
 import { queryLimitRules } from './graphql/limits.js';
 import { buildAppSchema } from './graphql/schema.js';
+import { createHttpServer } from './http/http-server.js';
 import { resetPasswordPage } from './http/reset-page.js';
 import { type RequestTarget, requestTarget } from './http/request-target.js';
 import { createLogger, type Logger } from './logger.js';
@@ -95,7 +96,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     }
   }
   services.outbox.start();
-  const server = createServer();
+  const server = createHttpServer({ maxConnections: config.httpMaxConnections, logger }, serve);
   const apollo = new ApolloServer<AppContext>({
     schema: await buildAppSchema(),
     formatError,
@@ -174,7 +175,15 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     sendJson(res, 404, { error: 'Not found' });
   }
 
-  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+  /** Lets `cors` answer a preflight (then `false`: nothing more to do) or add its headers. */
+  function passCors(req: IncomingMessage, res: ServerResponse): Promise<boolean> {
+    return new Promise((resolve, reject) => {
+      corsHandler(req, res, (error?: unknown) => (error ? reject(error) : resolve(true)));
+      if (res.writableEnded) resolve(false);
+    });
+  }
+
+  async function serve(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const incoming = req.headers['x-request-id'];
     const requestId = typeof incoming === 'string' && REQUEST_ID.test(incoming) ? incoming : randomUUID();
     res.setHeader('x-request-id', requestId);
@@ -182,16 +191,11 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     const target = requestTarget(req.url);
     // One access line per request: the path only, never the query string (reset links carry tokens there).
     res.once('finish', () => {
-      logger.info({ requestId, method: req.method, path: target.pathname, status: res.statusCode, ms: Math.round(performance.now() - startedAt) }, 'request');
+      logger.info({ requestId, method: req.method, path: target?.pathname ?? null, status: res.statusCode, ms: Math.round(performance.now() - startedAt) }, 'request');
     });
-    corsHandler(req, res, () => {
-      route(req, res, requestId, target).catch((error: unknown) => {
-        logger.error({ err: error, requestId }, 'unhandled error while serving a request');
-        if (!res.headersSent) sendJson(res, 500, { errors: [{ message: 'Internal server error.', extensions: { code: 'INTERNAL_SERVER_ERROR' } }] });
-        else res.destroy();
-      });
-    });
-  });
+    if (!target) return sendJson(res, 400, { error: 'Bad request target' });
+    if (await passCors(req, res)) await route(req, res, requestId, target);
+  }
 
   let closing: Promise<void> | undefined;
   return {

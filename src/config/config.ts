@@ -48,6 +48,8 @@ export interface Config {
   readonly redisUrl: string | undefined;
   /** Limits every GraphQL document must stay within; checked before anything executes. */
   readonly queryLimits: QueryLimits;
+  /** Open HTTP connections beyond this are closed at once (`HTTP_MAX_CONNECTIONS`). */
+  readonly httpMaxConnections: number;
 }
 
 /** Size limits of one GraphQL document (`GRAPHQL_MAX_*`). */
@@ -181,6 +183,8 @@ export function loadConfig(env: Env): Config {
     maxCost: integer('GRAPHQL_MAX_COST', 10_000, 10, 1_000_000),
   });
 
+  const httpMaxConnections = integer('HTTP_MAX_CONNECTIONS', 1000, 1, 1_000_000);
+
   // The secret is not trimmed: every byte of it is key material.
   const jwtSecretRaw = env.JWT_SECRET === '' ? undefined : env.JWT_SECRET;
   if (jwtSecretRaw !== undefined && Buffer.byteLength(jwtSecretRaw) < MIN_JWT_SECRET_BYTES) {
@@ -217,6 +221,7 @@ export function loadConfig(env: Env): Config {
     rateLimitScale,
     redisUrl,
     queryLimits,
+    httpMaxConnections,
   });
 }
 

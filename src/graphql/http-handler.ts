@@ -9,6 +9,9 @@ export const MAX_BODY_BYTES = 100 * 1024;
 
 class BodyTooLargeError extends Error {}
 
+/** The client went away (or was cut off by a timeout) before its body arrived: nobody to answer. */
+class ClientGoneError extends Error {}
+
 /** Reads a request body up to `limit` bytes; stops reading and rejects beyond it. */
 function readBody(req: IncomingMessage, limit: number): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -30,7 +33,8 @@ function readBody(req: IncomingMessage, limit: number): Promise<string> {
       chunks.push(chunk);
     });
     req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
-    req.on('error', reject);
+    req.on('error', () => reject(new ClientGoneError()));
+    req.on('close', () => reject(new ClientGoneError()));
   });
 }
 
@@ -61,6 +65,7 @@ export function createGraphQLHandler<TContext extends BaseContext>(
       try {
         text = await readBody(req, MAX_BODY_BYTES);
       } catch (error) {
+        if (error instanceof ClientGoneError) return;
         if (!(error instanceof BodyTooLargeError)) throw error;
         sendTransportError(res, 413, `Request body is larger than ${MAX_BODY_BYTES} bytes.`);
         return;
