@@ -9,6 +9,8 @@ export interface Keys {
   readonly oneTimeTokens: Buffer;
   /** AES-256-GCM key for queued emails, which carry tokens until they are sent. */
   readonly mailOutbox: Buffer;
+  /** Keys the HMAC that binds a device token to its account. */
+  readonly deviceTokens: Buffer;
 }
 
 function derive(secret: string, purpose: string): Buffer {
@@ -25,5 +27,6 @@ export function deriveKeys(config: Pick<Config, 'hmacSecret' | 'jwtSecret'>): Ke
     passwordPepper: derive(secret, 'password-pepper'),
     oneTimeTokens: derive(secret, 'one-time-tokens'),
     mailOutbox: derive(secret, 'mail-outbox'),
+    deviceTokens: derive(secret, 'device-tokens'),
   });
 }

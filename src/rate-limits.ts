@@ -8,8 +8,10 @@ import { RateLimitedError } from './errors.js';
 export const LIMITS = {
   /** Sign-in attempts from one IP address. */
   loginPerIp: { points: 50, durationSeconds: 15 * 60 },
-  /** Sign-in attempts naming one email or username (existing or not). */
+  /** Sign-in attempts naming one email or username (existing or not), without a valid device token. */
   loginPerIdentifier: { points: 10, durationSeconds: 15 * 60 },
+  /** Sign-in attempts presenting one device's valid device token (a success starts over). */
+  loginPerDevice: { points: 10, durationSeconds: 60 * 60 },
   registerPerIp: { points: 10, durationSeconds: 60 * 60 },
   /** forgotPassword and sendVerificationEmail requests from one IP address. */
   mailRequestsPerIp: { points: 20, durationSeconds: 60 * 60 },
@@ -62,8 +64,14 @@ export class RateLimits {
 
   /** Counts one attempt under `name` for `key`; RATE_LIMITED (with `retryAfter`) beyond the limit. */
   async consume(name: LimitName, key: string | null): Promise<void> {
+    const refused = await this.refusal(name, key);
+    if (refused) throw refused;
+  }
+
+  /** Counts one attempt; beyond the limit, the RATE_LIMITED error to throw (for callers that record it first). */
+  async refusal(name: LimitName, key: string | null): Promise<RateLimitedError | null> {
     const refused = await this.attempt(name, key);
-    if (refused) throw new RateLimitedError(Math.max(1, Math.ceil(refused.msBeforeNext / 1000)));
+    return refused ? new RateLimitedError(Math.max(1, Math.ceil(refused.msBeforeNext / 1000))) : null;
   }
 
   /** Counts one attempt; `false` beyond the limit (for limits that must stay silent). */

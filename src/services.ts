@@ -7,7 +7,9 @@ import { MailOutbox, type OutboxOptions } from './mail/outbox.js';
 import { createMailTransport } from './mail/transport.js';
 import { AuditService } from './modules/audit/audit.service.js';
 import { AuthService } from './modules/auth/auth.service.js';
+import { DeviceTokens } from './modules/auth/device-tokens.js';
 import { LoginBackoff } from './modules/auth/login-backoff.js';
+import { LoginGuard } from './modules/auth/login-guard.js';
 import { OneTimeTokenService } from './modules/auth/one-time-token.service.js';
 import { PasswordHasher } from './modules/auth/password.js';
 import { RecoveryService } from './modules/auth/recovery.service.js';
@@ -51,11 +53,12 @@ export async function createServices(config: Config, orm: MikroORM, logger: Logg
   const outbox = new MailOutbox(orm, createMailTransport(config, mailLogger), keys.mailOutbox, config.appUrl, mailLogger, outboxOptions);
   const limits = RateLimits.create(config, orm);
   const backoff = new LoginBackoff();
+  const guard = new LoginGuard(limits, backoff, new DeviceTokens(keys.deviceTokens));
   const verification = new VerificationService(tokens, outbox, audit, limits);
   const accessTokens = new AccessTokens(config.jwtSecret, config.appUrl);
   return {
     users,
-    auth: new AuthService(users, sessions, passwords, accessTokens, verification, outbox, audit, limits, backoff),
+    auth: new AuthService(users, sessions, passwords, accessTokens, verification, outbox, audit, limits, guard),
     profile: new ProfileService(users, passwords, audit, backoff),
     userAdmin: new UserAdminService(users, sessions, audit),
     audit,

@@ -61,7 +61,11 @@ describe('schema.graphql', () => {
     expect(findBreakingChanges(contract, ours).map((change) => change.description)).toEqual([]);
   });
 
-  it.skipIf(!existsSync(SHARED_CONTRACT))('keeps its copy of the contract in step with the shared one', () => {
-    expect(readFileSync(CONTRACT_COPY, 'utf8')).toBe(readFileSync(SHARED_CONTRACT, 'utf8'));
+  // The shared contract describes where every open issue ends; the copy holds the part served so
+  // far and grows as each issue lands. It may hold nothing the shared contract does not.
+  it.skipIf(!existsSync(SHARED_CONTRACT))('keeps its copy of the contract a part of the shared one', () => {
+    const copy = buildSchema(readFileSync(CONTRACT_COPY, 'utf8'));
+    const shared = buildSchema(readFileSync(SHARED_CONTRACT, 'utf8'));
+    expect(findBreakingChanges(copy, shared).map((change) => change.description)).toEqual([]);
   });
 });

@@ -5,13 +5,14 @@ import type { TestServer } from './server.js';
 export interface SignedInAccount {
   accessToken: string;
   refreshToken: string;
+  deviceToken: string;
   user: { id: string; email: string; username: string; role: string };
   /** The password the account was registered with. */
   password: string;
 }
 
 /** Selection of AuthPayload shared by register, login and refreshToken calls in tests. */
-export const AUTH_PAYLOAD_FIELDS = 'accessToken accessTokenExpiresAt refreshToken user { id email username role active emailVerified }';
+export const AUTH_PAYLOAD_FIELDS = 'accessToken accessTokenExpiresAt refreshToken deviceToken user { id email username role active emailVerified }';
 
 export const REGISTER = `mutation Register($input: RegisterInput!) { register(input: $input) { ${AUTH_PAYLOAD_FIELDS} } }`;
 export const LOGIN = `mutation Login($input: LoginInput!) { login(input: $input) { ${AUTH_PAYLOAD_FIELDS} } }`;

@@ -25,6 +25,13 @@ export class LoginInput {
 
   @Field(() => String, { description: 'The account password.' })
   password!: string;
+
+  @Field(() => String, {
+    nullable: true,
+    description:
+      'The `deviceToken` of an earlier AuthPayload on this device, if any. Failed sign-ins that present it count against this device only, so strangers guessing the password cannot lock this device out.',
+  })
+  deviceToken?: string | null;
 }
 
 @InputType({ description: 'Who forgot their password.' })

@@ -12,7 +12,7 @@ export class AuthResolver {
 
   @Mutation(() => AuthPayload, { description: 'Signs in with an email address or username and a password.' })
   login(@Arg('input', () => LoginInput, { description: 'Identifier and password.' }) input: LoginInput, @Ctx() ctx: AppContext): Promise<AuthPayload> {
-    return ctx.services.auth.login(ctx.em, input.identifier, input.password, ctx.meta);
+    return ctx.services.auth.login(ctx.em, input, ctx.meta);
   }
 
   @Mutation(() => AuthPayload, {

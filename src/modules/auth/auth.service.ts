@@ -1,5 +1,5 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
-import { BadUserInputError, RateLimitedError, UnauthenticatedError } from '../../errors.js';
+import { BadUserInputError, UnauthenticatedError } from '../../errors.js';
 import type { MailOutbox } from '../../mail/outbox.js';
 import type { RateLimits } from '../../rate-limits.js';
 import type { AuditService } from '../audit/audit.service.js';
@@ -7,7 +7,7 @@ import { AuditEventType } from '../audit/audit-event.entity.js';
 import { type LockedAccount, newAccount, withLockedAccount } from '../users/account-lock.js';
 import type { User } from '../users/user.entity.js';
 import { flushTranslatingConflicts, type NewUserInput, type UserService } from '../users/user.service.js';
-import type { LoginBackoff } from './login-backoff.js';
+import type { LoginGuard } from './login-guard.js';
 import type { PasswordHasher } from './password.js';
 import { normalizePassword, PASSWORD_LIMITS } from './password-policy.js';
 import type { RequestMeta } from './request-meta.js';
@@ -21,7 +21,17 @@ export interface SignedIn {
   accessToken: string;
   accessTokenExpiresAt: Date;
   refreshToken: string;
+  /** Stable for this user on this device; sent back with later sign-ins (see {@link LoginGuard}). */
+  deviceToken: string;
   user: User;
+}
+
+/** What a sign-in presents. */
+export interface LoginRequest {
+  identifier: string;
+  password: string;
+  /** The device token of an earlier sign-in on this device, if any. */
+  deviceToken?: string | null;
 }
 
 /**
@@ -50,7 +60,7 @@ export class AuthService {
     private readonly outbox: MailOutbox,
     private readonly audit: AuditService,
     private readonly limits: RateLimits,
-    private readonly backoff: LoginBackoff,
+    private readonly guard: LoginGuard,
   ) {}
 
   /**
@@ -62,7 +72,7 @@ export class AuthService {
     const user = await this.users.build(em, { ...input, role: undefined, active: undefined });
     this.audit.record(em, AuditEventType.USER_CREATED, { userId: user.id, actorId: user.id }, meta);
     await this.verification.queueCode(em, user);
-    const issued = this.sessions.start(newAccount(em, user), meta);
+    const issued = this.sessions.start(newAccount(em, user), meta, this.guard.newDevice());
     await flushTranslatingConflicts(em);
     this.outbox.wake();
     return this.signIn(issued);
@@ -71,46 +81,43 @@ export class AuthService {
   /**
    * Checks an email-or-username and password. Exactly one bcrypt comparison happens whatever the
    * outcome (a dummy hash stands in for unknown accounts) and every failure has the same message.
+   * Who pays for a failure — the presented device, or the account's shared budget — is the
+   * {@link LoginGuard}'s decision.
    */
-  async login(em: EntityManager, identifier: string, password: string, meta: RequestMeta): Promise<SignedIn> {
+  async login(em: EntityManager, input: LoginRequest, meta: RequestMeta): Promise<SignedIn> {
+    const { identifier, password } = input;
     // No stored password is longer; refusing early keeps bcrypt from hashing megabytes for nothing.
     if (password.length > PASSWORD_LIMITS.maxLength * 4) throw new BadUserInputError('Password is too long.', 'password');
-    const identifierKey = identifier.trim().toLowerCase().slice(0, 254);
     await this.limits.consume('loginPerIp', meta.ip);
-    await this.limits.consume('loginPerIdentifier', identifierKey);
     const user = await this.users.findByIdentifier(em, identifier);
-    const refusal = user ? await this.backoff.reserve(em, user.id) : null;
-    if (refusal) {
+    const admission = await this.guard.admit(em, identifier, user, input.deviceToken);
+    if ('refusal' in admission) {
       this.audit.record(em, AuditEventType.LOGIN_FAILED, { userId: user?.id }, meta);
       await em.flush();
-      throw new RateLimitedError(
-        refusal.retryAfterSeconds,
-        refusal.resetRequired
-          ? 'Too many failed sign-ins: reset the password of this account to sign in again.'
-          : 'Too many failed sign-ins for this account. Try again later.',
-      );
+      throw admission.refusal;
     }
+    const { attempt } = admission;
     const matches = user ? await this.passwords.verify(password, user.passwordHash) : await this.passwords.verifyNothing(password);
     if (!user || !matches || !user.active) {
       this.audit.record(em, AuditEventType.LOGIN_FAILED, { userId: user?.id }, meta);
       await em.flush();
       throw new UnauthenticatedError(INVALID_CREDENTIALS);
     }
-    await this.limits.reset('loginPerIdentifier', identifierKey);
-    // An imported plain-bcrypt hash or an old cost is upgraded now, while the password is at hand.
     const verifiedHash = user.passwordHash;
+    // An imported plain-bcrypt hash or an old cost is upgraded now, while the password is at hand.
     const upgradedHash = this.passwords.needsRehash(verifiedHash) ? await this.passwords.hash(normalizePassword(password)) : null;
     const issued = await withLockedAccount(em, user.id, async (account) => {
       // The password was checked against the row as read before the comparison. A reset, change or
       // deactivation that committed since then wins: this sign-in must not outlive it.
       if (!account.user.active || account.user.passwordHash !== verifiedHash) return null;
-      this.backoff.forget(account.user);
+      this.guard.succeeded(attempt, account.user);
       account.user.lastLoginAt = new Date();
       if (upgradedHash) account.user.passwordHash = upgradedHash;
       this.audit.record(account.em, AuditEventType.LOGIN_SUCCEEDED, { userId: user.id, actorId: user.id }, meta);
-      return this.sessions.start(account, meta);
+      return this.sessions.start(account, meta, attempt.deviceId);
     });
     if (!issued) throw new UnauthenticatedError(INVALID_CREDENTIALS);
+    await this.guard.forget(attempt);
     return this.signIn(issued);
   }
 
@@ -182,7 +189,14 @@ export class AuthService {
 
   /** Issues the access token for a session that has been written. */
   private async signIn(issued: IssuedSession): Promise<SignedIn> {
-    const { token, expiresAt } = await this.accessTokens.sign({ userId: issued.session.user.id, sessionId: issued.session.id });
-    return { accessToken: token, accessTokenExpiresAt: expiresAt, refreshToken: issued.refreshToken, user: issued.session.user };
+    const { session } = issued;
+    const { token, expiresAt } = await this.accessTokens.sign({ userId: session.user.id, sessionId: session.id });
+    return {
+      accessToken: token,
+      accessTokenExpiresAt: expiresAt,
+      refreshToken: issued.refreshToken,
+      deviceToken: this.guard.deviceToken(session.user.id, session.deviceId ?? session.family),
+      user: session.user,
+    };
   }
 }

@@ -13,6 +13,11 @@ export class AuthPayload {
   @Field(() => String, { description: 'Single use: exchange it with `refreshToken` for new tokens; valid for 30 days.' })
   refreshToken!: string;
 
+  @Field(() => String, {
+    description: 'Stable for this user on this device: keep it (it is not a credential by itself) and send it with later logins (`LoginInput.deviceToken`).',
+  })
+  deviceToken!: string;
+
   @Field(() => User, { description: 'The signed-in user.' })
   user!: User;
 }

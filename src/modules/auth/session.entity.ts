@@ -41,6 +41,13 @@ export class Session extends BaseEntity {
   @Index({ name: 'sessions_family_idx' })
   family!: string;
 
+  /**
+   * The device that signed in (the id inside its device token), kept across rotations so refreshes
+   * answer the same device token; null on rows from before device tokens (the family stands in).
+   */
+  @Property({ type: 'uuid', nullable: true })
+  deviceId: string | null = null;
+
   @Property({ type: 'varchar', length: 512, nullable: true })
   userAgent: string | null = null;
 

@@ -34,13 +34,14 @@ export interface ReuseDetected {
  * sessions of one user happen one after the other, never interleaved (see account-lock.ts).
  */
 export class SessionService {
-  /** Starts a new device session (a new family) for a user who just proved who they are. */
-  start(account: LockedAccount, meta: RequestMeta): IssuedSession {
+  /** Starts a new device session (a new family) on the device `deviceId`, for a user who just proved who they are. */
+  start(account: LockedAccount, meta: RequestMeta, deviceId: string): IssuedSession {
     const { token, hash } = createRefreshToken();
     const session = account.em.create(Session, {
       user: account.user,
       refreshTokenHash: hash,
       family: '',
+      deviceId,
       userAgent: storedUserAgent(meta),
       ip: meta.ip,
       lastUsedAt: new Date(),
@@ -74,8 +75,8 @@ export class SessionService {
       .createQueryBuilder(Session)
       .update({ revokedAt: now, revokedReason: SessionEndReason.ROTATED })
       .where({ refreshTokenHash: hash, user: user.id, revokedAt: null, expiresAt: { $gt: now } })
-      .returning(['id', 'family', 'createdAt'])
-      .execute<Array<{ family: string; createdAt: Date }>>('all');
+      .returning(['id', 'family', 'deviceId', 'createdAt'])
+      .execute<Array<{ family: string; deviceId: string | null; createdAt: Date }>>('all');
     if (!rotated) {
       const previous = await em.findOne(Session, { refreshTokenHash: hash, user: user.id }, { fields: ['family', 'revokedReason'] });
       if (previous?.revokedReason !== SessionEndReason.ROTATED) return null;
@@ -83,7 +84,8 @@ export class SessionService {
       return { reusedByUserId: user.id };
     }
     if (!user.active) return null;
-    const next = this.start(account, meta);
+    // Rows from before device tokens have no device id; their family stands in, stable from now on.
+    const next = this.start(account, meta, rotated.deviceId ?? rotated.family);
     next.session.family = rotated.family;
     // The device has been signed in since the family began; rotation does not change that.
     next.session.createdAt = new Date(rotated.createdAt);

@@ -1,0 +1,84 @@
+import type { EntityManager } from '@mikro-orm/postgresql';
+import { RateLimitedError } from '../../errors.js';
+import type { RateLimits } from '../../rate-limits.js';
+import type { User } from '../users/user.entity.js';
+import type { DeviceTokens } from './device-tokens.js';
+import type { LoginBackoff } from './login-backoff.js';
+
+/** A sign-in attempt the guard let through to the password comparison. */
+export interface LoginAttempt {
+  /** The device the session will run on: the one of a valid device token, or a new one. */
+  deviceId: string;
+  /** Whether a valid device token of the account was presented: then the device pays for failures. */
+  trusted: boolean;
+  /** The identifier as the per-identifier limit counts it. */
+  identifierKey: string;
+}
+
+/** The guard's answer: go ahead, or a refusal worth recording (the account is waiting). */
+export type Admission = { attempt: LoginAttempt } | { refusal: RateLimitedError };
+
+/**
+ * Decides who pays for a sign-in attempt, and counts it before the password is compared (so
+ * parallel guesses cannot slip past), following OWASP's "device cookies":
+ *
+ * - A valid device token of the account: the attempt counts against that device only
+ *   (`loginPerDevice`). Strangers' failures never touch it, so however long they guess, the
+ *   owner's known devices still sign in.
+ * - Anyone else (no token, a forged one, another account's) shares the account's budget: the
+ *   per-identifier limit and the account's backoff (at most 100 consecutive failures, NIST SP
+ *   800-63B §5.2.2).
+ *
+ * The per-IP limit applies to everyone before this, in AuthService.
+ */
+export class LoginGuard {
+  constructor(
+    private readonly limits: RateLimits,
+    private readonly backoff: LoginBackoff,
+    private readonly devices: DeviceTokens,
+  ) {}
+
+  /** Counts the attempt against whoever pays for it; throws RATE_LIMITED beyond the per-identifier limit. */
+  async admit(em: EntityManager, identifier: string, user: User | null, deviceToken: string | null | undefined): Promise<Admission> {
+    const identifierKey = identifier.trim().toLowerCase().slice(0, 254);
+    const device = user && deviceToken ? this.devices.verify(deviceToken, user.id) : null;
+    if (device) {
+      const refused = await this.limits.refusal('loginPerDevice', device);
+      if (refused) return { refusal: new RateLimitedError(refused.retryAfter, 'Too many failed sign-ins on this device. Try again later.') };
+      return { attempt: { deviceId: device, trusted: true, identifierKey } };
+    }
+    await this.limits.consume('loginPerIdentifier', identifierKey);
+    const waiting = user ? await this.backoff.reserve(em, user.id) : null;
+    if (waiting) {
+      const message = waiting.resetRequired
+        ? 'Too many failed sign-ins: reset the password of this account to sign in again.'
+        : 'Too many failed sign-ins for this account. Try again later.';
+      return { refusal: new RateLimitedError(waiting.retryAfterSeconds, message) };
+    }
+    return { attempt: { deviceId: this.devices.newDevice(), trusted: false, identifierKey } };
+  }
+
+  /**
+   * A successful sign-in, in the transaction that holds the account: an untrusted attempt clears the
+   * account's backoff (written by that transaction's flush). Call {@link forget} after it commits.
+   */
+  succeeded(attempt: LoginAttempt, user: User): void {
+    if (!attempt.trusted) this.backoff.forget(user);
+  }
+
+  /** After a successful sign-in has committed: forgets the failures counted for whoever paid. */
+  async forget(attempt: LoginAttempt): Promise<void> {
+    if (attempt.trusted) await this.limits.reset('loginPerDevice', attempt.deviceId);
+    else await this.limits.reset('loginPerIdentifier', attempt.identifierKey);
+  }
+
+  /** A new device, for a sign-in that proved itself without a login (registration). */
+  newDevice(): string {
+    return this.devices.newDevice();
+  }
+
+  /** The device token the client keeps for `deviceId`. */
+  deviceToken(userId: string, deviceId: string): string {
+    return this.devices.issue(userId, deviceId);
+  }
+}

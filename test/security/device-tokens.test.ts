@@ -1,0 +1,153 @@
+import { randomBytes } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { LOGIN, ME, REFRESH, type SignedInAccount } from '../support/accounts.js';
+import { errorCode, type GraphQLResponse, startTestServer, type TestServer } from '../support/server.js';
+
+// Strangers cannot turn brute-force protection against the owner (OWASP Authentication Cheat
+// Sheet, "device cookies"; ASVS V2.2.1). Limits at their real size (RATE_LIMIT_SCALE=1); TRUST_PROXY=1
+// lets the strangers of each test speak from addresses of their own, as a botnet would.
+const LOGIN_PER_IDENTIFIER = 10;
+const DEVICE_ATTEMPTS = 10;
+const FAILURES_BEFORE_RESET = 100;
+
+let server: TestServer;
+beforeAll(async () => {
+  server = await startTestServer({ RATE_LIMIT_SCALE: '1', TRUST_PROXY: '1' });
+});
+afterAll(() => server?.stop());
+
+let ipCounter = 0;
+/** An address no other request of this file has used. */
+function freshIp(): string {
+  ipCounter += 1;
+  return `10.77.${Math.floor(ipCounter / 250) % 250}.${(ipCounter % 250) + 1}`;
+}
+
+function login(identifier: string, password: string, deviceToken?: string | null): Promise<GraphQLResponse> {
+  return server.graphql(LOGIN, { input: { identifier, password, ...(deviceToken === undefined ? {} : { deviceToken }) } }, { headers: { 'x-forwarded-for': freshIp() } });
+}
+
+function wrongPassword(): string {
+  return `not the password ${randomBytes(4).toString('hex')}`;
+}
+
+/** Registers from an address of its own (registration is limited per IP). */
+async function newOwner(): Promise<SignedInAccount> {
+  const input = { email: `owner-${randomBytes(4).toString('hex')}@example.com`, username: `owner_${randomBytes(4).toString('hex')}`, password: `the owner's passphrase ${randomBytes(4).toString('hex')}` };
+  const response = await server.graphql(`mutation R($input: RegisterInput!) { register(input: $input) { accessToken refreshToken deviceToken user { id email username role } } }`, { input }, { headers: { 'x-forwarded-for': freshIp() } });
+  if (!response.data?.register) throw new Error(JSON.stringify(response.errors));
+  return { ...response.data.register, password: input.password };
+}
+
+async function failedLoginCount(userId: string): Promise<number> {
+  const [row] = await server.sql<{ failed_login_count: number }>('select failed_login_count from users where id = ?', [userId]);
+  return Number(row.failed_login_count);
+}
+
+function expectSignedIn(response: GraphQLResponse, owner: SignedInAccount): void {
+  expect(response.errors, JSON.stringify(response.errors)).toBeUndefined();
+  expect(response.data?.login.user.id).toBe(owner.user.id);
+}
+
+describe('device tokens', () => {
+  it('are answered by every sign-in and stay the same for one user on one device', async () => {
+    const owner = await newOwner();
+    expect(owner.deviceToken).toMatch(/^[0-9a-f-]{36}\.[A-Za-z0-9_-]{43}$/);
+    const again = await login(owner.user.email, owner.password, owner.deviceToken);
+    expectSignedIn(again, owner);
+    expect(again.data!.login.deviceToken).toBe(owner.deviceToken);
+    const refreshed = await server.graphql(REFRESH, { refreshToken: again.data!.login.refreshToken });
+    expect(refreshed.data?.refreshToken.deviceToken).toBe(owner.deviceToken);
+
+    // Another device (no token) gets a token of its own; another account's token counts as none.
+    const elsewhere = await login(owner.user.username, owner.password);
+    expectSignedIn(elsewhere, owner);
+    expect(elsewhere.data!.login.deviceToken).not.toBe(owner.deviceToken);
+    const stranger = await newOwner();
+    const borrowed = await login(owner.user.email, owner.password, stranger.deviceToken);
+    expectSignedIn(borrowed, owner);
+    expect([owner.deviceToken, stranger.deviceToken, elsewhere.data!.login.deviceToken]).not.toContain(borrowed.data!.login.deviceToken);
+  });
+
+  it('let the owner\'s device sign in at once while strangers from many addresses keep the account locked for everyone else', async () => {
+    const owner = await newOwner();
+    // Strangers name the account from a fresh address each time, until the account's shared budget
+    // is spent (the backoff starts answering RATE_LIMITED after five; the per-identifier limit after ten).
+    for (let attempt = 0; attempt < LOGIN_PER_IDENTIFIER; attempt += 1) {
+      expect(['UNAUTHENTICATED', 'RATE_LIMITED']).toContain(errorCode(await login(owner.user.username, wrongPassword())));
+    }
+    // The account is now closed to anyone without the device token, the owner's right password included …
+    expect(errorCode(await login(owner.user.username, owner.password))).toBe('RATE_LIMITED');
+    expect(errorCode(await login(owner.user.username, owner.password, 'forged'))).toBe('RATE_LIMITED');
+    // … but the owner's device signs in right away: the stranger kept it out for 0 s.
+    const startedAt = Date.now();
+    const fromDevice = await login(owner.user.username, owner.password, owner.deviceToken);
+    expectSignedIn(fromDevice, owner);
+    expect(Date.now() - startedAt).toBeLessThan(5_000);
+  });
+
+  it('keep working when strangers have driven the account to the 100-failure cap that only a reset lifts', async () => {
+    const owner = await newOwner();
+    // What 100 strangers' failures leave behind (the backoff tests reach it through the API).
+    await server.sql('update users set failed_login_count = ? where id = ?', [FAILURES_BEFORE_RESET, owner.user.id]);
+    const untrusted = await login(owner.user.email, owner.password);
+    expect(errorCode(untrusted)).toBe('RATE_LIMITED');
+    expect(untrusted.errors![0].message).toMatch(/reset the password/);
+    expectSignedIn(await login(owner.user.email, owner.password, owner.deviceToken), owner);
+    // The device's success does not forgive the strangers' failures.
+    expect(await failedLoginCount(owner.user.id)).toBe(FAILURES_BEFORE_RESET);
+  });
+
+  it('make failures count against that device only, never against the account', async () => {
+    const owner = await newOwner();
+    const other = await login(owner.user.email, owner.password);
+    const otherDevice = other.data!.login.deviceToken as string;
+    for (let attempt = 0; attempt < DEVICE_ATTEMPTS; attempt += 1) {
+      expect(errorCode(await login(owner.user.email, wrongPassword(), owner.deviceToken))).toBe('UNAUTHENTICATED');
+    }
+    const locked = await login(owner.user.email, owner.password, owner.deviceToken);
+    expect(errorCode(locked)).toBe('RATE_LIMITED');
+    expect(locked.errors![0].extensions!.retryAfter).toBeGreaterThan(0);
+    expect(await failedLoginCount(owner.user.id)).toBe(0);
+    // Other devices and untrusted clients are untouched by that device's failures.
+    expectSignedIn(await login(owner.user.email, owner.password, otherDevice), owner);
+    expectSignedIn(await login(owner.user.email, owner.password), owner);
+  });
+
+  it('let 20 wrong passwords fired at once from one device be compared at most 10 times', async () => {
+    const owner = await newOwner();
+    const responses = await Promise.all(Array.from({ length: 20 }, () => login(owner.user.email, wrongPassword(), owner.deviceToken)));
+    const codes = responses.map(errorCode);
+    expect(codes.filter((code) => code === 'UNAUTHENTICATED').length).toBeLessThanOrEqual(DEVICE_ATTEMPTS);
+    expect(codes.filter((code) => code === 'RATE_LIMITED').length).toBeGreaterThanOrEqual(20 - DEVICE_ATTEMPTS);
+  });
+
+  it('start the device\'s count over after a successful sign-in on it', async () => {
+    const owner = await newOwner();
+    for (let round = 0; round < 3; round += 1) {
+      for (let attempt = 0; attempt < DEVICE_ATTEMPTS - 1; attempt += 1) {
+        expect(errorCode(await login(owner.user.email, wrongPassword(), owner.deviceToken))).toBe('UNAUTHENTICATED');
+      }
+      expectSignedIn(await login(owner.user.email, owner.password, owner.deviceToken), owner);
+    }
+  });
+
+  it.each([
+    ['another account\'s token', async (_owner: SignedInAccount) => (await newOwner()).deviceToken],
+    ['a forged token', async (owner: SignedInAccount) => `${owner.deviceToken.split('.')[0]}.${'A'.repeat(43)}`],
+    ['the owner\'s token with "=" appended', async (owner: SignedInAccount) => `${owner.deviceToken}=`],
+    ['the owner\'s token with a space appended', async (owner: SignedInAccount) => `${owner.deviceToken} `],
+    ['the owner\'s token in upper case', async (owner: SignedInAccount) => owner.deviceToken.toUpperCase()],
+  ])('are not trusted when a stranger presents %s: the failure counts against the account', async (_name, tokenFor) => {
+    const owner = await newOwner();
+    const token = await tokenFor(owner);
+    expect(errorCode(await login(owner.user.email, wrongPassword(), token))).toBe('UNAUTHENTICATED');
+    expect(await failedLoginCount(owner.user.id)).toBe(1);
+  });
+
+  it('are not accepted where an access token is expected', async () => {
+    const owner = await newOwner();
+    expect(errorCode(await server.graphql(ME, {}, { token: owner.deviceToken }))).toBe('UNAUTHENTICATED');
+    expect(errorCode(await server.graphql(REFRESH, { refreshToken: owner.deviceToken }))).toBe('UNAUTHENTICATED');
+  });
+});
