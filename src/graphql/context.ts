@@ -18,9 +18,15 @@ export interface AppContext {
   readonly logger: Logger;
 }
 
+/**
+ * A JWS in compact form: three base64url parts, unpadded (RFC 7515 §7.1). Anything else, `=`
+ * padding included, is not one of our access tokens, whatever a lenient decoder would make of it.
+ */
+const COMPACT_JWS = /^Bearer[ \t]+([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+)[ \t]*$/i;
+
 /** The bearer token of an `Authorization` header, or `null` when there is none or it is malformed. */
 export function bearerToken(header: string | undefined): string | null {
-  const match = header?.match(/^Bearer[ \t]+([A-Za-z0-9._~+/=-]+)[ \t]*$/i);
+  const match = header?.match(COMPACT_JWS);
   return match ? match[1] : null;
 }
 

@@ -41,13 +41,25 @@ export function encodeCursor(item: Keyed): string {
 }
 
 const CURSOR = /^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z)\|(.+)$/;
+/** Cursors name rows this server wrote: nothing before 1970 or after 9999 (PostgreSQL refuses year 0). */
+const OLDEST_CURSOR = Date.UTC(1970, 0, 1);
+const NEWEST_CURSOR = Date.UTC(9999, 11, 31, 23, 59, 59, 999);
 
+/**
+ * The position a cursor names. Anything but a cursor this server could have written — another
+ * encoding of the same bytes, a date that does not exist (Feb 30 would roll over), or one out of
+ * range — is BAD_USER_INPUT on `after`, before any SQL.
+ */
 function decodeCursor(cursor: string): Keyed {
-  const match = cursor.length <= 100 ? Buffer.from(cursor, 'base64url').toString('utf8').match(CURSOR) : null;
-  const createdAt = match ? new Date(match[1]) : null;
-  if (!match || !createdAt || Number.isNaN(createdAt.getTime()) || !isUuid(match[2])) {
-    throw new BadUserInputError('The cursor is not valid.', 'after');
-  }
+  const invalid = () => new BadUserInputError('The cursor is not valid.', 'after');
+  if (cursor.length > 100) throw invalid();
+  const bytes = Buffer.from(cursor, 'base64url');
+  if (bytes.toString('base64url') !== cursor) throw invalid();
+  const match = bytes.toString('utf8').match(CURSOR);
+  if (!match || !isUuid(match[2])) throw invalid();
+  const createdAt = new Date(match[1]);
+  const time = createdAt.getTime();
+  if (Number.isNaN(time) || time < OLDEST_CURSOR || time > NEWEST_CURSOR || createdAt.toISOString() !== match[1]) throw invalid();
   return { createdAt, id: match[2] };
 }
 

@@ -9,6 +9,7 @@ import { RecoveryResolver } from '../modules/auth/recovery.resolver.js';
 import { UserResolver } from '../modules/users/user.resolver.js';
 import { authChecker } from './auth-checker.js';
 import { ErrorCodeType } from './errors.js';
+import { guardArguments } from './input-boundary.js';
 
 /** Builds the executable schema: the resolvers, the role gate, and the ErrorCode enum. */
 export async function buildAppSchema(): Promise<GraphQLSchema> {
@@ -19,9 +20,14 @@ export async function buildAppSchema(): Promise<GraphQLSchema> {
     validate: false,
   });
   const { query, mutation, types, ...config } = schema.toConfig();
-  // type-graphql leaves the root types undescribed; Sandbox and codegen show these texts.
-  const describedQuery = query && new GraphQLObjectType({ ...query.toConfig(), description: 'Reads.' });
-  const describedMutation = mutation && new GraphQLObjectType({ ...mutation.toConfig(), description: 'Writes.' });
+  // type-graphql leaves the root types undescribed; Sandbox and codegen show these texts. Every
+  // root field's arguments pass the input boundary before its resolver runs.
+  const rootType = (type: GraphQLObjectType, description: string) => {
+    const { fields, ...rest } = type.toConfig();
+    return new GraphQLObjectType({ ...rest, description, fields: Object.fromEntries(Object.entries(fields).map(([name, field]) => [name, guardArguments(field)])) });
+  };
+  const describedQuery = query && rootType(query, 'Reads.');
+  const describedMutation = mutation && rootType(mutation, 'Writes.');
   return new GraphQLSchema({
     ...config,
     query: describedQuery,

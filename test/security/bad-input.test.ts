@@ -350,25 +350,29 @@ describe('login with hostile input', () => {
     expectRefused(response, 'BAD_USER_INPUT');
   });
 
-  test('a username identifier with a NUL byte is UNAUTHENTICATED, not 500', async () => {
+  test('a username identifier with a NUL byte is BAD_USER_INPUT on identifier, not 500', async () => {
     const response = await server.graphql(LOGIN, { input: { identifier: 'nul\u0000user', password: 'a long passphrase 1' } });
-    expectRefused(response, 'UNAUTHENTICATED');
+    expectRefused(response, 'BAD_USER_INPUT', 'identifier');
   });
 
-  test('an email identifier with a NUL byte is UNAUTHENTICATED, not 500', async () => {
+  test('an email identifier with a NUL byte is BAD_USER_INPUT on identifier, not 500', async () => {
     const response = await server.graphql(LOGIN, { input: { identifier: 'nul\u0000@example.com', password: 'a long passphrase 1' } });
-    expectRefused(response, 'UNAUTHENTICATED');
+    expectRefused(response, 'BAD_USER_INPUT', 'identifier');
   });
 });
 
-describe('refreshToken with hostile input is UNAUTHENTICATED, not 500', () => {
+describe('refreshToken with hostile input is refused, not 500', () => {
   test.each([
     ['an empty refresh token', ''],
     ['a refresh token of 10 000 characters', 'r'.repeat(10_000)],
-    ['a refresh token with a NUL byte', 'abc\u0000def'],
   ])('%s', async (_name, refreshToken) => {
     const response = await server.graphql(REFRESH, { refreshToken });
     expectRefused(response, 'UNAUTHENTICATED');
+  });
+
+  test('a refresh token with a NUL byte is BAD_USER_INPUT on refreshToken, not 500', async () => {
+    const response = await server.graphql(REFRESH, { refreshToken: 'abc\u0000def' });
+    expectRefused(response, 'BAD_USER_INPUT', 'refreshToken');
   });
 });
 

@@ -48,7 +48,7 @@ export class UserAdminService {
     const where: Condition[] = [];
     const search = filter.search?.trim();
     if (search) {
-      if (search.length > SEARCH_MAX_LENGTH || /\p{Cc}/u.test(search)) {
+      if ([...search].length > SEARCH_MAX_LENGTH || /\p{Cc}/u.test(search)) {
         throw new BadUserInputError(`Search must be at most ${SEARCH_MAX_LENGTH} printable characters.`, 'search');
       }
       where.push({ sql: `${SEARCH_TEXT} like ?`, params: [`%${likeLiteral(search.toLowerCase())}%`] });
