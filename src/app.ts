@@ -14,10 +14,11 @@ import { type Config, ConfigError } from './config/config.js';
 import { BadUserInputError } from './errors.js';
 import { openDatabase } from './db/database.js';
 import { type AppContext, buildContext } from './graphql/context.js';
-import { errorLoggingPlugin, formatError } from './graphql/errors.js';
+import { createErrorFormatter, dedupedErrorsPlugin, errorLoggingPlugin } from './graphql/errors.js';
 import { createGraphQLHandler } from './graphql/http-handler.js';
 import { queryLimitRules } from './graphql/limits.js';
 import { buildAppSchema } from './graphql/schema.js';
+import { roleLimitedFields, roleVisibilityPlugin } from './graphql/visibility.js';
 import { createHttpServer } from './http/http-server.js';
 import { resetPasswordPage } from './http/reset-page.js';
 import { type RequestTarget, requestTarget } from './http/request-target.js';
@@ -97,9 +98,12 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
   }
   services.outbox.start();
   const server = createHttpServer({ maxConnections: config.httpMaxConnections, logger }, serve);
+  const schema = await buildAppSchema();
   const apollo = new ApolloServer<AppContext>({
-    schema: await buildAppSchema(),
-    formatError,
+    schema,
+    // Production answers teach nothing about the schema: no suggestions, no echoed values, and
+    // role-limited fields look absent to those without the role (errors.ts, visibility.ts).
+    formatError: createErrorFormatter({ hideSchema: config.isProduction }),
     logger,
     introspection: !config.isProduction,
     includeStacktraceInErrorResponses: false,
@@ -113,6 +117,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     stopOnTerminationSignals: false,
     plugins: [
       errorLoggingPlugin(),
+      ...(config.isProduction ? [roleVisibilityPlugin(roleLimitedFields()), dedupedErrorsPlugin()] : []),
       ApolloServerPluginDrainHttpServer({ httpServer: server }),
       // No field has cache hints and every answer is no-store (see http-handler.ts).
       ApolloServerPluginCacheControlDisabled(),

@@ -18,30 +18,69 @@ const CLIENT_REQUEST_CODES = new Set([
   'OPERATION_RESOLUTION_FAILURE',
 ]);
 
+/**
+ * The client errors whose messages describe the document against the schema: unknown fields,
+ * arguments, types and enum values (with "did you mean"), missing selections, and variables whose
+ * values do not fit their types (echoing the values). In production they all read
+ * {@link INVALID_OPERATION}, so error messages cannot be used to map the schema.
+ */
+const SCHEMA_DESCRIBING_CODES = new Set(['GRAPHQL_VALIDATION_FAILED', 'BAD_USER_INPUT', 'OPERATION_RESOLUTION_FAILURE']);
+
 const INTERNAL_MESSAGE = 'Internal server error.';
+/** The one production answer to a document or variables that do not fit the schema. */
+export const INVALID_OPERATION = 'The request is not a valid operation for this API.';
+const INTROSPECTION_DISABLED = 'Introspection is disabled.';
+
+/**
+ * Whether an error is, or was caused by, a stack overflow: a resource failure of the server, never
+ * something the client got wrong, whatever stage it happened in (it once surfaced as a parse error).
+ */
+export function isRecursionError(error: unknown): boolean {
+  for (let cause = error, hops = 0; cause && hops < 10; hops += 1) {
+    if (cause instanceof RangeError || (cause instanceof Error && cause.message === 'Maximum call stack size exceeded')) return true;
+    cause = (cause as { originalError?: unknown }).originalError;
+  }
+  return false;
+}
 
 /** Whether an error is one we did not expect: a bug, a database failure, a library throwing. */
 function isUnexpected(formatted: Pick<GraphQLFormattedError, 'extensions'>, original: unknown): boolean {
   if (original instanceof AppError) return false;
+  if (isRecursionError(original)) return true;
   const code = formatted.extensions?.code;
   return !(typeof code === 'string' && CLIENT_REQUEST_CODES.has(code));
+}
+
+/** Options of {@link createErrorFormatter}. */
+export interface ErrorFormatOptions {
+  /** Production: client errors about the schema say nothing about it (see {@link SCHEMA_DESCRIBING_CODES}). */
+  hideSchema: boolean;
 }
 
 /**
  * The one error formatter. Expected errors keep their message and get their contract code;
  * everything else is masked as INTERNAL_SERVER_ERROR with a bland message (details go to the log,
- * see {@link errorLoggingPlugin}). Stack traces are never sent.
+ * see {@link errorLoggingPlugin}). Stack traces are never sent. With `hideSchema`, errors that
+ * describe the document against the schema become one generic message without locations.
  */
-export function formatError(formatted: GraphQLFormattedError, error: unknown): GraphQLFormattedError {
-  const original = unwrapResolverError(error);
-  const where = { locations: formatted.locations, path: formatted.path };
-  if (original instanceof AppError) {
-    return { message: original.message, ...where, extensions: { code: original.code, ...original.extensions } };
-  }
-  if (!isUnexpected(formatted, original)) {
+export function createErrorFormatter(options: ErrorFormatOptions): (formatted: GraphQLFormattedError, error: unknown) => GraphQLFormattedError {
+  return (formatted, error) => {
+    const original = unwrapResolverError(error);
+    const where = { locations: formatted.locations, path: formatted.path };
+    if (original instanceof AppError) {
+      return { message: original.message, ...where, extensions: { code: original.code, ...original.extensions } };
+    }
+    if (isUnexpected(formatted, original)) {
+      return { message: INTERNAL_MESSAGE, ...where, extensions: { code: ErrorCode.INTERNAL_SERVER_ERROR } };
+    }
+    const code = String(formatted.extensions?.code);
+    if (options.hideSchema && SCHEMA_DESCRIBING_CODES.has(code)) {
+      // Apollo's own refusal names the product and how to turn introspection on.
+      const message = /introspection/i.test(formatted.message) && /__schema|__type/.test(formatted.message) ? INTROSPECTION_DISABLED : INVALID_OPERATION;
+      return { message, extensions: { code: ErrorCode.BAD_USER_INPUT } };
+    }
     return { message: formatted.message, ...where, extensions: { code: ErrorCode.BAD_USER_INPUT } };
-  }
-  return { message: INTERNAL_MESSAGE, ...where, extensions: { code: ErrorCode.INTERNAL_SERVER_ERROR } };
+  };
 }
 
 /** Logs every unexpected error once, with the request id the client got in `x-request-id`. */
@@ -55,6 +94,30 @@ export function errorLoggingPlugin(): ApolloServerPlugin<AppContext> {
             if (!isUnexpected(error, original)) continue;
             contextValue.logger.error({ err: original, path: error.path, operationName }, 'unexpected error in GraphQL request');
           }
+        },
+      };
+    },
+  };
+}
+
+/**
+ * Production: identical errors are sent once. A document with an unknown field has one error, a
+ * known field used wrongly may have two (no selection, a missing argument); made generic, they
+ * must not differ in number either.
+ */
+export function dedupedErrorsPlugin(): ApolloServerPlugin<AppContext> {
+  return {
+    async requestDidStart() {
+      return {
+        async willSendResponse({ response }) {
+          if (response.body.kind !== 'single' || !response.body.singleResult.errors) return;
+          const seen = new Set<string>();
+          response.body.singleResult.errors = response.body.singleResult.errors.filter((error) => {
+            const key = JSON.stringify(error);
+            if (seen.has(key)) return false;
+            seen.add(key);
+            return true;
+          });
         },
       };
     },

@@ -3,6 +3,7 @@ import type { ApolloServer, BaseContext, HTTPGraphQLRequest } from '@apollo/serv
 import { HeaderMap } from '@apollo/server';
 import { ErrorCode } from '../errors.js';
 import type { RequestTarget } from '../http/request-target.js';
+import { MAX_NESTING, nestsTooDeeply } from './limits.js';
 
 /** Request bodies above this size are refused with 413 without being read further. */
 export const MAX_BODY_BYTES = 100 * 1024;
@@ -80,6 +81,12 @@ export function createGraphQLHandler<TContext extends BaseContext>(
       } else {
         body = text;
       }
+    }
+    // The parser recurses per nesting level: refuse absurd nesting before it overflows the stack.
+    const query = req.method === 'POST' ? (body as { query?: unknown } | undefined)?.query : new URLSearchParams(target.search).get('query');
+    if (typeof query === 'string' && nestsTooDeeply(query)) {
+      sendTransportError(res, 400, `The document nests brackets more than ${MAX_NESTING} levels deep.`);
+      return;
     }
     const headers = new HeaderMap();
     for (const [key, value] of Object.entries(req.headers)) {

@@ -17,7 +17,8 @@ export function queryLimitRules(limits: QueryLimits, exposeLimits: boolean): Val
   const reporting = { exposeLimits, propagateOnRejection: false, onReject: [reportAsValidationError] };
   return [
     maxDepthRule({ n: limits.maxDepth, ignoreIntrospection: true, ...reporting }),
-    maxAliasesRule({ n: limits.maxAliases, ...reporting }),
+    // Armor lets any number of `__typename` aliases through by default; they count like any other.
+    maxAliasesRule({ n: limits.maxAliases, allowList: [], ...reporting }),
     maxDirectivesRule({ n: limits.maxDirectives, ...reporting }),
     costLimitRule({ maxCost: limits.maxCost, ignoreIntrospection: true, ...reporting }),
   ] as ValidationRule[];
@@ -25,4 +26,41 @@ export function queryLimitRules(limits: QueryLimits, exposeLimits: boolean): Val
 
 function reportAsValidationError(context: ValidationContext | null, error: GraphQLError): void {
   context?.reportError(new GraphQLError(error.message.replace(/^Syntax Error: /, '')));
+}
+
+/**
+ * How deep brackets, braces and parentheses may nest in a document. graphql-js parses and validates
+ * recursively: within the 2000-token limit, `[[[[…` a thousand deep overflowed the parser's stack
+ * (and came back as a syntax error). Legitimate documents nest far less, even a selection as deep
+ * as the largest GRAPHQL_MAX_DEPTH (100) with input objects in its arguments.
+ */
+export const MAX_NESTING = 200;
+
+/**
+ * Whether `source` nests `{`, `[` or `(` more than `max` levels deep, outside strings, block strings
+ * and comments. One pass over the text, before the parser sees it.
+ */
+export function nestsTooDeeply(source: string, max = MAX_NESTING): boolean {
+  let depth = 0;
+  for (let index = 0; index < source.length; index += 1) {
+    const character = source[index];
+    if (character === '#') {
+      while (index < source.length && source[index] !== '\n' && source[index] !== '\r') index += 1;
+    } else if (character === '"') {
+      if (source.startsWith('"""', index)) {
+        index += 3;
+        while (index < source.length && !source.startsWith('"""', index)) index += source.startsWith('\\"""', index) ? 4 : 1;
+        index += 2;
+      } else {
+        index += 1;
+        while (index < source.length && source[index] !== '"' && source[index] !== '\n') index += source[index] === '\\' ? 2 : 1;
+      }
+    } else if (character === '{' || character === '[' || character === '(') {
+      depth += 1;
+      if (depth > max) return true;
+    } else if (character === '}' || character === ']' || character === ')') {
+      depth -= 1;
+    }
+  }
+  return false;
 }
