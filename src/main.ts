@@ -1,6 +1,6 @@
 import 'reflect-metadata';
 import { createApp } from './app.js';
-import { ConfigError, loadConfig, processEnv } from './config/config.js';
+import { loadConfig, processEnv, StartupError } from './config/config.js';
 
 /** Process entry: load config → create app → listen; SIGTERM/SIGINT → drain and close. */
 async function main(): Promise<void> {
@@ -10,7 +10,7 @@ async function main(): Promise<void> {
     config = loadConfig(processEnv());
     app = await createApp(config);
   } catch (error) {
-    if (error instanceof ConfigError) {
+    if (error instanceof StartupError) {
       console.error(error.message);
       process.exit(1);
     }

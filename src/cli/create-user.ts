@@ -1,11 +1,12 @@
 // `npm run user:create -- --email ops@example.com --role ADMIN [--username ops] [--first-name …]
 //  [--last-name …] [--password …]`: creates an account from the command line, for operators.
 // Without --password the password is read from standard input, so it stays out of shell history.
-// On the embedded database, stop the server first: PGlite's files belong to one process at a time.
+// On the embedded database, stop the server first: PGlite's files belong to one process at a time,
+// and this refuses (naming the server's process) while another process holds DATA_DIR.
 import 'reflect-metadata';
 import { createInterface } from 'node:readline/promises';
 import { parseArgs } from 'node:util';
-import { ConfigError, loadConfig, processEnv } from '../config/config.js';
+import { loadConfig, processEnv, StartupError } from '../config/config.js';
 import { openDatabase } from '../db/database.js';
 import { AppError } from '../errors.js';
 import { createLogger } from '../logger.js';
@@ -50,8 +51,9 @@ async function main(): Promise<number> {
   }
   const config = loadConfig({ ...processEnv(), LOG_LEVEL: 'warn' });
   const logger = createLogger(config);
-  const password = values.password ?? (await readPassword());
+  // The database first: when another process holds DATA_DIR, refuse before asking for anything.
   const database = await openDatabase(config, logger);
+  const password = values.password ?? (await readPassword());
   const services = await createServices(config, database.orm, logger);
   try {
     const user = await services.userAdmin.create(
@@ -84,7 +86,7 @@ async function main(): Promise<number> {
 main().then(
   (code) => process.exit(code),
   (error: unknown) => {
-    console.error(error instanceof ConfigError ? error.message : error);
+    console.error(error instanceof StartupError ? error.message : error);
     process.exit(1);
   },
 );

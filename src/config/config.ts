@@ -61,8 +61,14 @@ export interface QueryLimits {
   readonly maxCost: number;
 }
 
+/**
+ * A reason the process cannot start that the operator must fix, with a message written for them:
+ * printed as it is (no stack trace), and the process exits with status 1.
+ */
+export class StartupError extends Error {}
+
 /** Thrown by {@link loadConfig} with every problem found, one per line. */
-export class ConfigError extends Error {
+export class ConfigError extends StartupError {
   constructor(readonly problems: readonly string[]) {
     super(`Invalid configuration:\n${problems.map((problem) => `  - ${problem}`).join('\n')}`);
     this.name = 'ConfigError';

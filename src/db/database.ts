@@ -2,11 +2,35 @@ import { stripVTControlCharacters } from 'node:util';
 import type { MikroORM } from '@mikro-orm/postgresql';
 import type { Config } from '../config/config.js';
 import type { Logger } from '../logger.js';
+import { lockDataDir } from './data-dir-lock.js';
 import { startEmbeddedPostgres } from './embedded.js';
 import { openOrm } from './orm.js';
 
 /** Pool size against a real PostgreSQL server; the embedded database always gets exactly one. */
 const SERVER_POOL_SIZE = 10;
+
+/**
+ * The embedded database in `dataDir`, opened only under the folder's exclusive lock (released
+ * when it stops): a second process refuses at once instead of corrupting it.
+ */
+async function openEmbedded(dataDir: string, logger: Logger) {
+  const unlock = await lockDataDir(dataDir, logger);
+  try {
+    const embedded = await startEmbeddedPostgres(dataDir);
+    return {
+      clientUrl: embedded.clientUrl,
+      poolSize: 1,
+      embedded: true,
+      stop: async () => {
+        await embedded.stop();
+        await unlock();
+      },
+    };
+  } catch (error) {
+    await unlock();
+    throw error;
+  }
+}
 
 /** A migrated database and its ORM. */
 export interface Database {
@@ -34,7 +58,7 @@ export async function openDatabase(
         replicaUrls: config.databaseReplicaUrls ?? [],
         stop: async () => {},
       }
-    : { ...(await startEmbeddedPostgres(config.dataDir)), poolSize: 1, embedded: true };
+    : await openEmbedded(config.dataDir, logger);
   const ormLogger = logger.child({ component: 'mikro-orm' });
   let orm: MikroORM;
   try {

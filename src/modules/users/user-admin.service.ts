@@ -113,7 +113,14 @@ export class UserAdminService {
    */
   async ensureFirstAdmin(em: EntityManager, admin: NonNullable<Config['admin']>, logger: Logger): Promise<void> {
     await this.users.underAdminSetLock(em, async (tx) => {
-      if ((await tx.count(User, { role: Role.ADMIN })) > 0) return;
+      const admins = await tx.find(User, { role: Role.ADMIN }, { orderBy: { createdAt: 'asc' }, fields: ['username', 'email'] });
+      if (admins.length > 0) {
+        // Said at every start-up, so an operator who expected ADMIN_EMAIL to do something learns why it did not.
+        if (!admins.some((existing) => existing.email === admin.email.trim().toLowerCase())) {
+          logger.warn({ admins: admins.length, firstAdmin: admins[0].username }, 'ADMIN_EMAIL is ignored: an admin account already exists, and ADMIN_* only creates the first one');
+        }
+        return;
+      }
       const taken = (await this.users.findByIdentifier(tx, admin.email)) ?? (await this.users.findByIdentifier(tx, admin.username));
       if (taken) {
         logger.error({ userId: taken.id }, 'ADMIN_EMAIL or ADMIN_USERNAME belongs to an existing non-admin account; no admin was created');
