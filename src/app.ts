@@ -117,6 +117,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     stopOnTerminationSignals: false,
     plugins: [
       errorLoggingPlugin(),
+      // roleLimitedFields reads what type-graphql recorded while building the schema above.
       ...(config.isProduction ? [roleVisibilityPlugin(roleLimitedFields()), dedupedErrorsPlugin()] : []),
       ApolloServerPluginDrainHttpServer({ httpServer: server }),
       // No field has cache hints and every answer is no-store (see http-handler.ts).

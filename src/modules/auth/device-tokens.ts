@@ -1,4 +1,5 @@
 import { createHmac, randomUUID, timingSafeEqual } from 'node:crypto';
+import { isCanonicalBase64url } from './tokens.js';
 
 /** `<device id (a UUID)>.<base64url HMAC-SHA256>`, nothing more, nothing less. */
 const DEVICE_TOKEN = /^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\.([A-Za-z0-9_-]{43})$/;
@@ -31,11 +32,9 @@ export class DeviceTokens {
     const match = DEVICE_TOKEN.exec(token);
     if (!match) return null;
     const [, deviceId, mac] = match;
-    const presented = Buffer.from(mac, 'base64url');
-    // base64url of 32 bytes is 43 characters whose last one carries 4 bits; a token must re-encode
-    // to exactly itself, so no second spelling of a valid token is accepted.
-    if (presented.toString('base64url') !== mac) return null;
-    return timingSafeEqual(presented, this.mac(userId, deviceId)) ? deviceId : null;
+    // No second spelling of a valid token is accepted (see isCanonicalBase64url).
+    if (!isCanonicalBase64url(mac)) return null;
+    return timingSafeEqual(Buffer.from(mac, 'base64url'), this.mac(userId, deviceId)) ? deviceId : null;
   }
 
   private mac(userId: string, deviceId: string): Buffer {

@@ -27,6 +27,23 @@ export function hashRefreshToken(token: string): string {
   return createHash('sha256').update(token, 'utf8').digest('hex');
 }
 
+const BASE64URL = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+
+/**
+ * Whether `text` is unpadded base64url exactly as an encoder writes it: only the alphabet, a length
+ * that encodes whole bytes, and zero spare bits in the last character. Decoders accept other
+ * spellings of the same bytes (`=` padding, a last character differing in its spare bits), so a
+ * token compared by its bytes must also be checked for this. Constant time in the length.
+ */
+export function isCanonicalBase64url(text: string): boolean {
+  const remainder = text.length % 4;
+  if (remainder === 1 || !/^[A-Za-z0-9_-]*$/.test(text)) return false;
+  if (remainder === 0) return true;
+  const last = BASE64URL.indexOf(text[text.length - 1]);
+  // Two characters carry 12 bits for one byte (4 spare), three carry 18 for two (2 spare).
+  return (last & (remainder === 2 ? 0b1111 : 0b11)) === 0;
+}
+
 /** What a valid access token asserts. */
 export interface AccessTokenClaims {
   userId: string;
@@ -69,7 +86,7 @@ export class AccessTokens {
   async verify(token: string): Promise<AccessTokenClaims | null> {
     // Decoders ignore `=` padding and the spare bits of a last base64url character, so one signed
     // token has several spellings. Only the one this server wrote is accepted.
-    if (!token.split('.').every((part) => Buffer.from(part, 'base64url').toString('base64url') === part)) return null;
+    if (!token.split('.').every(isCanonicalBase64url)) return null;
     try {
       const { payload } = await jwtVerify(token, await this.key, {
         algorithms: [ALGORITHM],
