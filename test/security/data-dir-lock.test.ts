@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PROJECT_ROOT } from '../../src/config/paths.js';
-import { LOGIN } from '../support/accounts.js';
+import { LOGIN, START_UP_ADMIN } from '../support/accounts.js';
 import { build, exitOf, isRunning, killServerProcesses, type ServerProcess, startServerProcess } from '../support/server-process.js';
 
 // The embedded database has one owner (OWASP ASVS V1.11.3, race conditions on shared resources):
@@ -12,8 +12,7 @@ import { build, exitOf, isRunning, killServerProcesses, type ServerProcess, star
 // but its row was missing from the username index (the user could never sign in), and later starts
 // silently created no ADMIN_EMAIL admin. Every process here runs on the embedded database, whatever
 // DATABASE_URL says: the lock is the embedded database's.
-const ADMIN_EMAIL = 'root@example.test';
-const ADMIN_PASSWORD = 'quiet lantern over the fjord 7';
+const { ADMIN_EMAIL, ADMIN_PASSWORD } = START_UP_ADMIN;
 
 let dataDir: string;
 const env = () => ({ NODE_ENV: 'test', HOST: '127.0.0.1', PORT: '0', DATA_DIR: dataDir, BCRYPT_COST: '4', LOG_LEVEL: 'info', RATE_LIMIT_SCALE: '0' });

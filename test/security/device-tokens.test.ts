@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { LOGIN, ME, REFRESH, type SignedInAccount } from '../support/accounts.js';
+import { fromFreshAddress, LOGIN, ME, REFRESH, type SignedInAccount } from '../support/accounts.js';
 import { errorCode, type GraphQLResponse, startTestServer, type TestServer } from '../support/server.js';
 
 // Strangers cannot turn brute-force protection against the owner (OWASP Authentication Cheat
@@ -16,15 +16,8 @@ beforeAll(async () => {
 });
 afterAll(() => server?.stop());
 
-let ipCounter = 0;
-/** An address no other request of this file has used. */
-function freshIp(): string {
-  ipCounter += 1;
-  return `10.77.${Math.floor(ipCounter / 250) % 250}.${(ipCounter % 250) + 1}`;
-}
-
 function login(identifier: string, password: string, deviceToken?: string | null): Promise<GraphQLResponse> {
-  return server.graphql(LOGIN, { input: { identifier, password, ...(deviceToken === undefined ? {} : { deviceToken }) } }, { headers: { 'x-forwarded-for': freshIp() } });
+  return server.graphql(LOGIN, { input: { identifier, password, ...(deviceToken === undefined ? {} : { deviceToken }) } }, { headers: fromFreshAddress() });
 }
 
 function wrongPassword(): string {
@@ -34,7 +27,7 @@ function wrongPassword(): string {
 /** Registers from an address of its own (registration is limited per IP). */
 async function newOwner(): Promise<SignedInAccount> {
   const input = { email: `owner-${randomBytes(4).toString('hex')}@example.com`, username: `owner_${randomBytes(4).toString('hex')}`, password: `the owner's passphrase ${randomBytes(4).toString('hex')}` };
-  const response = await server.graphql(`mutation R($input: RegisterInput!) { register(input: $input) { accessToken refreshToken deviceToken user { id email username role } } }`, { input }, { headers: { 'x-forwarded-for': freshIp() } });
+  const response = await server.graphql(`mutation R($input: RegisterInput!) { register(input: $input) { accessToken refreshToken deviceToken user { id email username role } } }`, { input }, { headers: fromFreshAddress() });
   if (!response.data?.register) throw new Error(JSON.stringify(response.errors));
   return { ...response.data.register, password: input.password };
 }

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FORGOT_PASSWORD, LOGIN, ME, newAccountInput, REGISTER, type SignedInAccount } from '../support/accounts.js';
+import { FORGOT_PASSWORD, fromFreshAddress, LOGIN, ME, newAccountInput, REGISTER, type SignedInAccount, START_UP_ADMIN } from '../support/accounts.js';
 import { queriesDuring } from '../support/database.js';
 import { errorCode, errorField, type GraphQLResponse, startTestServer, type TestServer } from '../support/server.js';
 
@@ -10,8 +10,7 @@ import { errorCode, errorField, type GraphQLResponse, startTestServer, type Test
 // OWASP ASVS V5.1.3, V5.1.4 and V7.4.1; the Input Validation cheat sheet. Rate limits are on
 // (RATE_LIMIT_SCALE=1): their keys were one of the ways a NUL byte reached SQL. TRUST_PROXY=1 gives
 // each request an address of its own.
-const ADMIN_EMAIL = 'root@example.test';
-const ADMIN_PASSWORD = 'quiet lantern over the fjord 7';
+const { ADMIN_EMAIL, ADMIN_PASSWORD } = START_UP_ADMIN;
 const USERS = 'query Users($first: Int, $after: String, $filter: UserFilter) { users(first: $first, after: $after, filter: $filter) { totalCount pageInfo { endCursor } } }';
 const AUDIT = 'query Audit($after: String) { auditEvents(first: 5, after: $after) { totalCount } }';
 const USER_BY_USERNAME = 'query ByName($username: String!) { userByUsername(username: $username) { id } }';
@@ -20,10 +19,9 @@ const CREATE_USER = 'mutation Create($input: CreateUserInput!) { createUser(inpu
 
 let server: TestServer;
 let adminToken: string;
-let ipCounter = 0;
 
 beforeAll(async () => {
-  server = await startTestServer({ RATE_LIMIT_SCALE: '1', TRUST_PROXY: '1', ADMIN_EMAIL, ADMIN_PASSWORD });
+  server = await startTestServer({ RATE_LIMIT_SCALE: '1', TRUST_PROXY: '1', ...START_UP_ADMIN });
   const admin = await call(LOGIN, { input: { identifier: ADMIN_EMAIL, password: ADMIN_PASSWORD } });
   adminToken = admin.data!.login.accessToken;
 });
@@ -38,8 +36,7 @@ async function registerAccount(): Promise<SignedInAccount> {
 }
 
 function call(query: string, variables: Record<string, unknown> = {}, token?: string): Promise<GraphQLResponse> {
-  ipCounter += 1;
-  return server.graphql(query, variables, { token, headers: { 'x-forwarded-for': `10.88.${Math.floor(ipCounter / 250)}.${(ipCounter % 250) + 1}` } });
+  return server.graphql(query, variables, { token, headers: fromFreshAddress() });
 }
 
 /** BAD_USER_INPUT on `field`, no data, not a 5xx, and nothing unexpected in the log. */

@@ -1,15 +1,14 @@
 import { GraphQLError } from 'graphql';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createErrorFormatter, INVALID_OPERATION } from '../../src/graphql/errors.js';
-import { LOGIN, registerAccount, type SignedInAccount } from '../support/accounts.js';
+import { LOGIN, registerAccount, type SignedInAccount, START_UP_ADMIN } from '../support/accounts.js';
 import { type RawResponse, startTestServer, type TestServer } from '../support/server.js';
 
 // Production answers teach nothing about the schema (OWASP GraphQL Cheat Sheet, "Introspection +
 // GraphQL Schema Leakage"; ASVS V14.3.2): no suggestions, no echoed values, no product name, and
 // a field the caller may not use answers exactly like one that does not exist, as a clairvoyance-
 // style probe sees it. Plus the document limits that guard the parser and validators.
-const ADMIN_EMAIL = 'root@example.test';
-const ADMIN_PASSWORD = 'quiet lantern over the fjord 7';
+const { ADMIN_EMAIL, ADMIN_PASSWORD } = START_UP_ADMIN;
 
 let server: TestServer;
 let user: SignedInAccount;

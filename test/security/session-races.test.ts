@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { processEnv } from '../../src/config/config.js';
-import { CHANGE_PASSWORD, FORGOT_PASSWORD, LOGIN, ME, REFRESH, registerAccount, RESET_PASSWORD, type SignedInAccount } from '../support/accounts.js';
+import { CHANGE_PASSWORD, FORGOT_PASSWORD, LOGIN, ME, REFRESH, registerAccount, RESET_PASSWORD, type SignedInAccount, START_UP_ADMIN } from '../support/accounts.js';
 import { errorCode, type GraphQLResponse, startTestServer, type TestServer } from '../support/server.js';
 import { resetTokenOf, startSmtpServer, type TestSmtpServer } from '../support/smtp.js';
 
@@ -17,8 +17,7 @@ const THIEVES = 4;
 /** Rotations every thief has made before the owner acts, so the loops are in full swing. */
 const WARM_UP_ROTATIONS = 3;
 
-const ADMIN_EMAIL = 'root@example.test';
-const ADMIN_PASSWORD = 'quiet lantern over the fjord 7';
+const { ADMIN_EMAIL, ADMIN_PASSWORD } = START_UP_ADMIN;
 const LOGOUT_ALL = 'mutation { logoutAll }';
 const REVOKE_SESSION = 'mutation Revoke($id: ID!) { revokeSession(id: $id) }';
 const SESSIONS = '{ sessions { id current } }';

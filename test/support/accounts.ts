@@ -22,6 +22,23 @@ export const FORGOT_PASSWORD = 'mutation Forgot($input: ForgotPasswordInput!) { 
 export const RESET_PASSWORD = 'mutation Reset($input: ResetPasswordInput!) { resetPassword(input: $input) }';
 export const CHANGE_PASSWORD = 'mutation Change($input: ChangePasswordInput!) { changePassword(input: $input) }';
 
+/**
+ * The start-up admin of test servers started with these variables. (The password must pass the
+ * policy, so it may not contain "root" or "admin", the email's local part and the username.)
+ */
+export const START_UP_ADMIN = { ADMIN_EMAIL: 'root@example.test', ADMIN_PASSWORD: 'quiet lantern over the fjord 7' } as const;
+
+let addressCounter = 0;
+/**
+ * An `X-Forwarded-For` header with an address no other call of this test file has used: with
+ * TRUST_PROXY=1 each call then speaks from an address of its own, as a botnet would, so per-IP
+ * limits never couple one call to another.
+ */
+export function fromFreshAddress(): Record<string, string> {
+  addressCounter += 1;
+  return { 'x-forwarded-for': `10.${Math.floor(addressCounter / 62_500) % 250}.${Math.floor(addressCounter / 250) % 250}.${(addressCounter % 250) + 1}` };
+}
+
 /** A unique, valid set of registration fields. */
 export function newAccountInput(overrides: Record<string, unknown> = {}) {
   const suffix = randomBytes(4).toString('hex');
