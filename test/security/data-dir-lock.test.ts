@@ -82,7 +82,10 @@ describe('one process at a time on an embedded DATA_DIR', () => {
     const second = spawn(process.execPath, [join(PROJECT_ROOT, 'dist/src/main.js')], { cwd: dataDir, env: { PATH: process.env.PATH ?? '', ...env() }, stdio: ['ignore', 'pipe', 'pipe'] });
     let stderr = '';
     second.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    const code = await new Promise<number | null>((resolve) => second.once('exit', resolve));
+    const exited = new Promise<number | null>((resolve) => second.once('exit', resolve));
+    const code = await Promise.race([exited, new Promise<'running'>((resolve) => setTimeout(() => resolve('running'), 30_000))]);
+    // A second server that did start must not outlive the test.
+    if (code === 'running') second.kill('SIGKILL');
     expect(code).toBe(1);
     expect(stderr).toContain(`process ${server.child.pid}`);
     expect(isRunning(server.child)).toBe(true);
