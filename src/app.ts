@@ -14,11 +14,11 @@ import { type Config, ConfigError } from './config/config.js';
 import { BadUserInputError } from './errors.js';
 import { openDatabase } from './db/database.js';
 import { type AppContext, buildContext } from './graphql/context.js';
-import { createErrorFormatter, dedupedErrorsPlugin, errorLoggingPlugin } from './graphql/errors.js';
+import { createErrorFormatter, errorLoggingPlugin } from './graphql/errors.js';
 import { createGraphQLHandler } from './graphql/http-handler.js';
 import { queryLimitRules } from './graphql/limits.js';
 import { buildAppSchema } from './graphql/schema.js';
-import { roleLimitedFields, roleVisibilityPlugin } from './graphql/visibility.js';
+import { productionAnswersPlugin, roleLimitedFields } from './graphql/visibility.js';
 import { createHttpServer } from './http/http-server.js';
 import { resetPasswordPage } from './http/reset-page.js';
 import { type RequestTarget, requestTarget } from './http/request-target.js';
@@ -46,6 +46,8 @@ export interface AppOptions {
 }
 
 const READINESS_TIMEOUT_MS = 2000;
+/** What `serve` returns for a request answered without waiting for anything. */
+const ANSWERED = Promise.resolve();
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,64}$/;
 
 /**
@@ -118,7 +120,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     plugins: [
       errorLoggingPlugin(),
       // roleLimitedFields reads what type-graphql recorded while building the schema above.
-      ...(config.isProduction ? [roleVisibilityPlugin(roleLimitedFields()), dedupedErrorsPlugin()] : []),
+      ...(config.isProduction ? [productionAnswersPlugin(roleLimitedFields())] : []),
       ApolloServerPluginDrainHttpServer({ httpServer: server }),
       // No field has cache hints and every answer is no-store (see http-handler.ts).
       ApolloServerPluginCacheControlDisabled(),
@@ -181,15 +183,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     sendJson(res, 404, { error: 'Not found' });
   }
 
-  /** Lets `cors` answer a preflight (then `false`: nothing more to do) or add its headers. */
-  function passCors(req: IncomingMessage, res: ServerResponse): Promise<boolean> {
-    return new Promise((resolve, reject) => {
-      corsHandler(req, res, (error?: unknown) => (error ? reject(error) : resolve(true)));
-      if (res.writableEnded) resolve(false);
-    });
-  }
-
-  async function serve(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  function serve(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const incoming = req.headers['x-request-id'];
     const requestId = typeof incoming === 'string' && REQUEST_ID.test(incoming) ? incoming : randomUUID();
     res.setHeader('x-request-id', requestId);
@@ -199,8 +193,17 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     res.once('finish', () => {
       logger.info({ requestId, method: req.method, path: target?.pathname ?? null, status: res.statusCode, ms: Math.round(performance.now() - startedAt) }, 'request');
     });
-    if (!target) return sendJson(res, 400, { error: 'Bad request target' });
-    if (await passCors(req, res)) await route(req, res, requestId, target);
+    if (!target) {
+      sendJson(res, 400, { error: 'Bad request target' });
+      return ANSWERED;
+    }
+    // cors with fixed options decides synchronously: it answers a preflight itself, or calls next.
+    let routed = ANSWERED;
+    corsHandler(req, res, (error?: unknown) => {
+      if (error) throw error;
+      routed = route(req, res, requestId, target);
+    });
+    return routed;
   }
 
   let closing: Promise<void> | undefined;

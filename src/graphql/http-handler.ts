@@ -34,8 +34,8 @@ function readBody(req: IncomingMessage, limit: number): Promise<string> {
       chunks.push(chunk);
     });
     req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    // A request cut off mid-body (the client left, or the request timeout) emits 'error' ("aborted").
     req.on('error', () => reject(new ClientGoneError()));
-    req.on('close', () => reject(new ClientGoneError()));
   });
 }
 

@@ -1,6 +1,6 @@
-import type { ApolloServerPlugin } from '@apollo/server';
+import type { ApolloServerPlugin, GraphQLRequestListener } from '@apollo/server';
 import { HeaderMap } from '@apollo/server';
-import { type FragmentDefinitionNode, GraphQLError, Kind, type OperationDefinitionNode, type SelectionSetNode } from 'graphql';
+import { type DocumentNode, type FragmentDefinitionNode, type GraphQLFormattedError, GraphQLError, Kind, type OperationDefinitionNode, type SelectionSetNode } from 'graphql';
 import { getMetadataStorage } from 'type-graphql';
 import type { AppContext } from './context.js';
 
@@ -19,16 +19,18 @@ export function roleLimitedFields(): RoleLimitedFields {
 }
 
 /** The root field names an operation selects, through fragments and inline fragments. */
-function rootFieldNames(operation: OperationDefinitionNode, fragments: Record<string, FragmentDefinitionNode>): Set<string> {
+function rootFieldNames(operation: OperationDefinitionNode, document: DocumentNode): Set<string> {
+  const fragments = new Map<string, FragmentDefinitionNode>();
+  for (const definition of document.definitions) if (definition.kind === Kind.FRAGMENT_DEFINITION) fragments.set(definition.name.value, definition);
   const names = new Set<string>();
   const visited = new Set<string>();
   const walk = (selectionSet: SelectionSetNode) => {
     for (const selection of selectionSet.selections) {
       if (selection.kind === Kind.FIELD) names.add(selection.name.value);
       else if (selection.kind === Kind.INLINE_FRAGMENT) walk(selection.selectionSet);
-      else if (!visited.has(selection.name.value) && fragments[selection.name.value]) {
+      else if (!visited.has(selection.name.value) && fragments.has(selection.name.value)) {
         visited.add(selection.name.value);
-        walk(fragments[selection.name.value].selectionSet);
+        walk(fragments.get(selection.name.value)!.selectionSet);
       }
     }
   };
@@ -36,34 +38,59 @@ function rootFieldNames(operation: OperationDefinitionNode, fragments: Record<st
   return names;
 }
 
+const DONE = Promise.resolve();
+
+/** Drops repeated errors, keeping the first of each. */
+function withoutRepeats(errors: readonly GraphQLFormattedError[]): GraphQLFormattedError[] {
+  const seen = new Set<string>();
+  return errors.filter((error) => {
+    const key = JSON.stringify(error);
+    if (seen.has(key)) return false;
+    seen.add(key);
+    return true;
+  });
+}
+
 /**
- * Production: a root field the caller's role may not use answers exactly like a field that does
- * not exist, so probing names (clairvoyance) cannot tell `auditEvents` from `auditEventz` without
- * an admin's token. The document is refused before anything executes, as a validation failure
- * would be (and then formatted into the same generic message). Development keeps FORBIDDEN, which
- * says more.
+ * Production's two rules for answers, on top of the error formatter's generic message:
+ *
+ * - A root field the caller's role may not use answers exactly like a field that does not exist,
+ *   so probing names (clairvoyance) cannot tell `auditEvents` from `auditEventz` without an admin's
+ *   token. The document is refused before anything executes, as a validation failure would be (and
+ *   is then formatted into the same message). Development keeps FORBIDDEN, which says more.
+ * - Identical errors are sent once: a known field used wrongly can fail two validation rules (no
+ *   selection, a missing argument) where an unknown one fails one; made generic, they must not
+ *   differ in number either.
  */
-export function roleVisibilityPlugin(fields: RoleLimitedFields): ApolloServerPlugin<AppContext> {
-  return {
-    async requestDidStart() {
-      return {
-        async didResolveOperation({ operation, document, contextValue }) {
-          const limited = operation?.operation === 'query' ? fields.query : operation?.operation === 'mutation' ? fields.mutation : null;
-          if (!operation || !limited || limited.size === 0) return;
-          const role = contextValue.viewer?.user.role;
-          const fragments = Object.fromEntries(
-            document.definitions.filter((definition) => definition.kind === Kind.FRAGMENT_DEFINITION).map((fragment) => [fragment.name.value, fragment]),
-          );
-          for (const name of rootFieldNames(operation, fragments)) {
-            const roles = limited.get(name);
-            if (roles && (role === undefined || !roles.includes(role))) {
-              throw new GraphQLError('Field not visible to this caller.', {
-                extensions: { code: 'GRAPHQL_VALIDATION_FAILED', http: { status: 400, headers: new HeaderMap() } },
-              });
-            }
-          }
-        },
-      };
+export function productionAnswersPlugin(fields: RoleLimitedFields): ApolloServerPlugin<AppContext> {
+  // Apollo keeps parsed documents, so each operation node recurs: its limited roles are worked out once.
+  const rolesNeeded = new WeakMap<OperationDefinitionNode, ReadonlyArray<readonly string[]>>();
+  const limitsOf = (operation: OperationDefinitionNode, document: DocumentNode) => {
+    let needed = rolesNeeded.get(operation);
+    if (!needed) {
+      const limited = operation.operation === 'query' ? fields.query : operation.operation === 'mutation' ? fields.mutation : new Map<string, readonly string[]>();
+      needed = [...rootFieldNames(operation, document)].flatMap((name) => (limited.has(name) ? [limited.get(name)!] : []));
+      rolesNeeded.set(operation, needed);
+    }
+    return needed;
+  };
+  const hidden = () =>
+    new GraphQLError('Field not visible to this caller.', { extensions: { code: 'GRAPHQL_VALIDATION_FAILED', http: { status: 400, headers: new HeaderMap() } } });
+  // One listener for every request, and settled promises where there is nothing to wait for: this
+  // runs on every request, and each promise costs (see BENCHMARKS.md).
+  const listener: GraphQLRequestListener<AppContext> = {
+    didResolveOperation({ operation, document, contextValue }) {
+      if (!operation) return DONE;
+      const role = contextValue.viewer?.user.role;
+      return limitsOf(operation, document).some((roles) => role === undefined || !roles.includes(role)) ? Promise.reject(hidden()) : DONE;
+    },
+    willSendResponse({ response }) {
+      if (response.body.kind === 'single' && response.body.singleResult.errors) {
+        response.body.singleResult.errors = withoutRepeats(response.body.singleResult.errors);
+      }
+      return DONE;
     },
   };
+  const started = Promise.resolve(listener);
+  return { requestDidStart: () => started };
 }

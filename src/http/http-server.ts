@@ -41,7 +41,7 @@ export function createHttpServer(options: HttpServerOptions, handle: (req: Incom
   server.maxConnections = options.maxConnections;
 
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {
-    for (const [name, value] of Object.entries(SECURITY_HEADERS)) res.setHeader(name, value);
+    res.setHeader('x-content-type-options', SECURITY_HEADERS['x-content-type-options']);
     const unexpected = (error: unknown) => {
       logger.error({ err: error, requestId: res.getHeader('x-request-id'), method: req.method }, 'unhandled error while serving a request');
       if (res.headersSent) {
