@@ -101,7 +101,7 @@ export function errorLoggingPlugin(): ApolloServerPlugin<AppContext> {
 
 const ERROR_CODE_DESCRIPTIONS: Record<ErrorCode, string> = {
   UNAUTHENTICATED: 'No, bad, expired or revoked access token; or wrong credentials at login.',
-  FORBIDDEN: 'Signed in, but the role or ownership does not allow the operation.',
+  FORBIDDEN: 'Signed in, but the role or ownership does not allow the operation. (In production an admin-only field answers anyone but an admin as if it did not exist: BAD_USER_INPUT.)',
   BAD_USER_INPUT: 'Invalid input (`extensions.field` names the field), or an invalid, expired or used token or code.',
   CONFLICT: 'The email address or username is already taken.',
   NOT_FOUND: 'An admin operation names a user that does not exist.',
