@@ -1,4 +1,5 @@
 import { randomBytes, randomUUID } from 'node:crypto';
+import bcrypt from 'bcryptjs';
 import { performance } from 'node:perf_hooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LOGIN, ME, newAccountInput, REFRESH, REGISTER, registerAccount, type SignedInAccount } from './support/accounts.js';
@@ -193,6 +194,18 @@ describe('login', () => {
       expect(response.data?.login.user.id).toBe(account.user.id);
       await expectSignedIn(response.data!.login.accessToken, account.user.id);
     }
+  });
+
+  it('upgrades an imported plain bcrypt hash at sign-in, also when several sign-ins with it arrive at once', async () => {
+    const account = await registerAccount(server);
+    // A hash from another system: plain bcrypt of the password as typed.
+    await server.sql('update users set password_hash = ? where id = ?', [await bcrypt.hash(account.password, 4), account.user.id]);
+    const responses = await Promise.all(Array.from({ length: 5 }, () => login(server, account.user.email, account.password)));
+    // Each sign-in rehashes the same password; none of them takes another's rehash for a new password.
+    for (const response of responses) expect(response.errors, JSON.stringify(response.errors)).toBeUndefined();
+    const [row] = await server.sql<{ password_hash: string }>('select password_hash from users where id = ?', [account.user.id]);
+    expect(row.password_hash).toMatch(/^hmac-bcrypt:/);
+    expect((await login(server, account.user.email, account.password)).errors).toBeUndefined();
   });
 
   it('accepts the username in any letter case', async () => {

@@ -138,6 +138,21 @@ describe('device tokens', () => {
     expect(await failedLoginCount(owner.user.id)).toBe(1);
   });
 
+  it('are disowned by a password change: a token issued before counts as none, the next sign-in gets a new one', async () => {
+    const owner = await newOwner();
+    const newPassword = `${owner.password} changed`;
+    const changed = await server.graphql('mutation C($input: ChangePasswordInput!) { changePassword(input: $input) }', { input: { currentPassword: owner.password, newPassword } }, { token: owner.accessToken, headers: fromFreshAddress() });
+    expect(changed.data?.changePassword).toBe(true);
+    // Whoever collected tokens while they knew the old password guesses within the account's budget.
+    expect(errorCode(await login(owner.user.email, wrongPassword(), owner.deviceToken))).toBe('UNAUTHENTICATED');
+    expect(await failedLoginCount(owner.user.id)).toBe(1);
+    const signedIn = await login(owner.user.email, newPassword, owner.deviceToken);
+    expectSignedIn(signedIn, owner);
+    expect(signedIn.data!.login.deviceToken).not.toBe(owner.deviceToken);
+    const again = await login(owner.user.email, newPassword, signedIn.data!.login.deviceToken);
+    expect(again.data!.login.deviceToken).toBe(signedIn.data!.login.deviceToken);
+  });
+
   it('are not accepted where an access token is expected', async () => {
     const owner = await newOwner();
     expect(errorCode(await server.graphql(ME, {}, { token: owner.deviceToken }))).toBe('UNAUTHENTICATED');

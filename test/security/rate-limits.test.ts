@@ -178,7 +178,7 @@ describe('login', () => {
     expect(response.errors![0].path).toEqual(['l0']);
     expect(errorCode(response)).toBe('UNAUTHENTICATED');
     expect(await count('select failed_login_count as n from users where id = ?', [account.id])).toBe(1);
-    expect(await limiterPoints('loginPerIdentifier', account.email)).toBe(1);
+    expect(await limiterPoints('loginPerIdentifier', `account:${account.id}`)).toBe(1);
     expect(await limiterPoints('loginPerIp', ip)).toBe(1);
     expect(await count("select count(*) as n from audit_events where type = 'LOGIN_FAILED' and user_id = ?", [account.id])).toBe(auditBefore + 1);
   });
@@ -194,6 +194,15 @@ describe('login', () => {
     expectRateLimited(await login(identifier.toUpperCase(), 'a long passphrase 1', ip), LOGIN_WINDOW_SECONDS);
     // The limit is that identifier's: the same IP may still try another one.
     expect(errorCode(await login(`nobody-${suffix()}@example.com`, 'a long passphrase 1', ip))).toBe('UNAUTHENTICATED');
+  });
+
+  it('counts an account\'s email and username, in any spelling, as one identifier', async () => {
+    const account = await newAccount();
+    const spellings = [account.email, account.username, account.email.toUpperCase(), ` ${account.username.toUpperCase()} `];
+    for (const identifier of spellings) {
+      expect(errorCode(await login(identifier, 'not the password at all', freshIp())), identifier).toBe('UNAUTHENTICATED');
+    }
+    expect(await limiterPoints('loginPerIdentifier', `account:${account.id}`)).toBe(spellings.length);
   });
 
   it('gives RATE_LIMITED an extensions.retryAfter: a whole number of seconds, at least 1 and at most the 15-minute window', async () => {
@@ -233,10 +242,10 @@ describe('login', () => {
       if (round < 3) {
         const success = await login(account.username, account.password, ip);
         expect(success.errors, JSON.stringify(success.errors)).toBeUndefined();
-        expect(await limiterPoints('loginPerIdentifier', account.username)).toBe(0);
+        expect(await limiterPoints('loginPerIdentifier', `account:${account.id}`)).toBe(0);
       }
     }
-    expect(await limiterPoints('loginPerIdentifier', account.username)).toBe(4);
+    expect(await limiterPoints('loginPerIdentifier', `account:${account.id}`)).toBe(4);
     const last = await login(account.username, account.password, ip);
     expect(last.errors, JSON.stringify(last.errors)).toBeUndefined();
   });

@@ -103,16 +103,17 @@ export class AuthService {
       await em.flush();
       throw new UnauthenticatedError(INVALID_CREDENTIALS);
     }
-    const verifiedHash = user.passwordHash;
+    const { credentialsVersion, passwordHash: verifiedHash } = user;
     // An imported plain-bcrypt hash or an old cost is upgraded now, while the password is at hand.
     const upgradedHash = this.passwords.needsRehash(verifiedHash) ? await this.passwords.hash(normalizePassword(password)) : null;
     const issued = await withLockedAccount(em, user.id, async (account) => {
       // The password was checked against the row as read before the comparison. A reset, change or
-      // deactivation that committed since then wins: this sign-in must not outlive it.
-      if (!account.user.active || account.user.passwordHash !== verifiedHash) return null;
+      // deactivation that committed since then wins: this sign-in must not outlive it. (A
+      // concurrent sign-in's rehash of the same password changes no credentials.)
+      if (!account.user.active || account.user.credentialsVersion !== credentialsVersion) return null;
       this.guard.succeeded(attempt, account.user);
       account.user.lastLoginAt = new Date();
-      if (upgradedHash) account.user.passwordHash = upgradedHash;
+      if (upgradedHash && account.user.passwordHash === verifiedHash) account.user.passwordHash = upgradedHash;
       this.audit.record(account.em, AuditEventType.LOGIN_SUCCEEDED, { userId: user.id, actorId: user.id }, meta);
       return this.sessions.start(account, meta, attempt.deviceId);
     });
@@ -195,7 +196,7 @@ export class AuthService {
       accessToken: token,
       accessTokenExpiresAt: expiresAt,
       refreshToken: issued.refreshToken,
-      deviceToken: this.guard.deviceToken(session.user.id, session.deviceId ?? session.family),
+      deviceToken: this.guard.deviceToken(session.user, session.deviceId ?? session.family),
       user: session.user,
     };
   }

@@ -1,8 +1,12 @@
 import { createHmac, randomUUID, timingSafeEqual } from 'node:crypto';
+import type { User } from '../users/user.entity.js';
 import { isCanonicalBase64url } from './tokens.js';
 
 /** `<device id (a UUID)>.<base64url HMAC-SHA256>`, nothing more, nothing less. */
 const DEVICE_TOKEN = /^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\.([A-Za-z0-9_-]{43})$/;
+
+/** What a device token is bound to. */
+export type DeviceOwner = Pick<User, 'id' | 'credentialsVersion'>;
 
 /**
  * Device tokens ("device cookies", OWASP Authentication Cheat Sheet): a signed statement that a
@@ -11,8 +15,11 @@ const DEVICE_TOKEN = /^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]
  * count against that device only; everyone else shares the account's budget. Strangers who exhaust
  * that budget therefore cannot keep the owner's own devices out.
  *
- * Stateless: the token is the device id and an HMAC binding it to the account, keyed with a server
- * key, so nothing is stored until a device fails, and a token of one account is worthless for another.
+ * Stateless: the token is the device id and an HMAC binding it to the account and to the version
+ * of its credentials, keyed with a server key. Nothing is stored until a device fails, a token of
+ * one account is worthless for another, and a password reset or change disowns every token issued
+ * before it: whoever collected tokens while they knew the old password cannot use them to guess the
+ * new one outside the account's budget.
  */
 export class DeviceTokens {
   constructor(private readonly key: Uint8Array) {}
@@ -22,22 +29,22 @@ export class DeviceTokens {
     return randomUUID();
   }
 
-  /** The token of `deviceId` for the account `userId`. */
-  issue(userId: string, deviceId: string): string {
-    return `${deviceId}.${this.mac(userId, deviceId).toString('base64url')}`;
+  /** The token of `deviceId` for the account, as its credentials are now. */
+  issue(account: DeviceOwner, deviceId: string): string {
+    return `${deviceId}.${this.mac(account, deviceId).toString('base64url')}`;
   }
 
-  /** The device id of a token issued for `userId`; `null` for anything else (malformed, forged, another account's). */
-  verify(token: string, userId: string): string | null {
+  /** The device id of a token issued for the account's current credentials; `null` for anything else. */
+  verify(token: string, account: DeviceOwner): string | null {
     const match = DEVICE_TOKEN.exec(token);
     if (!match) return null;
     const [, deviceId, mac] = match;
     // No second spelling of a valid token is accepted (see isCanonicalBase64url).
     if (!isCanonicalBase64url(mac)) return null;
-    return timingSafeEqual(Buffer.from(mac, 'base64url'), this.mac(userId, deviceId)) ? deviceId : null;
+    return timingSafeEqual(Buffer.from(mac, 'base64url'), this.mac(account, deviceId)) ? deviceId : null;
   }
 
-  private mac(userId: string, deviceId: string): Buffer {
-    return createHmac('sha256', this.key).update(`device\0${userId}\0${deviceId}`).digest();
+  private mac(account: DeviceOwner, deviceId: string): Buffer {
+    return createHmac('sha256', this.key).update(`device\0${account.id}\0${account.credentialsVersion}\0${deviceId}`).digest();
   }
 }

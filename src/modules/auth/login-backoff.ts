@@ -39,6 +39,8 @@ export class LoginBackoff {
       `select ceil(extract(epoch from ("login_blocked_until" - now()))) as "wait", "failed_login_count" >= ? as "reset_required"
          from "users" where "id" = ?`,
       [FAILED_LOGINS_BEFORE_RESET, userId],
+      'all',
+      em.getTransactionContext(),
     );
     if (!state) return null;
     return state.reset_required

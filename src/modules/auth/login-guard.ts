@@ -2,7 +2,7 @@ import type { EntityManager } from '@mikro-orm/postgresql';
 import { RateLimitedError } from '../../errors.js';
 import type { RateLimits } from '../../rate-limits.js';
 import type { User } from '../users/user.entity.js';
-import type { DeviceTokens } from './device-tokens.js';
+import type { DeviceOwner, DeviceTokens } from './device-tokens.js';
 import type { LoginBackoff } from './login-backoff.js';
 
 /** A sign-in attempt the guard let through to the password comparison. */
@@ -11,7 +11,7 @@ export interface LoginAttempt {
   deviceId: string;
   /** Whether a valid device token of the account was presented: then the device pays for failures. */
   trusted: boolean;
-  /** The identifier as the per-identifier limit counts it. */
+  /** What the per-identifier limit counts: the account named, or the identifier when it names none. */
   identifierKey: string;
 }
 
@@ -40,8 +40,10 @@ export class LoginGuard {
 
   /** Counts the attempt against whoever pays for it; throws RATE_LIMITED beyond the per-identifier limit. */
   async admit(em: EntityManager, identifier: string, user: User | null, deviceToken: string | null | undefined): Promise<Admission> {
-    const identifierKey = identifier.trim().toLowerCase().slice(0, 254);
-    const device = user && deviceToken ? this.devices.verify(deviceToken, user.id) : null;
+    // An account's email and username, in any spelling, share one count; an unknown identifier
+    // counts as written.
+    const identifierKey = user ? `account:${user.id}` : identifier.trim().toLowerCase().slice(0, 254);
+    const device = user && deviceToken ? this.devices.verify(deviceToken, user) : null;
     if (device) {
       const refused = await this.limits.refusal('loginPerDevice', device);
       if (refused) return { refusal: new RateLimitedError(refused.retryAfter, 'Too many failed sign-ins on this device. Try again later.') };
@@ -77,8 +79,8 @@ export class LoginGuard {
     return this.devices.newDevice();
   }
 
-  /** The device token the client keeps for `deviceId`. */
-  deviceToken(userId: string, deviceId: string): string {
-    return this.devices.issue(userId, deviceId);
+  /** The device token the client keeps for `deviceId`, bound to the account's current credentials. */
+  deviceToken(account: DeviceOwner, deviceId: string): string {
+    return this.devices.issue(account, deviceId);
   }
 }

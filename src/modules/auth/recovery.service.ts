@@ -90,7 +90,14 @@ export class RecoveryService {
       // Throwing rolls the consumption back: a link that changed nothing stays as it was.
       if ((await this.tokens.consumeResetToken(account.em, token)) !== user.id || !account.user.active) throw new BadUserInputError(INVALID_RESET_TOKEN, 'token');
       // Following the emailed link proves the mailbox is the user's; it also lifts any sign-in backoff.
-      await account.em.nativeUpdate(User, { id: user.id }, { passwordHash, updatedAt: now, emailVerifiedAt: user.emailVerifiedAt ?? now, failedLoginCount: 0, loginBlockedUntil: null });
+      await account.em.nativeUpdate(User, { id: user.id }, {
+        passwordHash,
+        credentialsVersion: account.user.credentialsVersion + 1,
+        updatedAt: now,
+        emailVerifiedAt: user.emailVerifiedAt ?? now,
+        failedLoginCount: 0,
+        loginBlockedUntil: null,
+      });
       await this.sessions.endAllOf(account, SessionEndReason.PASSWORD_RESET);
       this.audit.record(account.em, AuditEventType.PASSWORD_RESET_COMPLETED, { userId: user.id }, meta);
       this.outbox.enqueue(account.em, user.email, { name: 'password-changed' });
@@ -115,9 +122,9 @@ export class RecoveryService {
     const passwordHash = await this.passwords.hash(password);
     const now = new Date();
     const changed = await withLockedAccount(em, user.id, async (account) => {
-      // Checked against the hash read with the request: a reset or change since then wins.
-      if (account.user.passwordHash !== viewer.passwordHash) return false;
-      await account.em.nativeUpdate(User, { id: user.id }, { passwordHash, updatedAt: now });
+      // Checked against the credentials read with the request: a reset or change since then wins.
+      if (account.user.credentialsVersion !== viewer.credentialsVersion) return false;
+      await account.em.nativeUpdate(User, { id: user.id }, { passwordHash, credentialsVersion: account.user.credentialsVersion + 1, updatedAt: now });
       await this.sessions.endAllOf(account, SessionEndReason.PASSWORD_CHANGED, viewer.session.family);
       this.audit.record(account.em, AuditEventType.PASSWORD_CHANGED, { userId: user.id, actorId: user.id }, meta);
       this.outbox.enqueue(account.em, user.email, { name: 'password-changed' });
@@ -125,6 +132,7 @@ export class RecoveryService {
     });
     if (!changed) throw new UnauthenticatedError();
     viewer.passwordHash = passwordHash;
+    viewer.credentialsVersion += 1;
     user.updatedAt = now;
     this.outbox.wake();
     return true;

@@ -21,6 +21,8 @@ export interface LiveSession {
   user: UserView;
   /** The user's stored password hash, for operations that ask for the current password. */
   passwordHash: string;
+  /** The version of the user's credentials when the request began (see User.credentialsVersion). */
+  credentialsVersion: number;
 }
 
 /** What {@link SessionService.rotate} found instead of a live token: an old one, presented again. */
@@ -140,6 +142,11 @@ export class SessionService {
     );
     if (!row) return null;
     const user = em.getDriver().mapResult(row, em.getMetadata().get(User.name)) as unknown as User;
-    return { session: { id: sessionId, family: row.session_family as string }, user: userView(user), passwordHash: user.passwordHash };
+    return {
+      session: { id: sessionId, family: row.session_family as string },
+      user: userView(user),
+      passwordHash: user.passwordHash,
+      credentialsVersion: user.credentialsVersion,
+    };
   }
 }

@@ -5,6 +5,7 @@ import type { MailOutbox } from '../../mail/outbox.js';
 import type { RateLimits } from '../../rate-limits.js';
 import type { AuditService } from '../audit/audit.service.js';
 import { AuditEventType } from '../audit/audit-event.entity.js';
+import { withLockedAccount } from '../users/account-lock.js';
 import { User } from '../users/user.entity.js';
 import type { UserView } from '../users/user.view.js';
 import { OneTimeTokenPurpose } from './one-time-token.entity.js';
@@ -57,10 +58,12 @@ export class VerificationService {
     await this.limits.consume('codeAttemptsPerAccount', user.id);
     const verifiedAt = new Date();
     // A wrong try commits too (it is counted); a match marks the account in the same transaction.
-    const matched = await em.transactional(async (tx) => {
-      if ((await this.tokens.checkVerificationCode(tx, user.id, code.trim())) !== 'matched') return false;
-      await tx.nativeUpdate(User, { id: user.id }, { emailVerifiedAt: verifiedAt, updatedAt: verifiedAt });
-      this.audit.record(tx, AuditEventType.EMAIL_VERIFIED, { userId: user.id, actorId: user.id }, meta);
+    // The account is locked before its code row, the order every path that touches an account's
+    // tokens keeps (deletion cascades to them under the same lock), so none can deadlock another.
+    const matched = await withLockedAccount(em, user.id, async (account) => {
+      if ((await this.tokens.checkVerificationCode(account.em, user.id, code.trim())) !== 'matched') return false;
+      await account.em.nativeUpdate(User, { id: user.id }, { emailVerifiedAt: verifiedAt, updatedAt: verifiedAt });
+      this.audit.record(account.em, AuditEventType.EMAIL_VERIFIED, { userId: user.id, actorId: user.id }, meta);
       return true;
     });
     if (!matched) throw new BadUserInputError(INVALID_CODE, 'code');

@@ -7,8 +7,9 @@ import { User } from './user.entity.js';
  * An account whose row the transaction of `em` holds locked (`SELECT … FOR UPDATE`) until it ends.
  *
  * Every change to a user's sessions — signing in, rotating a refresh token, ending one device
- * session or all of them — and the deletion of the user take this lock first, in that order (the
- * user row, then session rows). Two consequences, both proven by test/security/session-races.test.ts:
+ * session or all of them — every use of its one-time tokens that also changes the account (reset,
+ * verification), and the deletion of the user take this lock first: the user row, then session and
+ * token rows, always in that order. Two consequences, both proven by test/security/session-races.test.ts:
  *
  * - Ending sessions cannot race a rotation. Without the lock, a rotation's new row, inserted while
  *   "end every session" ran, was invisible to that UPDATE and outlived a password reset. With it,

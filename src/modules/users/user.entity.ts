@@ -66,6 +66,14 @@ export class User extends BaseEntity {
   @Property({ type: 'timestamptz', nullable: true })
   lastLoginAt: Date | null = null;
 
+  /**
+   * Counts the changes of the account's credentials (password reset or change). Device tokens are
+   * bound to it, so a new password disowns every device token issued before; a rehash of the same
+   * password leaves it alone.
+   */
+  @Property({ type: 'integer', default: 0 })
+  credentialsVersion: Opt<number> = 0;
+
   /** Consecutive failed sign-ins (reset by a successful one or a password reset). */
   @Property({ type: 'smallint', default: 0 })
   failedLoginCount: Opt<number> = 0;
