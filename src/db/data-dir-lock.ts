@@ -89,9 +89,8 @@ export async function lockDataDir(dataDir: string, logger: Logger): Promise<() =
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'ELOCKED') throw error;
     const holder = readHolder(holderPath);
-    const checkable = holder !== null && holder.hostname === hostname();
-    if (checkable && isAlive(holder.pid)) throw new DataDirInUseError(dataDir, holder);
-    if (!checkable && holder !== null) throw new DataDirInUseError(dataDir, holder);
+    // A holder on another host cannot be checked; one on this host must be seen to be gone.
+    if (holder && (holder.hostname !== hostname() || isAlive(holder.pid))) throw new DataDirInUseError(dataDir, holder);
     release = await takeOverAbandoned(dataDir, lockPath, holderPath, options);
     logger.warn({ dataDir, previousHolder: holder }, 'took over the DATA_DIR lock of a process that is gone');
   }

@@ -1,6 +1,7 @@
 import type { EntityClass, EntityData, EntityKey, EntityManager } from '@mikro-orm/postgresql';
 import { Field, ObjectType } from 'type-graphql';
 import { isUuid } from '../db/base.entity.js';
+import { isCanonicalBase64url } from '../encoding.js';
 import { BadUserInputError } from '../errors.js';
 
 /** Page size when `first` is not given, and the most one page may hold. */
@@ -53,9 +54,8 @@ const NEWEST_CURSOR = Date.UTC(9999, 11, 31, 23, 59, 59, 999);
 function decodeCursor(cursor: string): Keyed {
   const invalid = () => new BadUserInputError('The cursor is not valid.', 'after');
   if (cursor.length > 100) throw invalid();
-  const bytes = Buffer.from(cursor, 'base64url');
-  if (bytes.toString('base64url') !== cursor) throw invalid();
-  const match = bytes.toString('utf8').match(CURSOR);
+  if (!isCanonicalBase64url(cursor)) throw invalid();
+  const match = Buffer.from(cursor, 'base64url').toString('utf8').match(CURSOR);
   if (!match || !isUuid(match[2])) throw invalid();
   const createdAt = new Date(match[1]);
   const time = createdAt.getTime();

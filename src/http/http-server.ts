@@ -9,8 +9,8 @@ import type { Logger } from '../logger.js';
  */
 export const HTTP_TIMEOUTS = { headersMs: 10_000, requestMs: 30_000, keepAliveMs: 5_000, checkIntervalMs: 1_000 } as const;
 
-/** Headers on every answer, the parser's own refusals included. */
-const SECURITY_HEADERS: Readonly<Record<string, string>> = { 'x-content-type-options': 'nosniff' };
+/** Headers on every answer, the parser's own refusals included (entries made once, not per request). */
+const SECURITY_HEADERS = Object.entries({ 'x-content-type-options': 'nosniff' });
 
 /** Transport limits of {@link createHttpServer}. */
 export interface HttpServerOptions {
@@ -41,7 +41,7 @@ export function createHttpServer(options: HttpServerOptions, handle: (req: Incom
   server.maxConnections = options.maxConnections;
 
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {
-    res.setHeader('x-content-type-options', SECURITY_HEADERS['x-content-type-options']);
+    for (const [name, value] of SECURITY_HEADERS) res.setHeader(name, value);
     const unexpected = (error: unknown) => {
       logger.error({ err: error, requestId: res.getHeader('x-request-id'), method: req.method }, 'unhandled error while serving a request');
       if (res.headersSent) {
@@ -64,7 +64,7 @@ export function createHttpServer(options: HttpServerOptions, handle: (req: Incom
     const inFlight = socket._httpMessage;
     if (socket.writable && error.code !== 'ECONNRESET' && !inFlight?.headersSent) {
       const status = error.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : error.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400;
-      const headers = Object.entries({ ...SECURITY_HEADERS, connection: 'close', 'content-length': '0' }).map(([name, value]) => `${name}: ${value}\r\n`);
+      const headers = [...SECURITY_HEADERS, ['connection', 'close'], ['content-length', '0']].map(([name, value]) => `${name}: ${value}\r\n`);
       socket.write(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\n${headers.join('')}\r\n`);
     }
     socket.destroy();

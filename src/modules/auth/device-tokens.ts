@@ -1,6 +1,6 @@
 import { createHmac, randomUUID, timingSafeEqual } from 'node:crypto';
 import type { User } from '../users/user.entity.js';
-import { isCanonicalBase64url } from './tokens.js';
+import { isCanonicalBase64url } from '../../encoding.js';
 
 /** `<device id (a UUID)>.<base64url HMAC-SHA256>`, nothing more, nothing less. */
 const DEVICE_TOKEN = /^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\.([A-Za-z0-9_-]{43})$/;

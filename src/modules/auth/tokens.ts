@@ -1,5 +1,6 @@
 import { createHash, randomBytes, webcrypto } from 'node:crypto';
 import { errors, jwtVerify, SignJWT } from 'jose';
+import { isCanonicalBase64url } from '../../encoding.js';
 
 /** Access tokens live 15 minutes (CONTRACT.md). */
 export const ACCESS_TOKEN_TTL_SECONDS = 15 * 60;
@@ -25,23 +26,6 @@ export function createRefreshToken(): RefreshTokenPair {
 /** The lookup key of a refresh token. */
 export function hashRefreshToken(token: string): string {
   return createHash('sha256').update(token, 'utf8').digest('hex');
-}
-
-const BASE64URL = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
-
-/**
- * Whether `text` is unpadded base64url exactly as an encoder writes it: only the alphabet, a length
- * that encodes whole bytes, and zero spare bits in the last character. Decoders accept other
- * spellings of the same bytes (`=` padding, a last character differing in its spare bits), so a
- * token compared by its bytes must also be checked for this. Constant time in the length.
- */
-export function isCanonicalBase64url(text: string): boolean {
-  const remainder = text.length % 4;
-  if (remainder === 1 || !/^[A-Za-z0-9_-]*$/.test(text)) return false;
-  if (remainder === 0) return true;
-  const last = BASE64URL.indexOf(text[text.length - 1]);
-  // Two characters carry 12 bits for one byte (4 spare), three carry 18 for two (2 spare).
-  return (last & (remainder === 2 ? 0b1111 : 0b11)) === 0;
 }
 
 /** What a valid access token asserts. */
