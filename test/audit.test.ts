@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CHANGE_PASSWORD, FORGOT_PASSWORD, LOGIN, newAccountInput, REFRESH, REGISTER, RESET_PASSWORD } from './support/accounts.js';
+import { CHANGE_PASSWORD, DELETE_ME, DELETE_USER, FORGOT_PASSWORD, LOGIN, newAccountInput, REFRESH, REGISTER, RESET_PASSWORD, REVOKE_SESSION, SESSIONS, UPDATE_USER } from './support/accounts.js';
 import { build } from './support/server-process.js';
 import { type CallOptions, errorCode, errorField, startTestServer, type TestServer } from './support/server.js';
 import { type CapturedMail, resetTokenOf, startSmtpServer, type TestSmtpServer, verificationCodeOf } from './support/smtp.js';
@@ -25,14 +25,9 @@ const AUDIT_EVENTS = `query Audit($first: Int, $after: String, $userId: ID) {
   }
 }`;
 const LOGOUT = 'mutation { logout }';
-const SESSIONS = '{ sessions { id current } }';
-const REVOKE_SESSION = 'mutation Revoke($id: ID!) { revokeSession(id: $id) }';
 const VERIFY_EMAIL = 'mutation Verify($code: String!) { verifyEmail(code: $code) { id emailVerified } }';
 const UPDATE_ME = 'mutation UpdateMe($input: UpdateProfileInput!) { updateMe(input: $input) { id firstName } }';
-const DELETE_ME = 'mutation DeleteMe($password: String!) { deleteMe(password: $password) }';
 const CREATE_USER = 'mutation Create($input: CreateUserInput!) { createUser(input: $input) { id email username role active } }';
-const UPDATE_USER = 'mutation Update($id: ID!, $input: UpdateUserInput!) { updateUser(id: $id, input: $input) { id role active } }';
-const DELETE_USER = 'mutation Delete($id: ID!) { deleteUser(id: $id) }';
 
 interface AuditNode {
   id: string;

@@ -2,13 +2,11 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import bcrypt from 'bcryptjs';
 import { performance } from 'node:perf_hooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { LOGIN, ME, newAccountInput, REFRESH, REGISTER, registerAccount, type SignedInAccount } from './support/accounts.js';
+import { LOGIN, LOGOUT_ALL, ME, newAccountInput, REFRESH, REGISTER, registerAccount, REVOKE_SESSION, type SignedInAccount } from './support/accounts.js';
 import { type CallOptions, errorCode, errorField, startTestServer, type TestServer } from './support/server.js';
 
 const SESSIONS = '{ sessions { id createdAt lastUsedAt expiresAt userAgent ip current } }';
 const LOGOUT = 'mutation { logout }';
-const LOGOUT_ALL = 'mutation { logoutAll }';
-const REVOKE_SESSION = 'mutation Revoke($id: ID!) { revokeSession(id: $id) }';
 const LOGIN_WITH_LAST_LOGIN = `mutation Login($input: LoginInput!) {
   login(input: $input) { accessToken refreshToken user { id email username lastLoginAt } }
 }`;

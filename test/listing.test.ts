@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { LOGIN, registerAccount } from './support/accounts.js';
+import { DELETE_USER, LOGIN, registerAccount } from './support/accounts.js';
 import { queriesDuring } from './support/database.js';
 import { errorCode, errorField, type GraphQLResponse, startTestServer, type TestServer } from './support/server.js';
 
@@ -16,7 +16,6 @@ const USERS = `query Users($first: Int, $after: String, $filter: UserFilter) {
   }
 }`;
 const CREATE_USER = 'mutation Create($input: CreateUserInput!) { createUser(input: $input) { id email username firstName lastName role active } }';
-const DELETE_USER = 'mutation Delete($id: ID!) { deleteUser(id: $id) }';
 
 interface ListedUser {
   id: string;

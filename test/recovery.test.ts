@@ -6,12 +6,11 @@ import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { simpleParser } from 'mailparser';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CHANGE_PASSWORD, FORGOT_PASSWORD, LOGIN, ME, REFRESH, registerAccount, RESET_PASSWORD, type SignedInAccount } from './support/accounts.js';
+import { CHANGE_PASSWORD, FORGOT_PASSWORD, LOGIN, ME, REFRESH, registerAccount, RESET_PASSWORD, SESSIONS, type SignedInAccount } from './support/accounts.js';
 import { type CallOptions, errorCode, errorField, type GraphQLResponse, startTestServer, type TestServer } from './support/server.js';
 import { waitUntil } from './support/wait.js';
 import { type CapturedMail, resetTokenOf, startSmtpServer, type TestSmtpServer, unusedPort } from './support/smtp.js';
 
-const SESSIONS = '{ sessions { id current } }';
 
 const APP_URL = 'https://app.example.test';
 const RESET_LINK_PREFIX = `${APP_URL}/reset-password?token=`;

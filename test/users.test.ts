@@ -1,6 +1,6 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FORGOT_PASSWORD, LOGIN, REFRESH, registerAccount, RESET_PASSWORD, type SignedInAccount } from './support/accounts.js';
+import { DELETE_ME, DELETE_USER, FORGOT_PASSWORD, LOGIN, REFRESH, registerAccount, RESET_PASSWORD, type SignedInAccount } from './support/accounts.js';
 import { type CallOptions, errorCode, errorField, type GraphQLResponse, startTestServer, type TestServer } from './support/server.js';
 import { resetTokenOf, startSmtpServer, type TestSmtpServer, verificationCodeOf } from './support/smtp.js';
 
@@ -15,13 +15,11 @@ const ADMIN_ENV = { ADMIN_EMAIL, ADMIN_PASSWORD, RATE_LIMIT_SCALE: '0' };
 const USER_FIELDS = 'id email username firstName lastName role active emailVerified';
 const ME_FULL = `{ me { ${USER_FIELDS} } }`;
 const UPDATE_ME = `mutation UpdateMe($input: UpdateProfileInput!) { updateMe(input: $input) { ${USER_FIELDS} } }`;
-const DELETE_ME = 'mutation DeleteMe($password: String!) { deleteMe(password: $password) }';
 const USER_BY_ID = `query User($id: ID!) { user(id: $id) { ${USER_FIELDS} } }`;
 const USER_BY_USERNAME = `query UserByUsername($username: String!) { userByUsername(username: $username) { ${USER_FIELDS} } }`;
 const USERS = 'query Users($filter: UserFilter) { users(first: 100, filter: $filter) { totalCount edges { node { id username role } } } }';
 const CREATE_USER = `mutation CreateUser($input: CreateUserInput!) { createUser(input: $input) { ${USER_FIELDS} } }`;
 const UPDATE_USER = `mutation UpdateUser($id: ID!, $input: UpdateUserInput!) { updateUser(id: $id, input: $input) { ${USER_FIELDS} } }`;
-const DELETE_USER = 'mutation DeleteUser($id: ID!) { deleteUser(id: $id) }';
 const VERIFY_EMAIL = 'mutation Verify($code: String!) { verifyEmail(code: $code) { id email emailVerified } }';
 const AUDIT_EVENTS = 'query Audit($userId: ID) { auditEvents(first: 100, userId: $userId) { totalCount edges { node { id type userId actorId } } } }';
 

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CHANGE_PASSWORD, FORGOT_PASSWORD, LOGIN, ME, registerAccount, RESET_PASSWORD, type SignedInAccount } from '../support/accounts.js';
+import { CHANGE_PASSWORD, DELETE_ME, FORGOT_PASSWORD, LOGIN, ME, registerAccount, RESET_PASSWORD, type SignedInAccount } from '../support/accounts.js';
 import { errorCode, errorField, type GraphQLResponse, startTestServer, type TestServer } from '../support/server.js';
 import { resetTokenOf, startSmtpServer, type TestSmtpServer } from '../support/smtp.js';
 import { waitUntil } from '../support/wait.js';
@@ -11,7 +11,6 @@ const FREE_FAILURES = 5;
 const MAX_DELAY_SECONDS = 15 * 60;
 const FAILURES_BEFORE_RESET = 100;
 
-const DELETE_ME = 'mutation Delete($password: String!) { deleteMe(password: $password) }';
 const INVALID_CREDENTIALS = 'Invalid email, username or password.';
 
 let server: TestServer;

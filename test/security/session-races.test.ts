@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { processEnv } from '../../src/config/config.js';
-import { CHANGE_PASSWORD, FORGOT_PASSWORD, LOGIN, ME, REFRESH, registerAccount, RESET_PASSWORD, type SignedInAccount, START_UP_ADMIN } from '../support/accounts.js';
+import { CHANGE_PASSWORD, DELETE_ME, DELETE_USER, FORGOT_PASSWORD, LOGIN, LOGOUT_ALL, ME, REFRESH, registerAccount, RESET_PASSWORD, REVOKE_SESSION, SESSIONS, type SignedInAccount, START_UP_ADMIN, UPDATE_USER } from '../support/accounts.js';
 import { errorCode, type GraphQLResponse, startTestServer, type TestServer } from '../support/server.js';
 import { resetTokenOf, startSmtpServer, type TestSmtpServer } from '../support/smtp.js';
 
@@ -18,12 +18,6 @@ const THIEVES = 4;
 const WARM_UP_ROTATIONS = 3;
 
 const { ADMIN_EMAIL, ADMIN_PASSWORD } = START_UP_ADMIN;
-const LOGOUT_ALL = 'mutation { logoutAll }';
-const REVOKE_SESSION = 'mutation Revoke($id: ID!) { revokeSession(id: $id) }';
-const SESSIONS = '{ sessions { id current } }';
-const UPDATE_USER = 'mutation Update($id: ID!, $input: UpdateUserInput!) { updateUser(id: $id, input: $input) { id active } }';
-const DELETE_ME = 'mutation Delete($password: String!) { deleteMe(password: $password) }';
-const DELETE_USER = 'mutation Delete($id: ID!) { deleteUser(id: $id) }';
 
 let server: TestServer;
 let smtp: TestSmtpServer;

@@ -21,6 +21,13 @@ export const ME = '{ me { id email username role } }';
 export const FORGOT_PASSWORD = 'mutation Forgot($input: ForgotPasswordInput!) { forgotPassword(input: $input) }';
 export const RESET_PASSWORD = 'mutation Reset($input: ResetPasswordInput!) { resetPassword(input: $input) }';
 export const CHANGE_PASSWORD = 'mutation Change($input: ChangePasswordInput!) { changePassword(input: $input) }';
+/** Session and account documents several test files send. */
+export const SESSIONS = '{ sessions { id current } }';
+export const LOGOUT_ALL = 'mutation { logoutAll }';
+export const REVOKE_SESSION = 'mutation Revoke($id: ID!) { revokeSession(id: $id) }';
+export const DELETE_ME = 'mutation DeleteMe($password: String!) { deleteMe(password: $password) }';
+export const DELETE_USER = 'mutation DeleteUser($id: ID!) { deleteUser(id: $id) }';
+export const UPDATE_USER = 'mutation UpdateUser($id: ID!, $input: UpdateUserInput!) { updateUser(id: $id, input: $input) { id role active } }';
 
 /**
  * The start-up admin of test servers started with these variables. (The password must pass the
