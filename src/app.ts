@@ -20,6 +20,7 @@ import { queryLimitRules } from './graphql/limits.js';
 import { buildAppSchema } from './graphql/schema.js';
 import { productionAnswersPlugin, roleLimitedFields } from './graphql/visibility.js';
 import { createHttpServer } from './http/http-server.js';
+import { refreshTokenCookie } from './http/refresh-cookie.js';
 import { resetPasswordPage } from './http/reset-page.js';
 import { type RequestTarget, requestTarget } from './http/request-target.js';
 import { createLogger, type Logger } from './logger.js';
@@ -69,6 +70,17 @@ export function clientIp(req: IncomingMessage, hops: number): string | null {
 
 function stripIpv4Mapping(ip: string): string {
   return ip.startsWith('::ffff:') && ip.includes('.') ? ip.slice(7) : ip;
+}
+
+/**
+ * CORS for CORS_ORIGINS only, with credentials; other origins get no CORS headers at all. The
+ * options are decided synchronously, as `serve` expects of the cors middleware.
+ */
+function credentialedCors(origins: readonly string[]) {
+  const allowed = { origin: true, credentials: true, maxAge: 600, exposedHeaders: ['x-request-id'] };
+  return cors((req: cors.CorsRequest, decide: (error: Error | null, options: cors.CorsOptions) => void) => {
+    decide(null, origins.includes(String(req.headers.origin)) ? allowed : { origin: false });
+  });
 }
 
 function sendJson(res: ServerResponse, status: number, body: unknown): void {
@@ -131,8 +143,10 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
   });
   await apollo.start();
   const graphql = createGraphQLHandler(apollo);
-  // Access tokens travel in a header, never in cookies, so any origin may call the API.
-  const corsHandler = cors({ maxAge: 600, exposedHeaders: ['x-request-id'] });
+  // Access tokens travel in a header, never in cookies, so without CORS_ORIGINS any origin may call
+  // the API, without credentials. With it only those origins may, with credentials: the opt-in
+  // refresh-token cookie (http/refresh-cookie.ts) is theirs alone.
+  const corsHandler = config.corsOrigins ? credentialedCors(config.corsOrigins) : cors({ maxAge: 600, exposedHeaders: ['x-request-id'] });
   let draining = false;
 
   async function isDatabaseReady(): Promise<boolean> {
@@ -173,6 +187,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
         buildContext({
           requestId,
           authorization: req.headers.authorization,
+          refreshCookie: refreshTokenCookie(req, res, { path: pathname, corsOrigins: config.corsOrigins }),
           meta: { ip: clientIp(req, config.trustProxyHops), userAgent: req.headers['user-agent'] ?? null },
           rootEm: orm.em,
           services,
@@ -197,7 +212,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
       sendJson(res, 400, { error: 'Bad request target' });
       return ANSWERED;
     }
-    // cors with fixed options decides synchronously: it answers a preflight itself, or calls next.
+    // cors decides synchronously (fixed options, or credentialedCors): it answers a preflight itself, or calls next.
     let routed = ANSWERED;
     corsHandler(req, res, (error?: unknown) => {
       if (error) throw error;

@@ -23,11 +23,46 @@ export abstract class AppError extends Error {
   }
 }
 
-/** No, bad, expired or revoked credentials. */
+/**
+ * Why an operation that needs a signed-in caller refused (`extensions.reason`, CONTRACT.md), so a
+ * client knows whether to refresh and retry or to sign in again.
+ */
+export enum UnauthenticatedReason {
+  /** No `Authorization: Bearer` header. */
+  TOKEN_MISSING = 'TOKEN_MISSING',
+  /** Malformed, forged, or of another issuer or audience. */
+  TOKEN_INVALID = 'TOKEN_INVALID',
+  /** A genuine access token past its lifetime: refresh, then retry. */
+  TOKEN_EXPIRED = 'TOKEN_EXPIRED',
+  /** The token's device session ended (logout, revocation, reset, deactivation, deletion): sign in again. */
+  SESSION_ENDED = 'SESSION_ENDED',
+}
+
+const REASON_MESSAGES: Record<UnauthenticatedReason, string> = {
+  TOKEN_MISSING: 'Not signed in: send an access token as `Authorization: Bearer <accessToken>`.',
+  TOKEN_INVALID: 'The access token is not valid. Sign in again.',
+  TOKEN_EXPIRED: 'The access token has expired. Refresh it and retry.',
+  SESSION_ENDED: 'This session has ended. Sign in again.',
+};
+
+/**
+ * No, bad, expired or revoked credentials. With a `reason` (a signed-in caller was needed) the
+ * message and `extensions.reason` say which; without one (login, refresh) it says nothing more.
+ */
 export class UnauthenticatedError extends AppError {
   readonly code = ErrorCode.UNAUTHENTICATED;
-  constructor(message = 'Not signed in, or the access token is no longer valid.') {
+  constructor(
+    message = 'Not signed in, or the access token is no longer valid.',
+    readonly reason?: UnauthenticatedReason,
+  ) {
     super(message);
+  }
+  /** The refusal of an operation that needs a signed-in caller, for `reason`. */
+  static because(reason: UnauthenticatedReason): UnauthenticatedError {
+    return new UnauthenticatedError(REASON_MESSAGES[reason], reason);
+  }
+  override get extensions(): Record<string, unknown> {
+    return this.reason ? { reason: this.reason } : {};
   }
 }
 

@@ -45,17 +45,17 @@ export async function createServices(config: Config, orm: MikroORM, logger: Logg
   const keys = deriveKeys(config);
   const passwords = await PasswordHasher.create(config.bcryptCost, keys.passwordPepper);
   const users = new UserService(passwords);
-  const sessions = new SessionService();
+  const sessions = new SessionService(config.tokenLifetimes);
   const tokens = new OneTimeTokenService(keys.oneTimeTokens);
   const audit = new AuditService();
   const background = new BackgroundTasks(logger);
   const mailLogger = logger.child({ component: 'mail' });
-  const outbox = new MailOutbox(orm, createMailTransport(config, mailLogger), keys.mailOutbox, config.appUrl, mailLogger, outboxOptions);
+  const outbox = new MailOutbox(orm, createMailTransport(config, mailLogger), keys.mailOutbox, config.links, mailLogger, outboxOptions);
   const limits = RateLimits.create(config, orm);
   const backoff = new LoginBackoff();
   const guard = new LoginGuard(limits, backoff, new DeviceTokens(keys.deviceTokens));
   const verification = new VerificationService(tokens, outbox, audit, limits);
-  const accessTokens = new AccessTokens(config.jwtSecret, config.appUrl);
+  const accessTokens = new AccessTokens(config.jwtSecret, config.appUrl, config.tokenLifetimes.accessTokenSeconds);
   return {
     users,
     auth: new AuthService(users, sessions, passwords, accessTokens, verification, outbox, audit, limits, guard),

@@ -66,7 +66,8 @@ let smtp: TestSmtpServer;
 let admin: Account;
 beforeAll(async () => {
   smtp = await startSmtpServer();
-  server = await startTestServer({ ADMIN_EMAIL: 'root@example.test', ADMIN_PASSWORD, SMTP_URL: smtp.url });
+  // A rotated refresh token is reuse at once here (no reuse interval), so the reuse event can be provoked without waiting.
+  server = await startTestServer({ ADMIN_EMAIL: 'root@example.test', ADMIN_PASSWORD, SMTP_URL: smtp.url, REFRESH_TOKEN_REUSE_INTERVAL: '0' });
   secret(ADMIN_PASSWORD);
   const response = await server.graphql(LOGIN, { input: { identifier: 'admin', password: ADMIN_PASSWORD } });
   if (!response.data?.login) throw new Error(`admin login failed: ${JSON.stringify(response.errors)}`);

@@ -13,10 +13,12 @@ const LOGIN_WITH_LAST_LOGIN = `mutation Login($input: LoginInput!) {
 const ME_WITH_LAST_LOGIN = '{ me { id lastLoginAt } }';
 
 let server: TestServer;
+/** A server where a rotated refresh token dies at once (REFRESH_TOKEN_REUSE_INTERVAL=0). */
+let strict: TestServer;
 beforeAll(async () => {
-  server = await startTestServer();
+  [server, strict] = await Promise.all([startTestServer(), startTestServer({ REFRESH_TOKEN_REUSE_INTERVAL: '0' })]);
 });
-afterAll(() => server?.stop());
+afterAll(() => Promise.all([server?.stop(), strict?.stop()]));
 
 function suffix(): string {
   return randomBytes(4).toString('hex');
@@ -31,22 +33,22 @@ function refresh(target: TestServer, refreshToken: string, options?: CallOptions
 }
 
 /** Asserts `me` answers for `account`'s user with `token`. */
-async function expectSignedIn(token: string, userId: string): Promise<void> {
-  const response = await server.graphql(ME, {}, { token });
+async function expectSignedIn(token: string, userId: string, target = server): Promise<void> {
+  const response = await target.graphql(ME, {}, { token });
   expect(response.errors).toBeUndefined();
   expect(response.data?.me.id).toBe(userId);
 }
 
 /** Asserts `me` refuses `token` with UNAUTHENTICATED. */
-async function expectSignedOut(token: string): Promise<void> {
-  const response = await server.graphql(ME, {}, { token });
+async function expectSignedOut(token: string, target = server): Promise<void> {
+  const response = await target.graphql(ME, {}, { token });
   expect(response.data ?? null).toBeNull();
   expect(errorCode(response)).toBe('UNAUTHENTICATED');
 }
 
 /** Asserts a refresh token can no longer be exchanged. */
-async function expectRefreshRefused(refreshToken: string): Promise<void> {
-  const response = await refresh(server, refreshToken);
+async function expectRefreshRefused(refreshToken: string, target = server): Promise<void> {
+  const response = await refresh(target, refreshToken);
   expect(response.data ?? null).toBeNull();
   expect(errorCode(response)).toBe('UNAUTHENTICATED');
 }
@@ -330,24 +332,26 @@ describe('refreshToken', () => {
     await expectSignedIn(payload.accessToken, account.user.id);
   });
 
-  it('refuses a refresh token that was already used', async () => {
-    const account = await registerAccount(server);
-    const first = await refresh(server, account.refreshToken);
+  // With REFRESH_TOKEN_REUSE_INTERVAL=0 a rotated token is dead at once (test/spa-sessions.test.ts
+  // covers the default interval).
+  it('refuses a refresh token that was already used (no reuse interval)', async () => {
+    const account = await registerAccount(strict);
+    const first = await refresh(strict, account.refreshToken);
     expect(first.errors).toBeUndefined();
-    await expectRefreshRefused(account.refreshToken);
+    await expectRefreshRefused(account.refreshToken, strict);
   });
 
-  it('ends the whole session when an already-rotated refresh token is presented again', async () => {
-    const account = await registerAccount(server);
-    const rotated = await refresh(server, account.refreshToken);
+  it('ends the whole session when an already-rotated refresh token is presented again (no reuse interval)', async () => {
+    const account = await registerAccount(strict);
+    const rotated = await refresh(strict, account.refreshToken);
     expect(rotated.errors).toBeUndefined();
     const b = rotated.data!.refreshToken;
-    await expectSignedIn(b.accessToken, account.user.id);
+    await expectSignedIn(b.accessToken, account.user.id, strict);
 
     // Token A again: reuse. It fails, and so does everything issued after it in that session.
-    await expectRefreshRefused(account.refreshToken);
-    await expectRefreshRefused(b.refreshToken);
-    await expectSignedOut(b.accessToken);
+    await expectRefreshRefused(account.refreshToken, strict);
+    await expectRefreshRefused(b.refreshToken, strict);
+    await expectSignedOut(b.accessToken, strict);
   });
 
   it('refuses garbage refresh tokens with UNAUTHENTICATED', async () => {
@@ -358,9 +362,9 @@ describe('refreshToken', () => {
     }
   });
 
-  it('lets at most one of two parallel refreshes of one token succeed', async () => {
-    const account = await registerAccount(server);
-    const responses = await Promise.all([refresh(server, account.refreshToken), refresh(server, account.refreshToken)]);
+  it('lets at most one of two parallel refreshes of one token succeed (no reuse interval)', async () => {
+    const account = await registerAccount(strict);
+    const responses = await Promise.all([refresh(strict, account.refreshToken), refresh(strict, account.refreshToken)]);
     expect(responses.map(errorCode)).not.toContain('INTERNAL_SERVER_ERROR');
     expect(responses.filter((response) => response.data?.refreshToken).length).toBeLessThanOrEqual(1);
     for (const response of responses) {

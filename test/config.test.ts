@@ -37,8 +37,39 @@ describe('loadConfig', () => {
       logLevel: 'info',
       trustProxyHops: 0,
       rateLimitScale: 1,
+      links: { resetPassword: 'http://localhost:4000/reset-password', lockdown: 'http://localhost:4000/lockdown' },
+      tokenLifetimes: { accessTokenSeconds: 900, refreshTokenSeconds: 2_592_000, refreshReuseIntervalSeconds: 10 },
+      corsOrigins: undefined,
     });
     expect(Object.isFrozen(config)).toBe(true);
+  });
+
+  it('points links wherever RESET_PASSWORD_URL and LOCKDOWN_URL say, deep links included, without moving the token issuer', () => {
+    const config = loadConfig({ DATA_DIR: tempDir(), APP_URL: 'https://auth.example.com', RESET_PASSWORD_URL: 'myapp://reset', LOCKDOWN_URL: 'https://app.example.com/account/lockdown?from=mail' });
+    expect(config.appUrl).toBe('https://auth.example.com');
+    expect(config.links).toEqual({ resetPassword: 'myapp://reset', lockdown: 'https://app.example.com/account/lockdown?from=mail' });
+  });
+
+  it('refuses link targets that are relative, run script, or have a fragment', () => {
+    for (const bad of ['/reset', 'reset-password', 'javascript:alert(1)', 'data:text/html,hi', 'file:///etc/passwd', 'https://app.example.com/reset#x', 'https://app.example.com/a b']) {
+      const problems = problemsOf({ DATA_DIR: tempDir(), RESET_PASSWORD_URL: bad, LOCKDOWN_URL: bad });
+      expect(problems.filter((problem) => /^(RESET_PASSWORD_URL|LOCKDOWN_URL) /.test(problem)), bad).toHaveLength(2);
+    }
+  });
+
+  it('reads token lifetimes within their ranges', () => {
+    const config = loadConfig({ DATA_DIR: tempDir(), ACCESS_TOKEN_TTL: '60', REFRESH_TOKEN_TTL: '3600', REFRESH_TOKEN_REUSE_INTERVAL: '0' });
+    expect(config.tokenLifetimes).toEqual({ accessTokenSeconds: 60, refreshTokenSeconds: 3600, refreshReuseIntervalSeconds: 0 });
+    const problems = problemsOf({ DATA_DIR: tempDir(), ACCESS_TOKEN_TTL: '59', REFRESH_TOKEN_TTL: '31536001', REFRESH_TOKEN_REUSE_INTERVAL: '-1' });
+    for (const name of ['ACCESS_TOKEN_TTL', 'REFRESH_TOKEN_TTL', 'REFRESH_TOKEN_REUSE_INTERVAL']) expect(problems.some((problem) => problem.startsWith(name)), name).toBe(true);
+  });
+
+  it('reads CORS_ORIGINS as exact origins and refuses anything else', () => {
+    const config = loadConfig({ DATA_DIR: tempDir(), CORS_ORIGINS: ' https://App.Example.com , http://localhost:5173' });
+    expect(config.corsOrigins).toEqual(['https://app.example.com', 'http://localhost:5173']);
+    for (const bad of ['*', 'app.example.com', 'https://app.example.com/', 'https://app.example.com/path', 'ftp://files.example.com', ',']) {
+      expect(problemsOf({ DATA_DIR: tempDir(), CORS_ORIGINS: bad }).some((problem) => problem.startsWith('CORS_ORIGINS')), bad).toBe(true);
+    }
   });
 
   it('reports every invalid variable at once, in one message', () => {

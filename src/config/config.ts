@@ -34,8 +34,20 @@ export interface Config {
    * derives them from `jwtSecret` (then rotating the JWT secret invalidates every password).
    */
   readonly hmacSecret: string | undefined;
-  /** Base URL of the links in emails, without a trailing slash. */
+  /**
+   * This server's public URL, without a trailing slash: the issuer and audience of its access tokens,
+   * and the base of the default link targets below. Never where links point by itself.
+   */
   readonly appUrl: string;
+  /** Where the links in emails point (`RESET_PASSWORD_URL`, `LOCKDOWN_URL`); the token is added as `?token=`. */
+  readonly links: LinkTargets;
+  /** Lifetimes of the tokens a sign-in hands out (`ACCESS_TOKEN_TTL`, `REFRESH_TOKEN_TTL`, `REFRESH_TOKEN_REUSE_INTERVAL`). */
+  readonly tokenLifetimes: TokenLifetimes;
+  /**
+   * Origins allowed to call the API from a browser with credentials (`CORS_ORIGINS`); `undefined`
+   * lets any origin call it, without credentials.
+   */
+  readonly corsOrigins: readonly string[] | undefined;
   readonly smtpUrl: string | undefined;
   readonly mailFrom: string;
   readonly bcryptCost: number;
@@ -50,6 +62,20 @@ export interface Config {
   readonly queryLimits: QueryLimits;
   /** Open HTTP connections beyond this are closed at once (`HTTP_MAX_CONNECTIONS`). */
   readonly httpMaxConnections: number;
+}
+
+/** Absolute URLs that email links point at; any scheme but script-running ones (`myapp://reset` for deep links). */
+export interface LinkTargets {
+  readonly resetPassword: string;
+  readonly lockdown: string;
+}
+
+/** Token lifetimes, in seconds. */
+export interface TokenLifetimes {
+  readonly accessTokenSeconds: number;
+  readonly refreshTokenSeconds: number;
+  /** How long a just-rotated refresh token still gets a working pair of its device session; 0 = strict. */
+  readonly refreshReuseIntervalSeconds: number;
 }
 
 /** Size limits of one GraphQL document (`GRAPHQL_MAX_*`). */
@@ -147,6 +173,16 @@ export function loadConfig(env: Env): Config {
   const dataDir = isAbsolute(dataDirRaw) ? dataDirRaw : resolve(dataDirRaw);
 
   const appUrl = (url('APP_URL', ['http:', 'https:']) ?? `http://localhost:${port}`).replace(/\/+$/, '');
+  const links = Object.freeze({
+    resetPassword: linkTarget('RESET_PASSWORD_URL', value('RESET_PASSWORD_URL'), `${appUrl}/reset-password`, problems),
+    lockdown: linkTarget('LOCKDOWN_URL', value('LOCKDOWN_URL'), `${appUrl}/lockdown`, problems),
+  });
+  const tokenLifetimes = Object.freeze({
+    accessTokenSeconds: integer('ACCESS_TOKEN_TTL', 900, 60, 86_400),
+    refreshTokenSeconds: integer('REFRESH_TOKEN_TTL', 2_592_000, 3600, 31_536_000),
+    refreshReuseIntervalSeconds: integer('REFRESH_TOKEN_REUSE_INTERVAL', 10, 0, 300),
+  });
+  const corsOrigins = allowedOrigins(value('CORS_ORIGINS'), problems);
   const smtpUrl = url('SMTP_URL', ['smtp:', 'smtps:']);
   const mailFrom = value('MAIL_FROM') ?? 'no-reply@localhost';
   if (!/^[^\s@<>]+@[^\s@<>]+$/.test(mailFrom) && !/^[^<>\r\n]*<[^\s@<>]+@[^\s@<>]+>$/.test(mailFrom)) {
@@ -218,6 +254,9 @@ export function loadConfig(env: Env): Config {
     jwtSecretGenerated: jwtSecretRaw === undefined,
     hmacSecret,
     appUrl,
+    links,
+    tokenLifetimes,
+    corsOrigins,
     smtpUrl,
     mailFrom,
     bcryptCost,
@@ -256,6 +295,58 @@ function replicaUrls(raw: string | undefined, hasPrimary: boolean, problems: str
     }
   });
   return Object.freeze(urls);
+}
+
+/** Schemes that run script or read local files when a link is opened: never a link target. */
+const UNSAFE_LINK_SCHEMES = new Set(['javascript:', 'data:', 'vbscript:', 'file:', 'blob:']);
+
+/**
+ * `RESET_PASSWORD_URL` / `LOCKDOWN_URL`: an absolute URL of any scheme a mail client may open (a
+ * frontend route, or an app's deep link such as `myapp://reset`), without a fragment, which would
+ * swallow the `?token=` added after it.
+ */
+function linkTarget(name: string, raw: string | undefined, fallback: string, problems: string[]): string {
+  if (raw === undefined) return fallback;
+  let parsed: URL;
+  try {
+    parsed = new URL(raw);
+  } catch {
+    problems.push(`${name} must be an absolute URL such as https://app.example.com/reset or myapp://reset (got "${raw}")`);
+    return fallback;
+  }
+  if (UNSAFE_LINK_SCHEMES.has(parsed.protocol)) {
+    problems.push(`${name} must not use the ${parsed.protocol} scheme`);
+  } else if (parsed.hash !== '' || raw.includes('#')) {
+    problems.push(`${name} must not have a #fragment (the token is added as a query parameter)`);
+  } else if (/[\s<>"]/u.test(raw)) {
+    problems.push(`${name} must not contain spaces, quotes or angle brackets`);
+  }
+  return raw;
+}
+
+/**
+ * `CORS_ORIGINS`: comma-separated origins (`https://app.example.com`, `http://localhost:5173`),
+ * each a scheme, host and optional port with nothing after it, compared exactly as browsers send them.
+ */
+function allowedOrigins(raw: string | undefined, problems: string[]): readonly string[] | undefined {
+  if (raw === undefined) return undefined;
+  const origins: string[] = [];
+  for (const entry of raw.split(',').map((part) => part.trim()).filter(Boolean)) {
+    let origin: string | undefined;
+    try {
+      const parsed = new URL(entry);
+      const bare = parsed.pathname === '/' && parsed.search === '' && parsed.hash === '' && parsed.username === '' && parsed.password === '';
+      if ((parsed.protocol === 'http:' || parsed.protocol === 'https:') && bare && !entry.endsWith('/')) origin = parsed.origin;
+    } catch {
+      // reported below
+    }
+    if (origin === undefined) problems.push(`CORS_ORIGINS entry "${entry}" must be an origin such as https://app.example.com (scheme, host, optional port; no path)`);
+    else origins.push(origin);
+  }
+  if (origins.length === 0 && !problems.some((problem) => problem.startsWith('CORS_ORIGINS'))) {
+    problems.push('CORS_ORIGINS must list at least one origin (leave it unset to allow any origin without credentials)');
+  }
+  return Object.freeze(origins);
 }
 
 /**

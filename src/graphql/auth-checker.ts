@@ -1,14 +1,14 @@
 import type { AuthCheckerFn } from 'type-graphql';
-import { ForbiddenError, UnauthenticatedError } from '../errors.js';
+import { ForbiddenError } from '../errors.js';
 import type { Role } from '../modules/users/role.js';
-import type { AppContext } from './context.js';
+import { type AppContext, requireViewer } from './context.js';
 
 /**
  * Gate of `@Authorized(...roles)`: a viewer is required, and when roles are listed the viewer's
  * role — as loaded from the database for this request — must be one of them.
  */
 export const authChecker: AuthCheckerFn<AppContext, Role> = ({ context }, roles) => {
-  if (!context.viewer) throw new UnauthenticatedError();
-  if (roles.length > 0 && !roles.includes(context.viewer.user.role)) throw new ForbiddenError();
+  const viewer = requireViewer(context);
+  if (roles.length > 0 && !roles.includes(viewer.user.role)) throw new ForbiddenError();
   return true;
 };

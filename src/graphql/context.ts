@@ -1,9 +1,10 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
+import type { RefreshTokenCookie } from '../http/refresh-cookie.js';
 import type { Logger } from '../logger.js';
 import type { Viewer } from '../modules/auth/auth.service.js';
 import type { RequestMeta } from '../modules/auth/request-meta.js';
 import type { Services } from '../services.js';
-import { UnauthenticatedError } from '../errors.js';
+import { UnauthenticatedError, UnauthenticatedReason } from '../errors.js';
 
 /** What every resolver gets: one EntityManager fork and one viewer lookup per request. */
 export interface AppContext {
@@ -11,8 +12,12 @@ export interface AppContext {
   /** A fresh fork for this request only (made on first use); never shared between requests. */
   readonly em: EntityManager;
   meta: RequestMeta;
+  /** The refresh-token cookie of browser clients that ask for it (see refresh-cookie.ts). */
+  readonly refreshCookie: RefreshTokenCookie;
   /** The signed-in caller, or `null`. Set once, before any resolver runs. */
   viewer: Viewer | null;
+  /** Why `viewer` is `null`: what an operation that needs a signed-in caller answers in `extensions.reason`. */
+  readonly unauthenticated: UnauthenticatedReason | null;
   services: Services;
   /** Logger bound to this request's id (made on first use). */
   readonly logger: Logger;
@@ -35,6 +40,7 @@ export interface ContextInput {
   requestId: string;
   authorization: string | undefined;
   meta: RequestMeta;
+  refreshCookie: RefreshTokenCookie;
   /** The ORM's root EntityManager: forked for the request, never used for entities itself. */
   rootEm: EntityManager;
   services: Services;
@@ -49,10 +55,12 @@ export interface ContextInput {
  * The EntityManager fork and the request logger are made on first use: most requests (`me`) need neither.
  */
 export async function buildContext(input: ContextInput): Promise<AppContext> {
+  // `Bearer ` with nothing after it is what clients send when they hold no token.
+  if (!input.authorization || /^(Bearer)?[ \t]*$/i.test(input.authorization)) return new RequestContext(input, UnauthenticatedReason.TOKEN_MISSING);
   const token = bearerToken(input.authorization);
+  if (!token) return new RequestContext(input, UnauthenticatedReason.TOKEN_INVALID);
   // The viewer lookup is one read through the connection; it needs no unit of work.
-  const viewer = token ? await input.services.auth.authenticate(input.rootEm, token) : null;
-  return new RequestContext(input, viewer);
+  return new RequestContext(input, await input.services.auth.authenticate(input.rootEm, token));
 }
 
 /**
@@ -62,18 +70,21 @@ export async function buildContext(input: ContextInput): Promise<AppContext> {
 class RequestContext implements AppContext {
   readonly requestId: string;
   readonly meta: RequestMeta;
+  readonly refreshCookie: RefreshTokenCookie;
   readonly services: Services;
   private readonly rootEm: EntityManager;
   private readonly rootLogger: Logger;
   private forked?: EntityManager;
   private child?: Logger;
 
-  constructor(
-    input: ContextInput,
-    readonly viewer: Viewer | null,
-  ) {
+  readonly viewer: Viewer | null;
+  readonly unauthenticated: UnauthenticatedReason | null;
+
+  constructor(input: ContextInput, outcome: Viewer | UnauthenticatedReason) {
+    [this.viewer, this.unauthenticated] = typeof outcome === 'string' ? [null, outcome] : [outcome, null];
     this.requestId = input.requestId;
     this.meta = input.meta;
+    this.refreshCookie = input.refreshCookie;
     this.services = input.services;
     this.rootEm = input.rootEm;
     this.rootLogger = input.logger;
@@ -90,6 +101,6 @@ class RequestContext implements AppContext {
 
 /** The viewer of a request that `@Authorized` has already let through. */
 export function requireViewer(context: AppContext): Viewer {
-  if (!context.viewer) throw new UnauthenticatedError();
+  if (!context.viewer) throw UnauthenticatedError.because(context.unauthenticated ?? UnauthenticatedReason.TOKEN_MISSING);
   return context.viewer;
 }

@@ -1,7 +1,7 @@
 import type { ApolloServerPlugin, GraphQLRequestListener } from '@apollo/server';
 import { unwrapResolverError } from '@apollo/server/errors';
 import { type GraphQLFormattedError, GraphQLEnumType } from 'graphql';
-import { AppError, ErrorCode } from '../errors.js';
+import { AppError, ErrorCode, UnauthenticatedReason } from '../errors.js';
 import type { AppContext } from './context.js';
 
 /**
@@ -100,7 +100,8 @@ export function errorLoggingPlugin(): ApolloServerPlugin<AppContext> {
 }
 
 const ERROR_CODE_DESCRIPTIONS: Record<ErrorCode, string> = {
-  UNAUTHENTICATED: 'No, bad, expired or revoked access token; or wrong credentials at login.',
+  UNAUTHENTICATED:
+    'No, bad, expired or revoked access token; or wrong credentials at login. On an operation that needs a signed-in caller, `extensions.reason` (an `UnauthenticatedReason`) says what to do: TOKEN_EXPIRED → refresh and retry; SESSION_ENDED or TOKEN_INVALID → sign in again; TOKEN_MISSING → send the token. `login` and `refreshToken` failures carry no reason.',
   FORBIDDEN: 'Signed in, but the role or ownership does not allow the operation. (In production an admin-only field answers anyone but an admin as if it did not exist: BAD_USER_INPUT.)',
   BAD_USER_INPUT: 'Invalid input (`extensions.field` names the field), or an invalid, expired or used token or code.',
   CONFLICT: 'The email address or username is already taken.',
@@ -108,6 +109,22 @@ const ERROR_CODE_DESCRIPTIONS: Record<ErrorCode, string> = {
   RATE_LIMITED: 'Too many attempts; `extensions.retryAfter` gives the seconds to wait.',
   INTERNAL_SERVER_ERROR: 'Anything unexpected; the message says nothing about the cause.',
 };
+
+const REASON_DESCRIPTIONS: Record<UnauthenticatedReason, string> = {
+  TOKEN_MISSING: 'No `Authorization: Bearer` access token was sent.',
+  TOKEN_INVALID: 'The access token is malformed, forged, or of another issuer or audience: sign in again.',
+  TOKEN_EXPIRED: 'The access token outlived ACCESS_TOKEN_TTL: refresh it, then retry the operation.',
+  SESSION_ENDED: 'The device session ended (logout, revocation, password reset or change, deactivation, deletion): sign in again.',
+};
+
+/** `UnauthenticatedReason`: the values of `extensions.reason` on UNAUTHENTICATED, for generated clients. */
+export const UnauthenticatedReasonType = new GraphQLEnumType({
+  name: 'UnauthenticatedReason',
+  description: 'Every value `extensions.reason` of an UNAUTHENTICATED error can take.',
+  values: Object.fromEntries(
+    Object.values(UnauthenticatedReason).map((reason) => [reason, { value: reason, description: REASON_DESCRIPTIONS[reason] }]),
+  ),
+});
 
 /**
  * `ErrorCode` as a schema type, so generated clients get the closed set of `extensions.code`

@@ -8,10 +8,10 @@ import { AuthResolver } from '../modules/auth/auth.resolver.js';
 import { RecoveryResolver } from '../modules/auth/recovery.resolver.js';
 import { UserResolver } from '../modules/users/user.resolver.js';
 import { authChecker } from './auth-checker.js';
-import { ErrorCodeType } from './errors.js';
+import { ErrorCodeType, UnauthenticatedReasonType } from './errors.js';
 import { guardArguments } from './input-boundary.js';
 
-/** Builds the executable schema: the resolvers, the role gate, and the ErrorCode enum. */
+/** Builds the executable schema: the resolvers, the role gate, and the ErrorCode and UnauthenticatedReason enums. */
 export async function buildAppSchema(): Promise<GraphQLSchema> {
   const schema = await buildSchema({
     resolvers: [AuthResolver, RecoveryResolver, UserResolver, AuditResolver],
@@ -32,7 +32,7 @@ export async function buildAppSchema(): Promise<GraphQLSchema> {
     ...config,
     query: describedQuery,
     mutation: describedMutation,
-    types: [...types.filter((type) => type !== query && type !== mutation), ErrorCodeType],
+    types: [...types.filter((type) => type !== query && type !== mutation), ErrorCodeType, UnauthenticatedReasonType],
   });
 }
 

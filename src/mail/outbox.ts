@@ -1,5 +1,6 @@
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import type { EntityManager, MikroORM } from '@mikro-orm/postgresql';
+import type { LinkTargets } from '../config/config.js';
 import type { Logger } from '../logger.js';
 import { MailMessage } from './mail-message.entity.js';
 import { type MailTemplate, renderMail } from './templates.js';
@@ -75,7 +76,7 @@ export class MailOutbox {
     private readonly orm: MikroORM,
     private readonly transport: MailTransport,
     key: Uint8Array,
-    private readonly appUrl: string,
+    private readonly links: LinkTargets,
     private readonly logger: Logger,
     private readonly options: OutboxOptions = DEFAULT_OUTBOX_OPTIONS,
   ) {
@@ -157,7 +158,7 @@ export class MailOutbox {
     const connection = this.orm.em.fork().getConnection();
     try {
       if (row.payload === null) throw new Error('message has no content');
-      const rendered = renderMail(this.cipher.open(row.payload), this.appUrl);
+      const rendered = renderMail(this.cipher.open(row.payload), this.links);
       await this.transport.send({ id: row.id, to: row.recipient, ...rendered });
     } catch (error) {
       // Only the error's own message: never the content, which may hold a token.

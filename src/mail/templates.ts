@@ -1,3 +1,4 @@
+import type { LinkTargets } from '../config/config.js';
 import { VERIFICATION_CODE_TTL_MS } from '../modules/auth/one-time-token.service.js';
 
 /** What an email says, before rendering. Stored (encrypted) in the outbox until it is sent. */
@@ -14,11 +15,15 @@ export interface RenderedMail {
 }
 
 /**
- * Every link in an email is built here, from the configured APP_URL only — never from request
- * headers such as Host or X-Forwarded-Host, which an attacker controls (reset-link poisoning).
+ * Every link in an email is built here, from the configured link targets only (RESET_PASSWORD_URL,
+ * LOCKDOWN_URL) — never from request headers such as Host or X-Forwarded-Host, which an attacker
+ * controls (reset-link poisoning). The token becomes the `token` query parameter, beside any the
+ * target already has; custom schemes (`myapp://reset`) work the same way.
  */
-export function resetPasswordLink(appUrl: string, token: string): string {
-  return `${appUrl}/reset-password?token=${encodeURIComponent(token)}`;
+export function tokenLink(target: string, token: string): string {
+  const url = new URL(target);
+  url.searchParams.set('token', token);
+  return url.href;
 }
 
 const escapeHtml = (value: string): string =>
@@ -38,7 +43,7 @@ function htmlDocument(title: string, paragraphs: string[]): string {
 const IGNORE_IF_NOT_YOU = 'If you did not ask for this, you can ignore this email.';
 
 /** Renders a template into subject, plain text and HTML. */
-export function renderMail(template: MailTemplate, appUrl: string): RenderedMail {
+export function renderMail(template: MailTemplate, links: LinkTargets): RenderedMail {
   switch (template.name) {
     case 'verification-code': {
       const minutes = VERIFICATION_CODE_TTL_MS / 60_000;
@@ -55,7 +60,7 @@ export function renderMail(template: MailTemplate, appUrl: string): RenderedMail
       };
     }
     case 'password-reset': {
-      const link = resetPasswordLink(appUrl, template.token);
+      const link = tokenLink(links.resetPassword, template.token);
       const subject = 'Reset your password';
       const notice = 'The link is valid for one hour and works once. Your password stays the same until you choose a new one.';
       return {

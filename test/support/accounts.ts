@@ -12,7 +12,7 @@ export interface SignedInAccount {
 }
 
 /** Selection of AuthPayload shared by register, login and refreshToken calls in tests. */
-export const AUTH_PAYLOAD_FIELDS = 'accessToken accessTokenExpiresAt refreshToken deviceToken user { id email username role active emailVerified }';
+export const AUTH_PAYLOAD_FIELDS = 'accessToken accessTokenExpiresAt refreshToken refreshTokenExpiresAt deviceToken user { id email username role active emailVerified }';
 
 export const REGISTER = `mutation Register($input: RegisterInput!) { register(input: $input) { ${AUTH_PAYLOAD_FIELDS} } }`;
 export const LOGIN = `mutation Login($input: LoginInput!) { login(input: $input) { ${AUTH_PAYLOAD_FIELDS} } }`;

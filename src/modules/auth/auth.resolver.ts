@@ -1,40 +1,70 @@
 import { Arg, Authorized, Ctx, ID, Mutation, Query, Resolver } from 'type-graphql';
 import { type AppContext, requireViewer } from '../../graphql/context.js';
+import { UnauthenticatedError } from '../../errors.js';
 import { LoginInput, RegisterInput } from './auth.inputs.js';
+import type { SignedIn } from './auth.service.js';
 import { AuthPayload, SessionInfo } from './auth.types.js';
+
+/**
+ * Runs a sign-in and hands its tokens over the way the request asked: the refresh token in the
+ * body (native apps), or only in the HttpOnly cookie (browsers that sent `Refresh-Token-Transport:
+ * cookie`; the body's field is then empty).
+ */
+async function handOver(ctx: AppContext, signIn: () => Promise<SignedIn>): Promise<SignedIn> {
+  // Asked before anything is issued: an origin that may not have the cookie gets nothing.
+  const inCookie = ctx.refreshCookie.wanted();
+  const signedIn = await signIn();
+  if (!inCookie) return signedIn;
+  ctx.refreshCookie.issue(signedIn.refreshToken, signedIn.refreshTokenExpiresAt);
+  return { ...signedIn, refreshToken: '' };
+}
+
+/** Ends the caller's device session (and maybe others); in cookie mode the cookie goes with it. */
+async function endingDevice(ctx: AppContext, end: () => Promise<boolean>): Promise<boolean> {
+  const ended = await end();
+  if (ctx.refreshCookie.wanted()) ctx.refreshCookie.clear();
+  return ended;
+}
 
 @Resolver()
 export class AuthResolver {
   @Mutation(() => AuthPayload, { description: 'Creates a USER account, sends a verification code by email, and signs it in.' })
   register(@Arg('input', () => RegisterInput, { description: 'The new account.' }) input: RegisterInput, @Ctx() ctx: AppContext): Promise<AuthPayload> {
-    return ctx.services.auth.register(ctx.em, input, ctx.meta);
+    return handOver(ctx, () => ctx.services.auth.register(ctx.em, input, ctx.meta));
   }
 
   @Mutation(() => AuthPayload, { description: 'Signs in with an email address or username and a password.' })
   login(@Arg('input', () => LoginInput, { description: 'Identifier and password.' }) input: LoginInput, @Ctx() ctx: AppContext): Promise<AuthPayload> {
-    return ctx.services.auth.login(ctx.em, input, ctx.meta);
+    return handOver(ctx, () => ctx.services.auth.login(ctx.em, input, ctx.meta));
   }
 
   @Mutation(() => AuthPayload, {
-    description: 'Rotates a refresh token: the old one stops working; reusing it revokes the whole session.',
+    description: 'Rotates a refresh token: the old one stops working (after REFRESH_TOKEN_REUSE_INTERVAL); reusing it later ends the whole device session.',
   })
   refreshToken(
-    @Arg('refreshToken', () => String, { description: 'The refresh token of the last AuthPayload.' }) refreshToken: string,
+    @Arg('refreshToken', () => String, { description: 'The refresh token of the last AuthPayload; an empty string in cookie mode (`Refresh-Token-Transport: cookie`), where the HttpOnly cookie carries it.' }) refreshToken: string,
     @Ctx() ctx: AppContext,
   ): Promise<AuthPayload> {
-    return ctx.services.auth.refresh(ctx.em, refreshToken, ctx.meta);
+    const presented = ctx.refreshCookie.presented() ?? refreshToken;
+    return handOver(ctx, () =>
+      ctx.services.auth.refresh(ctx.em, presented, ctx.meta).catch((error: unknown) => {
+        // A dead refresh token in the cookie is dropped, so the browser stops sending it.
+        if (error instanceof UnauthenticatedError && ctx.refreshCookie.wanted()) ctx.refreshCookie.clear();
+        throw error;
+      }),
+    );
   }
 
   @Authorized()
   @Mutation(() => Boolean, { description: 'Ends the session of the calling access token.' })
   logout(@Ctx() ctx: AppContext): Promise<boolean> {
-    return ctx.services.auth.logout(ctx.em, requireViewer(ctx), ctx.meta);
+    return endingDevice(ctx, () => ctx.services.auth.logout(ctx.em, requireViewer(ctx), ctx.meta));
   }
 
   @Authorized()
   @Mutation(() => Boolean, { description: 'Ends every session of the caller.' })
   logoutAll(@Ctx() ctx: AppContext): Promise<boolean> {
-    return ctx.services.auth.logoutAll(ctx.em, requireViewer(ctx), ctx.meta);
+    return endingDevice(ctx, () => ctx.services.auth.logoutAll(ctx.em, requireViewer(ctx), ctx.meta));
   }
 
   @Authorized()

@@ -1,5 +1,5 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
-import { BadUserInputError, UnauthenticatedError } from '../../errors.js';
+import { BadUserInputError, UnauthenticatedError, UnauthenticatedReason } from '../../errors.js';
 import type { MailOutbox } from '../../mail/outbox.js';
 import type { RateLimits } from '../../rate-limits.js';
 import type { AuditService } from '../audit/audit.service.js';
@@ -21,6 +21,7 @@ export interface SignedIn {
   accessToken: string;
   accessTokenExpiresAt: Date;
   refreshToken: string;
+  refreshTokenExpiresAt: Date;
   /** Stable for this user on this device; sent back with later sign-ins (see {@link LoginGuard}). */
   deviceToken: string;
   user: User;
@@ -122,7 +123,10 @@ export class AuthService {
     return this.signIn(issued);
   }
 
-  /** Rotates a refresh token; a reused one ends its whole device session (see {@link SessionService.rotate}). */
+  /**
+   * Rotates a refresh token; presented again after the reuse interval it ends its whole device
+   * session (see {@link SessionService.rotate}).
+   */
   async refresh(em: EntityManager, refreshToken: string, meta: RequestMeta): Promise<SignedIn> {
     if (refreshToken.length === 0 || refreshToken.length > REFRESH_TOKEN_MAX_LENGTH) {
       throw new UnauthenticatedError(INVALID_REFRESH_TOKEN);
@@ -179,23 +183,32 @@ export class AuthService {
   }
 
   /**
-   * The viewer an access token stands for, or `null` when the token is invalid, its session ended,
-   * or its user is inactive or deleted. Role and status come from the database, never the token.
+   * The viewer an access token stands for, or why there is none: the token alone decides
+   * TOKEN_INVALID and TOKEN_EXPIRED; a genuine, current token whose device session ended, or whose
+   * user is inactive or deleted, is SESSION_ENDED. Role and status come from the database, never the token.
    */
-  async authenticate(em: EntityManager, accessToken: string): Promise<Viewer | null> {
+  async authenticate(em: EntityManager, accessToken: string): Promise<Viewer | UnauthenticatedReason> {
     const claims = await this.accessTokens.verify(accessToken);
-    if (!claims) return null;
-    return this.sessions.findLive(em, claims.sessionId, claims.userId);
+    if (typeof claims === 'string') return claims;
+    const live = await this.sessions.findLive(em, claims.sessionId, claims.userId);
+    if (live) return live;
+    // Tokens signed before access tokens named the device session name one of its rows; they are
+    // followed to their family until the last of them has expired (at most ACCESS_TOKEN_TTL after
+    // the upgrade). Only a miss pays for this read.
+    const family = await this.sessions.familyOfRow(em, claims.sessionId, claims.userId);
+    const upgraded = family && family !== claims.sessionId ? await this.sessions.findLive(em, family, claims.userId) : null;
+    return upgraded ?? UnauthenticatedReason.SESSION_ENDED;
   }
 
   /** Issues the access token for a session that has been written. */
   private async signIn(issued: IssuedSession): Promise<SignedIn> {
     const { session } = issued;
-    const { token, expiresAt } = await this.accessTokens.sign({ userId: session.user.id, sessionId: session.id });
+    const { token, expiresAt } = await this.accessTokens.sign({ userId: session.user.id, sessionId: session.family });
     return {
       accessToken: token,
       accessTokenExpiresAt: expiresAt,
       refreshToken: issued.refreshToken,
+      refreshTokenExpiresAt: session.expiresAt,
       deviceToken: this.guard.deviceToken(session.user, session.deviceId ?? session.family),
       user: session.user,
     };

@@ -4,14 +4,20 @@ import type { Session } from './session.entity.js';
 
 @ObjectType({ simpleResolvers: true, description: 'Tokens of a new or refreshed session, and its user.' })
 export class AuthPayload {
-  @Field(() => String, { description: 'Send as `Authorization: Bearer <accessToken>`; valid for 15 minutes.' })
+  @Field(() => String, { description: 'Send as `Authorization: Bearer <accessToken>`; valid for ACCESS_TOKEN_TTL (15 minutes by default). Keep it in memory.' })
   accessToken!: string;
 
   @Field(() => Date, { description: 'When the access token expires.' })
   accessTokenExpiresAt!: Date;
 
-  @Field(() => String, { description: 'Single use: exchange it with `refreshToken` for new tokens; valid for 30 days.' })
+  @Field(() => String, {
+    description:
+      'Exchange it with `refreshToken` for new tokens; valid for REFRESH_TOKEN_TTL (30 days by default) and single use (after REFRESH_TOKEN_REUSE_INTERVAL). Empty when the request asked for the refresh-token cookie (`Refresh-Token-Transport: cookie`): the token is then only in that HttpOnly cookie.',
+  })
   refreshToken!: string;
+
+  @Field(() => Date, { description: 'When the refresh token (and the device session, unless refreshed) expires.' })
+  refreshTokenExpiresAt!: Date;
 
   @Field(() => String, {
     description: 'Stable for this user on this device: keep it (it is not a credential by itself) and send it with later logins (`LoginInput.deviceToken`).',

@@ -1,7 +1,7 @@
 import { LockMode } from '@mikro-orm/core';
 import type { EntityManager } from '@mikro-orm/postgresql';
 import type { BackgroundTasks } from '../../background-tasks.js';
-import { BadUserInputError, UnauthenticatedError } from '../../errors.js';
+import { BadUserInputError, UnauthenticatedError, UnauthenticatedReason } from '../../errors.js';
 import type { MailOutbox } from '../../mail/outbox.js';
 import type { RateLimits } from '../../rate-limits.js';
 import type { AuditService } from '../audit/audit.service.js';
@@ -130,7 +130,7 @@ export class RecoveryService {
       this.outbox.enqueue(account.em, user.email, { name: 'password-changed' });
       return true;
     });
-    if (!changed) throw new UnauthenticatedError();
+    if (!changed) throw UnauthenticatedError.because(UnauthenticatedReason.SESSION_ENDED);
     viewer.passwordHash = passwordHash;
     viewer.credentialsVersion += 1;
     user.updatedAt = now;

@@ -22,11 +22,13 @@ export enum SessionEndReason {
 /**
  * One refresh token of a signed-in device. Every rotation ends the current row and starts a new one
  * in the same `family` (the device session), so presenting an already-rotated token is recognisable
- * as reuse and ends the whole family. Access tokens name the row they were issued with, so ending a
- * row ends its access token at once.
+ * as reuse and ends the whole family. Access tokens name the family, so they outlive rotations and
+ * stop working at once when the family's last live row is ended.
  */
 @Entity({ tableName: 'sessions' })
 @Index({ name: 'sessions_user_active_idx', properties: ['user', 'revokedAt'] })
+// Only live rows: the per-request lookup of an access token's family never scans rotated rows.
+@Index({ name: 'sessions_family_live_idx', expression: 'create index "sessions_family_live_idx" on "sessions" ("family") where "revoked_at" is null' })
 export class Session extends BaseEntity {
   @ManyToOne(() => User, { deleteRule: 'cascade' })
   user!: User;
@@ -38,7 +40,6 @@ export class Session extends BaseEntity {
 
   /** The device session this row belongs to: the id of its first row. */
   @Property({ type: 'uuid' })
-  @Index({ name: 'sessions_family_idx' })
   family!: string;
 
   /**

@@ -6,7 +6,7 @@ import { User } from '../users/user.entity.js';
 import { type UserView, userView } from '../users/user.view.js';
 import { type RequestMeta, storedUserAgent } from './request-meta.js';
 import { Session, SessionEndReason } from './session.entity.js';
-import { createRefreshToken, hashRefreshToken, REFRESH_TOKEN_TTL_MS } from './tokens.js';
+import { createRefreshToken, hashRefreshToken } from './tokens.js';
 
 /** A session row together with the refresh token that opens it (shown to the client once). */
 export interface IssuedSession {
@@ -14,10 +14,10 @@ export interface IssuedSession {
   refreshToken: string;
 }
 
-/** A live session row, as {@link SessionService.findLive} reads it for a request's viewer. */
+/** A live device session, as {@link SessionService.findLive} reads it for a request's viewer. */
 export interface LiveSession {
-  /** The row, and its device session (see {@link Session.family}). */
-  session: { id: string; family: string };
+  /** The device session (see {@link Session.family}), which access tokens name. */
+  session: { family: string };
   user: UserView;
   /** The user's stored password hash, for operations that ask for the current password. */
   passwordHash: string;
@@ -30,12 +30,20 @@ export interface ReuseDetected {
   reusedByUserId: string;
 }
 
+/** How long refresh tokens live, and how long a rotated one may still be presented (seconds). */
+export interface SessionLifetimes {
+  refreshTokenSeconds: number;
+  refreshReuseIntervalSeconds: number;
+}
+
 /**
  * Owns device sessions and refresh-token rotation. Every change to a user's sessions takes a
  * {@link LockedAccount}: the user's row is locked first, so rotations, sign-ins and the ending of
  * sessions of one user happen one after the other, never interleaved (see account-lock.ts).
  */
 export class SessionService {
+  constructor(private readonly lifetimes: SessionLifetimes) {}
+
   /** Starts a new device session (a new family) on the device `deviceId`, for a user who just proved who they are. */
   start(account: LockedAccount, meta: RequestMeta, deviceId: string): IssuedSession {
     const { token, hash } = createRefreshToken();
@@ -47,7 +55,7 @@ export class SessionService {
       userAgent: storedUserAgent(meta),
       ip: meta.ip,
       lastUsedAt: new Date(),
-      expiresAt: new Date(Date.now() + REFRESH_TOKEN_TTL_MS),
+      expiresAt: new Date(Date.now() + this.lifetimes.refreshTokenSeconds * 1000),
     });
     session.family = session.id;
     return { session, refreshToken: token };
@@ -64,10 +72,11 @@ export class SessionService {
 
   /**
    * Exchanges a refresh token of the locked account for the next one of its family. The presented
-   * row is ended by one conditional UPDATE; if that finds nothing, an already-rotated token means
-   * the token leaked, and the whole family is ended. Anything else is just an invalid token
-   * (`null`). It does not throw, so the caller's transaction still commits the ending of a reused
-   * family.
+   * row is ended by one conditional UPDATE. If that finds nothing, the token was already rotated:
+   * within the reuse interval of that rotation (two tabs, a reload, a retried request) it gets a
+   * pair of its own in the same, still live family; later it means the token leaked, and the whole
+   * family is ended. Anything else is just an invalid token (`null`). It does not throw, so the
+   * caller's transaction still commits the ending of a reused family.
    */
   async rotate(account: LockedAccount, refreshToken: string, meta: RequestMeta): Promise<IssuedSession | ReuseDetected | null> {
     const { em, user } = account;
@@ -77,20 +86,28 @@ export class SessionService {
       .createQueryBuilder(Session)
       .update({ revokedAt: now, revokedReason: SessionEndReason.ROTATED })
       .where({ refreshTokenHash: hash, user: user.id, revokedAt: null, expiresAt: { $gt: now } })
-      .returning(['id', 'family', 'deviceId', 'createdAt'])
-      .execute<Array<{ family: string; deviceId: string | null; createdAt: Date }>>('all');
-    if (!rotated) {
-      const previous = await em.findOne(Session, { refreshTokenHash: hash, user: user.id }, { fields: ['family', 'revokedReason'] });
-      if (previous?.revokedReason !== SessionEndReason.ROTATED) return null;
-      await this.endFamily(account, previous.family, SessionEndReason.REUSE_DETECTED);
-      return { reusedByUserId: user.id };
+      .returning(['family', 'deviceId', 'createdAt'])
+      .execute<Array<Pick<Session, 'family' | 'deviceId' | 'createdAt'>>>('all');
+    if (rotated) return user.active ? this.successor(account, rotated, meta) : null;
+    const previous = await em.findOne(Session, { refreshTokenHash: hash, user: user.id }, { fields: ['family', 'deviceId', 'createdAt', 'revokedAt', 'revokedReason'] });
+    if (previous?.revokedReason !== SessionEndReason.ROTATED) return null;
+    const graceEnds = previous.revokedAt!.getTime() + this.lifetimes.refreshReuseIntervalSeconds * 1000;
+    if (now.getTime() < graceEnds) {
+      // Only while the family lives: a logout, reset or revocation since the rotation still wins.
+      const live = await em.count(Session, { family: previous.family, user: user.id, revokedAt: null, expiresAt: { $gt: now } });
+      return live > 0 && user.active ? this.successor(account, previous, meta) : null;
     }
-    if (!user.active) return null;
+    await this.endFamily(account, previous.family, SessionEndReason.REUSE_DETECTED);
+    return { reusedByUserId: user.id };
+  }
+
+  /** A new row (refresh token) in the family of `predecessor`, on the same device. */
+  private successor(account: LockedAccount, predecessor: Pick<Session, 'family' | 'deviceId' | 'createdAt'>, meta: RequestMeta): IssuedSession {
     // Rows from before device tokens have no device id; their family stands in, stable from now on.
-    const next = this.start(account, meta, rotated.deviceId ?? rotated.family);
-    next.session.family = rotated.family;
+    const next = this.start(account, meta, predecessor.deviceId ?? predecessor.family);
+    next.session.family = predecessor.family;
     // The device has been signed in since the family began; rotation does not change that.
-    next.session.createdAt = new Date(rotated.createdAt);
+    next.session.createdAt = new Date(predecessor.createdAt);
     return next;
   }
 
@@ -114,36 +131,51 @@ export class SessionService {
     );
   }
 
-  /** The live session rows of a user, newest first: one per signed-in device. */
-  listActive(em: EntityManager, userId: string): Promise<Session[]> {
-    return em.find(
+  /**
+   * The live device sessions of a user, newest first: one per signed-in device. (A family has several
+   * live rows after a refresh token was presented again within the reuse interval: each presentation
+   * got a refresh token of its own.)
+   */
+  async listActive(em: EntityManager, userId: string): Promise<Session[]> {
+    const rows = await em.find(
       Session,
       { user: userId, revokedAt: null, expiresAt: { $gt: new Date() } },
-      { orderBy: { createdAt: 'desc', id: 'asc' } },
+      { orderBy: { createdAt: 'desc', family: 'asc', expiresAt: 'desc' } },
     );
+    const seen = new Set<string>();
+    return rows.filter((row) => !seen.has(row.family) && seen.add(row.family));
+  }
+
+  /** The family of one of the user's session rows, live or not; `null` when there is no such row. */
+  async familyOfRow(em: EntityManager, rowId: string, userId: string): Promise<string | null> {
+    if (!isUuid(rowId) || !isUuid(userId)) return null;
+    const row = await em.fork().findOne(Session, { id: rowId, user: userId }, { fields: ['family'] });
+    return row?.family ?? null;
   }
 
   /**
-   * The live row an access token names, with its user, in one query; `null` when the row was ended,
-   * expired, or belongs to someone else, or when the user is inactive or gone.
+   * The live device session an access token names, with its user, in one query; `null` when the
+   * session ended or expired, belongs to someone else, or its user is inactive or gone. Rotation
+   * keeps the family, so every access token of the device works until it expires.
    */
-  async findLive(em: EntityManager, sessionId: string, userId: string): Promise<LiveSession | null> {
-    if (!isUuid(sessionId) || !isUuid(userId)) return null;
+  async findLive(em: EntityManager, family: string, userId: string): Promise<LiveSession | null> {
+    if (!isUuid(family) || !isUuid(userId)) return null;
     // This runs on every authenticated request, so it is one SQL statement on a pooled connection
     // rather than the query builder, and its row becomes a plain view rather than managed entities:
     // building the join, running it through the ORM and hydrating the entities cost several times
-    // the query itself (see BENCHMARKS.md).
+    // the query itself (see BENCHMARKS.md). The partial index sessions_family_live_idx holds only
+    // live rows, so the rotated rows of a long-lived device are never scanned.
     const [row] = await pooledQuery<Record<string, unknown>>(
       em,
-      `select "u".*, "s"."family" as "session_family"
-         from "sessions" as "s" join "users" as "u" on "u"."id" = "s"."user_id"
-        where "s"."id" = $1 and "s"."user_id" = $2 and "u"."active" and "s"."revoked_at" is null and "s"."expires_at" > now()`,
-      [sessionId, userId],
+      `select "u".* from "sessions" as "s" join "users" as "u" on "u"."id" = "s"."user_id"
+        where "s"."family" = $1 and "s"."revoked_at" is null and "s"."user_id" = $2 and "u"."active" and "s"."expires_at" > now()
+        limit 1`,
+      [family, userId],
     );
     if (!row) return null;
     const user = em.getDriver().mapResult(row, em.getMetadata().get(User.name)) as unknown as User;
     return {
-      session: { id: sessionId, family: row.session_family as string },
+      session: { family },
       user: userView(user),
       passwordHash: user.passwordHash,
       credentialsVersion: user.credentialsVersion,

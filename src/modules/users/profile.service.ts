@@ -1,5 +1,5 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
-import { ForbiddenError, UnauthenticatedError } from '../../errors.js';
+import { ForbiddenError, UnauthenticatedError, UnauthenticatedReason } from '../../errors.js';
 import type { AuditService } from '../audit/audit.service.js';
 import { AuditEventType } from '../audit/audit-event.entity.js';
 import type { Viewer } from '../auth/auth.service.js';
@@ -37,7 +37,7 @@ export class ProfileService {
     if (Object.keys(changes).length === 0) return viewer.user;
     const updated = await this.users.applyChanges(em, viewer.user, changes);
     // Deleted while this request was on its way: the caller no longer has an account.
-    if (!updated) throw new UnauthenticatedError();
+    if (!updated) throw UnauthenticatedError.because(UnauthenticatedReason.SESSION_ENDED);
     this.audit.record(em, AuditEventType.USER_UPDATED, { userId: viewer.user.id, actorId: viewer.user.id }, meta);
     await em.flush();
     return updated;
