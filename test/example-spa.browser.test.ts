@@ -1,0 +1,202 @@
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { extname, join, normalize } from 'node:path';
+import { promisify } from 'node:util';
+import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PROJECT_ROOT } from '../src/config/paths.js';
+import { newAccountInput } from './support/accounts.js';
+import { startTestServer, type TestServer } from './support/server.js';
+import { resetTokenOf, startSmtpServer, type TestSmtpServer, verificationCodeOf } from './support/smtp.js';
+
+// The example SPA (examples/spa) built the way its README says — codegen from schema.graphql, a
+// strict type-check, a Vite build — served from a second origin and driven in Debian's Chromium:
+// two tabs of one browser and a second browser, against a real server with CORS_ORIGINS and the
+// refresh-token cookie. The build and type-check run without Chromium too.
+const CHROMIUM = '/usr/bin/chromium';
+const hasChromium = existsSync(CHROMIUM);
+if (!hasChromium) {
+  console.warn(`test/example-spa.browser.test.ts: browser part SKIPPED — no Chromium at ${CHROMIUM} (\`apt-get install -y chromium\`).`);
+}
+const EXAMPLE = join(PROJECT_ROOT, 'examples', 'spa');
+const run = promisify(execFile);
+const TYPES: Record<string, string> = { '.html': 'text/html; charset=utf-8', '.js': 'text/javascript', '.css': 'text/css' };
+
+let api: TestServer;
+let smtp: TestSmtpServer;
+let site: Server;
+let spaOrigin: string;
+let outDir: string;
+
+/** Serves the built app, with index.html for every path that is not a file (as an SPA host does). */
+function serveStatic(root: string): Promise<Server> {
+  const server = createServer((req, res) => {
+    const path = normalize(decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname)).replace(/^(\.\.[/\\])+/, '');
+    const file = join(root, path);
+    readFile(file)
+      .catch(() => readFile(join(root, 'index.html')))
+      .then((body) => {
+        res.setHeader('content-type', TYPES[extname(file)] ?? TYPES['.html']);
+        res.end(body);
+      });
+  });
+  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server)));
+}
+
+beforeAll(async () => {
+  // The app's origin must be known before the API starts (CORS_ORIGINS), and the API's URL before the build.
+  outDir = await mkdtemp(join(tmpdir(), 'example-spa-'));
+  site = await serveStatic(outDir);
+  spaOrigin = `http://localhost:${(site.address() as AddressInfo).port}`;
+  smtp = await startSmtpServer();
+  api = await startTestServer({ SMTP_URL: smtp.url, CORS_ORIGINS: spaOrigin });
+  // localhost, not 127.0.0.1: the app and the API are then two origins of one site, as app.example.com
+  // and api.example.com are, so the SameSite=Strict cookie travels between them.
+  const graphqlUrl = `http://localhost:${new URL(api.origin).port}/graphql`;
+  await run('npm', ['run', 'build', '--', '--outDir', outDir, '--emptyOutDir'], { cwd: EXAMPLE, env: { ...process.env, VITE_GRAPHQL_URL: graphqlUrl } });
+}, 180_000);
+
+afterAll(async () => {
+  await new Promise((resolve) => site?.close(resolve));
+  await api?.stop();
+  await smtp?.stop();
+  if (outDir) await rm(outDir, { recursive: true, force: true });
+});
+
+it('builds from schema.graphql with codegen, a strict type-check and Vite', async () => {
+  const html = await readFile(join(outDir, 'index.html'), 'utf8');
+  expect(html).toMatch(/<script type="module" crossorigin src="\/assets\/index-[\w-]+\.js"><\/script>/);
+  const generated = await readFile(join(EXAMPLE, 'src', 'gql', 'graphql.ts'), 'utf8');
+  expect(generated).toContain('export type LoginMutation');
+});
+
+describe.skipIf(!hasChromium)('the example SPA in Chromium: two tabs, a second browser, a reset', () => {
+  let browser: Browser;
+  const problems: string[] = [];
+  /** Every refresh token the pages' script could see in a response body. */
+  const exposedRefreshTokens: string[] = [];
+
+  beforeAll(async () => {
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    });
+  });
+  afterAll(() => browser?.close());
+
+  async function openTab(context: BrowserContext, url = spaOrigin): Promise<Page> {
+    const page = await context.newPage();
+    page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
+    page.on('response', async (response) => {
+      if (!response.url().endsWith('/graphql') || response.request().method() !== 'POST') return;
+      const body = await response.json().catch(() => null);
+      for (const payload of Object.values((body?.data ?? {}) as Record<string, { refreshToken?: string } | null>)) {
+        if (payload?.refreshToken) exposedRefreshTokens.push(payload.refreshToken);
+      }
+    });
+    await page.goto(url);
+    return page;
+  }
+
+  const statusOf = (page: Page) => page.getByRole('status');
+  async function expectStatus(page: Page, text: string): Promise<void> {
+    await expect.poll(() => statusOf(page).textContent(), { timeout: 10_000 }).toBe(text);
+  }
+  async function expectMessage(page: Page, text: string): Promise<void> {
+    await expect.poll(() => page.locator('#message').textContent(), { timeout: 10_000 }).toBe(text);
+  }
+  async function signIn(page: Page, identifier: string, password: string): Promise<void> {
+    await page.getByLabel('Email or username', { exact: true }).fill(identifier);
+    await page.getByLabel('Your password', { exact: true }).fill(password);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await expectStatus(page, 'Signed in.');
+  }
+  /** Loads `me` and `sessions` again and returns the devices the page lists. */
+  async function devices(page: Page): Promise<string[]> {
+    await page.getByRole('button', { name: 'Reload profile' }).click();
+    await expect.poll(() => page.locator('#sessions li').count(), { timeout: 10_000 }).toBeGreaterThan(0);
+    return (await page.locator('#sessions li').allTextContents()).map((text) => text.split(' — ')[0]);
+  }
+
+  it('register, verify, sign in, refresh in two tabs at once, reload, revoke another device, reset through the hosted page', async () => {
+    const input = newAccountInput();
+    const [email, username, password] = [input.email as string, input.username as string, input.password as string];
+    const laptop = await browser.newContext();
+    const tabA = await openTab(laptop);
+    await expectStatus(tabA, 'Signed out.');
+
+    // Register: signed in at once; the emailed code verifies the address.
+    await tabA.getByLabel('Email', { exact: true }).fill(email);
+    await tabA.getByLabel('Username', { exact: true }).fill(username);
+    await tabA.getByLabel('Password', { exact: true }).fill(password);
+    await tabA.getByRole('button', { name: 'Create account' }).click();
+    await expectStatus(tabA, 'Signed in.');
+    const code = verificationCodeOf(await smtp.waitFor((mail) => mail.to === email && /verification code/i.test(mail.subject)));
+    await tabA.getByLabel('Verification code').fill(code);
+    await tabA.getByRole('button', { name: 'Verify email' }).click();
+    await expect.poll(() => tabA.locator('#profile').textContent(), { timeout: 10_000 }).toContain('email verified');
+
+    // Sign out and in again; the second tab of the same browser is signed in from the cookie.
+    await tabA.getByRole('button', { name: 'Sign out' }).click();
+    await expectStatus(tabA, 'Signed out.');
+    await signIn(tabA, username, password);
+    const tabB = await openTab(laptop);
+    await expectStatus(tabB, 'Signed in.');
+
+    // Both tabs refresh at once: both stay signed in, and every call works afterwards.
+    await Promise.all([tabA, tabB].map((tab) => tab.getByRole('button', { name: 'Refresh tokens' }).click()));
+    await Promise.all([tabA, tabB].map((tab) => expectMessage(tab, 'Tokens refreshed.')));
+    expect(await devices(tabA)).toEqual(['This device']);
+    expect(await devices(tabB)).toEqual(['This device']);
+
+    // A reload signs in again from the cookie; the other tab's calls keep working.
+    await tabA.reload();
+    await expectStatus(tabA, 'Signed in.');
+    expect(await devices(tabB)).toEqual(['This device']);
+    await expectStatus(tabB, 'Signed in.');
+
+    // A second browser signs in; the laptop's tab signs it out; it learns so on its next call.
+    const phone = await browser.newContext();
+    const tabC = await openTab(phone);
+    await expectStatus(tabC, 'Signed out.');
+    await signIn(tabC, email, password);
+    expect(await devices(tabA)).toEqual(['Other device', 'This device']);
+    await tabA.getByRole('button', { name: 'Sign out that device' }).click();
+    await expect.poll(() => tabA.locator('#sessions li').allTextContents(), { timeout: 10_000 }).toHaveLength(1);
+    await tabC.getByRole('button', { name: 'Reload profile' }).click();
+    await expectStatus(tabC, 'Signed out: this session has ended. Sign in again.');
+
+    // A reset from the signed-out browser, through the emailed link and the hosted page, ends the
+    // laptop's session in both tabs; signing in again in one tab signs in both.
+    await tabC.getByLabel('Account email or username').fill(email);
+    await tabC.getByRole('button', { name: 'Email me a reset link' }).click();
+    await expectMessage(tabC, 'If the account exists, a reset link is on its way.');
+    const token = resetTokenOf(await smtp.waitFor((mail) => mail.to === email && mail.subject === 'Reset your password'));
+    const resetPage = await openTab(phone, `${api.origin}/reset-password?token=${encodeURIComponent(token)}`);
+    const newPassword = `${password} renewed`;
+    await resetPage.getByLabel('New password', { exact: true }).fill(newPassword);
+    await resetPage.getByLabel('Repeat the new password', { exact: true }).fill(newPassword);
+    await resetPage.getByRole('button', { name: 'Change password' }).click();
+    await expect.poll(() => statusOf(resetPage).textContent(), { timeout: 10_000 }).toContain('Your password has been changed.');
+
+    await tabA.getByRole('button', { name: 'Reload profile' }).click();
+    await expectStatus(tabA, 'Signed out: this session has ended. Sign in again.');
+    await expectStatus(tabB, 'Signed out: this session has ended. Sign in again.');
+    await signIn(tabB, email, newPassword);
+    await expectStatus(tabA, 'Signed in.');
+    expect(await devices(tabA)).toEqual(['This device']);
+
+    // The refresh token never reached script: no response body held one, and no cookie script can read.
+    expect(exposedRefreshTokens).toEqual([]);
+    expect(await tabA.evaluate('document.cookie')).not.toContain('refresh_token');
+    const cookies = await laptop.cookies(`${api.origin.replace('127.0.0.1', 'localhost')}/graphql`);
+    expect(cookies.find((cookie) => cookie.name === 'refresh_token')).toMatchObject({ httpOnly: true, secure: true, sameSite: 'Strict', path: '/graphql' });
+    expect(problems).toEqual([]);
+    await laptop.close();
+    await phone.close();
+  });
+});
