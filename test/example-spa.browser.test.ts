@@ -53,7 +53,8 @@ beforeAll(async () => {
   site = await serveStatic(outDir);
   spaOrigin = `http://localhost:${(site.address() as AddressInfo).port}`;
   smtp = await startSmtpServer();
-  api = await startTestServer({ SMTP_URL: smtp.url, CORS_ORIGINS: spaOrigin });
+  // The shortest access-token lifetime, so one test can outlive a token (see the last test).
+  api = await startTestServer({ SMTP_URL: smtp.url, CORS_ORIGINS: spaOrigin, ACCESS_TOKEN_TTL: '60' });
   // localhost, not 127.0.0.1: the app and the API are then two origins of one site, as app.example.com
   // and api.example.com are, so the SameSite=Strict cookie travels between them.
   const graphqlUrl = `http://localhost:${new URL(api.origin).port}/graphql`;
@@ -79,6 +80,8 @@ describe.skipIf(!hasChromium)('the example SPA in Chromium: two tabs, a second b
   const problems: string[] = [];
   /** Every refresh token the pages' script could see in a response body. */
   const exposedRefreshTokens: string[] = [];
+  /** Per page: each GraphQL call's operation name and the `extensions.reason` it was refused with, if any. */
+  const calls = new Map<Page, Array<{ operation: string; reason?: string }>>();
 
   beforeAll(async () => {
     browser = await chromium.launch({
@@ -90,10 +93,14 @@ describe.skipIf(!hasChromium)('the example SPA in Chromium: two tabs, a second b
 
   async function openTab(context: BrowserContext, url = spaOrigin): Promise<Page> {
     const page = await context.newPage();
+    calls.set(page, []);
     page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
     page.on('response', async (response) => {
       if (!response.url().endsWith('/graphql') || response.request().method() !== 'POST') return;
       const body = await response.json().catch(() => null);
+      const sent = JSON.parse(response.request().postData() ?? '{}') as { operationName?: string; query?: string };
+      const operation = sent.operationName ?? sent.query?.match(/(?:query|mutation)\s+(\w+)/)?.[1] ?? '?';
+      calls.get(page)!.push({ operation, reason: body?.errors?.[0]?.extensions?.reason });
       for (const payload of Object.values((body?.data ?? {}) as Record<string, { refreshToken?: string } | null>)) {
         if (payload?.refreshToken) exposedRefreshTokens.push(payload.refreshToken);
       }
@@ -199,4 +206,27 @@ describe.skipIf(!hasChromium)('the example SPA in Chromium: two tabs, a second b
     await laptop.close();
     await phone.close();
   });
+  it('a tab whose clock stands still sends an expired access token: it is refreshed and the call retried once', async () => {
+    // The page's clock is frozen, so the module cannot see the token expire and sends it anyway;
+    // the server's TOKEN_EXPIRED is what saves the call (as with a client whose clock is wrong).
+    const input = newAccountInput();
+    const context = await browser.newContext();
+    await context.clock.setFixedTime(Date.now());
+    const tab = await openTab(context);
+    await expectStatus(tab, 'Signed out.');
+    await api.graphql('mutation R($input: RegisterInput!) { register(input: $input) { accessToken } }', { input });
+    await signIn(tab, input.email as string, input.password as string);
+    await new Promise((resolve) => setTimeout(resolve, 61_000));
+    calls.get(tab)!.length = 0;
+    // (The other device is the registration through the API.)
+    expect((await devices(tab)).sort()).toEqual(['Other device', 'This device']);
+    const seen = calls.get(tab)!;
+    // Me and Sessions both came back TOKEN_EXPIRED, one refresh served both, and both were retried.
+    expect(seen.filter((call) => call.reason === 'TOKEN_EXPIRED').map((call) => call.operation).sort()).toEqual(['Me', 'Sessions']);
+    expect(seen.filter((call) => call.operation === 'AuthModuleRefresh')).toHaveLength(1);
+    expect(seen.filter((call) => call.reason === undefined && call.operation !== 'AuthModuleRefresh').map((call) => call.operation).sort()).toEqual(['Me', 'Sessions']);
+    await expectStatus(tab, 'Signed in.');
+    expect(problems).toEqual([]);
+    await context.close();
+  }, 120_000);
 });
