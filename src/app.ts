@@ -187,7 +187,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
         buildContext({
           requestId,
           authorization: req.headers.authorization,
-          refreshCookie: refreshTokenCookie(req, res, { path: pathname, corsOrigins: config.corsOrigins }),
+          refreshCookie: refreshTokenCookie(req, res, { corsOrigins: config.corsOrigins }),
           meta: { ip: clientIp(req, config.trustProxyHops), userAgent: req.headers['user-agent'] ?? null },
           rootEm: orm.em,
           services,

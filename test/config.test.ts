@@ -70,6 +70,10 @@ describe('loadConfig', () => {
     for (const bad of ['*', 'app.example.com', 'https://app.example.com/', 'https://app.example.com/path', 'ftp://files.example.com', ',']) {
       expect(problemsOf({ DATA_DIR: tempDir(), CORS_ORIGINS: bad }).some((problem) => problem.startsWith('CORS_ORIGINS')), bad).toBe(true);
     }
+    // Production: https only, but for loopback.
+    const production = { DATA_DIR: tempDir(), NODE_ENV: 'production', JWT_SECRET: SECRET };
+    expect(problemsOf({ ...production, CORS_ORIGINS: 'http://app.example.com' })).toEqual(['CORS_ORIGINS entry "http://app.example.com" must use https:// in production']);
+    expect(problemsOf({ ...production, CORS_ORIGINS: 'https://app.example.com,http://localhost:5173' })).toEqual([]);
   });
 
   it('reports every invalid variable at once, in one message', () => {

@@ -9,6 +9,7 @@ import { type RawResponse, startTestServer, type TestServer } from './support/se
 const SPA = 'http://spa.example.test';
 const STRANGER = 'http://evil.example.test';
 const COOKIE_MODE = { 'refresh-token-transport': 'cookie' };
+const COOKIE = '__Host-refresh_token';
 const LOGIN = `mutation Login($input: LoginInput!) { login(input: $input) { ${AUTH_PAYLOAD_FIELDS} } }`;
 const REFRESH = `mutation Refresh($refreshToken: String!) { refreshToken(refreshToken: $refreshToken) { ${AUTH_PAYLOAD_FIELDS} } }`;
 
@@ -26,10 +27,10 @@ function post(target: TestServer, query: string, variables: Record<string, unkno
 
 /** The refresh-token cookie a response sets, with its attributes, or undefined. */
 function refreshCookieOf(response: RawResponse): { value: string; attributes: string[] } | undefined {
-  const header = response.headers.getSetCookie().find((cookie) => cookie.startsWith('refresh_token='));
+  const header = response.headers.getSetCookie().find((cookie) => cookie.startsWith(`${COOKIE}=`));
   if (!header) return undefined;
   const [pair, ...attributes] = header.split(';').map((part) => part.trim());
-  return { value: pair.slice('refresh_token='.length), attributes };
+  return { value: pair.slice(COOKIE.length + 1), attributes };
 }
 
 /** Registers an account through `target` and returns its identifier and password. */
@@ -46,7 +47,7 @@ async function sessionRows(target: TestServer, email: string): Promise<number> {
 }
 
 describe('cookie mode', () => {
-  it('hands the refresh token over only as an HttpOnly, Secure, SameSite=Strict cookie on the GraphQL path', async () => {
+  it('hands the refresh token over only as an HttpOnly, Secure, SameSite=Strict, host-only (__Host-) cookie', async () => {
     const { identifier, password } = await account(server);
     const response = await post(server, LOGIN, { input: { identifier, password } }, { ...COOKIE_MODE, origin: SPA });
     const payload = response.json.data.login;
@@ -54,7 +55,8 @@ describe('cookie mode', () => {
     expect(payload.accessToken).toEqual(expect.any(String));
     const cookie = refreshCookieOf(response);
     expect(cookie?.value).toMatch(/^[A-Za-z0-9_-]{43}$/);
-    expect(cookie?.attributes).toEqual(expect.arrayContaining(['HttpOnly', 'Secure', 'SameSite=Strict', 'Path=/graphql']));
+    expect(cookie?.attributes).toEqual(expect.arrayContaining(['HttpOnly', 'Secure', 'SameSite=Strict', 'Path=/']));
+    expect(cookie?.attributes.some((attribute) => /^domain=/i.test(attribute))).toBe(false);
     const maxAge = Number(cookie?.attributes.find((attribute) => attribute.startsWith('Max-Age='))?.slice(8));
     expect(Math.abs(Date.now() + maxAge * 1000 - Date.parse(payload.refreshTokenExpiresAt))).toBeLessThan(2000);
     // The credentialed CORS answer names the origin, never `*`.
@@ -66,22 +68,22 @@ describe('cookie mode', () => {
     const { identifier, password } = await account(server);
     const login = await post(server, LOGIN, { input: { identifier, password } }, { ...COOKIE_MODE, origin: SPA });
     const first = refreshCookieOf(login)!.value;
-    const refreshed = await post(server, REFRESH, { refreshToken: '' }, { ...COOKIE_MODE, origin: SPA, cookie: `refresh_token=${first}` });
+    const refreshed = await post(server, REFRESH, { refreshToken: '' }, { ...COOKIE_MODE, origin: SPA, cookie: `${COOKIE}=${first}` });
     expect(refreshed.json.errors).toBeUndefined();
     expect(refreshed.json.data.refreshToken.refreshToken).toBe('');
     const second = refreshCookieOf(refreshed)!.value;
     expect(second).not.toBe(first);
 
     await server.sql("update sessions set revoked_at = now(), revoked_reason = 'REVOKED' where revoked_at is null and user_id = (select id from users where email = ?)", [identifier]);
-    const dead = await post(server, REFRESH, { refreshToken: '' }, { ...COOKIE_MODE, origin: SPA, cookie: `refresh_token=${second}` });
+    const dead = await post(server, REFRESH, { refreshToken: '' }, { ...COOKIE_MODE, origin: SPA, cookie: `${COOKIE}=${second}` });
     expect(dead.json.errors[0].extensions.code).toBe('UNAUTHENTICATED');
-    expect(refreshCookieOf(dead)).toMatchObject({ value: '', attributes: expect.arrayContaining(['Max-Age=0', 'Path=/graphql']) });
+    expect(refreshCookieOf(dead)).toMatchObject({ value: '', attributes: expect.arrayContaining(['Max-Age=0', 'Path=/']) });
   });
 
   it('ignores the cookie of a request that did not ask for cookie mode', async () => {
     const { identifier, password } = await account(server);
     const login = await post(server, LOGIN, { input: { identifier, password } }, { ...COOKIE_MODE, origin: SPA });
-    const cookie = `refresh_token=${refreshCookieOf(login)!.value}`;
+    const cookie = `${COOKIE}=${refreshCookieOf(login)!.value}`;
     const refreshed = await post(server, REFRESH, { refreshToken: '' }, { origin: SPA, cookie });
     expect(refreshed.json.errors[0].extensions.code).toBe('UNAUTHENTICATED');
     expect(refreshCookieOf(refreshed)).toBeUndefined();
@@ -118,16 +120,31 @@ describe('who may use the cookie', () => {
   it('a stranger page presenting the cookie (same site, other origin) cannot refresh with it', async () => {
     const { identifier, password } = await account(server);
     const login = await post(server, LOGIN, { input: { identifier, password } }, { ...COOKIE_MODE, origin: SPA });
-    const cookie = `refresh_token=${refreshCookieOf(login)!.value}`;
+    const cookie = `${COOKIE}=${refreshCookieOf(login)!.value}`;
     const stolen = await post(server, REFRESH, { refreshToken: '' }, { ...COOKIE_MODE, origin: STRANGER, cookie });
     expect(stolen.json.errors[0].extensions.code).toBe('FORBIDDEN');
     expect(refreshCookieOf(stolen)).toBeUndefined();
   });
 
+  it('a second cookie of the same name (planted by a sibling subdomain in a browser without prefix checks) makes the server trust neither', async () => {
+    const { identifier, password } = await account(server);
+    const victim = refreshCookieOf(await post(server, LOGIN, { input: { identifier, password } }, { ...COOKIE_MODE, origin: SPA }))!.value;
+    const attacker = await account(server);
+    const planted = refreshCookieOf(await post(server, LOGIN, { input: { identifier: attacker.identifier, password: attacker.password } }, { ...COOKIE_MODE, origin: SPA }))!.value;
+    for (const cookie of [`${COOKIE}=${planted}; ${COOKIE}=${victim}`, `${COOKIE}=${victim}; other=1; ${COOKIE}=${planted}`]) {
+      const answer = await post(server, REFRESH, { refreshToken: '' }, { ...COOKIE_MODE, origin: SPA, cookie });
+      expect(answer.json.data).toBeNull();
+      expect(answer.json.errors[0].extensions.code).toBe('UNAUTHENTICATED');
+    }
+    // Control: the victim's cookie alone still works (refusing the pair spent nothing).
+    const alone = await post(server, REFRESH, { refreshToken: '' }, { ...COOKIE_MODE, origin: SPA, cookie: `${COOKIE}=${victim}` });
+    expect(alone.json.errors).toBeUndefined();
+  });
+
   it('a cross-site form post (no preflight, no JSON) is refused by CSRF prevention, cookie or not', async () => {
     const { identifier, password } = await account(server);
     const login = await post(server, LOGIN, { input: { identifier, password } }, { ...COOKIE_MODE, origin: SPA });
-    const cookie = `refresh_token=${refreshCookieOf(login)!.value}`;
+    const cookie = `${COOKIE}=${refreshCookieOf(login)!.value}`;
     const body = new URLSearchParams({ query: 'mutation { refreshToken(refreshToken: "") { accessToken } }' }).toString();
     const forged = await server.raw('/graphql', { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded', origin: STRANGER, cookie }, body });
     expect(forged.status).toBe(400);

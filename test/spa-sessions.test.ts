@@ -103,6 +103,24 @@ describe('concurrent refreshes of one refresh token', () => {
   });
 });
 
+describe('a form submitted twice', () => {
+  it('changePassword twice at once from one device: one succeeds, the other is BAD_USER_INPUT, and the device stays signed in (' + TRIALS + ' trials)', async () => {
+    let signedOut = 0;
+    for (let trial = 0; trial < TRIALS; trial += 1) {
+      const account = await registerAccount(server);
+      const input = { currentPassword: account.password, newPassword: `${account.password} twice` };
+      const answers = await Promise.all([0, 1].map(() => server.graphql(CHANGE_PASSWORD, { input }, { token: account.accessToken })));
+      expect(answers.filter((answer) => answer.data?.changePassword === true)).toHaveLength(1);
+      const refused = answers.find((answer) => !answer.data?.changePassword)!;
+      if (errorCode(refused) === 'UNAUTHENTICATED') signedOut += 1;
+      else expect([errorCode(refused), refused.errors?.[0]?.extensions?.field]).toEqual(['BAD_USER_INPUT', 'currentPassword']);
+      expect((await me(account.accessToken)).data?.me.id).toBe(account.user.id);
+    }
+    console.info(`changePassword submitted twice: ${signedOut}/${TRIALS} trials told a signed-in device its session had ended`);
+    expect(signedOut).toBe(0);
+  });
+});
+
 describe('reuse after the interval', () => {
   let quick: TestServer;
   beforeAll(async () => {
@@ -151,15 +169,14 @@ describe('rotation and the access tokens other tabs hold', () => {
 
 describe('extensions.reason on UNAUTHENTICATED', () => {
   /** Signs an access token the way the server does, with `overrides` applied, using `secret`. */
-  async function craft(claims: { sub: string; sid: string }, overrides: { exp?: number; iss?: string; secret?: string } = {}): Promise<string> {
+  async function craft(claims: { sub: string; sid: string }, overrides: { exp?: number; iss?: string; secret?: string; jti?: boolean } = {}): Promise<string> {
     const now = Math.floor(Date.now() / 1000);
-    return new SignJWT({ sid: claims.sid })
+    return new SignJWT({ sid: claims.sid, ...(overrides.jti === false ? {} : { jti: randomUUID() }) })
       .setProtectedHeader({ alg: 'HS256', typ: 'at+jwt' })
       .setSubject(claims.sub)
       .setIssuer(overrides.iss ?? server.config.appUrl)
       .setAudience(server.config.appUrl)
       .setIssuedAt(now - 3600)
-      .setJti(randomUUID())
       .setExpirationTime(overrides.exp ?? now + 600)
       .sign(new TextEncoder().encode(overrides.secret ?? server.config.jwtSecret));
   }
@@ -232,9 +249,11 @@ describe('extensions.reason on UNAUTHENTICATED', () => {
     const rotated = ok(await refresh(account.refreshToken)).data!.refreshToken as Pair;
     const [row] = await server.sql<{ id: string; family: string }>('select id, family from sessions where user_id = ? and id <> family', [account.user.id]);
     expect(row).toBeDefined();
-    expect((await me(await craft({ sub: account.user.id, sid: row.id }))).data?.me.id).toBe(account.user.id);
-    ok(await server.graphql(LOGOUT, {}, { token: rotated.accessToken }));
+    // Old tokens had no jti; a token of today's shape naming a row is not followed.
+    expect((await me(await craft({ sub: account.user.id, sid: row.id }, { jti: false }))).data?.me.id).toBe(account.user.id);
     expect(reasonOf(await me(await craft({ sub: account.user.id, sid: row.id })))).toBe('SESSION_ENDED');
+    ok(await server.graphql(LOGOUT, {}, { token: rotated.accessToken }));
+    expect(reasonOf(await me(await craft({ sub: account.user.id, sid: row.id }, { jti: false })))).toBe('SESSION_ENDED');
   });
 
   it('login and refresh failures carry no reason', async () => {

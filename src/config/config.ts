@@ -182,7 +182,7 @@ export function loadConfig(env: Env): Config {
     refreshTokenSeconds: integer('REFRESH_TOKEN_TTL', 2_592_000, 3600, 31_536_000),
     refreshReuseIntervalSeconds: integer('REFRESH_TOKEN_REUSE_INTERVAL', 10, 0, 300),
   });
-  const corsOrigins = allowedOrigins(value('CORS_ORIGINS'), problems);
+  const corsOrigins = allowedOrigins(value('CORS_ORIGINS'), isProduction, problems);
   const smtpUrl = url('SMTP_URL', ['smtp:', 'smtps:']);
   const mailFrom = value('MAIL_FROM') ?? 'no-reply@localhost';
   if (!/^[^\s@<>]+@[^\s@<>]+$/.test(mailFrom) && !/^[^<>\r\n]*<[^\s@<>]+@[^\s@<>]+>$/.test(mailFrom)) {
@@ -297,6 +297,8 @@ function replicaUrls(raw: string | undefined, hasPrimary: boolean, problems: str
   return Object.freeze(urls);
 }
 
+const LOOPBACK_HOSTS = new Set(['localhost', '127.0.0.1', '[::1]']);
+
 /** Schemes that run script or read local files when a link is opened: never a link target. */
 const UNSAFE_LINK_SCHEMES = new Set(['javascript:', 'data:', 'vbscript:', 'file:', 'blob:']);
 
@@ -327,8 +329,10 @@ function linkTarget(name: string, raw: string | undefined, fallback: string, pro
 /**
  * `CORS_ORIGINS`: comma-separated origins (`https://app.example.com`, `http://localhost:5173`),
  * each a scheme, host and optional port with nothing after it, compared exactly as browsers send them.
+ * In production only `https:` (or loopback) origins: a page served over plain HTTP can be rewritten
+ * by anyone on the network, and these origins may use the refresh-token cookie.
  */
-function allowedOrigins(raw: string | undefined, problems: string[]): readonly string[] | undefined {
+function allowedOrigins(raw: string | undefined, isProduction: boolean, problems: string[]): readonly string[] | undefined {
   if (raw === undefined) return undefined;
   const origins: string[] = [];
   for (const entry of raw.split(',').map((part) => part.trim()).filter(Boolean)) {
@@ -341,6 +345,7 @@ function allowedOrigins(raw: string | undefined, problems: string[]): readonly s
       // reported below
     }
     if (origin === undefined) problems.push(`CORS_ORIGINS entry "${entry}" must be an origin such as https://app.example.com (scheme, host, optional port; no path)`);
+    else if (isProduction && origin.startsWith('http:') && !LOOPBACK_HOSTS.has(new URL(origin).hostname)) problems.push(`CORS_ORIGINS entry "${entry}" must use https:// in production`);
     else origins.push(origin);
   }
   if (origins.length === 0 && !problems.some((problem) => problem.startsWith('CORS_ORIGINS'))) {

@@ -101,7 +101,7 @@ export function errorLoggingPlugin(): ApolloServerPlugin<AppContext> {
 
 const ERROR_CODE_DESCRIPTIONS: Record<ErrorCode, string> = {
   UNAUTHENTICATED:
-    'No, bad, expired or revoked access token; or wrong credentials at login. On an operation that needs a signed-in caller, `extensions.reason` (an `UnauthenticatedReason`) says what to do: TOKEN_EXPIRED → refresh and retry; SESSION_ENDED or TOKEN_INVALID → sign in again; TOKEN_MISSING → send the token. `login` and `refreshToken` failures carry no reason.',
+    'No, bad, expired or revoked access token; or wrong credentials at login. On an operation that needs a signed-in caller, `extensions.reason` (an `UnauthenticatedReason`) says what to do: TOKEN_EXPIRED → refresh and retry; SESSION_ENDED → sign in again; TOKEN_INVALID → refresh once (a new signing key leaves refresh tokens working), else sign in again; TOKEN_MISSING → send the token. `login` and `refreshToken` failures carry no reason.',
   FORBIDDEN: 'Signed in, but the role or ownership does not allow the operation. (In production an admin-only field answers anyone but an admin as if it did not exist: BAD_USER_INPUT.)',
   BAD_USER_INPUT: 'Invalid input (`extensions.field` names the field), or an invalid, expired or used token or code.',
   CONFLICT: 'The email address or username is already taken.',
@@ -112,7 +112,7 @@ const ERROR_CODE_DESCRIPTIONS: Record<ErrorCode, string> = {
 
 const REASON_DESCRIPTIONS: Record<UnauthenticatedReason, string> = {
   TOKEN_MISSING: 'No `Authorization: Bearer` access token was sent.',
-  TOKEN_INVALID: 'The access token is malformed, forged, or of another issuer or audience: sign in again.',
+  TOKEN_INVALID: 'The access token is malformed, forged, or of another issuer, audience or signing key: refresh once (the refresh token outlives a key change), else sign in again.',
   TOKEN_EXPIRED: 'The access token outlived ACCESS_TOKEN_TTL: refresh it, then retry the operation.',
   SESSION_ENDED: 'The device session ended (logout, revocation, password reset or change, deactivation, deletion): sign in again.',
 };

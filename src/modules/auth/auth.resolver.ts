@@ -21,8 +21,9 @@ async function handOver(ctx: AppContext, signIn: () => Promise<SignedIn>): Promi
 
 /** Ends the caller's device session (and maybe others); in cookie mode the cookie goes with it. */
 async function endingDevice(ctx: AppContext, end: () => Promise<boolean>): Promise<boolean> {
+  const inCookie = ctx.refreshCookie.wanted();
   const ended = await end();
-  if (ctx.refreshCookie.wanted()) ctx.refreshCookie.clear();
+  if (inCookie) ctx.refreshCookie.clear();
   return ended;
 }
 

@@ -191,10 +191,9 @@ export class AuthService {
     const claims = await this.accessTokens.verify(accessToken);
     if (typeof claims === 'string') return claims;
     const live = await this.sessions.findLive(em, claims.sessionId, claims.userId);
-    if (live) return live;
-    // Tokens signed before access tokens named the device session name one of its rows; they are
-    // followed to their family until the last of them has expired (at most ACCESS_TOKEN_TTL after
-    // the upgrade). Only a miss pays for this read.
+    if (live || !claims.namesRow) return live ?? UnauthenticatedReason.SESSION_ENDED;
+    // A token signed before access tokens named the device session names one of its rows: follow
+    // it to its family. (Such tokens are all expired ACCESS_TOKEN_TTL after the upgrade.)
     const family = await this.sessions.familyOfRow(em, claims.sessionId, claims.userId);
     const upgraded = family && family !== claims.sessionId ? await this.sessions.findLive(em, family, claims.userId) : null;
     return upgraded ?? UnauthenticatedReason.SESSION_ENDED;

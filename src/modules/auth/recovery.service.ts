@@ -123,14 +123,18 @@ export class RecoveryService {
     const now = new Date();
     const changed = await withLockedAccount(em, user.id, async (account) => {
       // Checked against the credentials read with the request: a reset or change since then wins.
-      if (account.user.credentialsVersion !== viewer.credentialsVersion) return false;
+      // Either it ended this session too, or (a second submit of one form) this very session made it.
+      if (account.user.credentialsVersion !== viewer.credentialsVersion) {
+        return (await this.sessions.isLive(account, viewer.session.family)) ? 'changed meanwhile' : 'session ended';
+      }
       await account.em.nativeUpdate(User, { id: user.id }, { passwordHash, credentialsVersion: account.user.credentialsVersion + 1, updatedAt: now });
       await this.sessions.endAllOf(account, SessionEndReason.PASSWORD_CHANGED, viewer.session.family);
       this.audit.record(account.em, AuditEventType.PASSWORD_CHANGED, { userId: user.id, actorId: user.id }, meta);
       this.outbox.enqueue(account.em, user.email, { name: 'password-changed' });
       return true;
     });
-    if (!changed) throw UnauthenticatedError.because(UnauthenticatedReason.SESSION_ENDED);
+    if (changed === 'session ended') throw UnauthenticatedError.because(UnauthenticatedReason.SESSION_ENDED);
+    if (changed === 'changed meanwhile') throw new BadUserInputError('The password was changed by another request just now. Use the new password.', 'currentPassword');
     viewer.passwordHash = passwordHash;
     viewer.credentialsVersion += 1;
     user.updatedAt = now;

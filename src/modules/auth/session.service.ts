@@ -94,11 +94,16 @@ export class SessionService {
     const graceEnds = previous.revokedAt!.getTime() + this.lifetimes.refreshReuseIntervalSeconds * 1000;
     if (now.getTime() < graceEnds) {
       // Only while the family lives: a logout, reset or revocation since the rotation still wins.
-      const live = await em.count(Session, { family: previous.family, user: user.id, revokedAt: null, expiresAt: { $gt: now } });
-      return live > 0 && user.active ? this.successor(account, previous, meta) : null;
+      return user.active && (await this.isLive(account, previous.family)) ? this.successor(account, previous, meta) : null;
     }
     await this.endFamily(account, previous.family, SessionEndReason.REUSE_DETECTED);
     return { reusedByUserId: user.id };
+  }
+
+  /** Whether the account's device session `family` still has a live row. */
+  async isLive(account: LockedAccount, family: string): Promise<boolean> {
+    const live = await account.em.count(Session, { family, user: account.user.id, revokedAt: null, expiresAt: { $gt: new Date() } });
+    return live > 0;
   }
 
   /** A new row (refresh token) in the family of `predecessor`, on the same device. */

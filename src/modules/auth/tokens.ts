@@ -29,6 +29,11 @@ export interface AccessTokenClaims {
   userId: string;
   /** The device session (see Session.family) it was issued to; rotation does not change it. */
   sessionId: string;
+  /**
+   * Signed before access tokens named the device session (it has no `jti`): its `sid` names one of
+   * the session's rows. Such tokens are gone once ACCESS_TOKEN_TTL has passed after the upgrade.
+   */
+  namesRow: boolean;
 }
 
 /** Why a presented access token was not accepted, as far as the token alone tells. */
@@ -53,7 +58,7 @@ export class AccessTokens {
   }
 
   /** Issues a token for one device session. */
-  async sign(claims: AccessTokenClaims, now = new Date()): Promise<{ token: string; expiresAt: Date }> {
+  async sign(claims: Omit<AccessTokenClaims, 'namesRow'>, now = new Date()): Promise<{ token: string; expiresAt: Date }> {
     const issuedAt = Math.floor(now.getTime() / 1000);
     const expiresAt = new Date((issuedAt + this.ttlSeconds) * 1000);
     const token = await new SignJWT({ sid: claims.sessionId })
@@ -87,7 +92,7 @@ export class AccessTokens {
         requiredClaims: ['exp', 'iat', 'sub', 'sid'],
       });
       if (typeof payload.sub !== 'string' || typeof payload.sid !== 'string') return UnauthenticatedReason.TOKEN_INVALID;
-      return { userId: payload.sub, sessionId: payload.sid };
+      return { userId: payload.sub, sessionId: payload.sid, namesRow: payload.jti === undefined };
     } catch (error) {
       // jose checks the signature, then typ, issuer and audience, and the times last.
       if (error instanceof errors.JWTExpired) return UnauthenticatedReason.TOKEN_EXPIRED;
