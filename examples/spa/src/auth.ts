@@ -8,7 +8,10 @@
  * - One refresh at a time, across every tab of the browser (Web Locks), shared with the others
  *   (BroadcastChannel): a tab that waited for another's refresh uses its result.
  * - `link` adds the access token to each operation, refreshes ahead of expiry, retries an operation
- *   once after TOKEN_EXPIRED, and signs out (every tab) on SESSION_ENDED or TOKEN_INVALID.
+ *   once after TOKEN_EXPIRED (or TOKEN_INVALID: a new signing key), and signs every tab out on
+ *   SESSION_ENDED or when a refresh does not help.
+ * - Sign-in and sign-out take the same lock as refreshes, and count epochs, so a refresh that was
+ *   on its way can never bring a signed-out tab back, or a previous account.
  * - `subscribe` tells the app when it is signed in or out, and why.
  *
  * Only `@apollo/client` 4 and `rxjs` are needed. Nothing here is specific to the example app.
@@ -36,11 +39,13 @@ export interface RefreshTokenStore {
 export type SignedOutReason =
   /** Nothing to restore on start-up: the user has not signed in on this device (or the cookie expired). */
   | 'NO_SESSION'
+  /** The server could not be reached to restore the session; the next operation (or going online) tries again. */
+  | 'UNREACHABLE'
   /** The user signed out (in this tab or another). */
   | 'SIGNED_OUT'
   /** The server ended the session: logout elsewhere, revocation, password reset, deactivation, deletion. */
   | 'SESSION_ENDED'
-  /** The server refused the token outright (a new signing key, say). */
+  /** The server refused the token outright and a refresh did not help. */
   | 'TOKEN_INVALID';
 
 export type AuthState = { status: 'unknown' } | { status: 'signed-in'; userId: string } | { status: 'signed-out'; reason: SignedOutReason };
@@ -59,10 +64,18 @@ export interface AuthOptions {
   deviceTokenStorage?: Pick<Storage, 'getItem' | 'setItem'> | null;
 }
 
-/** What the tabs of one browser tell each other. */
+/**
+ * What the tabs of one browser tell each other. `epoch` is the time of the latest sign-in or
+ * sign-out the sender knew of: tokens from a refresh that began before a newer one are stale.
+ */
 type TabMessage =
-  | { type: 'tokens'; accessToken: string; expiresAt: number; userId: string }
-  | { type: 'signed-out'; reason: SignedOutReason };
+  | { type: 'tokens'; epoch: number; accessToken: string; localExpiry: number; userId: string }
+  | { type: 'signed-out'; epoch: number; reason: SignedOutReason };
+
+/** What a refresh came to: new tokens, a dead refresh token, or no answer (offline, server down, rate-limited). */
+export type RefreshOutcome = 'ok' | 'ended' | 'unavailable';
+
+type GraphQLAnswer = { data?: Record<string, unknown> | null; errors?: Array<{ extensions?: Record<string, unknown> }> };
 
 const REFRESH = /* GraphQL */ `
   mutation AuthModuleRefresh($refreshToken: String!) {
@@ -82,9 +95,6 @@ const LOGOUT = /* GraphQL */ `
 `;
 const DEVICE_TOKEN_KEY = 'auth.deviceToken';
 
-/** Reasons of UNAUTHENTICATED that mean "sign in again". */
-const ENDED = new Set(['SESSION_ENDED', 'TOKEN_INVALID']);
-
 export class Auth {
   /** Put it in front of your HttpLink: `ApolloLink.from([auth.link, httpLink])`. */
   readonly link: ApolloLink;
@@ -93,18 +103,23 @@ export class Auth {
 
   private state: AuthState = { status: 'unknown' };
   private accessToken: string | null = null;
-  private expiresAt = 0;
-  /** Bumped whenever tokens arrive (from this tab or another), so a waiting refresh knows it is stale. */
+  /** When the access token expires, by this device's clock (its lifetime counted from when it arrived). */
+  private localExpiry = 0;
+  private epoch = 0;
+  /** Bumped whenever tokens arrive (from this tab or another), so a refresh waiting for the lock knows it is stale. */
   private generation = 0;
-  private refreshing: Promise<boolean> | null = null;
+  private refreshing: Promise<RefreshOutcome> | null = null;
+  private restoring: Promise<AuthState> | null = null;
   private readonly listeners = new Set<(state: AuthState) => void>();
   private readonly channel: BroadcastChannel | null;
+  private readonly lockName: string;
   private readonly options: Required<Omit<AuthOptions, 'refreshTokenStore' | 'deviceTokenStorage'>> & Pick<AuthOptions, 'refreshTokenStore' | 'deviceTokenStorage'>;
 
   constructor(options: AuthOptions) {
     this.options = { transport: 'cookie', refreshAheadSeconds: 30, channelName: 'user-server-auth', ...options };
     if (this.options.transport === 'store' && !this.options.refreshTokenStore) throw new Error('transport "store" needs a refreshTokenStore');
     if (this.options.deviceTokenStorage === undefined) this.options.deviceTokenStorage = typeof localStorage === 'undefined' ? null : localStorage;
+    this.lockName = `${this.options.channelName}:tokens`;
     const cookieMode = this.options.transport === 'cookie';
     this.httpOptions = {
       uri: this.options.uri,
@@ -113,21 +128,12 @@ export class Auth {
     };
     this.channel = typeof BroadcastChannel === 'undefined' ? null : new BroadcastChannel(this.options.channelName);
     this.channel?.addEventListener('message', (event: MessageEvent<TabMessage>) => this.fromOtherTab(event.data));
-    this.link = new ApolloLink((operation, forward) =>
-      from(this.validToken()).pipe(
-        mergeMap((token) => this.send(operation, forward, token)),
-        mergeMap((result) => {
-          const reason = unauthenticatedReason(result);
-          if (reason === 'TOKEN_EXPIRED' && !operation.getContext().authRetried) {
-            // Refresh (once for every operation that failed together) and run the operation again.
-            operation.setContext({ authRetried: true });
-            return from(this.refresh()).pipe(mergeMap((ok) => (ok ? this.send(operation, forward, this.accessToken) : [result])));
-          }
-          if (reason && ENDED.has(reason) && this.accessToken) this.signedOut(reason as SignedOutReason, true);
-          return [result];
-        }),
-      ),
-    );
+    if (typeof window !== 'undefined') {
+      window.addEventListener('online', () => {
+        if (this.state.status === 'signed-out' && this.state.reason === 'UNREACHABLE') void this.refresh();
+      });
+    }
+    this.link = new ApolloLink((operation, forward) => from(this.validToken()).pipe(mergeMap((token) => this.attempt(operation, forward, token, true))));
   }
 
   /** The current state; `unknown` until {@link restore} has run. */
@@ -147,107 +153,179 @@ export class Auth {
   }
 
   /** Call once at start-up: signs in from the refresh token kept on this device, if there is one. */
-  async restore(): Promise<AuthState> {
-    if (!(await this.refresh()) && this.state.status === 'unknown') this.setState({ status: 'signed-out', reason: 'NO_SESSION' });
-    return this.state;
-  }
-
-  /** Call with the AuthPayload of `register` or `login` (or `verifyMfa`). */
-  async signedIn(payload: AuthPayloadFields): Promise<void> {
-    await this.adopt(payload);
-  }
-
-  /** Signs out of this device session (every tab of it) and tells the server. */
-  async signOut(): Promise<void> {
-    if (await this.validToken()) {
-      await this.post(LOGOUT, {}, this.accessToken).catch(() => undefined);
-    }
-    await this.options.refreshTokenStore?.clear();
-    this.signedOut('SIGNED_OUT', true);
+  restore(): Promise<AuthState> {
+    this.restoring ??= this.refresh().then((outcome) => {
+      if (this.state.status === 'unknown') this.setState({ status: 'signed-out', reason: outcome === 'unavailable' ? 'UNREACHABLE' : 'NO_SESSION' });
+      return this.state;
+    });
+    return this.restoring;
   }
 
   /**
-   * Exchanges the refresh token for new tokens; one at a time in this tab and across tabs. Resolves
-   * `true` when this tab holds a fresh access token afterwards.
+   * Signs in: `run` sends `register`, `login` (or `verifyMfa`) and returns its AuthPayload. It runs
+   * while no tab refreshes, so a refresh of the previous session cannot overwrite the new one.
    */
-  refresh(): Promise<boolean> {
-    this.refreshing ??= this.refreshAcrossTabs().finally(() => {
+  signIn(run: () => Promise<AuthPayloadFields | null | undefined>): Promise<boolean> {
+    return withLock(this.lockName, async () => {
+      const payload = await run();
+      if (!payload) return false;
+      this.nextEpoch();
+      await this.adopt(payload);
+      return true;
+    });
+  }
+
+  /**
+   * Signs this device session out, on the server and in every tab. Resolves `false` when the server
+   * could not confirm it (offline): the tabs are signed out, but the session may still be live there.
+   */
+  signOut(): Promise<boolean> {
+    return withLock(this.lockName, async () => {
+      let confirmed = false;
+      try {
+        if (this.accessToken && Date.now() >= this.localExpiry) await this.refreshHoldingLock();
+        let answer = this.accessToken ? await this.post(LOGOUT, {}, this.accessToken) : null;
+        const reason = answer && unauthenticatedReason(answer);
+        if (reason === 'TOKEN_EXPIRED' || reason === 'TOKEN_INVALID') {
+          answer = (await this.refreshHoldingLock()) === 'ok' ? await this.post(LOGOUT, {}, this.accessToken) : null;
+        }
+        // Already ended on the server (or nothing to end) counts as done.
+        confirmed = answer?.data?.logout === true || (answer !== null && unauthenticatedReason(answer) === 'SESSION_ENDED') || this.state.status !== 'signed-in';
+      } catch {
+        confirmed = false;
+      }
+      await this.options.refreshTokenStore?.clear();
+      this.nextEpoch();
+      this.signedOut('SIGNED_OUT');
+      return confirmed;
+    });
+  }
+
+  /**
+   * Exchanges the refresh token for new tokens; one at a time in this tab and across tabs (a tab
+   * that waited while another refreshed uses that tab's result).
+   */
+  refresh(): Promise<RefreshOutcome> {
+    const seen = this.generation;
+    this.refreshing ??= withLock(this.lockName, () => (this.generation !== seen && this.accessToken ? Promise.resolve<RefreshOutcome>('ok') : this.refreshHoldingLock())).finally(() => {
       this.refreshing = null;
     });
     return this.refreshing;
   }
 
-  private async refreshAcrossTabs(): Promise<boolean> {
-    const seen = this.generation;
-    return withLock(`${this.options.channelName}:refresh`, async () => {
-      // Another tab refreshed while this one waited for the lock, and shared its tokens: done.
-      if (this.generation !== seen && this.accessToken) return true;
-      const stored = this.options.transport === 'store' ? await this.options.refreshTokenStore!.get() : '';
-      if (stored === null) return false;
-      let answer: Awaited<ReturnType<Auth['post']>>;
-      try {
-        answer = await this.post(REFRESH, { refreshToken: stored }, null);
-      } catch {
-        return false; // Offline or the server is down: keep the state, try again later.
-      }
-      const payload = answer.data?.refreshToken as AuthPayloadFields | undefined;
-      if (payload) {
-        await this.adopt(payload);
-        return true;
-      }
-      // UNAUTHENTICATED: the refresh token is dead (expired, reused, its session ended). Anything
-      // else (RATE_LIMITED, a database outage) leaves the state as it is.
-      if (answer.errors?.some((error) => error.extensions?.code === 'UNAUTHENTICATED')) {
-        await this.options.refreshTokenStore?.clear();
-        if (this.state.status === 'signed-in') this.signedOut('SESSION_ENDED', true);
-      }
-      return false;
-    });
+  /** The refresh request itself; the caller holds the lock. */
+  private async refreshHoldingLock(): Promise<RefreshOutcome> {
+    const epoch = this.epoch;
+    const stored = this.options.transport === 'store' ? await this.options.refreshTokenStore!.get() : '';
+    if (stored === null) return 'ended';
+    let answer: GraphQLAnswer;
+    try {
+      answer = await this.post(REFRESH, { refreshToken: stored }, null);
+    } catch {
+      return 'unavailable';
+    }
+    const payload = answer.data?.refreshToken as AuthPayloadFields | undefined;
+    // Signed in or out meanwhile (another tab's message): this answer belongs to the past.
+    if (epoch !== this.epoch) return this.accessToken ? 'ok' : 'ended';
+    if (payload) {
+      await this.adopt(payload);
+      return 'ok';
+    }
+    // UNAUTHENTICATED: the refresh token is dead (expired, reused, its session ended). Anything
+    // else (RATE_LIMITED, a database outage) leaves the state as it is.
+    if (!answer.errors?.some((error) => error.extensions?.code === 'UNAUTHENTICATED')) return 'unavailable';
+    await this.options.refreshTokenStore?.clear();
+    if (this.state.status === 'signed-in') {
+      this.nextEpoch();
+      this.signedOut('SESSION_ENDED');
+    }
+    return 'ended';
   }
 
-  /** The access token, refreshed first when it is about to expire; `null` when signed out. */
+  /** The access token to send, refreshed first when it is about to expire; `null` when signed out. */
   private async validToken(): Promise<string | null> {
-    if (this.accessToken && Date.now() < this.expiresAt - this.options.refreshAheadSeconds * 1000) return this.accessToken;
-    if (this.state.status !== 'signed-in') return this.accessToken;
-    return (await this.refresh()) ? this.accessToken : null;
+    if (this.state.status === 'unknown' && this.restoring) await this.restoring;
+    if (this.accessToken && Date.now() < this.localExpiry - this.options.refreshAheadSeconds * 1000) return this.accessToken;
+    const worthTrying = this.state.status === 'signed-in' || (this.state.status === 'signed-out' && this.state.reason === 'UNREACHABLE');
+    if (worthTrying) await this.refresh();
+    return this.accessToken;
   }
 
-  private send(operation: ApolloLink.Operation, forward: ApolloLink.ForwardFunction, token: string | null): Observable<ApolloLink.Result> {
-    operation.setContext(({ headers = {} }) => ({
-      headers: { ...headers, ...(token ? { authorization: `Bearer ${token}` } : {}) },
-    }));
-    return forward(operation);
+  /**
+   * Sends the operation with `token`. Once, it is sent again: after TOKEN_EXPIRED or TOKEN_INVALID
+   * with a refreshed token, or with the current token when the tokens changed while it was out.
+   * SESSION_ENDED, or TOKEN_INVALID that a refresh did not cure, signs every tab out.
+   */
+  private attempt(operation: ApolloLink.Operation, forward: ApolloLink.ForwardFunction, token: string | null, mayRetry: boolean): Observable<ApolloLink.Result> {
+    operation.setContext(({ headers = {} }: { headers?: Record<string, string> }) => {
+      const { authorization: _previous, ...rest } = headers;
+      return { headers: token ? { ...rest, authorization: `Bearer ${token}` } : rest };
+    });
+    return forward(operation).pipe(
+      mergeMap((result): Observable<ApolloLink.Result> | ApolloLink.Result[] => {
+        const reason = unauthenticatedReason(result);
+        if (!reason || reason === 'TOKEN_MISSING' || token === null) return [result];
+        if (token !== this.accessToken) {
+          // Refreshed, signed in or out by someone else while this was on its way: not this token's verdict to act on.
+          return mayRetry && this.accessToken ? this.attempt(operation, forward, this.accessToken, false) : [result];
+        }
+        if (mayRetry && (reason === 'TOKEN_EXPIRED' || reason === 'TOKEN_INVALID')) {
+          // One refresh serves every operation that failed together.
+          return from(this.refresh()).pipe(mergeMap((outcome) => (outcome === 'ok' ? this.attempt(operation, forward, this.accessToken, false) : [result])));
+        }
+        if (reason === 'SESSION_ENDED' || reason === 'TOKEN_INVALID') {
+          this.nextEpoch();
+          this.signedOut(reason);
+        }
+        return [result];
+      }),
+    );
   }
 
   private async adopt(payload: AuthPayloadFields): Promise<void> {
     if (this.options.transport === 'store' && payload.refreshToken) await this.options.refreshTokenStore!.set(payload.refreshToken);
     this.options.deviceTokenStorage?.setItem(DEVICE_TOKEN_KEY, payload.deviceToken);
-    const message: TabMessage = { type: 'tokens', accessToken: payload.accessToken, expiresAt: Date.parse(payload.accessTokenExpiresAt), userId: payload.user.id };
+    const message: TabMessage = { type: 'tokens', epoch: this.epoch, accessToken: payload.accessToken, localExpiry: localExpiry(payload), userId: payload.user.id };
     this.useTokens(message);
     this.channel?.postMessage(message);
   }
 
   private useTokens(tokens: Extract<TabMessage, { type: 'tokens' }>): void {
+    this.epoch = tokens.epoch;
     this.accessToken = tokens.accessToken;
-    this.expiresAt = tokens.expiresAt;
+    this.localExpiry = tokens.localExpiry;
     this.generation += 1;
     if (this.state.status !== 'signed-in' || this.state.userId !== tokens.userId) this.setState({ status: 'signed-in', userId: tokens.userId });
   }
 
-  private signedOut(reason: SignedOutReason, tellOtherTabs: boolean): void {
+  /** Forgets the tokens here and tells the other tabs (the caller has moved to a new epoch). */
+  private signedOut(reason: SignedOutReason): void {
     this.accessToken = null;
-    this.expiresAt = 0;
+    this.localExpiry = 0;
     this.generation += 1;
-    if (tellOtherTabs) this.channel?.postMessage({ type: 'signed-out', reason } satisfies TabMessage);
+    this.channel?.postMessage({ type: 'signed-out', epoch: this.epoch, reason } satisfies TabMessage);
     this.setState({ status: 'signed-out', reason });
   }
 
   private fromOtherTab(message: TabMessage): void {
+    if (message.epoch < this.epoch) return;
     if (message.type === 'tokens') {
-      if (message.expiresAt >= this.expiresAt) this.useTokens(message);
-    } else if (this.state.status !== 'signed-out') {
-      this.signedOut(message.reason, false);
+      if (message.epoch > this.epoch || message.localExpiry >= this.localExpiry) this.useTokens(message);
+      return;
     }
+    this.epoch = message.epoch;
+    this.accessToken = null;
+    this.localExpiry = 0;
+    this.generation += 1;
+    if (this.state.status !== 'signed-out' || this.state.reason !== message.reason) this.setState({ status: 'signed-out', reason: message.reason });
+  }
+
+  /**
+   * Moves to a new epoch (a sign-in or sign-out). Epochs are times, not counters, so a tab that was
+   * just opened or reloaded (epoch 0) never outranks an event of another tab.
+   */
+  private nextEpoch(): void {
+    this.epoch = Math.max(this.epoch + 1, Date.now());
   }
 
   private setState(state: AuthState): void {
@@ -255,7 +333,7 @@ export class Auth {
     for (const listener of this.listeners) listener(state);
   }
 
-  private async post(query: string, variables: Record<string, unknown>, token: string | null) {
+  private async post(query: string, variables: Record<string, unknown>, token: string | null): Promise<GraphQLAnswer> {
     const response = await fetch(this.options.uri, {
       method: 'POST',
       credentials: this.httpOptions.credentials,
@@ -263,13 +341,27 @@ export class Auth {
       body: JSON.stringify({ query, variables }),
     });
     if (response.status >= 500) throw new Error(`server answered ${response.status}`);
-    return (await response.json()) as { data?: Record<string, unknown> | null; errors?: Array<{ extensions?: Record<string, unknown> }> };
+    return (await response.json()) as GraphQLAnswer;
   }
 }
 
+/**
+ * When the access token expires by this device's clock: its lifetime (`exp - iat`, both server
+ * time) counted from now, so a device clock that is off does not make every token look expired.
+ */
+function localExpiry(payload: AuthPayloadFields): number {
+  try {
+    const claims = JSON.parse(atob(payload.accessToken.split('.')[1]!.replace(/-/g, '+').replace(/_/g, '/'))) as { exp: number; iat: number };
+    if (Number.isFinite(claims.exp - claims.iat)) return Date.now() + (claims.exp - claims.iat) * 1000;
+  } catch {
+    // not a JWT we can read: fall back to the server's expiry time
+  }
+  return Date.parse(payload.accessTokenExpiresAt);
+}
+
 /** The `extensions.reason` of an UNAUTHENTICATED error in `result`, if any. */
-function unauthenticatedReason(result: ApolloLink.Result): string | undefined {
-  const errors = 'errors' in result ? result.errors : undefined;
+function unauthenticatedReason(result: ApolloLink.Result | GraphQLAnswer): string | undefined {
+  const errors = 'errors' in result ? (result.errors as GraphQLAnswer['errors']) : undefined;
   const error = errors?.find((entry) => entry.extensions?.code === 'UNAUTHENTICATED');
   return typeof error?.extensions?.reason === 'string' ? error.extensions.reason : undefined;
 }

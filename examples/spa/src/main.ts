@@ -19,6 +19,7 @@ const message = element<HTMLParagraphElement>('message');
 const SIGNED_OUT_TEXT: Record<string, string> = {
   NO_SESSION: 'Signed out.',
   SIGNED_OUT: 'Signed out.',
+  UNREACHABLE: 'Signed out: the server cannot be reached right now.',
   SESSION_ENDED: 'Signed out: this session has ended. Sign in again.',
   TOKEN_INVALID: 'Signed out. Sign in again.',
 };
@@ -78,13 +79,12 @@ function render(state: AuthState): void {
 }
 
 onSubmit('register', async ({ email = '', username = '', password = '' }) => {
-  const { data } = await client.mutate({ mutation: RegisterMutation, variables: { input: { email, username, password } } });
-  if (data) await auth.signedIn(data.register);
+  await auth.signIn(async () => (await client.mutate({ mutation: RegisterMutation, variables: { input: { email, username, password } } })).data?.register);
 });
 
 onSubmit('login', async ({ identifier = '', password = '' }) => {
-  const { data } = await client.mutate({ mutation: LoginMutation, variables: { input: { identifier, password, deviceToken: auth.deviceToken() } } });
-  if (data) await auth.signedIn(data.login);
+  const input = { identifier, password, deviceToken: auth.deviceToken() };
+  await auth.signIn(async () => (await client.mutate({ mutation: LoginMutation, variables: { input } })).data?.login);
 });
 
 onSubmit('forgot', async ({ identifier = '' }) => {
@@ -99,11 +99,15 @@ onSubmit('verify', async ({ code = '' }) => {
 
 element('reload-profile').addEventListener('click', () => showAccount().catch(explain));
 element('refresh').addEventListener('click', () => {
-  auth.refresh().then((ok) => {
-    message.textContent = ok ? 'Tokens refreshed.' : 'Could not refresh.';
+  auth.refresh().then((outcome) => {
+    message.textContent = outcome === 'ok' ? 'Tokens refreshed.' : 'Could not refresh.';
   }, explain);
 });
-element('sign-out').addEventListener('click', () => void auth.signOut());
+element('sign-out').addEventListener('click', () => {
+  auth.signOut().then((confirmed) => {
+    message.textContent = confirmed ? '' : 'Signed out here, but the server could not be reached: sign out again when online.';
+  }, explain);
+});
 
 auth.subscribe(render);
 void auth.restore();
