@@ -242,8 +242,6 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
         draining = true;
         // Stops the HTTP server too (drain plugin): no new connections, in-flight requests finish.
         await apollo.stop();
-        // Work requests started (a reset email being queued) commits before the worker stops.
-        await services.background.drain();
         await services.outbox.stop();
         await services.limits.stop();
         await services.passwords.close();

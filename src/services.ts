@@ -1,5 +1,4 @@
 import type { MikroORM } from '@mikro-orm/postgresql';
-import { BackgroundTasks } from './background-tasks.js';
 import type { Config } from './config/config.js';
 import { deriveKeys } from './keys.js';
 import type { Logger } from './logger.js';
@@ -32,8 +31,6 @@ export interface Services {
   verification: VerificationService;
   /** Started and stopped by the app. */
   outbox: MailOutbox;
-  /** Drained by the app on shutdown. */
-  background: BackgroundTasks;
   /** Stopped by the app on shutdown. */
   limits: RateLimits;
   /** Its hashing workers are stopped by the app on shutdown. */
@@ -48,7 +45,6 @@ export async function createServices(config: Config, orm: MikroORM, logger: Logg
   const sessions = new SessionService(config.tokenLifetimes);
   const tokens = new OneTimeTokenService(keys.oneTimeTokens);
   const audit = new AuditService();
-  const background = new BackgroundTasks(logger);
   const mailLogger = logger.child({ component: 'mail' });
   const outbox = new MailOutbox(orm, createMailTransport(config, mailLogger), keys.mailOutbox, config.links, mailLogger, outboxOptions);
   const limits = RateLimits.create(config, orm);
@@ -62,10 +58,9 @@ export async function createServices(config: Config, orm: MikroORM, logger: Logg
     profile: new ProfileService(users, passwords, audit, backoff),
     userAdmin: new UserAdminService(users, sessions, audit),
     audit,
-    recovery: new RecoveryService(users, sessions, passwords, tokens, outbox, audit, background, limits, backoff),
+    recovery: new RecoveryService(users, sessions, passwords, tokens, outbox, audit, limits, backoff, () => orm.em.fork()),
     verification,
     outbox,
-    background,
     limits,
     passwords,
   };

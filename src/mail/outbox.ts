@@ -14,8 +14,11 @@ export interface OutboxOptions {
   retryBaseMs: number;
   /** Attempts before a message is given up (marked failed). */
   maxAttempts: number;
-  /** How long a claimed message is reserved for the worker that claimed it. */
-  claimMs: number;
+  /**
+   * How long a claim holds without renewal. The worker renews its claims every third of this while
+   * it sends, so only a dead worker's claims lapse: its messages go out again this soon after.
+   */
+  leaseMs: number;
   /** Messages claimed per round. */
   batchSize: number;
 }
@@ -25,9 +28,24 @@ export const DEFAULT_OUTBOX_OPTIONS: OutboxOptions = {
   pollIntervalMs: 2_000,
   retryBaseMs: 5_000,
   maxAttempts: 15,
-  claimMs: 2 * 60_000,
+  leaseMs: 15_000,
   batchSize: 10,
 };
+
+/** Waits between attempts to record a sent message, until it lands (or the worker stops). */
+const MARK_RETRY_DELAYS_MS = [50, 200, 500, 1000, 2000];
+
+/**
+ * Work queued like an email, in the caller's transaction, and done by the worker afterwards (a
+ * reset request: its lookup must not be timed by the client, and it must survive a crash).
+ */
+export type OutboxJob = { name: 'password-reset-request'; identifier: string; ip: string | null; userAgent: string | null };
+
+/** What the outbox stores for a row: an email to render and send, or a job to run. */
+type OutboxPayload = MailTemplate | OutboxJob;
+
+/** Runs a job; it may queue emails of its own (the worker sends them next). Throwing retries it later. */
+export type OutboxJobHandler<J extends OutboxJob = OutboxJob> = (job: J) => Promise<void>;
 
 const MAX_RETRY_DELAY_MS = 60 * 60_000;
 
@@ -35,18 +53,18 @@ const MAX_RETRY_DELAY_MS = 60 * 60_000;
 class PayloadCipher {
   constructor(private readonly key: Uint8Array) {}
 
-  seal(template: MailTemplate): string {
+  seal(template: OutboxPayload): string {
     const iv = randomBytes(12);
     const cipher = createCipheriv('aes-256-gcm', this.key, iv);
     const sealed = Buffer.concat([cipher.update(JSON.stringify(template), 'utf8'), cipher.final()]);
     return Buffer.concat([iv, cipher.getAuthTag(), sealed]).toString('base64');
   }
 
-  open(payload: string): MailTemplate {
+  open(payload: string): OutboxPayload {
     const bytes = Buffer.from(payload, 'base64');
     const decipher = createDecipheriv('aes-256-gcm', this.key, bytes.subarray(0, 12));
     decipher.setAuthTag(bytes.subarray(12, 28));
-    return JSON.parse(Buffer.concat([decipher.update(bytes.subarray(28)), decipher.final()]).toString('utf8')) as MailTemplate;
+    return JSON.parse(Buffer.concat([decipher.update(bytes.subarray(28)), decipher.final()]).toString('utf8')) as OutboxPayload;
   }
 }
 
@@ -64,6 +82,15 @@ interface ClaimedRow {
  * with `FOR UPDATE SKIP LOCKED` (so several instances never send one twice), sends them, and retries
  * failures with exponential backoff. Nothing is sent inside a request, and a restart loses nothing:
  * an unsent row simply waits for the next worker.
+ *
+ * Delivery is at least once, and never repeated by our own bookkeeping: every attempt at one email
+ * carries the same Message-ID (the row id); a claim is a short lease the worker renews while it
+ * sends, so a dead worker's messages resume within {@link OutboxOptions.leaseMs}; and the "sent"
+ * mark is retried until it lands while the lease is still renewed, so a database blip after the
+ * SMTP server accepted a message does not send it again. Only a crash between the SMTP server's
+ * acceptance and the mark can repeat one (with the same Message-ID, which receivers deduplicate).
+ *
+ * Jobs ({@link enqueueJob}) ride the same queue: durable once the caller's transaction commits.
  */
 export class MailOutbox {
   private readonly cipher: PayloadCipher;
@@ -71,6 +98,7 @@ export class MailOutbox {
   private running: Promise<void> | undefined;
   private rerun = false;
   private stopped = true;
+  private readonly handlers = new Map<OutboxJob['name'], OutboxJobHandler>();
 
   constructor(
     private readonly orm: MikroORM,
@@ -86,6 +114,16 @@ export class MailOutbox {
   /** Queues an email in `em`'s unit of work; it is written by the caller's flush. Call {@link wake} after. */
   enqueue(em: EntityManager, recipient: string, template: MailTemplate): MailMessage {
     return em.create(MailMessage, { recipient, template: template.name, payload: this.cipher.seal(template) });
+  }
+
+  /** Queues a job in `em`'s unit of work (see {@link OutboxJob}); call {@link wake} after the flush. */
+  enqueueJob(em: EntityManager, job: OutboxJob): MailMessage {
+    return em.create(MailMessage, { recipient: '', template: job.name, payload: this.cipher.seal(job) });
+  }
+
+  /** Who runs jobs named `name`. */
+  handle<J extends OutboxJob>(name: J['name'], handler: OutboxJobHandler<J>): void {
+    this.handlers.set(name, handler as OutboxJobHandler);
   }
 
   /** Starts the worker. */
@@ -129,12 +167,17 @@ export class MailOutbox {
       });
   }
 
-  /** Sends due messages until none is left. */
+  /** Sends due messages until none is left, renewing the claims of each batch while it is out. */
   private async drain(): Promise<void> {
     while (!this.stopped) {
       const claimed = await this.claim();
       if (claimed.length === 0) return;
-      await Promise.all(claimed.map((row) => this.deliver(row)));
+      const renewal = setInterval(() => void this.renew(claimed.map((row) => row.id)), this.options.leaseMs / 3);
+      try {
+        await Promise.all(claimed.map((row) => this.deliver(row)));
+      } finally {
+        clearInterval(renewal);
+      }
     }
   }
 
@@ -150,16 +193,34 @@ export class MailOutbox {
            limit ?
            for update skip locked)
         returning "id", "recipient", "template", "payload", "attempts"`,
-      [new Date(now.getTime() + this.options.claimMs), now, now, this.options.batchSize],
+      [new Date(now.getTime() + this.options.leaseMs), now, now, this.options.batchSize],
     );
+  }
+
+  /** Extends this worker's claims (a failure is harmless: the next renewal, or the lease, decides). */
+  private async renew(ids: string[]): Promise<void> {
+    try {
+      await this.orm.em.fork().getConnection().execute(
+        `update "mail_outbox" set "locked_until" = ? where "id" = any(?) and "sent_at" is null and "failed_at" is null`,
+        [new Date(Date.now() + this.options.leaseMs), ids],
+      );
+    } catch (error) {
+      this.logger.warn({ err: error }, 'could not renew the claims of emails being sent');
+    }
   }
 
   private async deliver(row: ClaimedRow): Promise<void> {
     const connection = this.orm.em.fork().getConnection();
     try {
       if (row.payload === null) throw new Error('message has no content');
-      const rendered = renderMail(this.cipher.open(row.payload), this.links);
-      await this.transport.send({ id: row.id, to: row.recipient, ...rendered });
+      const payload = this.cipher.open(row.payload);
+      if (isJob(payload)) {
+        const handler = this.handlers.get(payload.name);
+        if (!handler) throw new Error(`no handler for job ${payload.name}`);
+        await handler(payload);
+      } else {
+        await this.transport.send({ id: row.id, to: row.recipient, ...renderMail(payload, this.links) });
+      }
     } catch (error) {
       // Only the error's own message: never the content, which may hold a token.
       const reason = (error instanceof Error ? error.message : String(error)).slice(0, 500);
@@ -176,10 +237,39 @@ export class MailOutbox {
       else this.logger.warn({ ...details, retryInMs: Math.round(delay) }, 'email delivery failed; will retry');
       return;
     }
-    await connection.execute(
-      `update "mail_outbox" set "sent_at" = ?, "payload" = null, "locked_until" = null, "last_error" = null where "id" = ?`,
-      [new Date(), row.id],
-    );
-    this.logger.info({ mailId: row.id, template: row.template, attempt: row.attempts }, 'email sent');
+    await this.markDone(row);
   }
+
+  /**
+   * Records a sent email (or a done job), retrying until the mark lands: the claim is still being
+   * renewed meanwhile, so no worker sends the message again because the database blinked.
+   */
+  private async markDone(row: ClaimedRow): Promise<void> {
+    const connection = this.orm.em.fork().getConnection();
+    for (let attempt = 0; ; attempt += 1) {
+      try {
+        await connection.execute(`update "mail_outbox" set "sent_at" = ?, "payload" = null, "locked_until" = null, "last_error" = null where "id" = ?`, [new Date(), row.id]);
+        break;
+      } catch (error) {
+        if (this.stopped && attempt >= MARK_RETRY_DELAYS_MS.length) {
+          this.logger.error({ err: error, mailId: row.id, template: row.template }, 'email sent, but recording it failed; it may be sent again');
+          return;
+        }
+        if (attempt === 0) this.logger.warn({ err: error, mailId: row.id }, 'email sent; recording it failed, retrying');
+        await new Promise((resolve) => setTimeout(resolve, MARK_RETRY_DELAYS_MS[Math.min(attempt, MARK_RETRY_DELAYS_MS.length - 1)]));
+      }
+    }
+    // (A job's emails are committed by now: the drain loop claims them next.)
+    if (!isJobName(row.template)) this.logger.info({ mailId: row.id, template: row.template, attempt: row.attempts }, 'email sent');
+  }
+}
+
+const JOB_NAMES: ReadonlySet<string> = new Set<OutboxJob['name']>(['password-reset-request']);
+
+function isJobName(name: string): boolean {
+  return JOB_NAMES.has(name);
+}
+
+function isJob(payload: OutboxPayload): payload is OutboxJob {
+  return isJobName(payload.name);
 }

@@ -7,6 +7,14 @@ export interface CapturedMail {
   subject: string;
   text: string;
   html: string;
+  /** The Message-ID header, with its angle brackets. */
+  messageId: string;
+}
+
+/** Faults a test injects when a message arrives: answer 451 (try later) instead of accepting it. */
+export interface SmtpHooks {
+  /** Decides the answer to one message; runs before it is answered (and before `messages` holds it). */
+  beforeAnswer?(mail: CapturedMail): 'accept' | 'reject' | Promise<'accept' | 'reject'>;
 }
 
 /** A real SMTP server on loopback that keeps every message it accepts. */
@@ -14,15 +22,19 @@ export interface TestSmtpServer {
   port: number;
   /** `smtp://127.0.0.1:PORT` for SMTP_URL. */
   url: string;
+  /** Every message accepted, in order. */
   messages: CapturedMail[];
+  /** Every message that arrived, accepted or refused by a hook. */
+  attempts: CapturedMail[];
   /** The first message (already received, or arriving within `timeoutMs`) that matches. */
   waitFor(match: (mail: CapturedMail) => boolean, timeoutMs?: number): Promise<CapturedMail>;
   stop(): Promise<void>;
 }
 
 /** Starts an SMTP server (the `smtp-server` package) on 127.0.0.1; `port` 0 picks a free one. */
-export async function startSmtpServer(port = 0): Promise<TestSmtpServer> {
+export async function startSmtpServer(port = 0, hooks: SmtpHooks = {}): Promise<TestSmtpServer> {
   const messages: CapturedMail[] = [];
+  const attempts: CapturedMail[] = [];
   const waiters = new Set<() => void>();
   const server = new SMTPServer({
     authOptional: true,
@@ -30,9 +42,15 @@ export async function startSmtpServer(port = 0): Promise<TestSmtpServer> {
     logger: false,
     onData(stream, _session, callback) {
       simpleParser(stream)
-        .then((parsed) => {
+        .then(async (parsed) => {
           const to = Array.isArray(parsed.to) ? parsed.to.map((address) => address.text).join(', ') : (parsed.to?.text ?? '');
-          messages.push({ to, subject: parsed.subject ?? '', text: parsed.text ?? '', html: typeof parsed.html === 'string' ? parsed.html : '' });
+          const mail = { to, subject: parsed.subject ?? '', text: parsed.text ?? '', html: typeof parsed.html === 'string' ? parsed.html : '', messageId: parsed.messageId ?? '' };
+          attempts.push(mail);
+          if ((await hooks.beforeAnswer?.(mail)) === 'reject') {
+            callback(Object.assign(new Error('Try again later'), { responseCode: 451 }));
+            return;
+          }
+          messages.push(mail);
           for (const wake of waiters) wake();
           callback();
         })
@@ -49,6 +67,7 @@ export async function startSmtpServer(port = 0): Promise<TestSmtpServer> {
     port: bound,
     url: `smtp://127.0.0.1:${bound}`,
     messages,
+    attempts,
     waitFor(match, timeoutMs = 10_000) {
       return new Promise((resolve, reject) => {
         const check = () => {

@@ -1,8 +1,7 @@
 import { LockMode } from '@mikro-orm/core';
 import type { EntityManager } from '@mikro-orm/postgresql';
-import type { BackgroundTasks } from '../../background-tasks.js';
 import { BadUserInputError, UnauthenticatedError, UnauthenticatedReason } from '../../errors.js';
-import type { MailOutbox } from '../../mail/outbox.js';
+import type { MailOutbox, OutboxJob } from '../../mail/outbox.js';
 import type { RateLimits } from '../../rate-limits.js';
 import type { AuditService } from '../audit/audit.service.js';
 import { AuditEventType } from '../audit/audit-event.entity.js';
@@ -15,7 +14,7 @@ import type { OneTimeTokenService } from './one-time-token.service.js';
 import type { LoginBackoff } from './login-backoff.js';
 import type { PasswordHasher } from './password.js';
 import { checkNewPassword } from './password-policy.js';
-import type { RequestMeta } from './request-meta.js';
+import { type RequestMeta, storedUserAgent } from './request-meta.js';
 import { SessionEndReason } from './session.entity.js';
 import type { SessionService } from './session.service.js';
 
@@ -32,26 +31,36 @@ export class RecoveryService {
     private readonly tokens: OneTimeTokenService,
     private readonly outbox: MailOutbox,
     private readonly audit: AuditService,
-    private readonly background: BackgroundTasks,
     private readonly limits: RateLimits,
     private readonly backoff: LoginBackoff,
-  ) {}
+    fork: () => EntityManager,
+  ) {
+    outbox.handle<Extract<OutboxJob, { name: 'password-reset-request' }>>('password-reset-request', (job) =>
+      this.queueReset(fork(), job.identifier, { ip: job.ip, userAgent: job.userAgent }),
+    );
+  }
 
   /**
-   * Answers `true` at once for every identifier. The lookup, the token and the email are done in
-   * the background, so neither the answer nor its timing tells whether the account exists, is
-   * inactive, or was throttled.
+   * Answers `true` for every identifier, once a job row holding the request is written — the same
+   * write whoever asks, so neither the answer nor its timing tells whether the account exists, is
+   * inactive, or was throttled. The outbox worker does the lookup, the token and the email
+   * ({@link queueReset}); a crash after the answer loses nothing.
    */
   async forgotPassword(em: EntityManager, identifier: string, meta: RequestMeta): Promise<true> {
     if (identifier.length > IDENTIFIER_MAX_LENGTH) {
       throw new BadUserInputError(`Identifier must be at most ${IDENTIFIER_MAX_LENGTH} characters.`, 'identifier');
     }
     await this.limits.consume('mailRequestsPerIp', meta.ip);
-    const own = em.fork();
-    this.background.run('password reset request', () => this.queueReset(own, identifier, meta));
+    this.outbox.enqueueJob(em, { name: 'password-reset-request', identifier, ip: meta.ip, userAgent: storedUserAgent(meta) });
+    await em.flush();
+    this.outbox.wake();
     return true;
   }
 
+  /**
+   * The job behind {@link forgotPassword}, run by the outbox worker (at least once: a repeat finds
+   * the token it issued and sends nothing more).
+   */
   private async queueReset(em: EntityManager, identifier: string, meta: RequestMeta): Promise<void> {
     // Silent: beyond the limit the request is dropped, and nobody learns whether the account exists.
     if (!(await this.limits.allows('mailRequestsPerIdentifier', identifier.trim().toLowerCase()))) return;
