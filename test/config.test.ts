@@ -28,6 +28,7 @@ describe('loadConfig', () => {
       port: 4000,
       host: '0.0.0.0',
       databaseUrl: undefined,
+      databaseConnectTimeoutSeconds: 60,
       dataDir,
       appUrl: 'http://localhost:4000',
       smtpUrl: undefined,

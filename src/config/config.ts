@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { accessSync, constants, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
 import { parseEnv } from 'node:util';
 
@@ -18,6 +18,8 @@ export interface Config {
   readonly host: string;
   /** `postgresql://…` of a real server; `undefined` runs the embedded PGlite database. */
   readonly databaseUrl: string | undefined;
+  /** Seconds start-up keeps retrying an unreachable `databaseUrl` (`DATABASE_CONNECT_TIMEOUT`). */
+  readonly databaseConnectTimeoutSeconds: number;
   /**
    * `postgresql://…` of read replicas of `databaseUrl` (`DATABASE_REPLICA_URLS`), empty when none.
    * Only reads that may lag (admin listings) go to them; everything else reads the primary.
@@ -169,6 +171,7 @@ export function loadConfig(env: Env): Config {
   const host = value('HOST') ?? '0.0.0.0';
   const databaseUrl = url('DATABASE_URL', ['postgresql:', 'postgres:']);
   const databaseReplicaUrls = replicaUrls(value('DATABASE_REPLICA_URLS'), value('DATABASE_URL') !== undefined, problems);
+  const databaseConnectTimeoutSeconds = integer('DATABASE_CONNECT_TIMEOUT', 60, 0, 3600);
   const dataDirRaw = value('DATA_DIR') ?? './.data';
   const dataDir = isAbsolute(dataDirRaw) ? dataDirRaw : resolve(dataDirRaw);
 
@@ -240,6 +243,12 @@ export function loadConfig(env: Env): Config {
     problems.push(`HMAC_SECRET must be at least ${MIN_JWT_SECRET_BYTES} bytes long`);
   }
 
+  // The folder is needed for the embedded database, a generated secret, or mail kept as files.
+  if (!databaseUrl || jwtSecretRaw === undefined || !smtpUrl) {
+    const unusable = unusableDirectory(dataDir);
+    if (unusable) problems.push(`DATA_DIR (${dataDir}) ${unusable}`);
+  }
+
   if (problems.length > 0) throw new ConfigError(problems);
 
   return Object.freeze({
@@ -248,6 +257,7 @@ export function loadConfig(env: Env): Config {
     port,
     host,
     databaseUrl,
+    databaseConnectTimeoutSeconds,
     databaseReplicaUrls,
     dataDir,
     jwtSecret: jwtSecretRaw ?? developmentJwtSecret(dataDir),
@@ -352,6 +362,24 @@ function allowedOrigins(raw: string | undefined, isProduction: boolean, problems
     problems.push('CORS_ORIGINS must list at least one origin (leave it unset to allow any origin without credentials)');
   }
   return Object.freeze(origins);
+}
+
+/**
+ * Why `path` cannot serve as the data folder (created when missing), or `undefined` when it can:
+ * it must be a directory this process may write to.
+ */
+function unusableDirectory(path: string): string | undefined {
+  try {
+    mkdirSync(path, { recursive: true });
+    if (!statSync(path).isDirectory()) return 'is not a directory';
+    accessSync(path, constants.W_OK | constants.X_OK);
+    return undefined;
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST' || code === 'ENOTDIR') return 'is not a directory (a file is in the way)';
+    if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS') return 'is not writable by this process';
+    return `cannot be used: ${(error as Error).message}`;
+  }
 }
 
 /**

@@ -1,0 +1,138 @@
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type Server, type Socket, connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { processEnv } from '../src/config/config.js';
+import { PROJECT_ROOT } from '../src/config/paths.js';
+import { createTestDatabase, type TestDatabase } from './support/database.js';
+import { build, killServerProcesses, startServerProcess } from './support/server-process.js';
+import { unusedPort } from './support/smtp.js';
+
+// Start-up against a database that is not there yet, or never comes, and with a data folder that
+// cannot be one: the operator gets one log line per attempt and, at the end, one clear line and
+// exit status 1 — never a stack trace. The outage is real: a port nothing listens on, then a TCP
+// relay to the real PostgreSQL that the test starts when it wants the database to "come back".
+const DATABASE_URL = processEnv().DATABASE_URL;
+
+interface Run {
+  code: number | null;
+  stdout: string[];
+  stderr: string[];
+  ms: number;
+}
+
+/** Runs `node dist/src/main.js` with `env` until it exits (bounded). */
+function runToExit(env: Record<string, string>, timeoutMs = 60_000): Promise<Run> {
+  const startedAt = Date.now();
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [join(PROJECT_ROOT, 'dist/src/main.js')], { cwd: tmpdir(), env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const stdout: string[] = [];
+    const stderr: string[] = [];
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => stdout.push(...chunk.split('\n').filter(Boolean)));
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => stderr.push(...chunk.split('\n').filter(Boolean)));
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`still running after ${timeoutMs} ms:\n${[...stdout, ...stderr].slice(-20).join('\n')}`));
+    }, timeoutMs);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr, ms: Date.now() - startedAt });
+    });
+  });
+}
+
+const baseEnv = (dataDir: string): Record<string, string> => ({
+  DATA_DIR: dataDir,
+  HOST: '127.0.0.1',
+  PORT: '0',
+  NODE_ENV: 'test',
+  JWT_SECRET: randomBytes(48).toString('base64url'),
+  BCRYPT_COST: '4',
+  LOG_LEVEL: 'info',
+});
+
+let dataDir: string;
+beforeAll(async () => {
+  await build();
+  dataDir = mkdtempSync(join(tmpdir(), 'user-server-startup-'));
+});
+afterAll(async () => {
+  await killServerProcesses();
+  rmSync(dataDir, { recursive: true, force: true });
+});
+
+describe('an unreachable database', () => {
+  it('is retried with one log line per attempt for DATABASE_CONNECT_TIMEOUT seconds, then exit 1 with one clear line', async () => {
+    const port = await unusedPort();
+    const run = await runToExit({ ...baseEnv(dataDir), DATABASE_URL: `postgresql://app:secret-password@127.0.0.1:${port}/users`, DATABASE_CONNECT_TIMEOUT: '3' });
+    expect(run.code).toBe(1);
+    const attempts = run.stdout.map((line) => JSON.parse(line) as { msg: string }).filter((line) => line.msg.includes('unreachable; retrying'));
+    expect(attempts.length).toBeGreaterThanOrEqual(2);
+    expect(run.stderr).toEqual([`Cannot reach the database 127.0.0.1:${port}/users after 3 s (${attempts.length + 1} attempts): connect ECONNREFUSED 127.0.0.1:${port}`]);
+    expect([...run.stdout, ...run.stderr].join('\n')).not.toContain('secret-password');
+  });
+
+  describe.skipIf(!DATABASE_URL)('that comes back during the wait (PostgreSQL)', () => {
+    let database: TestDatabase;
+    let relay: Server | undefined;
+    const sockets = new Set<Socket>();
+    beforeAll(async () => {
+      database = await createTestDatabase(DATABASE_URL);
+    });
+    afterAll(async () => {
+      for (const socket of sockets) socket.destroy();
+      await new Promise((resolve) => (relay ? relay.close(resolve) : resolve(undefined)));
+      await database?.drop();
+    });
+
+    it('starts as soon as it answers', async () => {
+      const target = new URL(database.url!);
+      const port = await unusedPort();
+      const url = new URL(database.url!);
+      url.port = String(port);
+      url.hostname = '127.0.0.1';
+      setTimeout(() => {
+        relay = createServer((client) => {
+          const upstream = connect(Number(target.port || 5432), target.hostname);
+          for (const socket of [client, upstream]) {
+            sockets.add(socket);
+            socket.on('error', () => socket.destroy());
+          }
+          client.pipe(upstream).pipe(client);
+        }).listen(port, '127.0.0.1');
+      }, 2500);
+      const server = await startServerProcess('late database', { ...baseEnv(dataDir), DATABASE_URL: url.toString(), DATABASE_CONNECT_TIMEOUT: '30' });
+      const attempts = server.logs.filter((line) => String(line.msg).includes('unreachable; retrying'));
+      expect(attempts.length).toBeGreaterThanOrEqual(1);
+      expect(server.logs.some((line) => String(line.msg).endsWith('reachable') && line.attempt === attempts.length + 1)).toBe(true);
+      const me = await fetch(`${server.origin}/graphql`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query: '{ __typename }' }) });
+      expect(me.status).toBe(200);
+      await killServerProcesses();
+    });
+
+    it('refusing the database name is not waited for: exit 1 at once, with the reason', async () => {
+      const url = new URL(DATABASE_URL!);
+      url.pathname = `/missing_${randomBytes(4).toString('hex')}`;
+      const run = await runToExit({ ...baseEnv(dataDir), DATABASE_URL: url.toString(), DATABASE_CONNECT_TIMEOUT: '60' });
+      expect(run.code).toBe(1);
+      expect(run.stderr).toHaveLength(1);
+      expect(run.stderr[0]).toMatch(/^The database .+\/missing_[0-9a-f]{8} refused the connection: database "missing_[0-9a-f]{8}" does not exist$/);
+      expect(run.ms).toBeLessThan(30_000);
+    });
+  });
+});
+
+describe('a DATA_DIR that cannot be one', () => {
+  it('is one clear configuration error, whether a file or a path under a file', async () => {
+    const file = join(dataDir, 'not-a-folder');
+    writeFileSync(file, 'x');
+    for (const bad of [file, join(file, 'below')]) {
+      const run = await runToExit({ ...baseEnv(bad) });
+      expect(run.code).toBe(1);
+      expect(run.stderr.join('\n')).toBe(`Invalid configuration:\n  - DATA_DIR (${bad}) is not a directory (a file is in the way)`);
+    }
+  });
+});
