@@ -13,8 +13,9 @@ import type { DestinationStream } from 'pino';
 import { type Config, ConfigError } from './config/config.js';
 import { BadUserInputError } from './errors.js';
 import { openDatabase } from './db/database.js';
+import { isDatabaseUnavailable } from './db/outage.js';
 import { type AppContext, buildContext } from './graphql/context.js';
-import { createErrorFormatter, errorLoggingPlugin } from './graphql/errors.js';
+import { contextUnavailableError, createErrorFormatter, errorLoggingPlugin } from './graphql/errors.js';
 import { createGraphQLHandler } from './graphql/http-handler.js';
 import { queryLimitRules } from './graphql/limits.js';
 import { buildAppSchema } from './graphql/schema.js';
@@ -113,6 +114,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
   services.outbox.start();
   const server = createHttpServer({ maxConnections: config.httpMaxConnections, logger }, serve);
   const schema = await buildAppSchema();
+  const { outages } = services;
   const apollo = new ApolloServer<AppContext>({
     schema,
     // Production answers teach nothing about the schema: no suggestions, no echoed values, and
@@ -130,7 +132,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     // main.ts owns shutdown (drain, then close the database); Apollo must not race it on SIGTERM.
     stopOnTerminationSignals: false,
     plugins: [
-      errorLoggingPlugin(),
+      errorLoggingPlugin(outages),
       // roleLimitedFields reads what type-graphql recorded while building the schema above.
       ...(config.isProduction ? [productionAnswersPlugin(roleLimitedFields())] : []),
       ApolloServerPluginDrainHttpServer({ httpServer: server }),
@@ -148,6 +150,15 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
   // refresh-token cookie (http/refresh-cookie.ts) is theirs alone.
   const corsHandler = config.corsOrigins ? credentialedCors(config.corsOrigins) : cors({ maxAge: 600, exposedHeaders: ['x-request-id'] });
   let draining = false;
+
+  /** A viewer lookup that found the database unreachable is answered 503, not 500. */
+  function withOutageAnswer(context: Promise<AppContext>): Promise<AppContext> {
+    return context.catch((error: unknown) => {
+      if (!isDatabaseUnavailable(error)) throw error;
+      outages.record(error);
+      throw contextUnavailableError(error);
+    });
+  }
 
   async function isDatabaseReady(): Promise<boolean> {
     let timer: NodeJS.Timeout | undefined;
@@ -184,7 +195,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     }
     if (pathname === '/graphql') {
       return graphql(req, res, target, () =>
-        buildContext({
+        withOutageAnswer(buildContext({
           requestId,
           authorization: req.headers.authorization,
           refreshCookie: refreshTokenCookie(req, res, { corsOrigins: config.corsOrigins }),
@@ -192,7 +203,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
           rootEm: orm.em,
           services,
           logger,
-        }),
+        })),
       );
     }
     sendJson(res, 404, { error: 'Not found' });

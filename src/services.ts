@@ -1,5 +1,6 @@
 import type { MikroORM } from '@mikro-orm/postgresql';
 import type { Config } from './config/config.js';
+import { OutageLog } from './db/outage.js';
 import { deriveKeys } from './keys.js';
 import type { Logger } from './logger.js';
 import { MailOutbox, type OutboxOptions } from './mail/outbox.js';
@@ -35,6 +36,8 @@ export interface Services {
   limits: RateLimits;
   /** Its hashing workers are stopped by the app on shutdown. */
   passwords: PasswordHasher;
+  /** Where a database outage is logged: once per interval, for requests and the mail worker alike. */
+  outages: OutageLog;
 }
 
 /** Wires the services from configuration. */
@@ -46,7 +49,8 @@ export async function createServices(config: Config, orm: MikroORM, logger: Logg
   const tokens = new OneTimeTokenService(keys.oneTimeTokens);
   const audit = new AuditService();
   const mailLogger = logger.child({ component: 'mail' });
-  const outbox = new MailOutbox(orm, createMailTransport(config, mailLogger), keys.mailOutbox, config.links, mailLogger, outboxOptions);
+  const outages = new OutageLog(logger);
+  const outbox = new MailOutbox(orm, createMailTransport(config, mailLogger), keys.mailOutbox, config.links, mailLogger, outages, outboxOptions);
   const limits = RateLimits.create(config, orm);
   const backoff = new LoginBackoff();
   const guard = new LoginGuard(limits, backoff, new DeviceTokens(keys.deviceTokens));
@@ -63,5 +67,6 @@ export async function createServices(config: Config, orm: MikroORM, logger: Logg
     outbox,
     limits,
     passwords,
+    outages,
   };
 }

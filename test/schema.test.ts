@@ -48,11 +48,13 @@ describe('schema.graphql', () => {
     expect(missingNames(schema)).toEqual([]);
   });
 
-  it('contains the ErrorCode enum with exactly the contract codes', async () => {
-    const errorCode = (await buildAppSchema()).getType('ErrorCode');
-    expect(isEnumType(errorCode) && errorCode.getValues().map((value) => value.name).sort()).toEqual(
-      ['BAD_USER_INPUT', 'CONFLICT', 'FORBIDDEN', 'INTERNAL_SERVER_ERROR', 'NOT_FOUND', 'RATE_LIMITED', 'UNAUTHENTICATED'],
-    );
+  it('contains the ErrorCode enum with exactly the contract codes served so far', async () => {
+    const codes = (schema: GraphQLSchema) => {
+      const type = schema.getType('ErrorCode');
+      return isEnumType(type) ? type.getValues().map((value) => value.name).sort() : [];
+    };
+    // The copy of the contract grows with each part that is served (see the test below).
+    expect(codes(await buildAppSchema())).toEqual(codes(buildSchema(readFileSync(CONTRACT_COPY, 'utf8'))));
   });
 
   it('breaks nothing of the client contract (adding is allowed; removing, renaming or requiring is not)', () => {

@@ -47,7 +47,10 @@ export function createOrmConfig(connection: OrmConnection, settings: OrmSettings
     clientUrl: connection.clientUrl,
     entities: ENTITIES,
     baseDir: PROJECT_ROOT,
-    pool: { min: 0, max: connection.poolSize },
+    // On a server a request waits at most 2 s for a connection: during a database outage it is
+    // answered SERVICE_UNAVAILABLE then, instead of hanging for knex's default minute. The embedded
+    // database cannot be "down", and its one connection may have a queue: it keeps the minute.
+    pool: { min: 0, max: connection.poolSize, acquireTimeoutMillis: connection.embedded ? 60_000 : 2000 },
     // Read replicas may lag behind the primary, so nothing reads from them by default: sessions,
     // sign-in, tokens and every transaction must see the latest write. A query opts in with
     // `em.getConnection('read')` (as `keysetPage` does) only where a few seconds of lag is

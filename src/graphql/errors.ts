@@ -1,6 +1,8 @@
 import type { ApolloServerPlugin, GraphQLRequestListener } from '@apollo/server';
 import { unwrapResolverError } from '@apollo/server/errors';
-import { type GraphQLFormattedError, GraphQLEnumType } from 'graphql';
+import { HeaderMap } from '@apollo/server';
+import { GraphQLEnumType, GraphQLError, type GraphQLFormattedError } from 'graphql';
+import { isDatabaseUnavailable, OUTAGE_RETRY_AFTER_SECONDS, type OutageLog } from '../db/outage.js';
 import { AppError, ErrorCode, UnauthenticatedReason } from '../errors.js';
 import type { AppContext } from './context.js';
 
@@ -27,6 +29,26 @@ const CLIENT_REQUEST_CODES = new Set([
 const SCHEMA_DESCRIBING_CODES = new Set(['GRAPHQL_VALIDATION_FAILED', 'BAD_USER_INPUT', 'OPERATION_RESOLUTION_FAILURE']);
 
 const INTERNAL_MESSAGE = 'Internal server error.';
+const UNAVAILABLE_MESSAGE = 'The service is temporarily unavailable. Try again shortly.';
+
+/** The answer to a request that needed the database while it could not be reached. */
+function unavailable(where: Pick<GraphQLFormattedError, 'locations' | 'path'>): GraphQLFormattedError {
+  return { message: UNAVAILABLE_MESSAGE, ...where, extensions: { code: ErrorCode.SERVICE_UNAVAILABLE, retryAfter: OUTAGE_RETRY_AFTER_SECONDS } };
+}
+
+/**
+ * The error a request's context creation throws when the viewer lookup found the database
+ * unreachable: Apollo answers it with its `http` status and headers.
+ */
+export function contextUnavailableError(cause: unknown): GraphQLError {
+  return new GraphQLError(UNAVAILABLE_MESSAGE, {
+    originalError: cause instanceof Error ? cause : undefined,
+    extensions: {
+      code: ErrorCode.SERVICE_UNAVAILABLE,
+      http: { status: 503, headers: new HeaderMap([['retry-after', String(OUTAGE_RETRY_AFTER_SECONDS)]]) },
+    },
+  });
+}
 /** The one production answer to a document or variables that do not fit the schema. */
 export const INVALID_OPERATION = 'The request is not a valid operation for this API.';
 const INTROSPECTION_DISABLED = 'Introspection is disabled.';
@@ -43,9 +65,9 @@ export function isRecursionError(error: unknown): boolean {
   return false;
 }
 
-/** Whether an error is one we did not expect: a bug, a database failure, a library throwing. */
+/** Whether an error is one we did not expect: a bug, a failing query, a library throwing. (An unreachable database is expected.) */
 function isUnexpected(formatted: Pick<GraphQLFormattedError, 'extensions'>, original: unknown): boolean {
-  if (original instanceof AppError) return false;
+  if (original instanceof AppError || isDatabaseUnavailable(original)) return false;
   if (isRecursionError(original)) return true;
   const code = formatted.extensions?.code;
   return !(typeof code === 'string' && CLIENT_REQUEST_CODES.has(code));
@@ -70,6 +92,7 @@ export function createErrorFormatter(options: ErrorFormatOptions): (formatted: G
     if (original instanceof AppError) {
       return { message: original.message, ...where, extensions: { code: original.code, ...original.extensions } };
     }
+    if (isDatabaseUnavailable(original)) return unavailable(where);
     if (isUnexpected(formatted, original)) {
       return { message: INTERNAL_MESSAGE, ...where, extensions: { code: ErrorCode.INTERNAL_SERVER_ERROR } };
     }
@@ -83,16 +106,26 @@ export function createErrorFormatter(options: ErrorFormatOptions): (formatted: G
   };
 }
 
-/** Logs every unexpected error once, with the request id the client got in `x-request-id`. */
-export function errorLoggingPlugin(): ApolloServerPlugin<AppContext> {
+/**
+ * Logs every unexpected error once, with the request id the client got in `x-request-id`. Requests
+ * refused because the database is unreachable are counted in `outages` (one line per interval, not
+ * per request) and answered with HTTP 503 and `Retry-After`.
+ */
+export function errorLoggingPlugin(outages: OutageLog): ApolloServerPlugin<AppContext> {
   // One listener for all requests (it keeps nothing per request): no allocation on the hot path.
   const listener: GraphQLRequestListener<AppContext> = {
     async didEncounterErrors({ errors, contextValue, operationName }) {
       for (const error of errors) {
         const original = unwrapResolverError(error);
-        if (!isUnexpected(error, original)) continue;
-        contextValue.logger.error({ err: original, path: error.path, operationName }, 'unexpected error in GraphQL request');
+        if (isDatabaseUnavailable(original)) outages.record(original);
+        else if (isUnexpected(error, original)) contextValue.logger.error({ err: original, path: error.path, operationName }, 'unexpected error in GraphQL request');
       }
+    },
+    async willSendResponse({ response }) {
+      if (response.body.kind !== 'single' || !response.body.singleResult.errors) return;
+      if (!response.body.singleResult.errors.some((error) => error.extensions?.code === ErrorCode.SERVICE_UNAVAILABLE)) return;
+      response.http.status = 503;
+      response.http.headers.set('retry-after', String(OUTAGE_RETRY_AFTER_SECONDS));
     },
   };
   const started = Promise.resolve(listener);
@@ -107,6 +140,7 @@ const ERROR_CODE_DESCRIPTIONS: Record<ErrorCode, string> = {
   CONFLICT: 'The email address or username is already taken.',
   NOT_FOUND: 'An admin operation names a user that does not exist.',
   RATE_LIMITED: 'Too many attempts; `extensions.retryAfter` gives the seconds to wait.',
+  SERVICE_UNAVAILABLE: 'The database (or another part the request needs) is down: HTTP 503; retry after `extensions.retryAfter` seconds.',
   INTERNAL_SERVER_ERROR: 'Anything unexpected; the message says nothing about the cause.',
 };
 

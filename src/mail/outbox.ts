@@ -1,6 +1,7 @@
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import type { EntityManager, MikroORM } from '@mikro-orm/postgresql';
 import type { LinkTargets } from '../config/config.js';
+import { isDatabaseUnavailable, type OutageLog } from '../db/outage.js';
 import type { Logger } from '../logger.js';
 import { MailMessage } from './mail-message.entity.js';
 import { type MailTemplate, renderMail } from './templates.js';
@@ -106,6 +107,7 @@ export class MailOutbox {
     key: Uint8Array,
     private readonly links: LinkTargets,
     private readonly logger: Logger,
+    private readonly outages: OutageLog,
     private readonly options: OutboxOptions = DEFAULT_OUTBOX_OPTIONS,
   ) {
     this.cipher = new PayloadCipher(key);
@@ -158,7 +160,10 @@ export class MailOutbox {
       return;
     }
     this.running = this.drain()
-      .catch((error: unknown) => this.logger.error({ err: error }, 'mail outbox worker failed; retrying later'))
+      .catch((error: unknown) => {
+        if (isDatabaseUnavailable(error)) this.outages.record(error);
+        else this.logger.error({ err: error }, 'mail outbox worker failed; retrying later');
+      })
       .finally(() => {
         this.running = undefined;
         const again = this.rerun;
