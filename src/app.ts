@@ -25,6 +25,7 @@ import { refreshTokenCookie } from './http/refresh-cookie.js';
 import { resetPasswordPage } from './http/reset-page.js';
 import { type RequestTarget, requestTarget } from './http/request-target.js';
 import { createLogger, type Logger } from './logger.js';
+import { Maintenance } from './maintenance.js';
 import { DEFAULT_OUTBOX_OPTIONS, type OutboxOptions } from './mail/outbox.js';
 import { createServices } from './services.js';
 
@@ -112,6 +113,8 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     }
   }
   services.outbox.start();
+  const maintenance = new Maintenance(orm, config.databaseUrl, config.retention, logger.child({ component: 'maintenance' }), services.outages);
+  maintenance.start();
   const server = createHttpServer({ maxConnections: config.httpMaxConnections, logger }, serve);
   const schema = await buildAppSchema();
   const { outages } = services;
@@ -253,6 +256,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
         draining = true;
         // Stops the HTTP server too (drain plugin): no new connections, in-flight requests finish.
         await apollo.stop();
+        await maintenance.stop();
         await services.outbox.stop();
         await services.limits.stop();
         await services.passwords.close();

@@ -41,6 +41,7 @@ describe('loadConfig', () => {
       links: { resetPassword: 'http://localhost:4000/reset-password', lockdown: 'http://localhost:4000/lockdown' },
       tokenLifetimes: { accessTokenSeconds: 900, refreshTokenSeconds: 2_592_000, refreshReuseIntervalSeconds: 10 },
       corsOrigins: undefined,
+      retention: { sessionDays: 30, auditDays: 400, intervalSeconds: 3600 },
     });
     expect(Object.isFrozen(config)).toBe(true);
   });

@@ -64,6 +64,8 @@ export interface Config {
   readonly queryLimits: QueryLimits;
   /** Open HTTP connections beyond this are closed at once (`HTTP_MAX_CONNECTIONS`). */
   readonly httpMaxConnections: number;
+  /** What maintenance purges, and how often it runs (see maintenance.ts). */
+  readonly retention: Retention;
 }
 
 /** Absolute URLs that email links point at; any scheme but script-running ones (`myapp://reset` for deep links). */
@@ -78,6 +80,13 @@ export interface TokenLifetimes {
   readonly refreshTokenSeconds: number;
   /** How long a just-rotated refresh token still gets a working pair of its device session; 0 = strict. */
   readonly refreshReuseIntervalSeconds: number;
+}
+
+/** Retention of rows that are done with (`SESSION_RETENTION_DAYS`, `AUDIT_RETENTION_DAYS`, `MAINTENANCE_INTERVAL_SECONDS`). */
+export interface Retention {
+  readonly sessionDays: number;
+  readonly auditDays: number;
+  readonly intervalSeconds: number;
 }
 
 /** Size limits of one GraphQL document (`GRAPHQL_MAX_*`). */
@@ -229,6 +238,11 @@ export function loadConfig(env: Env): Config {
   });
 
   const httpMaxConnections = integer('HTTP_MAX_CONNECTIONS', 1000, 1, 1_000_000);
+  const retention = Object.freeze({
+    sessionDays: integer('SESSION_RETENTION_DAYS', 30, 1, 3650),
+    auditDays: integer('AUDIT_RETENTION_DAYS', 400, 1, 36_500),
+    intervalSeconds: integer('MAINTENANCE_INTERVAL_SECONDS', 3600, 1, 604_800),
+  });
 
   // The secret is not trimmed: every byte of it is key material.
   const jwtSecretRaw = env.JWT_SECRET === '' ? undefined : env.JWT_SECRET;
@@ -277,6 +291,7 @@ export function loadConfig(env: Env): Config {
     redisUrl,
     queryLimits,
     httpMaxConnections,
+    retention,
   });
 }
 

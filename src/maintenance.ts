@@ -1,0 +1,124 @@
+import type { MikroORM } from '@mikro-orm/postgresql';
+import pg from 'pg';
+import type { Retention } from './config/config.js';
+import { isDatabaseUnavailable, type OutageLog } from './db/outage.js';
+import type { Logger } from './logger.js';
+import { RATE_LIMIT_TABLE } from './rate-limits.js';
+
+/** Sent mail, and used or expired one-time tokens, are kept this long for investigations. */
+const DONE_ROWS_DAYS = 7;
+/** Rows deleted per statement: short statements that never hold many row locks at once. */
+const BATCH = 1000;
+/** Any constant works; it only has to be the same for every instance (and differ from the migration lock). */
+export const MAINTENANCE_LOCK_KEY = 7_216_004_312;
+const DAY_MS = 86_400_000;
+
+/** What one purge removes: a table, and the condition (with `?` for the cutoff) its dead rows meet. */
+interface Purge {
+  name: string;
+  table: string;
+  where: string;
+  cutoff(now: number): Date | number;
+}
+
+/** Counts of rows deleted by one run, per purge. */
+export type MaintenanceReport = Record<string, number>;
+
+/**
+ * Deletes what retention allows, every `intervalSeconds`: ended or expired sessions after
+ * `sessionDays`, audit events after `auditDays`, sent or given-up mail and used or expired
+ * one-time tokens after 7 days, and expired rate-limit rows. One instance at a time (a session-level
+ * advisory lock on a connection of its own; the embedded database has one process anyway), in
+ * batches of {@link BATCH} rows, each its own short statement, so sign-in never waits behind it.
+ */
+export class Maintenance {
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<unknown> | undefined;
+  private readonly purges: Purge[];
+
+  constructor(
+    private readonly orm: MikroORM,
+    private readonly databaseUrl: string | undefined,
+    private readonly retention: Retention,
+    private readonly logger: Logger,
+    private readonly outages: OutageLog,
+  ) {
+    const daysAgo = (days: number) => (now: number) => new Date(now - days * DAY_MS);
+    this.purges = [
+      { name: 'sessions', table: 'sessions', where: '"revoked_at" < ? or "expires_at" < ?', cutoff: daysAgo(retention.sessionDays) },
+      { name: 'auditEvents', table: 'audit_events', where: '"created_at" < ?', cutoff: daysAgo(retention.auditDays) },
+      { name: 'mail', table: 'mail_outbox', where: '"sent_at" < ? or "failed_at" < ?', cutoff: daysAgo(DONE_ROWS_DAYS) },
+      { name: 'oneTimeTokens', table: 'one_time_tokens', where: '"used_at" < ? or "expires_at" < ?', cutoff: daysAgo(DONE_ROWS_DAYS) },
+      // rate-limiter-flexible keeps `expire` in epoch milliseconds (null: never).
+      { name: 'rateLimits', table: RATE_LIMIT_TABLE, where: '"expire" < ?', cutoff: (now) => now },
+    ];
+  }
+
+  /** Runs now, then every interval. */
+  start(): void {
+    this.schedule(0);
+  }
+
+  async stop(): Promise<void> {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    await this.running;
+  }
+
+  private schedule(delay: number): void {
+    this.timer = setTimeout(() => {
+      this.running = this.runOnce()
+        .catch((error: unknown) => {
+          if (isDatabaseUnavailable(error)) this.outages.record(error);
+          else this.logger.error({ err: error }, 'maintenance failed; trying again at the next interval');
+        })
+        .finally(() => {
+          this.running = undefined;
+          if (this.timer !== undefined) this.schedule(this.retention.intervalSeconds * 1000);
+        });
+    }, delay);
+    this.timer.unref();
+  }
+
+  /** One run; `null` when another instance holds the maintenance lock. */
+  async runOnce(): Promise<MaintenanceReport | null> {
+    const lock = this.databaseUrl ? new pg.Client({ connectionString: this.databaseUrl }) : undefined;
+    if (lock) {
+      lock.on('error', () => {});
+      await lock.connect();
+    }
+    try {
+      if (lock) {
+        const { rows } = await lock.query<{ locked: boolean }>('select pg_try_advisory_lock($1) as locked', [MAINTENANCE_LOCK_KEY]);
+        if (!rows[0]?.locked) {
+          this.logger.debug('maintenance skipped: another instance is running it');
+          return null;
+        }
+      }
+      const startedAt = Date.now();
+      const report: MaintenanceReport = {};
+      for (const purge of this.purges) report[purge.name] = await this.purge(purge, startedAt);
+      this.logger.info({ purged: report, ms: Date.now() - startedAt }, 'maintenance done');
+      return report;
+    } finally {
+      await lock?.end().catch(() => {});
+    }
+  }
+
+  private async purge(purge: Purge, now: number): Promise<number> {
+    const cutoff = purge.cutoff(now);
+    const parameters = purge.where.split('?').slice(1).map(() => cutoff);
+    const connection = this.orm.em.fork().getConnection();
+    let total = 0;
+    for (;;) {
+      const key = purge.table === RATE_LIMIT_TABLE ? '"key"' : '"id"';
+      const result = await connection.execute<{ affectedRows: number }>(
+        `delete from "${purge.table}" where ${key} in (select ${key} from "${purge.table}" where ${purge.where} limit ${BATCH})`,
+        parameters,
+        'run',
+      );
+      total += result.affectedRows;
+      if (result.affectedRows < BATCH) return total;
+    }
+  }
+}

@@ -1,0 +1,109 @@
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { processEnv } from '../src/config/config.js';
+import { MAINTENANCE_LOCK_KEY } from '../src/maintenance.js';
+import { LOGIN, ME, REFRESH, registerAccount } from './support/accounts.js';
+import { startTestServer, type TestServer } from './support/server.js';
+import { waitUntil } from './support/wait.js';
+
+// Retention: with a one-second maintenance interval, rows past their retention disappear and
+// everything younger, or still in use, stays. Rows are aged by moving their timestamps back.
+const DATABASE_URL = processEnv().DATABASE_URL;
+
+let server: TestServer;
+beforeAll(async () => {
+  server = await startTestServer({ MAINTENANCE_INTERVAL_SECONDS: '1', SESSION_RETENTION_DAYS: '1', AUDIT_RETENTION_DAYS: '2' });
+});
+afterAll(() => server?.stop());
+
+const count = async (sql: string, params: unknown[] = []) => Number((await server.sql<{ n: string }>(`select count(*) as n from ${sql}`, params))[0].n);
+
+/** Resolves with the report of the next maintenance run that starts after now. */
+async function nextRun(): Promise<Record<string, number>> {
+  const seen = server.logs.length;
+  const line = await waitUntil(() => server.logs.slice(seen + 1).find((entry) => entry.msg === 'maintenance done'), 'a maintenance run', 15_000);
+  return line.purged as Record<string, number>;
+}
+
+/** The rows purged by every run logged since log line `from`, summed per purge. */
+function purgedSince(from: number): Record<string, number> {
+  const sum: Record<string, number> = {};
+  for (const line of server.logs.slice(from)) {
+    if (line.msg !== 'maintenance done') continue;
+    for (const [name, rows] of Object.entries(line.purged as Record<string, number>)) sum[name] = (sum[name] ?? 0) + rows;
+  }
+  return sum;
+}
+
+describe('maintenance', () => {
+  it('purges ended and expired sessions, old audit events, sent mail, spent tokens and expired rate-limit rows — and nothing else', async () => {
+    // Runs go on every second while the rows are aged: what they purge is summed from here on.
+    const from = server.logs.length;
+    const old = await registerAccount(server);
+    const fresh = await registerAccount(server);
+    // A rotated row of `fresh` (ended now) and its live successor: both stay.
+    const rotated = (await server.graphql(REFRESH, { refreshToken: fresh.refreshToken })).data!.refreshToken;
+    // `old`: a second device whose session ended three days ago, and one that expired three days ago.
+    for (const _ of [0, 1]) await server.graphql(LOGIN, { input: { identifier: old.user.email, password: old.password } });
+    const oldRows = await server.sql<{ id: string }>('select id from sessions where user_id = ? order by created_at desc limit 2', [old.user.id]);
+    await server.sql("update sessions set revoked_at = now() - interval '3 days', revoked_reason = 'LOGOUT' where id = ?", [oldRows[0].id]);
+    await server.sql("update sessions set expires_at = now() - interval '3 days' where id = ?", [oldRows[1].id]);
+    // Audit events: those of `old` are three days old (past AUDIT_RETENTION_DAYS=2).
+    await server.sql("update audit_events set created_at = now() - interval '3 days' where user_id = ?", [old.user.id]);
+    // Mail and tokens: `old`'s are eight days past sending / use / expiry.
+    await waitUntil(async () => (await count('mail_outbox where sent_at is not null or failed_at is not null')) >= 2, 'the verification emails to be handled', 15_000);
+    await server.sql("update mail_outbox set sent_at = now() - interval '8 days', failed_at = case when failed_at is null then null else now() - interval '8 days' end where recipient = ?", [old.user.email]);
+    await server.sql("update mail_outbox set failed_at = now() - interval '8 days' where recipient = ? and sent_at is null", [old.user.email]);
+    await server.sql("update one_time_tokens set expires_at = now() - interval '8 days' where user_id = ?", [old.user.id]);
+    await server.sql("insert into rate_limits (key, points, expire) values ('test:expired', 1, ?), ('test:live', 1, ?), ('test:forever', 1, null)", [Date.now() - 1000, Date.now() + 3_600_000]);
+
+    await nextRun();
+    const report = purgedSince(from);
+    expect(report).toMatchObject({ sessions: 2, mail: 1, oneTimeTokens: 1, rateLimits: 1 });
+    // register, two logins of `old`: at least three events of its own.
+    expect(report.auditEvents).toBeGreaterThanOrEqual(3);
+
+    expect(await count('sessions where user_id = ?', [old.user.id])).toBe(1);
+    expect(await count('sessions where user_id = ?', [fresh.user.id])).toBe(2);
+    expect(await count('audit_events where user_id = ?', [old.user.id])).toBe(0);
+    expect(await count('audit_events where user_id = ?', [fresh.user.id])).toBeGreaterThan(0);
+    expect(await count('mail_outbox where recipient = ?', [old.user.email])).toBe(0);
+    expect(await count('mail_outbox where recipient = ?', [fresh.user.email])).toBe(1);
+    expect(await count('one_time_tokens where user_id = ?', [fresh.user.id])).toBe(1);
+    expect((await server.sql<{ key: string }>("select key from rate_limits where key like 'test:%' order by key")).map((row) => row.key)).toEqual(['test:forever', 'test:live']);
+
+    // Whatever is still in use still works.
+    expect((await server.graphql(ME, {}, { token: rotated.accessToken })).data?.me.id).toBe(fresh.user.id);
+    expect((await server.graphql(ME, {}, { token: fresh.accessToken })).data?.me.id).toBe(fresh.user.id);
+    expect((await server.graphql(LOGIN, { input: { identifier: old.user.email, password: old.password } })).data?.login).toBeTruthy();
+
+    // The next run finds nothing more.
+    expect(await nextRun()).toEqual({ sessions: 0, auditEvents: 0, mail: 0, oneTimeTokens: 0, rateLimits: 0 });
+  }, 60_000);
+});
+
+describe.skipIf(!DATABASE_URL)('several instances on one database (PostgreSQL)', () => {
+  let second: TestServer;
+  beforeAll(async () => {
+    second = await startTestServer({ DATABASE_URL: server.config.databaseUrl!, MAINTENANCE_INTERVAL_SECONDS: '1' });
+  });
+  afterAll(() => second?.stop());
+
+  it('run maintenance one at a time: while the lock is held elsewhere, neither runs; then they resume', async () => {
+    const runs = (target: TestServer, from: number) => target.logs.slice(from).filter((line) => line.msg === 'maintenance done').length;
+    // The test takes the maintenance lock itself, as a third instance in the middle of a run would.
+    const holder = new pg.Client({ connectionString: server.config.databaseUrl! });
+    await holder.connect();
+    try {
+      await holder.query('select pg_advisory_lock($1)', [MAINTENANCE_LOCK_KEY]);
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+      const [fromFirst, fromSecond] = [server.logs.length, second.logs.length];
+      await new Promise((resolve) => setTimeout(resolve, 3000));
+      expect(runs(server, fromFirst) + runs(second, fromSecond)).toBe(0);
+      await holder.query('select pg_advisory_unlock($1)', [MAINTENANCE_LOCK_KEY]);
+      await waitUntil(() => runs(server, fromFirst) > 0 && runs(second, fromSecond) > 0, 'both instances to run again', 10_000);
+    } finally {
+      await holder.end();
+    }
+  }, 30_000);
+});
