@@ -49,6 +49,8 @@ export interface AppOptions {
 }
 
 const READINESS_TIMEOUT_MS = 2000;
+/** How long shutdown waits for GraphQL requests in flight before it closes the listener. */
+const DRAIN_LIMIT_MS = 10_000;
 /** What `serve` returns for a request answered without waiting for anything. */
 const ANSWERED = Promise.resolve();
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,64}$/;
@@ -153,6 +155,22 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
   // refresh-token cookie (http/refresh-cookie.ts) is theirs alone.
   const corsHandler = config.corsOrigins ? credentialedCors(config.corsOrigins) : cors({ maxAge: 600, exposedHeaders: ['x-request-id'] });
   let draining = false;
+  /** GraphQL requests being answered: shutdown lets them finish before it closes the listener. */
+  let inFlight = 0;
+  let whenIdle: (() => void) | undefined;
+
+  /** Resolves once no GraphQL request is in flight, or after `limitMs`. */
+  function idle(limitMs: number): Promise<void> {
+    if (inFlight === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(resolve, limitMs);
+      timer.unref();
+      whenIdle = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+  }
 
   /** A viewer lookup that found the database unreachable is answered 503, not 500. */
   function withOutageAnswer(context: Promise<AppContext>): Promise<AppContext> {
@@ -197,6 +215,14 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
       return;
     }
     if (pathname === '/graphql') {
+      // Shutting down: whatever reaches us is still answered (it may have been sent before the signal),
+      // but the connection is not kept for more.
+      if (draining) res.setHeader('connection', 'close');
+      inFlight += 1;
+      res.once('close', () => {
+        inFlight -= 1;
+        if (inFlight === 0) whenIdle?.();
+      });
       return graphql(req, res, target, () =>
         withOutageAnswer(buildContext({
           requestId,
@@ -253,8 +279,11 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     },
     close() {
       closing ??= (async () => {
+        // From here /readyz answers 503 while the listener stays open for the requests in flight (up
+        // to the drain limit): an orchestrator sees "not ready", not a refused connection, and
+        // stops sending. Then the listener closes (drain plugin).
         draining = true;
-        // Stops the HTTP server too (drain plugin): no new connections, in-flight requests finish.
+        await idle(DRAIN_LIMIT_MS);
         await apollo.stop();
         await maintenance.stop();
         await services.outbox.stop();

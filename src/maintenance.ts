@@ -54,9 +54,9 @@ export class Maintenance {
     ];
   }
 
-  /** Runs now, then every interval. */
+  /** Runs every interval; the first run comes after one interval or a minute, whichever is sooner (not amid start-up). */
   start(): void {
-    this.schedule(0);
+    this.schedule(Math.min(this.retention.intervalSeconds, 60) * 1000);
   }
 
   async stop(): Promise<void> {
