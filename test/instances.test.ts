@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { processEnv } from '../src/config/config.js';
 import { PROJECT_ROOT } from '../src/config/paths.js';
 import { FORGOT_PASSWORD, LOGIN, ME, newAccountInput, REGISTER, RESET_PASSWORD } from './support/accounts.js';
-import { build, exitOf, killServerProcesses, type ServerProcess, startServerProcess } from './support/server-process.js';
+import { build, exitOf, killServerProcesses, type ServerProcess, serverProcessEnv, startServerProcess } from './support/server-process.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
 import { resetTokenOf, startSmtpServer, type TestSmtpServer } from './support/smtp.js';
 
@@ -78,23 +78,15 @@ describe.skipIf(!SERVER_URL)('three instances on one PostgreSQL behave as one se
       .sort();
     smtp = await startSmtpServer();
     database = await createTestDatabase(SERVER_URL);
-    const shared = {
+    // One call: every instance shares the secrets. Each binds a free port of its own and logs it.
+    const shared = serverProcessEnv({
       DATABASE_URL: database.url!,
-      HOST: '127.0.0.1',
-      // Each process binds a free port of its own and logs it (no race between choosing and binding).
-      PORT: '0',
-      NODE_ENV: 'test',
-      JWT_SECRET: randomBytes(48).toString('base64url'),
-      HMAC_SECRET: randomBytes(48).toString('base64url'),
-      APP_URL: 'https://app.example.test',
-      BCRYPT_COST: '4',
-      LOG_LEVEL: 'info',
       SMTP_URL: smtp.url,
       ADMIN_EMAIL: admin.email,
       ADMIN_PASSWORD: admin.password,
       RATE_LIMIT_SCALE: '1',
       TRUST_PROXY: '1',
-    };
+    });
     // All three at once: they race for the migration lock and the admin bootstrap.
     const started = await Promise.allSettled(
       Array.from({ length: INSTANCES }, (_, index) => {

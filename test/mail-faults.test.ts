@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -7,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { processEnv } from '../src/config/config.js';
 import { FORGOT_PASSWORD, newAccountInput, REGISTER } from './support/accounts.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
-import { build, exitOf, killServerProcesses, type ServerProcess, startServerProcess } from './support/server-process.js';
+import { build, exitOf, killServerProcesses, type ServerProcess, serverProcessEnv, startServerProcess } from './support/server-process.js';
 import { startTestServer, type TestServer } from './support/server.js';
 import { type CapturedMail, startSmtpServer, type TestSmtpServer, unusedPort } from './support/smtp.js';
 
@@ -111,19 +110,7 @@ describe('SIGKILL', () => {
     await build();
     database = await createTestDatabase(DATABASE_URL);
     dataDir = mkdtempSync(join(tmpdir(), 'user-server-mail-faults-'));
-    env = {
-      ...(database.url ? { DATABASE_URL: database.url } : {}),
-      DATA_DIR: dataDir,
-      HOST: '127.0.0.1',
-      PORT: '0',
-      NODE_ENV: 'test',
-      JWT_SECRET: randomBytes(48).toString('base64url'),
-      HMAC_SECRET: randomBytes(48).toString('base64url'),
-      APP_URL: 'https://app.example.test',
-      BCRYPT_COST: '4',
-      LOG_LEVEL: 'info',
-      RATE_LIMIT_SCALE: '0',
-    };
+    env = serverProcessEnv({ ...(database.url ? { DATABASE_URL: database.url } : {}), DATA_DIR: dataDir, RATE_LIMIT_SCALE: '0' });
   });
   afterAll(async () => {
     await killServerProcesses();

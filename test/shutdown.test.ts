@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { request } from 'node:http';
 import { connect } from 'node:net';
@@ -8,7 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { processEnv } from '../src/config/config.js';
 import { newAccountInput, REGISTER } from './support/accounts.js';
-import { build, exitOf, isRunning, killServerProcesses, type ServerProcess, startServerProcess } from './support/server-process.js';
+import { build, exitOf, isRunning, killServerProcesses, type ServerProcess, serverProcessEnv, startServerProcess } from './support/server-process.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
 import { startSmtpServer, type TestSmtpServer, unusedPort } from './support/smtp.js';
 
@@ -86,21 +85,14 @@ describe('graceful shutdown of node dist/src/main.js on SIGTERM', () => {
     dataDir = mkdtempSync(join(tmpdir(), 'user-server-shutdown-'));
     // The mail server is down during the first run, so queued email can only leave after a restart.
     smtpPort = await unusedPort();
-    env = {
+    env = serverProcessEnv({
       ...(database.url ? { DATABASE_URL: database.url } : {}),
       DATA_DIR: dataDir,
-      HOST: '127.0.0.1',
-      PORT: '0',
-      NODE_ENV: 'test',
-      JWT_SECRET: randomBytes(48).toString('base64url'),
-      HMAC_SECRET: randomBytes(48).toString('base64url'),
-      APP_URL: 'https://app.example.test',
       // Slow hashing keeps the registrations in flight while the server is told to stop.
       BCRYPT_COST: '13',
-      LOG_LEVEL: 'info',
       SMTP_URL: `smtp://127.0.0.1:${smtpPort}`,
       RATE_LIMIT_SCALE: '0',
-    };
+    });
   });
 
   afterAll(async () => {

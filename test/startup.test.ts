@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { processEnv } from '../src/config/config.js';
 import { PROJECT_ROOT } from '../src/config/paths.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
-import { build, killServerProcesses, startServerProcess } from './support/server-process.js';
+import { build, killServerProcesses, serverProcessEnv, startServerProcess } from './support/server-process.js';
 import { unusedPort } from './support/smtp.js';
 
 // Start-up against a database that is not there yet, or never comes, and with a data folder that
@@ -44,15 +44,7 @@ function runToExit(env: Record<string, string>, timeoutMs = 60_000): Promise<Run
   });
 }
 
-const baseEnv = (dataDir: string): Record<string, string> => ({
-  DATA_DIR: dataDir,
-  HOST: '127.0.0.1',
-  PORT: '0',
-  NODE_ENV: 'test',
-  JWT_SECRET: randomBytes(48).toString('base64url'),
-  BCRYPT_COST: '4',
-  LOG_LEVEL: 'info',
-});
+const baseEnv = (dataDir: string): Record<string, string> => serverProcessEnv({ DATA_DIR: dataDir });
 
 let dataDir: string;
 beforeAll(async () => {

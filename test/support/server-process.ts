@@ -1,5 +1,5 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -45,6 +45,25 @@ export async function build(): Promise<void> {
   } finally {
     rmSync(lock, { recursive: true, force: true });
   }
+}
+
+/**
+ * The environment of a test's server process: loopback, a port of its own choosing, fresh secrets,
+ * the fastest bcrypt, links to a test domain; `overrides` win. Call it once per group of processes
+ * that must share secrets (instances of one deployment).
+ */
+export function serverProcessEnv(overrides: Record<string, string>): Record<string, string> {
+  return {
+    HOST: '127.0.0.1',
+    PORT: '0',
+    NODE_ENV: 'test',
+    JWT_SECRET: randomBytes(48).toString('base64url'),
+    HMAC_SECRET: randomBytes(48).toString('base64url'),
+    APP_URL: 'https://app.example.test',
+    BCRYPT_COST: '4',
+    LOG_LEVEL: 'info',
+    ...overrides,
+  };
 }
 
 /** How a server process ended; `timedOut` when it did not end in time. */
