@@ -1,6 +1,6 @@
 import type { MikroORM } from '@mikro-orm/postgresql';
-import pg from 'pg';
 import type { Retention } from './config/config.js';
+import { ADVISORY_LOCKS, withAdvisoryLock } from './db/advisory-lock.js';
 import { isDatabaseUnavailable, type OutageLog } from './db/outage.js';
 import type { Logger } from './logger.js';
 import { RATE_LIMIT_TABLE } from './rate-limits.js';
@@ -9,14 +9,13 @@ import { RATE_LIMIT_TABLE } from './rate-limits.js';
 const DONE_ROWS_DAYS = 7;
 /** Rows deleted per statement: short statements that never hold many row locks at once. */
 const BATCH = 1000;
-/** Any constant works; it only has to be the same for every instance (and differ from the migration lock). */
-export const MAINTENANCE_LOCK_KEY = 7_216_004_312;
 const DAY_MS = 86_400_000;
 
-/** What one purge removes: a table, and the condition (with `?` for the cutoff) its dead rows meet. */
+/** What one purge removes: a table (rows named by `key`), and the condition (with `?` for the cutoff) its dead rows meet. */
 interface Purge {
   name: string;
   table: string;
+  key: string;
   where: string;
   cutoff(now: number): Date | number;
 }
@@ -45,12 +44,12 @@ export class Maintenance {
   ) {
     const daysAgo = (days: number) => (now: number) => new Date(now - days * DAY_MS);
     this.purges = [
-      { name: 'sessions', table: 'sessions', where: '"revoked_at" < ? or "expires_at" < ?', cutoff: daysAgo(retention.sessionDays) },
-      { name: 'auditEvents', table: 'audit_events', where: '"created_at" < ?', cutoff: daysAgo(retention.auditDays) },
-      { name: 'mail', table: 'mail_outbox', where: '"sent_at" < ? or "failed_at" < ?', cutoff: daysAgo(DONE_ROWS_DAYS) },
-      { name: 'oneTimeTokens', table: 'one_time_tokens', where: '"used_at" < ? or "expires_at" < ?', cutoff: daysAgo(DONE_ROWS_DAYS) },
+      { name: 'sessions', table: 'sessions', key: 'id', where: '"revoked_at" < ? or "expires_at" < ?', cutoff: daysAgo(retention.sessionDays) },
+      { name: 'auditEvents', table: 'audit_events', key: 'id', where: '"created_at" < ?', cutoff: daysAgo(retention.auditDays) },
+      { name: 'mail', table: 'mail_outbox', key: 'id', where: '"sent_at" < ? or "failed_at" < ?', cutoff: daysAgo(DONE_ROWS_DAYS) },
+      { name: 'oneTimeTokens', table: 'one_time_tokens', key: 'id', where: '"used_at" < ? or "expires_at" < ?', cutoff: daysAgo(DONE_ROWS_DAYS) },
       // rate-limiter-flexible keeps `expire` in epoch milliseconds (null: never).
-      { name: 'rateLimits', table: RATE_LIMIT_TABLE, where: '"expire" < ?', cutoff: (now) => now },
+      { name: 'rateLimits', table: RATE_LIMIT_TABLE, key: 'key', where: '"expire" < ?', cutoff: (now) => now },
     ];
   }
 
@@ -82,27 +81,18 @@ export class Maintenance {
 
   /** One run; `null` when another instance holds the maintenance lock. */
   async runOnce(): Promise<MaintenanceReport | null> {
-    const lock = this.databaseUrl ? new pg.Client({ connectionString: this.databaseUrl }) : undefined;
-    if (lock) {
-      lock.on('error', () => {});
-      await lock.connect();
-    }
-    try {
-      if (lock) {
-        const { rows } = await lock.query<{ locked: boolean }>('select pg_try_advisory_lock($1) as locked', [MAINTENANCE_LOCK_KEY]);
-        if (!rows[0]?.locked) {
-          this.logger.debug('maintenance skipped: another instance is running it');
-          return null;
-        }
-      }
+    const purgeAll = async (): Promise<MaintenanceReport> => {
       const startedAt = Date.now();
       const report: MaintenanceReport = {};
       for (const purge of this.purges) report[purge.name] = await this.purge(purge, startedAt);
       this.logger.info({ purged: report, ms: Date.now() - startedAt }, 'maintenance done');
       return report;
-    } finally {
-      await lock?.end().catch(() => {});
-    }
+    };
+    // The embedded database belongs to this process alone: no lock needed.
+    if (!this.databaseUrl) return purgeAll();
+    const report = await withAdvisoryLock(this.databaseUrl, ADVISORY_LOCKS.maintenance, 'try', purgeAll);
+    if (!report) this.logger.debug('maintenance skipped: another instance is running it');
+    return report;
   }
 
   private async purge(purge: Purge, now: number): Promise<number> {
@@ -110,8 +100,8 @@ export class Maintenance {
     const parameters = purge.where.split('?').slice(1).map(() => cutoff);
     const connection = this.orm.em.fork().getConnection();
     let total = 0;
+    const key = `"${purge.key}"`;
     for (;;) {
-      const key = purge.table === RATE_LIMIT_TABLE ? '"key"' : '"id"';
       const result = await connection.execute<{ affectedRows: number }>(
         `delete from "${purge.table}" where ${key} in (select ${key} from "${purge.table}" where ${purge.where} limit ${BATCH})`,
         parameters,

@@ -1,7 +1,7 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { processEnv } from '../src/config/config.js';
-import { MAINTENANCE_LOCK_KEY } from '../src/maintenance.js';
+import { ADVISORY_LOCKS } from '../src/db/advisory-lock.js';
 import { LOGIN, ME, REFRESH, registerAccount } from './support/accounts.js';
 import { startTestServer, type TestServer } from './support/server.js';
 import { waitUntil } from './support/wait.js';
@@ -95,12 +95,12 @@ describe.skipIf(!DATABASE_URL)('several instances on one database (PostgreSQL)',
     const holder = new pg.Client({ connectionString: server.config.databaseUrl! });
     await holder.connect();
     try {
-      await holder.query('select pg_advisory_lock($1)', [MAINTENANCE_LOCK_KEY]);
+      await holder.query('select pg_advisory_lock($1)', [ADVISORY_LOCKS.maintenance]);
       await new Promise((resolve) => setTimeout(resolve, 1500));
       const [fromFirst, fromSecond] = [server.logs.length, second.logs.length];
       await new Promise((resolve) => setTimeout(resolve, 3000));
       expect(runs(server, fromFirst) + runs(second, fromSecond)).toBe(0);
-      await holder.query('select pg_advisory_unlock($1)', [MAINTENANCE_LOCK_KEY]);
+      await holder.query('select pg_advisory_unlock($1)', [ADVISORY_LOCKS.maintenance]);
       await waitUntil(() => runs(server, fromFirst) > 0 && runs(second, fromSecond) > 0, 'both instances to run again', 10_000);
     } finally {
       await holder.end();

@@ -4,7 +4,7 @@ import { pathToFileURL } from 'node:url';
 import type { Constructor, MigrationObject } from '@mikro-orm/core';
 import { Migration, Migrator } from '@mikro-orm/migrations';
 import { defineConfig, MikroORM, type Options } from '@mikro-orm/postgresql';
-import pg from 'pg';
+import { ADVISORY_LOCKS, withAdvisoryLock } from './advisory-lock.js';
 import { BUILD_ROOT, PROJECT_ROOT, RUNNING_FROM_SOURCE } from '../config/paths.js';
 import { RATE_LIMIT_TABLE } from '../rate-limits.js';
 import { MailMessage } from '../mail/mail-message.entity.js';
@@ -101,31 +101,14 @@ export async function loadMigrations(): Promise<MigrationObject[]> {
   );
 }
 
-// Any constant works; it only has to be the same for every instance of this application.
-const MIGRATION_LOCK_KEY = 7_216_004_311;
-
-/**
- * Runs `work` while holding a session-level advisory lock on a connection of its own, so that of
- * several instances starting together on one database exactly one migrates and the others then
- * find nothing pending. (The embedded database belongs to one process and needs no lock.)
- */
-async function withMigrationLock<T>(clientUrl: string, work: () => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: clientUrl });
-  await client.connect();
-  try {
-    await client.query('select pg_advisory_lock($1)', [MIGRATION_LOCK_KEY]);
-    return await work();
-  } finally {
-    await client.end();
-  }
-}
-
 /** Connects and applies pending migrations. */
 export async function openOrm(connection: OrmConnection, log: (message: string) => void): Promise<MikroORM> {
   const orm = await MikroORM.init(createOrmConfig(connection, { migrationsList: await loadMigrations(), log }));
   try {
     const migrate = () => orm.getMigrator().up();
-    await (connection.embedded ? migrate() : withMigrationLock(connection.clientUrl, migrate));
+    // Of several instances starting together on one database exactly one migrates; the others then
+    // find nothing pending. (The embedded database belongs to one process and needs no lock.)
+    await (connection.embedded ? migrate() : withAdvisoryLock(connection.clientUrl, ADVISORY_LOCKS.migrations, 'wait', migrate));
   } catch (error) {
     await orm.close(true);
     throw error;
