@@ -13,7 +13,6 @@ import type { DestinationStream } from 'pino';
 import { type Config, ConfigError } from './config/config.js';
 import { BadUserInputError } from './errors.js';
 import { openDatabase } from './db/database.js';
-import { isDatabaseUnavailable } from './db/outage.js';
 import { type AppContext, buildContext } from './graphql/context.js';
 import { contextUnavailableError, createErrorFormatter, errorLoggingPlugin } from './graphql/errors.js';
 import { createGraphQLHandler } from './graphql/http-handler.js';
@@ -175,9 +174,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
   /** A viewer lookup that found the database unreachable is answered 503, not 500. */
   function withOutageAnswer(context: Promise<AppContext>): Promise<AppContext> {
     return context.catch((error: unknown) => {
-      if (!isDatabaseUnavailable(error)) throw error;
-      outages.record(error);
-      throw contextUnavailableError(error);
+      throw outages.record(error) ? contextUnavailableError(error) : error;
     });
   }
 

@@ -1,7 +1,7 @@
 import type { MikroORM } from '@mikro-orm/postgresql';
 import type { Retention } from './config/config.js';
 import { ADVISORY_LOCKS, withAdvisoryLock } from './db/advisory-lock.js';
-import { isDatabaseUnavailable, type OutageLog } from './db/outage.js';
+import type { OutageLog } from './db/outage.js';
 import type { Logger } from './logger.js';
 import { RATE_LIMIT_TABLE } from './rate-limits.js';
 
@@ -68,8 +68,7 @@ export class Maintenance {
     this.timer = setTimeout(() => {
       this.running = this.runOnce()
         .catch((error: unknown) => {
-          if (isDatabaseUnavailable(error)) this.outages.record(error);
-          else this.logger.error({ err: error }, 'maintenance failed; trying again at the next interval');
+          if (!this.outages.record(error)) this.logger.error({ err: error }, 'maintenance failed; trying again at the next interval');
         })
         .finally(() => {
           this.running = undefined;

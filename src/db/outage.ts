@@ -42,16 +42,21 @@ export class OutageLog {
     private readonly intervalMs = 10_000,
   ) {}
 
-  /** Counts one request refused because the database is unreachable. */
-  record(error: unknown): void {
+  /**
+   * Counts `error` when it says the database is unreachable (see {@link isDatabaseUnavailable}),
+   * and says whether it did: anything else is the caller's to log.
+   */
+  record(error: unknown): boolean {
+    if (!isDatabaseUnavailable(error)) return false;
     if (this.timer === undefined) {
       this.logger.error({ err: error }, 'database unreachable: answering SERVICE_UNAVAILABLE');
       this.since = Date.now();
       this.timer = setTimeout(() => this.flush(), this.intervalMs);
       this.timer.unref();
-      return;
+    } else {
+      this.refused += 1;
     }
-    this.refused += 1;
+    return true;
   }
 
   private flush(): void {

@@ -117,8 +117,7 @@ export function errorLoggingPlugin(outages: OutageLog): ApolloServerPlugin<AppCo
     async didEncounterErrors({ errors, contextValue, operationName }) {
       for (const error of errors) {
         const original = unwrapResolverError(error);
-        if (isDatabaseUnavailable(original)) outages.record(original);
-        else if (isUnexpected(error, original)) contextValue.logger.error({ err: original, path: error.path, operationName }, 'unexpected error in GraphQL request');
+        if (!outages.record(original) && isUnexpected(error, original)) contextValue.logger.error({ err: original, path: error.path, operationName }, 'unexpected error in GraphQL request');
       }
     },
     async willSendResponse({ response }) {

@@ -1,7 +1,7 @@
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import type { EntityManager, MikroORM } from '@mikro-orm/postgresql';
 import type { LinkTargets } from '../config/config.js';
-import { isDatabaseUnavailable, type OutageLog } from '../db/outage.js';
+import type { OutageLog } from '../db/outage.js';
 import type { Logger } from '../logger.js';
 import { MailMessage } from './mail-message.entity.js';
 import { type MailTemplate, renderMail } from './templates.js';
@@ -161,8 +161,7 @@ export class MailOutbox {
     }
     this.running = this.drain()
       .catch((error: unknown) => {
-        if (isDatabaseUnavailable(error)) this.outages.record(error);
-        else this.logger.error({ err: error }, 'mail outbox worker failed; retrying later');
+        if (!this.outages.record(error)) this.logger.error({ err: error }, 'mail outbox worker failed; retrying later');
       })
       .finally(() => {
         this.running = undefined;
