@@ -1,15 +1,15 @@
 import { execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { extname, join, normalize } from 'node:path';
 import { promisify } from 'node:util';
-import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PROJECT_ROOT } from '../src/config/paths.js';
 import { newAccountInput } from './support/accounts.js';
+import { chromiumAvailable, launchChromium } from './support/chromium.js';
 import { startTestServer, type TestServer } from './support/server.js';
 import { resetTokenOf, startSmtpServer, type TestSmtpServer, verificationCodeOf } from './support/smtp.js';
 
@@ -17,11 +17,7 @@ import { resetTokenOf, startSmtpServer, type TestSmtpServer, verificationCodeOf 
 // strict type-check, a Vite build — served from a second origin and driven in Debian's Chromium:
 // two tabs of one browser and a second browser, against a real server with CORS_ORIGINS and the
 // refresh-token cookie. The build and type-check run without Chromium too.
-const CHROMIUM = '/usr/bin/chromium';
-const hasChromium = existsSync(CHROMIUM);
-if (!hasChromium) {
-  console.warn(`test/example-spa.browser.test.ts: browser part SKIPPED — no Chromium at ${CHROMIUM} (\`apt-get install -y chromium\`).`);
-}
+const hasChromium = chromiumAvailable('test/example-spa.browser.test.ts', 'the browser part');
 const EXAMPLE = join(PROJECT_ROOT, 'examples', 'spa');
 const run = promisify(execFile);
 const TYPES: Record<string, string> = { '.html': 'text/html; charset=utf-8', '.js': 'text/javascript', '.css': 'text/css' };
@@ -84,10 +80,7 @@ describe.skipIf(!hasChromium)('the example SPA in Chromium: two tabs, a second b
   const calls = new Map<Page, Array<{ operation: string; reason?: string }>>();
 
   beforeAll(async () => {
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    });
+    browser = await launchChromium();
   });
   afterAll(() => browser?.close());
 

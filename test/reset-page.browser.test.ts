@@ -1,21 +1,15 @@
-import { existsSync } from 'node:fs';
 import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type Browser, chromium, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { INVALID_RESET_TOKEN } from '../src/modules/auth/recovery.service.js';
 import { FORGOT_PASSWORD, LOGIN, registerAccount } from './support/accounts.js';
+import { chromiumAvailable, launchChromium } from './support/chromium.js';
 import { startTestServer, type TestServer } from './support/server.js';
 import { resetTokenOf, startSmtpServer, type TestSmtpServer } from './support/smtp.js';
 
-/** Debian's chromium package; `.ci/run` installs it when it is missing. */
-const CHROMIUM = '/usr/bin/chromium';
-const hasChromium = existsSync(CHROMIUM);
-if (!hasChromium) {
-  console.warn(`test/reset-page.browser.test.ts: SKIPPED — no Chromium at ${CHROMIUM}. Install it with \`apt-get install -y chromium\` to run the hosted reset page end to end.`);
-}
-
+const hasChromium = chromiumAvailable('test/reset-page.browser.test.ts', 'the hosted reset page end to end');
 
 describe.skipIf(!hasChromium)('hosted reset page in headless Chromium', () => {
   let server: TestServer;
@@ -27,10 +21,7 @@ describe.skipIf(!hasChromium)('hosted reset page in headless Chromium', () => {
     screenshots = await mkdtemp(join(tmpdir(), 'reset-page-screenshots-'));
     smtp = await startSmtpServer();
     server = await startTestServer({ SMTP_URL: smtp.url });
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    });
+    browser = await launchChromium();
   });
   afterAll(async () => {
     await browser?.close();
