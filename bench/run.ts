@@ -9,6 +9,8 @@
  * to register, default 60), BENCH_RSS_REQUESTS (default 100000), BENCH_PROFILE (auto: profile the
  * server when a target is missed; always; never), BCRYPT_COST (default 12, as the server).
  * BENCH_KEEP=1 keeps the temporary folder (logs, profiles). `--no-write` leaves BENCHMARKS.md alone.
+ * REDIS_URL (PostgreSQL runs only): also measures the database cost of a login with the rate-limit
+ * counters in that Redis.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
@@ -20,10 +22,12 @@ import pg from 'pg';
 import type { BaselineInit, BaselineUser } from './baseline.js';
 import { Child } from './child.js';
 import { type LoadResult, type LoadSpec, runLoad } from './load.js';
+import { WireCounter } from './wire-counter.js';
 import { Profile, profilesIn } from './profile.js';
 import {
   type BenchRun,
   evaluateTargets,
+  type LoginCost,
   machine,
   type Measured,
   type ProfileNote,
@@ -52,6 +56,8 @@ const ME_CONNECTIONS = 50;
 const USERS_CONNECTIONS = 10;
 const LOGIN_CONNECTIONS = 2 * CORES;
 const FLOOD_ME_CONNECTIONS = 10;
+/** Accounts registered (at bcrypt cost 4) for the database-cost run of logins. */
+const LOGIN_COST_USERS = 20;
 
 const APP_URL = 'https://bench.example.test';
 const USER_PASSWORD = 'Lantern-Harbor-Quietly-4417';
@@ -484,6 +490,13 @@ async function main(): Promise<void> {
   await server.stop();
   step('server stopped');
 
+  const loginCost: LoginCost[] = [];
+  if (database.url) {
+    loginCost.push(await measureLoginCost('PostgreSQL', database.url, { ...serverEnv, RATE_LIMIT_SCALE: '1000' }, work));
+    const redisUrl = process.env.REDIS_URL?.trim();
+    if (redisUrl) loginCost.push(await measureLoginCost('Redis', database.url, { ...serverEnv, RATE_LIMIT_SCALE: '1000', REDIS_URL: redisUrl }, work));
+  }
+
   const partial: Omit<BenchRun, 'targets' | 'profiles'> = {
     kind: database.kind,
     database: database.description,
@@ -501,6 +514,7 @@ async function main(): Promise<void> {
       : `plain \`node:http\` + \`jose\` + one \`select … from users where id = $1\` through a \`pg\` Pool of 1. The server's PGlite is private to its process, so the baseline process runs its own PGlite (same version, served by pglite-socket on loopback as in the app) with a \`users\` table of the same shape and the same ${baselineUsers.length} rows.`,
     users,
     login,
+    loginCost,
     flood: { me: measuredOf({ ...flood, value: floodMe }), login: floodLogin },
     rss: {
       requests: rssRun.ok,
@@ -541,6 +555,67 @@ async function main(): Promise<void> {
     const path = join(PROJECT_ROOT, 'BENCHMARKS.md');
     updateBenchmarksFile(path, run);
     step(`wrote the ${run.kind} section of ${path}`);
+  }
+}
+
+/**
+ * What one login costs the database: a server whose bcrypt cost is 4 (so hashing no longer hides
+ * the database) and whose rate limits count as in production (`RATE_LIMIT_SCALE=1000`: every
+ * counter is written, none refuses) reaches PostgreSQL through a {@link WireCounter}. Over
+ * DURATION s of logins at LOGIN_CONNECTIONS it records the CPU of PostgreSQL's processes and the
+ * statements, round trips and transactions per login; `counters` names where the rate-limit
+ * counters live.
+ */
+async function measureLoginCost(counters: LoginCost['counters'], databaseUrl: string, env: NodeJS.ProcessEnv, work: string): Promise<LoginCost> {
+  const target = new URL(databaseUrl);
+  const counter = new WireCounter({ host: target.hostname, port: Number(target.port || 5432) });
+  const viaCounter = new URL(databaseUrl);
+  viaCounter.hostname = '127.0.0.1';
+  viaCounter.port = String(await counter.listen());
+  const logFile = join(work, `server-login-cost-${counters.toLowerCase()}.log`);
+  const child = startChild(`server (login cost, ${counters})`, SERVER_MODULE, {
+    env: { ...env, BCRYPT_COST: '4', DATABASE_URL: viaCounter.toString() },
+    logFile,
+  });
+  try {
+    const url = await waitReady(child, logFile);
+    const prefix = `cost_${counters.toLowerCase()}`;
+    const names = await inParallel(LOGIN_COST_USERS, 2 * CORES, async (i) => {
+      const username = `${prefix}_${String(i).padStart(3, '0')}`;
+      await graphql(url, REGISTER_MUTATION, { input: { email: `${username}@bench.test`, username, password: USER_PASSWORD } });
+      return username;
+    });
+    const bodies = names.map((name) => loginBody(name, USER_PASSWORD));
+    let next = 0;
+    const spec = (seconds: number): LoadSpec => ({
+      title: 'login',
+      url,
+      connections: LOGIN_CONNECTIONS,
+      duration: seconds,
+      nextBody: () => bodies[next++ % bodies.length],
+      check: (body) => body.startsWith('{"data":{"login":{"accessToken"'),
+    });
+    step(`login database cost, counters in ${counters}: bcrypt cost 4, 2 s warm-up, then ${DURATION} s at ${LOGIN_CONNECTIONS} connections`);
+    await runLoad(spec(2));
+    const before = counter.snapshot();
+    const watched = await watch(child, () => runLoad(spec(DURATION)));
+    const after = counter.snapshot();
+    const logins = Math.max(1, watched.value.ok);
+    const cost: LoginCost = {
+      counters,
+      measured: measuredOf(watched),
+      postgresMsPerLogin: (watched.postgresCores / watched.value.rps) * 1000,
+      statementsPerLogin: (after.statements - before.statements) / logins,
+      roundTripsPerLogin: (after.roundTrips - before.roundTrips) / logins,
+      transactionsPerLogin: (after.transactions - before.transactions) / logins,
+    };
+    step(
+      `  ${describe(watched.value)}; PostgreSQL ${cost.postgresMsPerLogin.toFixed(2)} ms CPU per login, ${cost.statementsPerLogin.toFixed(1)} statements, ${cost.roundTripsPerLogin.toFixed(1)} round trips, ${cost.transactionsPerLogin.toFixed(1)} transactions`,
+    );
+    return cost;
+  } finally {
+    await child.stop();
+    await counter.close();
   }
 }
 
