@@ -227,4 +227,32 @@ describe.skipIf(!ON_POSTGRESQL)('ending sessions while a thief rotates stolen re
     });
     expect(result.survivors).toBe(0);
   });
+
+  // A sign-in compares the password against the row it read before; the comparison takes a while.
+  // A password change that commits meanwhile must win: the sign-in writes nothing, or its session
+  // is among those the change ends. Sign-ins with the old password are fired in waves around the change.
+  it('a sign-in with the old password racing changePassword never outlives the change', { timeout: TIMEOUT }, async () => {
+    // With the change, within the free attempts of the account backoff (each attempt counts until it succeeds).
+    const SIGN_INS = 4;
+    let survivors = 0;
+    let signedIn = 0;
+    for (let index = 0; index < TRIALS; index += 1) {
+      const owner = await registerAccount(server);
+      const attempts = Array.from({ length: SIGN_INS }, (_, wave) =>
+        new Promise((resolve) => setTimeout(resolve, wave % 3)).then(() => server.graphql(LOGIN, { input: { identifier: owner.user.email, password: owner.password } })),
+      );
+      const change = await server.graphql(
+        CHANGE_PASSWORD,
+        { input: { currentPassword: owner.password, newPassword: `a brand new passphrase ${Date.now()}` } },
+        { token: owner.accessToken },
+      );
+      expect(change.errors, JSON.stringify(change.errors)).toBeUndefined();
+      const pairs = (await Promise.all(attempts)).flatMap((answer) => (answer.data?.login ? [answer.data.login as { accessToken: string; refreshToken: string }] : []));
+      signedIn += pairs.length;
+      const working = await Promise.all(pairs.map((pair) => holdsWorkingToken({ ...pair, rotations: 0, done: Promise.resolve(), stop: () => {} })));
+      if (working.includes(true)) survivors += 1;
+    }
+    console.log(`sign-in racing changePassword: ${survivors} survivors / ${TRIALS} trials (${SIGN_INS} sign-ins each, ${signedIn} succeeded in all)`);
+    expect(survivors).toBe(0);
+  });
 });

@@ -5,20 +5,31 @@ import { type Condition, keysetPage, type Page } from '../../graphql/pagination.
 import { type RequestMeta, storedUserAgent } from '../auth/request-meta.js';
 import { AUDIT_EVENT_FIELDS, AuditEvent, type AuditEventType } from './audit-event.entity.js';
 
+/** Whom an event is about, and who caused it. */
+export interface AuditSubject {
+  userId?: string | null;
+  actorId?: string | null;
+}
+
+/** The columns of one event, for a statement that writes it together with other rows. */
+export type AuditRow = Pick<AuditEvent, (typeof AUDIT_EVENT_FIELDS)[number]>;
+
 /** The one recorder of security events. */
 export class AuditService {
   /**
    * Adds an event to the unit of work of `em`, so it commits (or not) together with the change it
    * records. Callers flush.
    */
-  record(em: EntityManager, type: AuditEventType, subject: { userId?: string | null; actorId?: string | null }, meta: RequestMeta): AuditEvent {
-    return em.create(AuditEvent, {
-      type,
-      userId: subject.userId ?? null,
-      actorId: subject.actorId ?? null,
-      ip: meta.ip,
-      userAgent: storedUserAgent(meta),
-    });
+  record(em: EntityManager, type: AuditEventType, subject: AuditSubject, meta: RequestMeta): AuditEvent {
+    const event = Object.assign(new AuditEvent(), this.row(type, subject, meta));
+    em.persist(event);
+    return event;
+  }
+
+  /** An event as the columns to insert, for a write that is a single statement (see SessionService.startSignIn). */
+  row(type: AuditEventType, subject: AuditSubject, meta: RequestMeta): AuditRow {
+    const { id, createdAt } = new AuditEvent();
+    return { id, createdAt, type, userId: subject.userId ?? null, actorId: subject.actorId ?? null, ip: meta.ip, userAgent: storedUserAgent(meta) };
   }
 
   /** Events newest first, optionally of one account (including a deleted one). */

@@ -104,20 +104,21 @@ export class AuthService {
       await em.flush();
       throw new UnauthenticatedError(INVALID_CREDENTIALS);
     }
-    const { credentialsVersion, passwordHash: verifiedHash } = user;
     // An imported plain-bcrypt hash or an old cost is upgraded now, while the password is at hand.
-    const upgradedHash = this.passwords.needsRehash(verifiedHash) ? await this.passwords.hash(normalizePassword(password)) : null;
-    const issued = await withLockedAccount(em, user.id, async (account) => {
-      // The password was checked against the row as read before the comparison. A reset, change or
-      // deactivation that committed since then wins: this sign-in must not outlive it. (A
-      // concurrent sign-in's rehash of the same password changes no credentials.)
-      if (!account.user.active || account.user.credentialsVersion !== credentialsVersion) return null;
-      this.guard.succeeded(attempt, account.user);
-      account.user.lastLoginAt = new Date();
-      if (upgradedHash && account.user.passwordHash === verifiedHash) account.user.passwordHash = upgradedHash;
-      this.audit.record(account.em, AuditEventType.LOGIN_SUCCEEDED, { userId: user.id, actorId: user.id }, meta);
-      return this.sessions.start(account, meta, attempt.deviceId);
-    });
+    const upgradedHash = this.passwords.needsRehash(user.passwordHash) ? await this.passwords.hash(normalizePassword(password)) : null;
+    // Committed only if the account is still active with the credentials that were just checked: a
+    // reset, change or deactivation that committed meanwhile wins, and this sign-in must not outlive it.
+    const issued = await this.sessions.startSignIn(
+      em,
+      {
+        user,
+        deviceId: attempt.deviceId,
+        clearsBackoff: this.guard.clearsBackoff(attempt),
+        upgradedHash,
+        event: this.audit.row(AuditEventType.LOGIN_SUCCEEDED, { userId: user.id, actorId: user.id }, meta),
+      },
+      meta,
+    );
     if (!issued) throw new UnauthenticatedError(INVALID_CREDENTIALS);
     await this.guard.forget(attempt);
     return this.signIn(issued);

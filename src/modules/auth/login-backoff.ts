@@ -64,10 +64,4 @@ export class LoginBackoff {
   async clear(em: EntityManager, userId: string): Promise<void> {
     await em.nativeUpdate(User, { id: userId }, { failedLoginCount: 0, loginBlockedUntil: null });
   }
-
-  /** Forgets the failures of an account loaded in a unit of work (a successful sign-in), written by its flush. */
-  forget(user: User): void {
-    user.failedLoginCount = 0;
-    user.loginBlockedUntil = null;
-  }
 }

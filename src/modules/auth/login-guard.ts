@@ -61,11 +61,11 @@ export class LoginGuard {
   }
 
   /**
-   * A successful sign-in, in the transaction that holds the account: an untrusted attempt clears the
-   * account's backoff (written by that transaction's flush). Call {@link forget} after it commits.
+   * Whether a successful sign-in clears the account's backoff: an untrusted attempt was counted in
+   * it, a trusted one was not. Call {@link forget} after the sign-in commits.
    */
-  succeeded(attempt: LoginAttempt, user: User): void {
-    if (!attempt.trusted) this.backoff.forget(user);
+  clearsBackoff(attempt: LoginAttempt): boolean {
+    return !attempt.trusted;
   }
 
   /** After a successful sign-in has committed: forgets the failures counted for whoever paid. */

@@ -4,6 +4,7 @@ import { pooledQuery } from '../../db/pooled-query.js';
 import type { LockedAccount } from '../users/account-lock.js';
 import { User } from '../users/user.entity.js';
 import { type UserView, userView } from '../users/user.view.js';
+import type { AuditRow } from '../audit/audit.service.js';
 import { type RequestMeta, storedUserAgent } from './request-meta.js';
 import { Session, SessionEndReason } from './session.entity.js';
 import { createRefreshToken, hashRefreshToken } from './tokens.js';
@@ -30,6 +31,20 @@ export interface ReuseDetected {
   reusedByUserId: string;
 }
 
+/** A password sign-in about to commit (see {@link SessionService.startSignIn}). */
+export interface PasswordSignIn {
+  /** The account as read before the password comparison, managed by the request's unit of work. */
+  user: User;
+  /** The device the session runs on. */
+  deviceId: string;
+  /** Whether the sign-in clears the account's brute-force backoff (see LoginGuard). */
+  clearsBackoff: boolean;
+  /** A stronger hash of the same password, stored when the row still has the hash that was verified. */
+  upgradedHash: string | null;
+  /** The security event recorded with it (see AuditService.row). */
+  event: AuditRow;
+}
+
 /** How long refresh tokens live, and how long a rotated one may still be presented (seconds). */
 export interface SessionLifetimes {
   refreshTokenSeconds: number;
@@ -46,18 +61,70 @@ export class SessionService {
 
   /** Starts a new device session (a new family) on the device `deviceId`, for a user who just proved who they are. */
   start(account: LockedAccount, meta: RequestMeta, deviceId: string): IssuedSession {
+    const issued = this.draft(account.user, meta, deviceId);
+    account.em.persist(issued.session);
+    return issued;
+  }
+
+  /**
+   * Commits a password sign-in in one statement, which is one round trip and one transaction: the
+   * user row is updated (last sign-in, backoff, upgraded hash), the device session and the security
+   * event are inserted. Sign-in is the busiest write there is, and the same work as a locked
+   * transaction (BEGIN, SELECT … FOR UPDATE, three writes, COMMIT) cost PostgreSQL about twice the
+   * CPU (BENCHMARKS.md, "Database cost per login").
+   *
+   * It keeps the rule of account-lock.ts: the UPDATE takes the user row's lock before any session
+   * row exists, and its condition is evaluated again on the row's latest version after a wait. A
+   * reset, change or deactivation that committed since the password was compared makes the user
+   * row fail `credentials_version`/`active`, so nothing is written and the answer is `null`.
+   */
+  async startSignIn(em: EntityManager, signIn: PasswordSignIn, meta: RequestMeta): Promise<IssuedSession | null> {
+    const { user, event } = signIn;
+    const issued = this.draft(user, meta, signIn.deviceId);
+    const { session } = issued;
+    const now = session.createdAt;
+    const [row] = await em.getConnection().execute<Array<Record<string, unknown>>>(
+      `with "signed_in" as (
+         update "users"
+            set "last_login_at" = ?::timestamptz, "updated_at" = ?::timestamptz,
+                "failed_login_count" = case when ?::boolean then 0 else "failed_login_count" end,
+                "login_blocked_until" = case when ?::boolean then null else "login_blocked_until" end,
+                "password_hash" = case when "password_hash" = ? then coalesce(?::varchar, "password_hash") else "password_hash" end
+          where "id" = ? and "active" and "credentials_version" = ?
+          returning *),
+       "session" as (
+         insert into "sessions" ("id", "created_at", "user_id", "refresh_token_hash", "family", "device_id", "user_agent", "ip", "last_used_at", "expires_at")
+         select ?::uuid, ?::timestamptz, "id", ?, ?::uuid, ?::uuid, ?, ?, ?::timestamptz, ?::timestamptz from "signed_in"),
+       "event" as (
+         insert into "audit_events" ("id", "created_at", "type", "user_id", "actor_id", "ip", "user_agent")
+         select ?::uuid, ?::timestamptz, ?, ?::uuid, ?::uuid, ?, ? from "signed_in")
+       select * from "signed_in"`,
+      [
+        now, now, signIn.clearsBackoff, signIn.clearsBackoff, user.passwordHash, signIn.upgradedHash, user.id, user.credentialsVersion,
+        session.id, now, session.refreshTokenHash, session.family, session.deviceId, session.userAgent, session.ip, session.lastUsedAt, session.expiresAt,
+        event.id, now, event.type, event.userId, event.actorId, event.ip, event.userAgent,
+      ],
+      'all',
+      em.getTransactionContext(),
+    );
+    if (!row) return null;
+    // The request's unit of work already holds this user: it now reads as written.
+    session.user = em.map(User, row);
+    return issued;
+  }
+
+  /** A new device session's first row, not yet stored. */
+  private draft(user: User, meta: RequestMeta, deviceId: string): IssuedSession {
     const { token, hash } = createRefreshToken();
-    const session = account.em.create(Session, {
-      user: account.user,
-      refreshTokenHash: hash,
-      family: '',
-      deviceId,
-      userAgent: storedUserAgent(meta),
-      ip: meta.ip,
-      lastUsedAt: new Date(),
-      expiresAt: new Date(Date.now() + this.lifetimes.refreshTokenSeconds * 1000),
-    });
+    const session = new Session();
+    session.user = user;
+    session.refreshTokenHash = hash;
     session.family = session.id;
+    session.deviceId = deviceId;
+    session.userAgent = storedUserAgent(meta);
+    session.ip = meta.ip;
+    session.lastUsedAt = session.createdAt;
+    session.expiresAt = new Date(session.createdAt.getTime() + this.lifetimes.refreshTokenSeconds * 1000);
     return { session, refreshToken: token };
   }
 
