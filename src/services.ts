@@ -53,7 +53,7 @@ export async function createServices(config: Config, orm: MikroORM, logger: Logg
   const outbox = new MailOutbox(orm, createMailTransport(config, mailLogger), keys.mailOutbox, config.links, mailLogger, outages, outboxOptions);
   const limits = RateLimits.create(config, orm);
   const backoff = new LoginBackoff();
-  const guard = new LoginGuard(limits, backoff, new DeviceTokens(keys.deviceTokens));
+  const guard = new LoginGuard(users, limits, backoff, new DeviceTokens(keys.deviceTokens));
   const verification = new VerificationService(tokens, outbox, audit, limits);
   const accessTokens = new AccessTokens(config.jwtSecret, config.appUrl, config.tokenLifetimes.accessTokenSeconds);
   return {

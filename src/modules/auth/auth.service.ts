@@ -90,8 +90,8 @@ export class AuthService {
     // No stored password is longer; refusing early keeps bcrypt from hashing megabytes for nothing.
     if (password.length > PASSWORD_LIMITS.maxLength * 4) throw new BadUserInputError('Password is too long.', 'password');
     await this.limits.consume('loginPerIp', meta.ip);
-    const user = await this.users.findByIdentifier(em, identifier);
-    const admission = await this.guard.admit(em, identifier, user, input.deviceToken);
+    const admission = await this.guard.admit(em, identifier, input.deviceToken);
+    const { user } = admission;
     if ('refusal' in admission) {
       this.audit.record(em, AuditEventType.LOGIN_FAILED, { userId: user?.id }, meta);
       await em.flush();

@@ -1,6 +1,7 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { BadUserInputError, RateLimitedError } from '../../errors.js';
 import { User } from '../users/user.entity.js';
+import type { IdentifierMatch } from '../users/user.service.js';
 import type { PasswordHasher } from './password.js';
 
 /** Failed sign-ins an account tolerates before delays start; the delay then doubles per failure. */
@@ -13,39 +14,62 @@ export const FAILED_LOGINS_BEFORE_RESET = 100;
 /** Why an attempt was not even checked. */
 export type LoginRefusal = { retryAfterSeconds: number; resetRequired: boolean };
 
+/** An account an attempt named, and whether that attempt was counted or refused. */
+export interface Reservation {
+  /** The account as read by the statement that counted the attempt (or found it waiting). */
+  user: User;
+  refusal: LoginRefusal | null;
+}
+
+// The exponent is bounded (2^20 s is far beyond the cap) to keep the interval arithmetic in range.
+const COUNT_ATTEMPT = `"failed_login_count" = "failed_login_count" + 1,
+  "login_blocked_until" = case
+    when "failed_login_count" + 1 >= ${FREE_FAILED_LOGINS}
+      then now() + least(${MAX_LOGIN_DELAY_SECONDS} * interval '1 second', power(2, least("failed_login_count" + 1 - ${FREE_FAILED_LOGINS}, 20)) * interval '1 second')
+    else null end`;
+const ADMITTED = `"failed_login_count" < ${FAILED_LOGINS_BEFORE_RESET} and ("login_blocked_until" is null or "login_blocked_until" <= now())`;
+
 /**
  * Per-account brute-force backoff. An attempt is counted *before* the password is compared, by one
  * conditional UPDATE: parallel guesses serialize on the account row, so once the limit is reached
  * no further guess is compared, however many arrive at once.
  */
 export class LoginBackoff {
-  /** Counts an attempt and opens the delay it earns; the refusal when the account is still waiting. */
-  async reserve(em: EntityManager, userId: string): Promise<LoginRefusal | null> {
-    // The exponent is bounded (2^20 s is far beyond the cap) to keep the interval arithmetic in range.
-    const counted = await em.getConnection().execute<Array<{ failed_login_count: number }>>(
-      `update "users"
-          set "failed_login_count" = "failed_login_count" + 1,
-              "login_blocked_until" = case
-                when "failed_login_count" + 1 >= ? then now() + least(? * interval '1 second', power(2, least("failed_login_count" + 1 - ?, 20)) * interval '1 second')
-                else null end
-        where "id" = ? and "failed_login_count" < ? and ("login_blocked_until" is null or "login_blocked_until" <= now())
-        returning "failed_login_count"`,
-      [FREE_FAILED_LOGINS, MAX_LOGIN_DELAY_SECONDS, FREE_FAILED_LOGINS, userId, FAILED_LOGINS_BEFORE_RESET],
+  /**
+   * Counts an attempt on the account `match` names (a condition on `users`, see identifierMatch or
+   * {@link byId}) and opens the delay it earns. The same UPDATE finds the account, so a sign-in
+   * needs no separate lookup. `null` when no account matches; a refusal when it is still waiting.
+   */
+  async reserve(em: EntityManager, match: IdentifierMatch): Promise<Reservation | null> {
+    const connection = em.getConnection();
+    const [counted] = await connection.execute<Array<Record<string, unknown>>>(
+      `update "users" set ${COUNT_ATTEMPT} where ${match.sql} and ${ADMITTED} returning *`,
+      match.params,
       'all',
       em.getTransactionContext(),
     );
-    if (counted.length > 0) return null;
-    const [state] = await em.getConnection().execute<Array<{ wait: number | null; reset_required: boolean }>>(
-      `select ceil(extract(epoch from ("login_blocked_until" - now()))) as "wait", "failed_login_count" >= ? as "reset_required"
-         from "users" where "id" = ?`,
-      [FAILED_LOGINS_BEFORE_RESET, userId],
+    if (counted) return { user: em.map(User, counted), refusal: null };
+    // Not counted: there is no such account, or it is waiting.
+    const [waiting] = await connection.execute<Array<Record<string, unknown>>>(
+      `select *, ceil(extract(epoch from ("login_blocked_until" - now()))) as "wait_seconds" from "users" where ${match.sql}`,
+      match.params,
       'all',
       em.getTransactionContext(),
     );
-    if (!state) return null;
-    return state.reset_required
-      ? { retryAfterSeconds: MAX_LOGIN_DELAY_SECONDS, resetRequired: true }
-      : { retryAfterSeconds: Math.max(1, Number(state.wait ?? 1)), resetRequired: false };
+    if (!waiting) return null;
+    const { wait_seconds: wait, ...row } = waiting;
+    const user = em.map(User, row);
+    const refusal =
+      user.failedLoginCount >= FAILED_LOGINS_BEFORE_RESET
+        ? { retryAfterSeconds: MAX_LOGIN_DELAY_SECONDS, resetRequired: true }
+        : // A delay that ended between the two statements still answers "wait a second".
+          { retryAfterSeconds: Math.max(1, Number(wait ?? 1)), resetRequired: false };
+    return { user, refusal };
+  }
+
+  /** The condition naming one account by id, for {@link reserve}. */
+  static byId(userId: string): IdentifierMatch {
+    return { sql: '"id" = ?', params: [userId] };
   }
 
   /**
@@ -54,7 +78,7 @@ export class LoginBackoff {
    * RATE_LIMITED while the account waits and BAD_USER_INPUT (on `field`) for a wrong password.
    */
   async check(em: EntityManager, userId: string, password: string, storedHash: string, passwords: PasswordHasher, field: string): Promise<void> {
-    const refusal = await this.reserve(em, userId);
+    const refusal = (await this.reserve(em, LoginBackoff.byId(userId)))?.refusal;
     if (refusal) throw new RateLimitedError(refusal.retryAfterSeconds, 'Too many wrong passwords for this account. Try again later.');
     if (!(await passwords.verify(password, storedHash))) throw new BadUserInputError('The password is incorrect.', field);
     await this.clear(em, userId);

@@ -2,8 +2,9 @@ import type { EntityManager } from '@mikro-orm/postgresql';
 import { RateLimitedError } from '../../errors.js';
 import type { RateLimits } from '../../rate-limits.js';
 import type { User } from '../users/user.entity.js';
+import { identifierMatch, type UserService } from '../users/user.service.js';
 import type { DeviceOwner, DeviceTokens } from './device-tokens.js';
-import type { LoginBackoff } from './login-backoff.js';
+import { LoginBackoff, type Reservation } from './login-backoff.js';
 
 /** A sign-in attempt the guard let through to the password comparison. */
 export interface LoginAttempt {
@@ -15,8 +16,11 @@ export interface LoginAttempt {
   identifierKey: string;
 }
 
-/** The guard's answer: go ahead, or a refusal worth recording (the account is waiting). */
-export type Admission = { attempt: LoginAttempt } | { refusal: RateLimitedError };
+/**
+ * The guard's answer, with the account the identifier names (`null` when none): go ahead, or a
+ * refusal worth recording (the account is waiting).
+ */
+export type Admission = { user: User | null } & ({ attempt: LoginAttempt } | { refusal: RateLimitedError });
 
 /**
  * Decides who pays for a sign-in attempt, and counts it before the password is compared (so
@@ -33,31 +37,46 @@ export type Admission = { attempt: LoginAttempt } | { refusal: RateLimitedError 
  */
 export class LoginGuard {
   constructor(
+    private readonly users: UserService,
     private readonly limits: RateLimits,
     private readonly backoff: LoginBackoff,
     private readonly devices: DeviceTokens,
   ) {}
 
-  /** Counts the attempt against whoever pays for it; throws RATE_LIMITED beyond the per-identifier limit. */
-  async admit(em: EntityManager, identifier: string, user: User | null, deviceToken: string | null | undefined): Promise<Admission> {
+  /**
+   * Finds the account `identifier` names and counts the attempt against whoever pays for it; throws
+   * RATE_LIMITED beyond the per-identifier limit. Without a device token, the account's backoff
+   * counts the attempt in the same statement that finds the account (the common sign-in costs one
+   * statement less); with one, the account is read first to check the token.
+   */
+  async admit(em: EntityManager, identifier: string, deviceToken: string | null | undefined): Promise<Admission> {
+    const match = identifierMatch(identifier);
+    let reservation: Reservation | null;
+    if (deviceToken && match) {
+      const user = await this.users.findByIdentifier(em, identifier);
+      const device = user ? this.devices.verify(deviceToken, user) : null;
+      if (user && device) {
+        const refused = await this.limits.refusal('loginPerDevice', device);
+        if (refused) return { user, refusal: new RateLimitedError(refused.retryAfter, 'Too many failed sign-ins on this device. Try again later.') };
+        return { user, attempt: { deviceId: device, trusted: true, identifierKey: `account:${user.id}` } };
+      }
+      reservation = user ? await this.backoff.reserve(em, LoginBackoff.byId(user.id)) : null;
+    } else {
+      reservation = match ? await this.backoff.reserve(em, match) : null;
+    }
+    const user = reservation?.user ?? null;
     // An account's email and username, in any spelling, share one count; an unknown identifier
     // counts as written.
     const identifierKey = user ? `account:${user.id}` : identifier.trim().toLowerCase().slice(0, 254);
-    const device = user && deviceToken ? this.devices.verify(deviceToken, user) : null;
-    if (device) {
-      const refused = await this.limits.refusal('loginPerDevice', device);
-      if (refused) return { refusal: new RateLimitedError(refused.retryAfter, 'Too many failed sign-ins on this device. Try again later.') };
-      return { attempt: { deviceId: device, trusted: true, identifierKey } };
-    }
     await this.limits.consume('loginPerIdentifier', identifierKey);
-    const waiting = user ? await this.backoff.reserve(em, user.id) : null;
+    const waiting = reservation?.refusal;
     if (waiting) {
       const message = waiting.resetRequired
         ? 'Too many failed sign-ins: reset the password of this account to sign in again.'
         : 'Too many failed sign-ins for this account. Try again later.';
-      return { refusal: new RateLimitedError(waiting.retryAfterSeconds, message) };
+      return { user, refusal: new RateLimitedError(waiting.retryAfterSeconds, message) };
     }
-    return { attempt: { deviceId: this.devices.newDevice(), trusted: false, identifierKey } };
+    return { user, attempt: { deviceId: this.devices.newDevice(), trusted: false, identifierKey } };
   }
 
   /**

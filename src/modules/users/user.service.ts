@@ -10,6 +10,24 @@ import { Role } from './role.js';
 import { User } from './user.entity.js';
 import { normalizeEmail, normalizeName, normalizeUsername } from './user.rules.js';
 
+/** The SQL condition on `users` for the account an identifier names (`?` placeholders). */
+export interface IdentifierMatch {
+  sql: string;
+  params: [string];
+}
+
+/**
+ * The account an email (when the identifier has an `@`) or username names, ignoring case, as a
+ * condition both indexes serve; `null` for anything that cannot name an account (so NUL bytes and
+ * other junk never reach SQL).
+ */
+export function identifierMatch(identifier: string): IdentifierMatch | null {
+  const email = identifier.includes('@');
+  const normalized = orNull(() => (email ? normalizeEmail(identifier) : normalizeUsername(identifier)));
+  if (normalized === null) return null;
+  return email ? { sql: '"email" = ?', params: [normalized] } : { sql: 'lower("username") = lower(?)', params: [normalized] };
+}
+
 /** Everything needed to open an account; validated and normalized by {@link UserService.create}. */
 export interface NewUserInput {
   email: string;
@@ -84,11 +102,8 @@ export class UserService {
    * NUL bytes and other junk never reach SQL).
    */
   async findByIdentifier(em: EntityManager, identifier: string): Promise<User | null> {
-    const email = identifier.includes('@');
-    const normalized = orNull(() => (email ? normalizeEmail(identifier) : normalizeUsername(identifier)));
-    if (normalized === null) return null;
-    if (email) return em.findOne(User, { email: normalized });
-    return this.findByUsername(em, normalized);
+    const match = identifierMatch(identifier);
+    return match ? em.createQueryBuilder(User).select('*').where(match.sql, match.params).getSingleResult() : null;
   }
 
   /** The account with this username in any letter case, or `null`. */
