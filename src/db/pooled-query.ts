@@ -22,3 +22,29 @@ export async function pooledQuery<Row>(em: EntityManager, text: string, values: 
     await client.releaseConnection(connection);
   }
 }
+
+/**
+ * Runs one statement (`?` placeholders, inlined by the ORM's platform as its own query pipeline
+ * does) in a transaction that commits without waiting for the write-ahead log to reach the disk
+ * (`synchronous_commit = off`), in one round trip: for bookkeeping whose loss in a database crash
+ * is harmless, such as counting a sign-in attempt. PostgreSQL still writes it within a fraction of
+ * a second (three `wal_writer_delay`s at most) and never reorders it after later durable commits.
+ * Outside transactions only, like {@link pooledQuery}.
+ */
+export async function pooledQueryCommittedLazily<Row>(em: EntityManager, sql: string, params: unknown[]): Promise<Row[]> {
+  if (em.getTransactionContext()) throw new Error('pooledQueryCommittedLazily runs outside transactions only');
+  const text = `begin; set local synchronous_commit = off; ${em.getPlatform().formatQuery(sql, params)}; commit`;
+  const { client } = em.getConnection().getKnex();
+  const connection = (await client.acquireConnection()) as { query(text: string): Promise<Array<{ rows: Row[] }>> };
+  try {
+    const results = await connection.query(text);
+    return results[2].rows;
+  } catch (error) {
+    // A failed statement leaves the explicit transaction open and aborted: end it before the
+    // connection goes back to the pool.
+    await connection.query('rollback').catch(() => {});
+    throw error;
+  } finally {
+    await client.releaseConnection(connection);
+  }
+}

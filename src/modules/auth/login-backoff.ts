@@ -1,5 +1,6 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { BadUserInputError, RateLimitedError } from '../../errors.js';
+import { pooledQueryCommittedLazily } from '../../db/pooled-query.js';
 import { User } from '../users/user.entity.js';
 import type { IdentifierMatch } from '../users/user.service.js';
 import type { PasswordHasher } from './password.js';
@@ -42,12 +43,12 @@ export class LoginBackoff {
    */
   async reserve(em: EntityManager, match: IdentifierMatch): Promise<Reservation | null> {
     const connection = em.getConnection();
-    const [counted] = await connection.execute<Array<Record<string, unknown>>>(
-      `update "users" set ${COUNT_ATTEMPT} where ${match.sql} and ${ADMITTED} returning *`,
-      match.params,
-      'all',
-      em.getTransactionContext(),
-    );
+    const count = `update "users" set ${COUNT_ATTEMPT} where ${match.sql} and ${ADMITTED} returning *`;
+    // Outside a transaction (every sign-in) the count commits without waiting for the disk: a crash
+    // may forget the last fraction of a second of counts, which no attacker can arrange.
+    const [counted] = em.getTransactionContext()
+      ? await connection.execute<Array<Record<string, unknown>>>(count, match.params, 'all', em.getTransactionContext())
+      : await pooledQueryCommittedLazily<Record<string, unknown>>(em, count, match.params);
     if (counted) return { user: em.map(User, counted), refusal: null };
     // Not counted: there is no such account, or it is waiting.
     const [waiting] = await connection.execute<Array<Record<string, unknown>>>(
