@@ -152,7 +152,7 @@ export function evaluateTargets(run: Omit<BenchRun, 'targets' | 'profiles'>): Ta
 }
 
 const LOGIN_COST_NOTE =
-  'A separate server with bcrypt cost 4 (so hashing no longer hides the database) and production rate limits that count but never refuse (`RATE_LIMIT_SCALE=1000`) reaches PostgreSQL through a relay that reads the wire protocol: statements are `Query` and `Execute` messages, round trips `ReadyForQuery` answers, transactions those that end idle after work. PostgreSQL CPU is every local `postgres` process (background writers included) ÷ logins/s.';
+  'A separate server with bcrypt cost 4 (so hashing no longer hides the database) and production rate limits that count but never refuse (`RATE_LIMIT_SCALE=1000`) reaches PostgreSQL through a relay that reads the wire protocol: statements are `Query` and `Execute` messages (a `BEGIN; …; COMMIT` script sent as one `Query` counts once), round trips `ReadyForQuery` answers, transactions those that end idle after work (read-only ones included). PostgreSQL CPU is every local `postgres` process (background writers included) ÷ logins/s.';
 
 function loginCostRows(run: BenchRun): string[][] {
   return run.loginCost.map((cost) => [

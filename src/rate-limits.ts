@@ -92,6 +92,24 @@ export class RateLimits {
     }
   }
 
+  /**
+   * How many attempts `name` has counted for `key` in the current window, without counting one,
+   * and the RATE_LIMITED error once they reach the limit: for limits that count failures after the
+   * fact ({@link count}) because something else already stops parallel attempts.
+   */
+  async peek(name: LimitName, key: string): Promise<{ counted: number; refusal: RateLimitedError | null }> {
+    const limiter = this.limiters.get(name);
+    const state = limiter ? await limiter.get(key) : null;
+    if (!limiter || !state) return { counted: 0, refusal: null };
+    const refusal = state.consumedPoints >= limiter.points ? new RateLimitedError(Math.max(1, Math.ceil(state.msBeforeNext / 1000))) : null;
+    return { counted: state.consumedPoints, refusal };
+  }
+
+  /** Counts one attempt after the fact (see {@link peek}); never refuses. */
+  async count(name: LimitName, key: string): Promise<void> {
+    await this.limiters.get(name)?.penalty(key, 1);
+  }
+
   /** Forgets the counts of `key` (e.g. a successful sign-in clears its identifier's failures). */
   async reset(name: LimitName, key: string): Promise<void> {
     await this.limiters.get(name)?.delete(key);

@@ -100,6 +100,7 @@ export class AuthService {
     const { attempt } = admission;
     const matches = user ? await this.passwords.verify(password, user.passwordHash) : await this.passwords.verifyNothing(password);
     if (!user || !matches || !user.active) {
+      await this.guard.failed(attempt);
       this.audit.record(em, AuditEventType.LOGIN_FAILED, { userId: user?.id }, meta);
       await em.flush();
       throw new UnauthenticatedError(INVALID_CREDENTIALS);

@@ -14,6 +14,12 @@ export interface LoginAttempt {
   trusted: boolean;
   /** What the per-identifier limit counts: the account named, or the identifier when it names none. */
   identifierKey: string;
+  /**
+   * For an untrusted attempt on an existing account, the failures the per-identifier limit had
+   * counted: it counts this attempt only if it fails. `null` when the attempt was counted before
+   * the comparison (trusted devices, unknown identifiers).
+   */
+  identifierFailures: number | null;
 }
 
 /**
@@ -30,8 +36,12 @@ export type Admission = { user: User | null } & ({ attempt: LoginAttempt } | { r
  *   (`loginPerDevice`). Strangers' failures never touch it, so however long they guess, the
  *   owner's known devices still sign in.
  * - Anyone else (no token, a forged one, another account's) shares the account's budget: the
- *   per-identifier limit and the account's backoff (at most 100 consecutive failures, NIST SP
- *   800-63B §5.2.2).
+ *   account's backoff (at most 100 consecutive failures, NIST SP 800-63B §5.2.2), which counts
+ *   every attempt before the comparison, and the per-identifier limit, which for an existing
+ *   account counts only failures, after the comparison: the backoff already holds parallel guesses
+ *   back (the limit is passed by one attempt at most), and a successful sign-in then writes no
+ *   counter at all. An identifier naming no account is counted before, by the per-identifier
+ *   limit alone.
  *
  * The per-IP limit applies to everyone before this, in AuthService.
  */
@@ -58,7 +68,7 @@ export class LoginGuard {
       if (user && device) {
         const refused = await this.limits.refusal('loginPerDevice', device);
         if (refused) return { user, refusal: new RateLimitedError(refused.retryAfter, 'Too many failed sign-ins on this device. Try again later.') };
-        return { user, attempt: { deviceId: device, trusted: true, identifierKey: `account:${user.id}` } };
+        return { user, attempt: { deviceId: device, trusted: true, identifierKey: `account:${user.id}`, identifierFailures: null } };
       }
       reservation = user ? await this.backoff.reserve(em, LoginBackoff.byId(user.id)) : null;
     } else {
@@ -68,7 +78,14 @@ export class LoginGuard {
     // An account's email and username, in any spelling, share one count; an unknown identifier
     // counts as written.
     const identifierKey = user ? `account:${user.id}` : identifier.trim().toLowerCase().slice(0, 254);
-    await this.limits.consume('loginPerIdentifier', identifierKey);
+    let identifierFailures: number | null = null;
+    if (user) {
+      const { counted, refusal } = await this.limits.peek('loginPerIdentifier', identifierKey);
+      if (refusal) throw refusal;
+      identifierFailures = counted;
+    } else {
+      await this.limits.consume('loginPerIdentifier', identifierKey);
+    }
     const waiting = reservation?.refusal;
     if (waiting) {
       const message = waiting.resetRequired
@@ -76,7 +93,12 @@ export class LoginGuard {
         : 'Too many failed sign-ins for this account. Try again later.';
       return { user, refusal: new RateLimitedError(waiting.retryAfterSeconds, message) };
     }
-    return { user, attempt: { deviceId: this.devices.newDevice(), trusted: false, identifierKey } };
+    return { user, attempt: { deviceId: this.devices.newDevice(), trusted: false, identifierKey, identifierFailures } };
+  }
+
+  /** A failed comparison: counts it where the attempt was not counted before. */
+  async failed(attempt: LoginAttempt): Promise<void> {
+    if (attempt.identifierFailures !== null) await this.limits.count('loginPerIdentifier', attempt.identifierKey);
   }
 
   /**
@@ -87,10 +109,10 @@ export class LoginGuard {
     return !attempt.trusted;
   }
 
-  /** After a successful sign-in has committed: forgets the failures counted for whoever paid. */
+  /** After a successful sign-in has committed: forgets the failures counted for whoever paid (if any). */
   async forget(attempt: LoginAttempt): Promise<void> {
     if (attempt.trusted) await this.limits.reset('loginPerDevice', attempt.deviceId);
-    else await this.limits.reset('loginPerIdentifier', attempt.identifierKey);
+    else if (attempt.identifierFailures !== 0) await this.limits.reset('loginPerIdentifier', attempt.identifierKey);
   }
 
   /** A new device, for a sign-in that proved itself without a login (registration). */
