@@ -48,8 +48,8 @@ export interface AppOptions {
 }
 
 const READINESS_TIMEOUT_MS = 2000;
-/** How long shutdown waits for GraphQL requests in flight before it closes the listener. */
-const DRAIN_LIMIT_MS = 10_000;
+/** After the drain limit: how long the requests still running may take to end (each issues no session any more). */
+const CUT_LIMIT_MS = 5_000;
 /** What `serve` returns for a request answered without waiting for anything. */
 const ANSWERED = Promise.resolve();
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,64}$/;
@@ -139,7 +139,9 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
       errorLoggingPlugin(outages),
       // roleLimitedFields reads what type-graphql recorded while building the schema above.
       ...(config.isProduction ? [productionAnswersPlugin(roleLimitedFields())] : []),
-      ApolloServerPluginDrainHttpServer({ httpServer: server }),
+      // Shutdown has already waited for the requests in flight (close() below): connections still
+      // open after a second are cut.
+      ApolloServerPluginDrainHttpServer({ httpServer: server, stopGracePeriodMillis: 1_000 }),
       // No field has cache hints and every answer is no-store (see http-handler.ts).
       ApolloServerPluginCacheControlDisabled(),
       config.isProduction
@@ -154,21 +156,23 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
   // refresh-token cookie (http/refresh-cookie.ts) is theirs alone.
   const corsHandler = config.corsOrigins ? credentialedCors(config.corsOrigins) : cors({ maxAge: 600, exposedHeaders: ['x-request-id'] });
   let draining = false;
-  /** GraphQL requests being answered: shutdown lets them finish before it closes the listener. */
-  let inFlight = 0;
-  let whenIdle: (() => void) | undefined;
+  /** GraphQL requests whose handlers are running: shutdown lets them end before it closes the database. */
+  const running = new Set<Promise<void>>();
 
-  /** Resolves once no GraphQL request is in flight, or after `limitMs`. */
-  function idle(limitMs: number): Promise<void> {
-    if (inFlight === 0) return Promise.resolve();
-    return new Promise((resolve) => {
-      const timer = setTimeout(resolve, limitMs);
-      timer.unref();
-      whenIdle = () => {
-        clearTimeout(timer);
-        resolve();
-      };
+  /** Resolves once no GraphQL request is running, or after `limitMs`. */
+  async function idle(limitMs: number): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const limit = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, limitMs);
     });
+    try {
+      while (running.size > 0) {
+        const ended = await Promise.race([Promise.allSettled([...running]).then(() => true), limit.then(() => false)]);
+        if (!ended) return;
+      }
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   /** A viewer lookup that found the database unreachable is answered 503, not 500. */
@@ -215,12 +219,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
       // Shutting down: whatever reaches us is still answered (it may have been sent before the signal),
       // but the connection is not kept for more.
       if (draining) res.setHeader('connection', 'close');
-      inFlight += 1;
-      res.once('close', () => {
-        inFlight -= 1;
-        if (inFlight === 0) whenIdle?.();
-      });
-      return graphql(req, res, target, () =>
+      const handled = graphql(req, res, target, () =>
         withOutageAnswer(buildContext({
           requestId,
           authorization: req.headers.authorization,
@@ -231,6 +230,9 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
           logger,
         })),
       );
+      running.add(handled);
+      void handled.finally(() => running.delete(handled)).catch(() => {});
+      return handled;
     }
     sendJson(res, 404, { error: 'Not found' });
   }
@@ -280,8 +282,13 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
         // to the drain limit): an orchestrator sees "not ready", not a refused connection, and
         // stops sending. Then the listener closes (drain plugin).
         draining = true;
-        await idle(DRAIN_LIMIT_MS);
+        await idle(config.shutdownDrainSeconds * 1000);
+        // The drain limit: what still runs is cut. Its answers may reach no one (the listener closes
+        // next, taking open connections with it), so from here it issues no session. Its handlers
+        // still get a bounded moment to end, on an open database, before that closes.
+        services.signInGate.close();
         await apollo.stop();
+        await idle(CUT_LIMIT_MS);
         await maintenance.stop();
         await services.outbox.stop();
         await services.limits.stop();

@@ -116,3 +116,17 @@ export class RateLimitedError extends AppError {
     return { retryAfter: this.retryAfter };
   }
 }
+
+/** A part the request needs is not available right now (the instance is shutting down): HTTP 503, retry after `retryAfter` seconds. */
+export class ServiceUnavailableError extends AppError {
+  readonly code = ErrorCode.SERVICE_UNAVAILABLE;
+  constructor(
+    readonly retryAfter: number,
+    message = 'The service is temporarily unavailable. Try again shortly.',
+  ) {
+    super(message);
+  }
+  override get extensions(): Record<string, unknown> {
+    return { retryAfter: this.retryAfter };
+  }
+}

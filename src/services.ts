@@ -20,6 +20,7 @@ import { ProfileService } from './modules/users/profile.service.js';
 import { UserAdminService } from './modules/users/user-admin.service.js';
 import { UserService } from './modules/users/user.service.js';
 import { RateLimits } from './rate-limits.js';
+import { SignInGate } from './modules/auth/sign-in-gate.js';
 
 /** The application's services: created once per app, stateless, given an EntityManager per call. */
 export interface Services {
@@ -38,6 +39,8 @@ export interface Services {
   passwords: PasswordHasher;
   /** Where a database outage is logged: once per interval, for requests and the mail worker alike. */
   outages: OutageLog;
+  /** Closed by the app when shutdown cuts the requests in flight: no session is issued after that. */
+  signInGate: SignInGate;
 }
 
 /** Wires the services from configuration. */
@@ -45,7 +48,8 @@ export async function createServices(config: Config, orm: MikroORM, logger: Logg
   const keys = deriveKeys(config);
   const passwords = await PasswordHasher.create(config.bcryptCost, keys.passwordPepper);
   const users = new UserService(passwords);
-  const sessions = new SessionService(config.tokenLifetimes);
+  const signInGate = new SignInGate();
+  const sessions = new SessionService(config.tokenLifetimes, signInGate);
   const tokens = new OneTimeTokenService(keys.oneTimeTokens);
   const audit = new AuditService();
   const mailLogger = logger.child({ component: 'mail' });
@@ -68,5 +72,6 @@ export async function createServices(config: Config, orm: MikroORM, logger: Logg
     limits,
     passwords,
     outages,
+    signInGate,
   };
 }

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { processEnv } from '../src/config/config.js';
-import { newAccountInput, REGISTER } from './support/accounts.js';
+import { LOGIN, newAccountInput, REGISTER, SESSIONS } from './support/accounts.js';
 import { build, exitOf, isRunning, killServerProcesses, type ServerProcess, serverProcessEnv, startServerProcess } from './support/server-process.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
 import { startSmtpServer, type TestSmtpServer, unusedPort } from './support/smtp.js';
@@ -182,4 +182,86 @@ describe('graceful shutdown of node dist/src/main.js on SIGTERM', () => {
       expect(outcome, server.output.slice(-20).join('\n')).toEqual({ code: 0, signal: null });
     }
   }, 120_000);
+});
+
+// At the drain limit the requests still running are cut: their connections close with the
+// listener, so whatever they would answer reaches no one. A sign-in among them must not leave a
+// session behind that no client holds (its refresh token would exist only in the database).
+describe('the drain limit on SIGTERM', () => {
+  let database: TestDatabase | undefined;
+  let dataDir: string | undefined;
+
+  afterAll(async () => {
+    await killServerProcesses();
+    await database?.drop();
+    if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  it('issues no session to a sign-in it cut: every live session of the account was answered to a client', async () => {
+    await build();
+    database = await createTestDatabase(processEnv().DATABASE_URL);
+    dataDir = mkdtempSync(join(tmpdir(), 'user-server-drain-limit-'));
+    const env = serverProcessEnv({
+      ...(database.url ? { DATABASE_URL: database.url } : {}),
+      DATA_DIR: dataDir,
+      SHUTDOWN_DRAIN_SECONDS: '1',
+      // Each comparison takes a good while, and two workers share the queue below.
+      BCRYPT_COST: '13',
+      RATE_LIMIT_SCALE: '0',
+    });
+    const server = await startServerProcess('server', env, START_TIMEOUT_MS);
+    const call = async (query: string, variables: Record<string, unknown>, token?: string) => {
+      const response = await fetch(`${server.origin}/graphql`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
+        body: JSON.stringify({ query, variables }),
+      });
+      return (await response.json()) as { data?: any; errors?: Array<{ extensions?: { code?: string } }> };
+    };
+    const input = newAccountInput();
+    const registered = (await call(REGISTER, { input })).data.register as { accessToken: string; deviceToken: string };
+    // The owner's device token: its sign-ins are neither held back by the account's backoff nor by a limit.
+    const signIn = JSON.stringify({ query: LOGIN, variables: { input: { identifier: input.email, password: input.password, deviceToken: registered.deviceToken } } });
+
+    const SIGN_INS = 24;
+    let sent = 0;
+    let markSent: () => void = () => {};
+    const allSent = new Promise<void>((resolve) => (markSent = resolve));
+    const attempts = Array.from({ length: SIGN_INS }, () =>
+      exchange(server.port, 'POST', '/graphql', signIn, () => {
+        sent += 1;
+        if (sent === SIGN_INS) markSent();
+      }),
+    );
+    await allSent;
+    await sleep(50);
+    server.child.kill('SIGTERM');
+    const answers = await Promise.all(attempts);
+    const outcome = await exitOf(server, STOP_TIMEOUT_MS);
+    expect(outcome, server.output.slice(-20).join('\n')).toEqual({ code: 0, signal: null });
+
+    const signedIn = answers.filter((answer) => answer.status === 200 && (JSON.parse(answer.body!) as { data?: any }).data?.login).length;
+    // Cut: the connection closed without an answer, or the sign-in was refused with 503 on its way out.
+    const cut = answers.filter((answer) => answer.error !== undefined || answer.status === 503).length;
+    for (const answer of answers.filter((answer) => answer.status === 503)) {
+      expect((JSON.parse(answer.body!) as { errors: Array<{ extensions: { code: string } }> }).errors[0].extensions.code).toBe('SERVICE_UNAVAILABLE');
+    }
+    console.log(`drain limit: ${signedIn} sign-ins answered, ${cut} cut, of ${SIGN_INS}`);
+    expect(signedIn + cut).toBe(SIGN_INS);
+    expect(cut, 'the drain limit cut no sign-in: the test proved nothing').toBeGreaterThan(0);
+
+    // The account's live device sessions, read by a new instance: registration's and the answered ones.
+    const restarted = await startServerProcess('server', env, START_TIMEOUT_MS);
+    try {
+      const sessions = await fetch(`${restarted.origin}/graphql`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${registered.accessToken}` },
+        body: JSON.stringify({ query: SESSIONS }),
+      }).then((response) => response.json() as Promise<{ data: { sessions: unknown[] } }>);
+      expect(sessions.data.sessions).toHaveLength(1 + signedIn);
+    } finally {
+      restarted.child.kill('SIGTERM');
+      await exitOf(restarted, STOP_TIMEOUT_MS);
+    }
+  }, 180_000);
 });

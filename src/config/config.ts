@@ -21,6 +21,11 @@ export interface Config {
   /** Seconds start-up keeps retrying an unreachable `databaseUrl` (`DATABASE_CONNECT_TIMEOUT`). */
   readonly databaseConnectTimeoutSeconds: number;
   /**
+   * Seconds shutdown lets requests in flight finish (`SHUTDOWN_DRAIN_SECONDS`); what is still running
+   * then is cut, and issues no session.
+   */
+  readonly shutdownDrainSeconds: number;
+  /**
    * `postgresql://…` of read replicas of `databaseUrl` (`DATABASE_REPLICA_URLS`), empty when none.
    * Only reads that may lag (admin listings) go to them; everything else reads the primary.
    */
@@ -181,6 +186,7 @@ export function loadConfig(env: Env): Config {
   const databaseUrl = url('DATABASE_URL', ['postgresql:', 'postgres:']);
   const databaseReplicaUrls = replicaUrls(value('DATABASE_REPLICA_URLS'), value('DATABASE_URL') !== undefined, problems);
   const databaseConnectTimeoutSeconds = integer('DATABASE_CONNECT_TIMEOUT', 60, 0, 3600);
+  const shutdownDrainSeconds = integer('SHUTDOWN_DRAIN_SECONDS', 10, 1, 300);
   const dataDirRaw = value('DATA_DIR') ?? './.data';
   const dataDir = isAbsolute(dataDirRaw) ? dataDirRaw : resolve(dataDirRaw);
 
@@ -272,6 +278,7 @@ export function loadConfig(env: Env): Config {
     host,
     databaseUrl,
     databaseConnectTimeoutSeconds,
+    shutdownDrainSeconds,
     databaseReplicaUrls,
     dataDir,
     jwtSecret: jwtSecretRaw ?? developmentJwtSecret(dataDir),

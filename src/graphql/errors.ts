@@ -109,7 +109,7 @@ export function createErrorFormatter(options: ErrorFormatOptions): (formatted: G
 /**
  * Logs every unexpected error once, with the request id the client got in `x-request-id`. Requests
  * refused because the database is unreachable are counted in `outages` (one line per interval, not
- * per request) and answered with HTTP 503 and `Retry-After`.
+ * per request) and answered with HTTP 503 and `Retry-After`, as is any other SERVICE_UNAVAILABLE.
  */
 export function errorLoggingPlugin(outages: OutageLog): ApolloServerPlugin<AppContext> {
   // One listener for all requests (it keeps nothing per request): no allocation on the hot path.
@@ -122,9 +122,10 @@ export function errorLoggingPlugin(outages: OutageLog): ApolloServerPlugin<AppCo
     },
     async willSendResponse({ response }) {
       if (response.body.kind !== 'single' || !response.body.singleResult.errors) return;
-      if (!response.body.singleResult.errors.some((error) => error.extensions?.code === ErrorCode.SERVICE_UNAVAILABLE)) return;
+      const unavailable = response.body.singleResult.errors.find((error) => error.extensions?.code === ErrorCode.SERVICE_UNAVAILABLE);
+      if (!unavailable) return;
       response.http.status = 503;
-      response.http.headers.set('retry-after', String(OUTAGE_RETRY_AFTER_SECONDS));
+      response.http.headers.set('retry-after', String(unavailable.extensions?.retryAfter ?? OUTAGE_RETRY_AFTER_SECONDS));
     },
   };
   const started = Promise.resolve(listener);
@@ -139,7 +140,7 @@ const ERROR_CODE_DESCRIPTIONS: Record<ErrorCode, string> = {
   CONFLICT: 'The email address or username is already taken.',
   NOT_FOUND: 'An admin operation names a user that does not exist.',
   RATE_LIMITED: 'Too many attempts; `extensions.retryAfter` gives the seconds to wait.',
-  SERVICE_UNAVAILABLE: 'The database (or another part the request needs) is down: HTTP 503; retry after `extensions.retryAfter` seconds.',
+  SERVICE_UNAVAILABLE: 'The database (or another part the request needs) is down, or the instance is shutting down: HTTP 503; retry after `extensions.retryAfter` seconds.',
   INTERNAL_SERVER_ERROR: 'Anything unexpected; the message says nothing about the cause.',
 };
 

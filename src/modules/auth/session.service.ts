@@ -6,6 +6,7 @@ import { User } from '../users/user.entity.js';
 import { type UserView, userView } from '../users/user.view.js';
 import type { AuditRow } from '../audit/audit.service.js';
 import { type RequestMeta, storedUserAgent } from './request-meta.js';
+import type { SignInGate } from './sign-in-gate.js';
 import { Session, SessionEndReason } from './session.entity.js';
 import { createRefreshToken, hashRefreshToken } from './tokens.js';
 
@@ -57,10 +58,15 @@ export interface SessionLifetimes {
  * sessions of one user happen one after the other, never interleaved (see account-lock.ts).
  */
 export class SessionService {
-  constructor(private readonly lifetimes: SessionLifetimes) {}
+  constructor(
+    private readonly lifetimes: SessionLifetimes,
+    private readonly gate: SignInGate,
+  ) {}
 
   /** Starts a new device session (a new family) on the device `deviceId`, for a user who just proved who they are. */
   start(account: LockedAccount, meta: RequestMeta, deviceId: string): IssuedSession {
+    // The callers commit right after (registration's flush, rotation's transaction).
+    this.gate.pass();
     const issued = this.draft(account.user, meta, deviceId);
     account.em.persist(issued.session);
     return issued;
@@ -79,6 +85,7 @@ export class SessionService {
    * row fail `credentials_version`/`active`, so nothing is written and the answer is `null`.
    */
   async startSignIn(em: EntityManager, signIn: PasswordSignIn, meta: RequestMeta): Promise<IssuedSession | null> {
+    this.gate.pass();
     const { user, event } = signIn;
     const issued = this.draft(user, meta, signIn.deviceId);
     const { session } = issued;
