@@ -114,7 +114,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     }
   }
   services.outbox.start();
-  const maintenance = new Maintenance(orm, config.databaseUrl, config.retention, logger.child({ component: 'maintenance' }), services.outages);
+  const maintenance = new Maintenance(orm, config.retention, logger.child({ component: 'maintenance' }), services.outages);
   maintenance.start();
   const server = createHttpServer({ maxConnections: config.httpMaxConnections, logger }, serve);
   const schema = await buildAppSchema();

@@ -1,6 +1,6 @@
 import type { MikroORM } from '@mikro-orm/postgresql';
 import type { Retention } from './config/config.js';
-import { ADVISORY_LOCKS, withAdvisoryLock } from './db/advisory-lock.js';
+import { withLease } from './db/lease.js';
 import type { OutageLog } from './db/outage.js';
 import type { Logger } from './logger.js';
 import { RATE_LIMIT_TABLE } from './rate-limits.js';
@@ -10,6 +10,8 @@ const DONE_ROWS_DAYS = 7;
 /** Rows deleted per statement: short statements that never hold many row locks at once. */
 const BATCH = 1000;
 const DAY_MS = 86_400_000;
+/** The lease that makes one instance at a time run maintenance; renewed after every batch. */
+const LEASE = { name: 'maintenance', ttlSeconds: 300 };
 
 /** What one purge removes: a table (rows named by `key`), and the condition (with `?` for the cutoff) its dead rows meet. */
 interface Purge {
@@ -26,9 +28,9 @@ export type MaintenanceReport = Record<string, number>;
 /**
  * Deletes what retention allows, every `intervalSeconds`: ended or expired sessions after
  * `sessionDays`, audit events after `auditDays`, sent or given-up mail and used or expired
- * one-time tokens after 7 days, and expired rate-limit rows. One instance at a time (a session-level
- * advisory lock on a connection of its own; the embedded database has one process anyway), in
- * batches of {@link BATCH} rows, each its own short statement, so sign-in never waits behind it.
+ * one-time tokens after 7 days, and expired rate-limit rows. One instance at a time (a lease,
+ * src/db/lease.ts, renewed after every batch), in batches of {@link BATCH} rows, each its own short
+ * statement, so sign-in never waits behind it.
  */
 export class Maintenance {
   private timer: NodeJS.Timeout | undefined;
@@ -37,7 +39,6 @@ export class Maintenance {
 
   constructor(
     private readonly orm: MikroORM,
-    private readonly databaseUrl: string | undefined,
     private readonly retention: Retention,
     private readonly logger: Logger,
     private readonly outages: OutageLog,
@@ -78,23 +79,20 @@ export class Maintenance {
     this.timer.unref();
   }
 
-  /** One run; `null` when another instance holds the maintenance lock. */
+  /** One run; `null` when another instance holds the maintenance lease. */
   async runOnce(): Promise<MaintenanceReport | null> {
-    const purgeAll = async (): Promise<MaintenanceReport> => {
+    const report = await withLease(this.orm.em.fork(), LEASE.name, LEASE.ttlSeconds, async (renew) => {
       const startedAt = Date.now();
       const report: MaintenanceReport = {};
-      for (const purge of this.purges) report[purge.name] = await this.purge(purge, startedAt);
+      for (const purge of this.purges) report[purge.name] = await this.purge(purge, startedAt, renew);
       this.logger.info({ purged: report, ms: Date.now() - startedAt }, 'maintenance done');
       return report;
-    };
-    // The embedded database belongs to this process alone: no lock needed.
-    if (!this.databaseUrl) return purgeAll();
-    const report = await withAdvisoryLock(this.databaseUrl, ADVISORY_LOCKS.maintenance, 'try', purgeAll);
+    });
     if (!report) this.logger.debug('maintenance skipped: another instance is running it');
     return report;
   }
 
-  private async purge(purge: Purge, now: number): Promise<number> {
+  private async purge(purge: Purge, now: number, renew: () => Promise<void>): Promise<number> {
     const cutoff = purge.cutoff(now);
     const parameters = purge.where.split('?').slice(1).map(() => cutoff);
     const connection = this.orm.em.fork().getConnection();
@@ -108,6 +106,7 @@ export class Maintenance {
       );
       total += result.affectedRows;
       if (result.affectedRows < BATCH) return total;
+      await renew();
     }
   }
 }

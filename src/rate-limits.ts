@@ -25,6 +25,19 @@ export const LIMITS = {
 
 export type LimitName = keyof typeof LIMITS;
 
+/**
+ * rate-limiter-flexible's PostgreSQL limiter, sending its statements unnamed. Named (prepared)
+ * statements belong to one server connection, and a pooler in transaction mode (PgBouncer before
+ * 1.21, the Debian package among them) runs each transaction on whichever connection is free, where
+ * the name is unknown or already taken. Unnamed, each statement is parsed where it runs.
+ */
+class UnpreparedRateLimiterPostgres extends RateLimiterPostgres {
+  // The library's one place that runs a statement (rate-limiter-flexible 11, lib/RateLimiterPostgres.js).
+  _query(query: { name?: string; text: string; values?: unknown[] }): Promise<unknown> {
+    return (RateLimiterPostgres.prototype as unknown as { _query(query: unknown): Promise<unknown> })._query.call(this, { text: query.text, values: query.values });
+  }
+}
+
 /** The table rate-limiter-flexible keeps its counters in (created by a migration). */
 export const RATE_LIMIT_TABLE = 'rate_limits';
 
@@ -53,7 +66,7 @@ export class RateLimits {
         redis
           ? new RateLimiterRedis({ ...options, storeClient: redis })
           : // One limiter is enough to purge expired rows of the shared table (hourly, unref'd timer).
-            new RateLimiterPostgres({ ...options, storeClient: knex, storeType: 'knex', tableName: RATE_LIMIT_TABLE, tableCreated: true, clearExpiredByTimeout: first }),
+            new UnpreparedRateLimiterPostgres({ ...options, storeClient: knex, storeType: 'knex', tableName: RATE_LIMIT_TABLE, tableCreated: true, clearExpiredByTimeout: first }),
       );
       first = false;
     }

@@ -1,7 +1,6 @@
-import pg from 'pg';
+import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { processEnv } from '../src/config/config.js';
-import { ADVISORY_LOCKS } from '../src/db/advisory-lock.js';
 import { LOGIN, ME, REFRESH, registerAccount } from './support/accounts.js';
 import { startTestServer, type TestServer } from './support/server.js';
 import { waitUntil } from './support/wait.js';
@@ -89,21 +88,19 @@ describe.skipIf(!DATABASE_URL)('several instances on one database (PostgreSQL)',
   });
   afterAll(() => second?.stop());
 
-  it('run maintenance one at a time: while the lock is held elsewhere, neither runs; then they resume', async () => {
+  it('run maintenance one at a time: while the lease is held elsewhere, neither runs; then they resume', async () => {
     const runs = (target: TestServer, from: number) => target.logs.slice(from).filter((line) => line.msg === 'maintenance done').length;
-    // The test takes the maintenance lock itself, as a third instance in the middle of a run would.
-    const holder = new pg.Client({ connectionString: server.config.databaseUrl! });
-    await holder.connect();
-    try {
-      await holder.query('select pg_advisory_lock($1)', [ADVISORY_LOCKS.maintenance]);
-      await new Promise((resolve) => setTimeout(resolve, 1500));
-      const [fromFirst, fromSecond] = [server.logs.length, second.logs.length];
-      await new Promise((resolve) => setTimeout(resolve, 3000));
-      expect(runs(server, fromFirst) + runs(second, fromSecond)).toBe(0);
-      await holder.query('select pg_advisory_unlock($1)', [ADVISORY_LOCKS.maintenance]);
-      await waitUntil(() => runs(server, fromFirst) > 0 && runs(second, fromSecond) > 0, 'both instances to run again', 10_000);
-    } finally {
-      await holder.end();
-    }
+    // The test takes the maintenance lease itself, as a third instance in the middle of a run would.
+    await server.sql(
+      `insert into leases (name, holder, expires_at) values ('maintenance', ?, now() + interval '1 hour')
+         on conflict (name) do update set holder = excluded.holder, expires_at = excluded.expires_at`,
+      [randomUUID()],
+    );
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    const [fromFirst, fromSecond] = [server.logs.length, second.logs.length];
+    await new Promise((resolve) => setTimeout(resolve, 3000));
+    expect(runs(server, fromFirst) + runs(second, fromSecond)).toBe(0);
+    await server.sql(`update leases set expires_at = now() where name = 'maintenance'`);
+    await waitUntil(() => runs(server, fromFirst) > 0 && runs(second, fromSecond) > 0, 'both instances to run again', 10_000);
   }, 30_000);
 });

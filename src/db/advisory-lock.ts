@@ -1,31 +1,46 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 
 /** Keys of the application's PostgreSQL advisory locks: any constants, the same in every instance. */
 export const ADVISORY_LOCKS = {
   /** Held while migrations run at start-up. */
   migrations: 7_216_004_311,
-  /** Held while maintenance purges (see maintenance.ts). */
-  maintenance: 7_216_004_312,
 } as const;
 
+/** How often a `wait` for a lock held elsewhere tries again. */
+const RETRY_MS = 250;
+
 /**
- * Runs `work` while holding the session-level advisory lock `key`, on a connection of its own to
- * `clientUrl` (the lock belongs to that session, so it cannot come from the pool). `wait` queues
- * behind another holder; `try` gives up at once and resolves `null` without running `work`.
+ * Runs `work` while holding the advisory lock `key`, on a connection of its own to `clientUrl`
+ * (the lock belongs to that connection, so it cannot come from the pool). `wait` tries again until
+ * the holder is done; `try` gives up at once and resolves `null` without running `work`.
+ *
+ * Built to work through a pooler in transaction mode (PgBouncer) as well as directly:
+ * - The lock is transaction-level, held by a transaction that stays open while `work` runs. A
+ *   session-level lock would not survive the pooler, which hands the server connection to another
+ *   client between transactions: that client would "hold" the lock too, and the lock would outlive
+ *   its holder. An open transaction keeps its server connection; ending it, or losing the
+ *   connection, releases the lock.
+ * - Waiting holds no connection: each try is a transaction that ends at once when the lock is
+ *   taken, so waiters cannot use up the pooler's server connections that the holder's `work`
+ *   needs.
  */
 export async function withAdvisoryLock<T>(clientUrl: string, key: number, mode: 'wait' | 'try', work: () => Promise<T>): Promise<T | null> {
   const client = new pg.Client({ connectionString: clientUrl });
   client.on('error', () => {}); // a connection dropped while working surfaces through `work` or `end`
   await client.connect();
   try {
-    if (mode === 'wait') {
-      await client.query('select pg_advisory_lock($1)', [key]);
-    } else {
-      const { rows } = await client.query<{ locked: boolean }>('select pg_try_advisory_lock($1) as locked', [key]);
-      if (!rows[0]?.locked) return null;
+    for (;;) {
+      await client.query('begin');
+      const { rows } = await client.query<{ locked: boolean }>('select pg_try_advisory_xact_lock($1) as locked', [key]);
+      if (rows[0]?.locked) break;
+      await client.query('rollback');
+      if (mode === 'try') return null;
+      await sleep(RETRY_MS);
     }
     return await work();
   } finally {
+    await client.query('rollback').catch(() => {});
     await client.end().catch(() => {});
   }
 }
