@@ -103,12 +103,11 @@ export class NotFoundError extends AppError {
   readonly code = ErrorCode.NOT_FOUND;
 }
 
-/** Too many attempts; `retryAfter` is in whole seconds. */
-export class RateLimitedError extends AppError {
-  readonly code = ErrorCode.RATE_LIMITED;
+/** A refusal the client should retry after `retryAfter` whole seconds (`extensions.retryAfter`). */
+abstract class RetryLaterError extends AppError {
   constructor(
     readonly retryAfter: number,
-    message = 'Too many attempts. Try again later.',
+    message: string,
   ) {
     super(message);
   }
@@ -117,16 +116,18 @@ export class RateLimitedError extends AppError {
   }
 }
 
-/** A part the request needs is not available right now (the instance is shutting down): HTTP 503, retry after `retryAfter` seconds. */
-export class ServiceUnavailableError extends AppError {
-  readonly code = ErrorCode.SERVICE_UNAVAILABLE;
-  constructor(
-    readonly retryAfter: number,
-    message = 'The service is temporarily unavailable. Try again shortly.',
-  ) {
-    super(message);
+/** Too many attempts. */
+export class RateLimitedError extends RetryLaterError {
+  readonly code = ErrorCode.RATE_LIMITED;
+  constructor(retryAfter: number, message = 'Too many attempts. Try again later.') {
+    super(retryAfter, message);
   }
-  override get extensions(): Record<string, unknown> {
-    return { retryAfter: this.retryAfter };
+}
+
+/** A part the request needs is not available right now (the instance is shutting down): HTTP 503. */
+export class ServiceUnavailableError extends RetryLaterError {
+  readonly code = ErrorCode.SERVICE_UNAVAILABLE;
+  constructor(retryAfter: number, message = 'The service is temporarily unavailable. Try again shortly.') {
+    super(retryAfter, message);
   }
 }

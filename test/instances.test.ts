@@ -3,7 +3,6 @@ import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { processEnv } from '../src/config/config.js';
 import { PROJECT_ROOT } from '../src/config/paths.js';
@@ -60,15 +59,7 @@ describe.skipIf(!SERVER_URL)('three instances on one PostgreSQL behave as one se
   const dataDirs: string[] = [];
   let builtMigrations: string[] = [];
 
-  async function sql<T = Record<string, any>>(query: string, params: unknown[] = []): Promise<T[]> {
-    const client = new pg.Client({ connectionString: database!.url });
-    await client.connect();
-    try {
-      return (await client.query(query, params)).rows as T[];
-    } finally {
-      await client.end();
-    }
-  }
+  const sql = <T = Record<string, any>>(query: string, params: unknown[] = []) => database!.sql<T>(query, params);
 
   beforeAll(async () => {
     await build();

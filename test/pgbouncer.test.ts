@@ -2,7 +2,6 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { processEnv } from '../src/config/config.js';
 import { FORGOT_PASSWORD, LOGIN, ME, newAccountInput, REFRESH, REGISTER, RESET_PASSWORD } from './support/accounts.js';
@@ -57,17 +56,6 @@ describe.skipIf(!DATABASE_URL || !PGBOUNCER_URL)('two instances behind PgBouncer
     dataDirs.push(dataDir);
     return { ...shared, DATA_DIR: dataDir, ...overrides };
   };
-
-  /** A statement straight to PostgreSQL (not through PgBouncer), on the test's database. */
-  async function direct<T = Record<string, any>>(query: string, params: unknown[] = []): Promise<T[]> {
-    const client = new pg.Client({ connectionString: database!.url });
-    await client.connect();
-    try {
-      return (await client.query(query, params)).rows as T[];
-    } finally {
-      await client.end();
-    }
-  }
 
   beforeAll(async () => {
     await build();
@@ -131,7 +119,8 @@ describe.skipIf(!DATABASE_URL || !PGBOUNCER_URL)('two instances behind PgBouncer
     // would "hold" it too).
     let held = -1;
     for (let probe = 0; probe < 20 && held !== 0; probe += 1) {
-      const [row] = await direct<{ held: number }>(
+      // Straight to PostgreSQL, not through the pooler.
+      const [row] = await database!.sql<{ held: number }>(
         `select count(*)::int as held from pg_locks where locktype = 'advisory' and granted and database = (select oid from pg_database where datname = $1)`,
         [databaseName],
       );

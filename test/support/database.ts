@@ -5,6 +5,8 @@ import pg from 'pg';
 export interface TestDatabase {
   /** `DATABASE_URL` for the server under test; undefined runs it on the embedded database. */
   url: string | undefined;
+  /** One statement on this database, on a connection of its own (server databases only). */
+  sql<T = Record<string, any>>(query: string, params?: unknown[]): Promise<T[]>;
   drop(): Promise<void>;
 }
 
@@ -13,13 +15,20 @@ export interface TestDatabase {
  * server so test files never see each other's rows; without it the app's embedded database is used.
  */
 export async function createTestDatabase(serverUrl: string | undefined): Promise<TestDatabase> {
-  if (!serverUrl) return { url: undefined, drop: async () => {} };
+  if (!serverUrl) {
+    return {
+      url: undefined,
+      sql: () => Promise.reject(new Error('the embedded database belongs to the server process')),
+      drop: async () => {},
+    };
+  }
   const name = `test_${randomBytes(6).toString('hex')}`;
   await withAdminClient(serverUrl, (client) => client.query(`create database "${name}"`));
   const url = new URL(serverUrl);
   url.pathname = `/${name}`;
   return {
     url: url.toString(),
+    sql: (query, params = []) => withAdminClient(url.toString(), async (client) => (await client.query(query, params)).rows),
     drop: () => withAdminClient(serverUrl, (client) => client.query(`drop database if exists "${name}" with (force)`)).then(() => {}),
   };
 }
