@@ -7,6 +7,7 @@ import { defineConfig, MikroORM, type Options } from '@mikro-orm/postgresql';
 import { ADVISORY_LOCKS, withAdvisoryLock } from './advisory-lock.js';
 import { BUILD_ROOT, PROJECT_ROOT, RUNNING_FROM_SOURCE } from '../config/paths.js';
 import { RATE_LIMIT_TABLE } from '../rate-limits.js';
+import { LEASE_TABLE } from './lease.js';
 import { MailMessage } from '../mail/mail-message.entity.js';
 import { AuditEvent } from '../modules/audit/audit-event.entity.js';
 import { OneTimeToken } from '../modules/auth/one-time-token.entity.js';
@@ -63,8 +64,8 @@ export function createOrmConfig(connection: OrmConnection, settings: OrmSettings
     // A fresh fork per request is the rule; a global context would leak identity maps between users.
     allowGlobalContext: false,
     discovery: { disableDynamicFileAccess: true },
-    // Owned by rate-limiter-flexible (created by a migration), not by an entity.
-    schemaGenerator: { skipTables: [RATE_LIMIT_TABLE] },
+    // Tables kept by hand-written migrations for code that has no entity (the rate limiter, leases).
+    schemaGenerator: { skipTables: [RATE_LIMIT_TABLE, LEASE_TABLE] },
     metadataCache: { enabled: false },
     migrations: {
       path: 'dist/migrations',
