@@ -1,5 +1,6 @@
 import type { LinkTargets } from '../config/config.js';
-import { VERIFICATION_CODE_TTL_MS } from '../modules/auth/one-time-token.service.js';
+import { OneTimeTokenPurpose } from '../modules/auth/one-time-token.entity.js';
+import { TOKEN_KINDS } from '../modules/auth/one-time-token.service.js';
 
 /** What an email says, before rendering. Stored (encrypted) in the outbox until it is sent. */
 export type MailTemplate =
@@ -46,7 +47,7 @@ const IGNORE_IF_NOT_YOU = 'If you did not ask for this, you can ignore this emai
 export function renderMail(template: MailTemplate, links: LinkTargets): RenderedMail {
   switch (template.name) {
     case 'verification-code': {
-      const minutes = VERIFICATION_CODE_TTL_MS / 60_000;
+      const minutes = TOKEN_KINDS[OneTimeTokenPurpose.EMAIL_VERIFICATION].ttlMs / 60_000;
       const subject = `Your verification code: ${template.code}`;
       const lines = [`Your verification code is ${template.code}.`, `It is valid for ${minutes} minutes.`, IGNORE_IF_NOT_YOU];
       return {

@@ -3,39 +3,59 @@ import type { EntityManager } from '@mikro-orm/postgresql';
 import type { User } from '../users/user.entity.js';
 import { OneTimeToken, OneTimeTokenPurpose } from './one-time-token.entity.js';
 
-/** Reset links are valid for one hour (CONTRACT.md). */
-export const RESET_TOKEN_TTL_MS = 60 * 60 * 1000;
-/** Verification codes are valid for 15 minutes and allow five tries (CONTRACT.md). */
-export const VERIFICATION_CODE_TTL_MS = 15 * 60 * 1000;
-export const VERIFICATION_CODE_MAX_ATTEMPTS = 5;
 /** At most one email of a kind per account per minute; extra requests are dropped silently. */
 export const EMAIL_THROTTLE_MS = 60_000;
 
-/** 32 random bytes in base64url: 43 characters. */
-const RESET_TOKEN = /^[A-Za-z0-9_-]{43}$/;
-const VERIFICATION_CODE = /^\d{6}$/;
+/**
+ * The two shapes a one-time secret takes:
+ * - `link`: 256 random bits in base64url (43 characters), carried in a link; found by its hash
+ *   alone, since the link names no account.
+ * - `code`: 6 digits, typed by a person; only a million values, so it is checked against one
+ *   account's live code, with a budget of tries, and its hash is bound to that account.
+ */
+type TokenForm = 'link' | 'code';
 
-/** Outcome of one verification-code attempt. */
+/** What each purpose is: its form, lifetime and, for codes, the tries it allows. */
+export interface TokenKind {
+  form: TokenForm;
+  ttlMs: number;
+  /** Wrong guesses a code survives (codes only). */
+  maxAttempts?: number;
+}
+
+/** Every purpose in one place (CONTRACT.md gives the lifetimes): a new purpose is a line here. */
+export const TOKEN_KINDS: Readonly<Record<OneTimeTokenPurpose, TokenKind>> = {
+  [OneTimeTokenPurpose.PASSWORD_RESET]: { form: 'link', ttlMs: 60 * 60 * 1000 },
+  [OneTimeTokenPurpose.EMAIL_VERIFICATION]: { form: 'code', ttlMs: 15 * 60 * 1000, maxAttempts: 5 },
+};
+
+const SHAPES: Record<TokenForm, RegExp> = { link: /^[A-Za-z0-9_-]{43}$/, code: /^\d{6}$/ };
+
+/** Outcome of one attempt at a code. */
 export type CodeCheck = 'matched' | 'wrong' | 'none';
 
 /**
- * The one owner of reset tokens and verification codes: issuing (which voids the previous token of
- * the same purpose), keyed hashing, and atomic consumption.
+ * The one store of single-use secrets sent to a user (reset links, verification codes): issuing
+ * (which voids the user's previous unused token of the same purpose), keyed hashing, the email
+ * throttle, and atomic single-use consumption — for every purpose, described by {@link TOKEN_KINDS}.
  *
- * Codes have only a million values, so their hash is keyed (HMAC-SHA256 with a server key) and bound
- * to the account: a stolen table cannot be brute-forced offline, and equal codes of two accounts
- * never share a hash.
+ * Only a keyed hash is stored (HMAC-SHA256 with a server key): a stolen table gives up no link,
+ * and no code can be brute-forced offline. A code's hash is also bound to its account, so equal
+ * codes of two accounts never share a hash.
  */
 export class OneTimeTokenService {
   constructor(private readonly key: Uint8Array) {}
 
-  private hash(purpose: OneTimeTokenPurpose, value: string, userId = ''): string {
-    return createHmac('sha256', this.key).update(`${purpose}\0${userId}\0${value}`).digest('hex');
-  }
-
-  /** Deletes the user's unused tokens of `purpose`: a newer request voids older ones. */
-  private async voidOlder(em: EntityManager, userId: string, purpose: OneTimeTokenPurpose): Promise<void> {
-    await em.nativeDelete(OneTimeToken, { user: userId, purpose, usedAt: null });
+  /**
+   * Issues a secret of `purpose` for `user` in `em`'s unit of work, voiding their older unused one;
+   * returns it in clear, once (for the email).
+   */
+  async issue(em: EntityManager, user: User, purpose: OneTimeTokenPurpose): Promise<string> {
+    const kind = TOKEN_KINDS[purpose];
+    await em.nativeDelete(OneTimeToken, { user: user.id, purpose, usedAt: null });
+    const secret = kind.form === 'link' ? randomBytes(32).toString('base64url') : randomInt(0, 1_000_000).toString().padStart(6, '0');
+    em.create(OneTimeToken, { user, purpose, tokenHash: this.hash(purpose, secret, user.id), expiresAt: new Date(Date.now() + kind.ttlMs) });
+    return secret;
   }
 
   /**
@@ -48,77 +68,63 @@ export class OneTimeTokenService {
     return newest !== null && Date.now() - newest.createdAt.getTime() < EMAIL_THROTTLE_MS;
   }
 
-  /** Issues a reset token (256 random bits, URL-safe), voiding older ones; returns it in clear, once. */
-  async issueResetToken(em: EntityManager, user: User): Promise<string> {
-    await this.voidOlder(em, user.id, OneTimeTokenPurpose.PASSWORD_RESET);
-    const token = randomBytes(32).toString('base64url');
-    em.create(OneTimeToken, {
-      user,
-      purpose: OneTimeTokenPurpose.PASSWORD_RESET,
-      tokenHash: this.hash(OneTimeTokenPurpose.PASSWORD_RESET, token),
-      expiresAt: new Date(Date.now() + RESET_TOKEN_TTL_MS),
-    });
-    return token;
-  }
-
-  /** The id of the account a live reset token belongs to, without consuming it; `null` otherwise. */
-  async resetTokenOwner(em: EntityManager, token: string): Promise<string | null> {
-    if (!RESET_TOKEN.test(token)) return null;
-    const live = await em.findOne(
-      OneTimeToken,
-      { tokenHash: this.hash(OneTimeTokenPurpose.PASSWORD_RESET, token), purpose: OneTimeTokenPurpose.PASSWORD_RESET, usedAt: null, expiresAt: { $gt: new Date() } },
-      { fields: ['user'] },
-    );
+  /** The id of the account a live link of `purpose` belongs to, without consuming it; `null` otherwise. */
+  async ownerOf(em: EntityManager, purpose: OneTimeTokenPurpose, link: string): Promise<string | null> {
+    const tokenHash = this.linkHash(purpose, link);
+    if (!tokenHash) return null;
+    const live = await em.findOne(OneTimeToken, { tokenHash, purpose, usedAt: null, expiresAt: { $gt: new Date() } }, { fields: ['user'] });
     return live ? live.user.id : null;
   }
 
   /**
-   * Consumes a reset token in one conditional UPDATE; of any number of concurrent callers exactly one
-   * gets the account id, the others `null`.
+   * Consumes a link of `purpose` in one conditional UPDATE; of any number of concurrent callers
+   * exactly one gets the account id, the others `null`.
    */
-  async consumeResetToken(em: EntityManager, token: string): Promise<string | null> {
-    if (!RESET_TOKEN.test(token)) return null;
+  async consume(em: EntityManager, purpose: OneTimeTokenPurpose, link: string): Promise<string | null> {
+    const tokenHash = this.linkHash(purpose, link);
+    if (!tokenHash) return null;
     const now = new Date();
     const [consumed] = await em
       .createQueryBuilder(OneTimeToken)
       .update({ usedAt: now })
-      .where({ tokenHash: this.hash(OneTimeTokenPurpose.PASSWORD_RESET, token), purpose: OneTimeTokenPurpose.PASSWORD_RESET, usedAt: null, expiresAt: { $gt: now } })
+      .where({ tokenHash, purpose, usedAt: null, expiresAt: { $gt: now } })
       .returning(['user'])
       .execute<Array<{ user: string }>>('all');
     return consumed?.user ?? null;
   }
 
-  /** Issues a 6-digit verification code, voiding older ones; returns it in clear, once. */
-  async issueVerificationCode(em: EntityManager, user: User): Promise<string> {
-    await this.voidOlder(em, user.id, OneTimeTokenPurpose.EMAIL_VERIFICATION);
-    const code = randomInt(0, 1_000_000).toString().padStart(6, '0');
-    em.create(OneTimeToken, {
-      user,
-      purpose: OneTimeTokenPurpose.EMAIL_VERIFICATION,
-      tokenHash: this.hash(OneTimeTokenPurpose.EMAIL_VERIFICATION, code, user.id),
-      expiresAt: new Date(Date.now() + VERIFICATION_CODE_TTL_MS),
-    });
-    return code;
-  }
-
   /**
-   * One try at the user's live verification code, as a single UPDATE that counts the try and
+   * One try at the user's live code of `purpose`, as a single UPDATE that counts the try and
    * consumes the code when it matches: parallel guesses are serialized on the row, so five tries
    * means five, and a used, expired or exhausted code answers `none`.
    */
-  async checkVerificationCode(em: EntityManager, userId: string, code: string): Promise<CodeCheck> {
-    const guess = VERIFICATION_CODE.test(code) ? this.hash(OneTimeTokenPurpose.EMAIL_VERIFICATION, code, userId) : '';
+  async attempt(em: EntityManager, purpose: OneTimeTokenPurpose, userId: string, code: string): Promise<CodeCheck> {
+    const kind = TOKEN_KINDS[purpose];
+    if (kind.form !== 'code') throw new Error(`${purpose} is not a code`);
+    const guess = SHAPES.code.test(code) ? this.hash(purpose, code, userId) : '';
     const rows = await em.getConnection().execute<Array<{ matched: boolean }>>(
       `update "one_time_tokens"
           set "attempts" = "attempts" + 1,
               "used_at" = case when "token_hash" = ? then now() else "used_at" end
         where "user_id" = ? and "purpose" = ? and "used_at" is null and "expires_at" > now() and "attempts" < ?
         returning ("token_hash" = ?) as "matched"`,
-      [guess, userId, OneTimeTokenPurpose.EMAIL_VERIFICATION, VERIFICATION_CODE_MAX_ATTEMPTS, guess],
+      [guess, userId, purpose, kind.maxAttempts, guess],
       'all',
       em.getTransactionContext(),
     );
     if (rows.length === 0) return 'none';
     return rows[0].matched ? 'matched' : 'wrong';
+  }
+
+  /** The stored hash of a link of `purpose`, or `null` when it does not have the shape of one. */
+  private linkHash(purpose: OneTimeTokenPurpose, link: string): string | null {
+    if (TOKEN_KINDS[purpose].form !== 'link') throw new Error(`${purpose} is not a link`);
+    return SHAPES.link.test(link) ? this.hash(purpose, link) : null;
+  }
+
+  /** Links are found by hash alone (the link names no account); codes are bound to theirs. */
+  private hash(purpose: OneTimeTokenPurpose, secret: string, userId = ''): string {
+    const boundTo = TOKEN_KINDS[purpose].form === 'code' ? userId : '';
+    return createHmac('sha256', this.key).update(`${purpose}\0${boundTo}\0${secret}`).digest('hex');
   }
 }

@@ -70,7 +70,7 @@ export class RecoveryService {
       // The row lock serializes concurrent requests for one account, so the throttle holds.
       const user = await tx.findOneOrFail(User, { id: found.id }, { lockMode: LockMode.PESSIMISTIC_WRITE });
       if (await this.tokens.issuedRecently(tx, user.id, OneTimeTokenPurpose.PASSWORD_RESET)) return false;
-      const token = await this.tokens.issueResetToken(tx, user);
+      const token = await this.tokens.issue(tx, user, OneTimeTokenPurpose.PASSWORD_RESET);
       this.outbox.enqueue(tx, user.email, { name: 'password-reset', token });
       this.audit.record(tx, AuditEventType.PASSWORD_RESET_REQUESTED, { userId: user.id }, meta);
       return true;
@@ -86,7 +86,7 @@ export class RecoveryService {
    */
   async resetPassword(em: EntityManager, token: string, newPassword: string, meta: RequestMeta): Promise<true> {
     await this.limits.consume('codeAttemptsPerIp', meta.ip);
-    const ownerId = await this.tokens.resetTokenOwner(em, token);
+    const ownerId = await this.tokens.ownerOf(em, OneTimeTokenPurpose.PASSWORD_RESET, token);
     const user = ownerId ? await em.findOne(User, { id: ownerId, active: true }) : null;
     if (!user) throw new BadUserInputError(INVALID_RESET_TOKEN, 'token');
     await this.limits.consume('codeAttemptsPerAccount', user.id);
@@ -97,7 +97,7 @@ export class RecoveryService {
     // and sessions locks the user row first, so none of them can deadlock against another.
     const done = await withLockedAccount(em, user.id, async (account) => {
       // Throwing rolls the consumption back: a link that changed nothing stays as it was.
-      if ((await this.tokens.consumeResetToken(account.em, token)) !== user.id || !account.user.active) throw new BadUserInputError(INVALID_RESET_TOKEN, 'token');
+      if ((await this.tokens.consume(account.em, OneTimeTokenPurpose.PASSWORD_RESET, token)) !== user.id || !account.user.active) throw new BadUserInputError(INVALID_RESET_TOKEN, 'token');
       // Following the emailed link proves the mailbox is the user's; it also lifts any sign-in backoff.
       await account.em.nativeUpdate(User, { id: user.id }, {
         passwordHash,
