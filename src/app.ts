@@ -105,8 +105,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     try {
       await services.userAdmin.ensureFirstAdmin(orm.em.fork(), config.admin, logger);
     } catch (error) {
-      await services.passwords.close();
-      await services.limits.stop();
+      await services.close();
       await database.close();
       // A bad ADMIN_EMAIL / ADMIN_PASSWORD is a configuration problem, reported like one.
       if (error instanceof BadUserInputError) throw new ConfigError([`ADMIN_${(error.field ?? 'password').toUpperCase()}: ${error.message}`]);
@@ -290,9 +289,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
         await apollo.stop();
         await idle(CUT_LIMIT_MS);
         await maintenance.stop();
-        await services.outbox.stop();
-        await services.limits.stop();
-        await services.passwords.close();
+        await services.close();
         await database.close();
       })();
       return closing;

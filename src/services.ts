@@ -31,16 +31,20 @@ export interface Services {
   userAdmin: UserAdminService;
   audit: AuditService;
   verification: VerificationService;
-  /** Started and stopped by the app. */
+  /** Its worker is started by the app; {@link close} stops it. */
   outbox: MailOutbox;
-  /** Stopped by the app on shutdown. */
   limits: RateLimits;
-  /** Its hashing workers are stopped by the app on shutdown. */
   passwords: PasswordHasher;
   /** Where a database outage is logged: once per interval, for requests and the mail worker alike. */
   outages: OutageLog;
   /** Closed by the app when shutdown cuts the requests in flight: no session is issued after that. */
   signInGate: SignInGate;
+  /**
+   * Stops what the services run and releases what they hold, in order: the mail worker (after its
+   * round in progress), the Redis connection of the rate limiter, the hashing workers. The database
+   * is the caller's, closed after this.
+   */
+  close(): Promise<void>;
 }
 
 /** Wires the services from configuration. */
@@ -73,5 +77,10 @@ export async function createServices(config: Config, orm: MikroORM, logger: Logg
     passwords,
     outages,
     signInGate,
+    async close() {
+      await outbox.stop();
+      await limits.stop();
+      await passwords.close();
+    },
   };
 }

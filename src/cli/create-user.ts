@@ -77,8 +77,7 @@ async function main(): Promise<number> {
     console.error(`not created: ${field}${error.message}`);
     return 1;
   } finally {
-    await services.passwords.close();
-    await services.limits.stop();
+    await services.close();
     await database.close();
   }
 }
