@@ -66,7 +66,7 @@ export async function createServices(config: Config, orm: MikroORM, logger: Logg
   const accessTokens = new AccessTokens(config.jwtSecret, config.appUrl, config.tokenLifetimes.accessTokenSeconds);
   return {
     users,
-    auth: new AuthService(users, sessions, passwords, accessTokens, verification, outbox, audit, limits, guard),
+    auth: new AuthService(users, sessions, passwords, accessTokens, verification, audit, limits, guard),
     profile: new ProfileService(users, passwords, audit, backoff),
     userAdmin: new UserAdminService(users, sessions, audit),
     audit,

@@ -3,7 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
 import { type App, createApp } from '../src/app.js';
 import { loadConfig, processEnv } from '../src/config/config.js';
-import { newAccountInput, REGISTER } from './support/accounts.js';
+import { CHANGE_PASSWORD, FORGOT_PASSWORD, LOGIN, newAccountInput, REGISTER } from './support/accounts.js';
 import { startTestServer, type TestServer } from './support/server.js';
 import { waitUntil } from './support/wait.js';
 import { type CapturedMail, startSmtpServer, type TestSmtpServer, unusedPort, verificationCodeOf } from './support/smtp.js';
@@ -236,6 +236,36 @@ describe('two app instances on one database', () => {
       await second?.close();
       await server.stop();
       await smtp?.stop();
+    }
+  });
+});
+
+// The worker is woken when a transaction that queued mail commits (one subscriber on the ORM's
+// flush and commit events), not by each service remembering to. With its regular poll an hour away,
+// every email below can only leave that way: at registration (a flush outside a transaction), from
+// forgotPassword (a job, then the reset email queued by the job's own transaction) and at
+// changePassword (inside the transaction that holds the account).
+describe('waking the worker after commit', () => {
+  it('sends each email at once although the worker would not look on its own for an hour', { timeout: SCENARIO_TIMEOUT_MS }, async () => {
+    const smtp = await startSmtpServer();
+    const server = await startTestServer({ SMTP_URL: smtp.url }, { outbox: { pollIntervalMs: 3_600_000 } });
+    try {
+      const account = await register(server);
+      const within = 10_000;
+      await smtp.waitFor((mail) => mail.to.includes(account.email) && /verification code/i.test(mail.subject), within);
+      expect((await server.graphql(FORGOT_PASSWORD, { input: { identifier: account.email } })).data?.forgotPassword).toBe(true);
+      await smtp.waitFor((mail) => mail.to.includes(account.email) && /reset/i.test(mail.subject), within);
+      const signedIn = (await server.graphql(LOGIN, { input: { identifier: account.email, password: account.password } })).data!.login;
+      const changed = await server.graphql(
+        CHANGE_PASSWORD,
+        { input: { currentPassword: account.password, newPassword: 'an entirely different passphrase' } },
+        { token: signedIn.accessToken },
+      );
+      expect(changed.errors).toBeUndefined();
+      await smtp.waitFor((mail) => mail.to.includes(account.email) && /password was changed|password changed/i.test(mail.subject), within);
+    } finally {
+      await server.stop();
+      await smtp.stop();
     }
   });
 });

@@ -1,4 +1,5 @@
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { ChangeSetType, type EventSubscriber, type FlushEventArgs, type TransactionEventArgs } from '@mikro-orm/core';
 import type { EntityManager, MikroORM } from '@mikro-orm/postgresql';
 import type { LinkTargets } from '../config/config.js';
 import type { OutageLog } from '../db/outage.js';
@@ -111,14 +112,18 @@ export class MailOutbox {
     private readonly options: OutboxOptions = DEFAULT_OUTBOX_OPTIONS,
   ) {
     this.cipher = new PayloadCipher(key);
+    orm.em.getEventManager().registerSubscriber(new WakeAfterCommit(() => this.wake()));
   }
 
-  /** Queues an email in `em`'s unit of work; it is written by the caller's flush. Call {@link wake} after. */
+  /**
+   * Queues an email in `em`'s unit of work; it is written by the caller's flush, and the worker is
+   * woken once that commits (see {@link WakeAfterCommit}).
+   */
   enqueue(em: EntityManager, recipient: string, template: MailTemplate): MailMessage {
     return em.create(MailMessage, { recipient, template: template.name, payload: this.cipher.seal(template) });
   }
 
-  /** Queues a job in `em`'s unit of work (see {@link OutboxJob}); call {@link wake} after the flush. */
+  /** Queues a job in `em`'s unit of work (see {@link OutboxJob}), like {@link enqueue}. */
   enqueueJob(em: EntityManager, job: OutboxJob): MailMessage {
     return em.create(MailMessage, { recipient: '', template: job.name, payload: this.cipher.seal(job) });
   }
@@ -134,7 +139,7 @@ export class MailOutbox {
     this.schedule(0);
   }
 
-  /** Asks the worker to look for due messages now (after a transaction that queued some committed). */
+  /** Asks the worker to look for due messages now (WakeAfterCommit calls it when queued ones commit). */
   wake(): void {
     this.schedule(0);
   }
@@ -276,4 +281,31 @@ function isJobName(name: string): boolean {
 
 function isJob(payload: OutboxPayload): payload is OutboxJob {
   return isJobName(payload.name);
+}
+
+/**
+ * Wakes the worker as soon as messages it could send exist: when a flush that inserted outbox rows
+ * commits — at once for a flush outside a transaction, at the commit of the transaction it ran in
+ * otherwise. The one place that does it, so no service has to remember to; the worker's regular
+ * poll (`pollIntervalMs`) is the fallback.
+ */
+class WakeAfterCommit implements EventSubscriber {
+  /** Transactions whose flushes inserted outbox rows, until they commit. */
+  private readonly pending = new WeakSet<object>();
+
+  constructor(private readonly wake: () => void) {}
+
+  afterFlush({ em, uow }: FlushEventArgs): void {
+    const queued = uow.getChangeSets().some((changeSet) => changeSet.type === ChangeSetType.CREATE && changeSet.entity instanceof MailMessage);
+    if (!queued) return;
+    const transaction = em.getTransactionContext<object>();
+    if (transaction) this.pending.add(transaction);
+    else this.wake();
+  }
+
+  afterTransactionCommit({ transaction }: TransactionEventArgs): void {
+    if (!transaction || !this.pending.has(transaction)) return;
+    this.pending.delete(transaction);
+    this.wake();
+  }
 }

@@ -1,6 +1,5 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { BadUserInputError, UnauthenticatedError, UnauthenticatedReason } from '../../errors.js';
-import type { MailOutbox } from '../../mail/outbox.js';
 import type { RateLimits } from '../../rate-limits.js';
 import type { AuditService } from '../audit/audit.service.js';
 import { AuditEventType } from '../audit/audit-event.entity.js';
@@ -58,7 +57,6 @@ export class AuthService {
     private readonly passwords: PasswordHasher,
     private readonly accessTokens: AccessTokens,
     private readonly verification: VerificationService,
-    private readonly outbox: MailOutbox,
     private readonly audit: AuditService,
     private readonly limits: RateLimits,
     private readonly guard: LoginGuard,
@@ -75,7 +73,6 @@ export class AuthService {
     await this.verification.queueCode(em, user);
     const issued = this.sessions.start(newAccount(em, user), meta, this.guard.newDevice());
     await flushTranslatingConflicts(em);
-    this.outbox.wake();
     return this.signIn(issued);
   }
 

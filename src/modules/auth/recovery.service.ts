@@ -53,7 +53,6 @@ export class RecoveryService {
     await this.limits.consume('mailRequestsPerIp', meta.ip);
     this.outbox.enqueueJob(em, { name: 'password-reset-request', identifier, ip: meta.ip, userAgent: storedUserAgent(meta) });
     await em.flush();
-    this.outbox.wake();
     return true;
   }
 
@@ -66,16 +65,14 @@ export class RecoveryService {
     if (!(await this.limits.allows('mailRequestsPerIdentifier', identifier.trim().toLowerCase()))) return;
     const found = await this.users.findByIdentifier(em, identifier);
     if (!found?.active) return;
-    const queued = await em.transactional(async (tx) => {
+    await em.transactional(async (tx) => {
       // The row lock serializes concurrent requests for one account, so the throttle holds.
       const user = await tx.findOneOrFail(User, { id: found.id }, { lockMode: LockMode.PESSIMISTIC_WRITE });
-      if (await this.tokens.issuedRecently(tx, user.id, OneTimeTokenPurpose.PASSWORD_RESET)) return false;
+      if (await this.tokens.issuedRecently(tx, user.id, OneTimeTokenPurpose.PASSWORD_RESET)) return;
       const token = await this.tokens.issue(tx, user, OneTimeTokenPurpose.PASSWORD_RESET);
       this.outbox.enqueue(tx, user.email, { name: 'password-reset', token });
       this.audit.record(tx, AuditEventType.PASSWORD_RESET_REQUESTED, { userId: user.id }, meta);
-      return true;
     });
-    if (queued) this.outbox.wake();
   }
 
   /**
@@ -113,7 +110,6 @@ export class RecoveryService {
       return true;
     });
     if (!done) throw new BadUserInputError(INVALID_RESET_TOKEN, 'token');
-    this.outbox.wake();
     return true;
   }
 
@@ -147,7 +143,6 @@ export class RecoveryService {
     viewer.passwordHash = passwordHash;
     viewer.credentialsVersion += 1;
     user.updatedAt = now;
-    this.outbox.wake();
     return true;
   }
 }

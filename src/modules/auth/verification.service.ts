@@ -36,15 +36,13 @@ export class VerificationService {
   async resend(em: EntityManager, userId: string, meta: RequestMeta): Promise<true> {
     await this.limits.consume('mailRequestsPerIp', meta.ip);
     if (!(await this.limits.allows('mailRequestsPerIdentifier', userId))) return true;
-    const queued = await em.transactional(async (tx) => {
+    await em.transactional(async (tx) => {
       // The row lock serializes concurrent requests of one account, so the throttle holds.
       const user = await tx.findOneOrFail(User, { id: userId }, { lockMode: LockMode.PESSIMISTIC_WRITE });
-      if (user.emailVerifiedAt) return false;
-      if (await this.tokens.issuedRecently(tx, user.id, OneTimeTokenPurpose.EMAIL_VERIFICATION)) return false;
+      if (user.emailVerifiedAt) return;
+      if (await this.tokens.issuedRecently(tx, user.id, OneTimeTokenPurpose.EMAIL_VERIFICATION)) return;
       await this.queueCode(tx, user);
-      return true;
     });
-    if (queued) this.outbox.wake();
     return true;
   }
 
