@@ -1,7 +1,7 @@
 /**
  * The bare-stack baseline of the `me` benchmark, forked by bench/run.ts: plain node:http; a POST
  * reads and JSON-parses the body, verifies the Bearer JWT with jose (HS256 and the same claim checks
- * as src/modules/auth/tokens.ts) and answers the user's row, from one primary-key query through a
+ * as src/modules/sessions/tokens.ts) and answers the user's row, from one primary-key query through a
  * `pg` Pool, shaped like the GraphQL answer `{"data":{"me":{...}}}`.
  *
  * On a real server it queries the very database the application uses. The application's embedded
@@ -83,7 +83,7 @@ async function start(init: BaselineInit): Promise<string> {
   }
   const pool = new pg.Pool({ connectionString: clientUrl, max: init.poolSize });
   closers.unshift(() => pool.end());
-  // Imported once, as the server does (src/modules/auth/tokens.ts): the baseline is the bare stack at its best.
+  // Imported once, as the server does (src/modules/sessions/tokens.ts): the baseline is the bare stack at its best.
   const key = await webcrypto.subtle.importKey('raw', new TextEncoder().encode(init.jwtSecret), { name: 'HMAC', hash: 'SHA-256' }, false, ['verify']);
 
   async function me(authorization: string | undefined): Promise<unknown> {

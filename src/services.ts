@@ -6,21 +6,21 @@ import type { Logger } from './logger.js';
 import { MailOutbox, type OutboxOptions } from './mail/outbox.js';
 import { createMailTransport } from './mail/transport.js';
 import { AuditService } from './modules/audit/audit.service.js';
-import { AuthService } from './modules/auth/auth.service.js';
-import { DeviceTokens } from './modules/auth/device-tokens.js';
-import { LoginBackoff } from './modules/auth/login-backoff.js';
-import { LoginGuard } from './modules/auth/login-guard.js';
-import { OneTimeTokenService } from './modules/auth/one-time-token.service.js';
-import { PasswordHasher } from './modules/auth/password.js';
-import { RecoveryService } from './modules/auth/recovery.service.js';
-import { SessionService } from './modules/auth/session.service.js';
-import { AccessTokens } from './modules/auth/tokens.js';
-import { VerificationService } from './modules/auth/verification.service.js';
+import { AuthService } from './modules/sign-in/auth.service.js';
+import { DeviceTokens } from './modules/sign-in/device-tokens.js';
+import { LoginBackoff } from './modules/sign-in/login-backoff.js';
+import { LoginGuard } from './modules/sign-in/login-guard.js';
+import { OneTimeTokenService } from './modules/one-time-tokens/one-time-token.service.js';
+import { PasswordHasher } from './modules/passwords/password.js';
+import { RecoveryService } from './modules/recovery/recovery.service.js';
+import { SessionService } from './modules/sessions/session.service.js';
+import { AccessTokens } from './modules/sessions/tokens.js';
+import { VerificationService } from './modules/verification/verification.service.js';
 import { ProfileService } from './modules/users/profile.service.js';
 import { UserAdminService } from './modules/users/user-admin.service.js';
 import { UserService } from './modules/users/user.service.js';
 import { RateLimits } from './rate-limits.js';
-import { SignInGate } from './modules/auth/sign-in-gate.js';
+import { SignInGate } from './modules/sessions/sign-in-gate.js';
 
 /** The application's services: created once per app, stateless, given an EntityManager per call. */
 export interface Services {

@@ -3,8 +3,8 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import bcrypt from 'bcryptjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BadUserInputError } from '../src/errors.js';
-import { checkNewPassword, commonPasswords, normalizePassword, PASSWORD_LIMITS } from '../src/modules/auth/password-policy.js';
-import { PasswordHasher } from '../src/modules/auth/password.js';
+import { checkNewPassword, commonPasswords, normalizePassword, PASSWORD_LIMITS } from '../src/modules/passwords/password-policy.js';
+import { PasswordHasher } from '../src/modules/passwords/password.js';
 
 const COST = 4;
 const PEPPER = randomBytes(32);

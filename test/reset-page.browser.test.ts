@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { INVALID_RESET_TOKEN } from '../src/modules/auth/recovery.service.js';
+import { INVALID_RESET_TOKEN } from '../src/modules/recovery/recovery.service.js';
 import { FORGOT_PASSWORD, LOGIN, registerAccount } from './support/accounts.js';
 import { chromiumAvailable, launchChromium } from './support/chromium.js';
 import { startTestServer, type TestServer } from './support/server.js';

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { resetPasswordPage } from '../src/http/reset-page.js';
-import { INVALID_RESET_TOKEN } from '../src/modules/auth/recovery.service.js';
+import { INVALID_RESET_TOKEN } from '../src/modules/recovery/recovery.service.js';
 import { FORGOT_PASSWORD, LOGIN, registerAccount, RESET_PASSWORD } from './support/accounts.js';
 import { errorField, startTestServer, type TestServer } from './support/server.js';
 import { resetTokenOf, startSmtpServer, type TestSmtpServer } from './support/smtp.js';

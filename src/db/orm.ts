@@ -10,8 +10,8 @@ import { RATE_LIMIT_TABLE } from '../rate-limits.js';
 import { LEASE_TABLE } from './lease.js';
 import { MailMessage } from '../mail/mail-message.entity.js';
 import { AuditEvent } from '../modules/audit/audit-event.entity.js';
-import { OneTimeToken } from '../modules/auth/one-time-token.entity.js';
-import { Session } from '../modules/auth/session.entity.js';
+import { OneTimeToken } from '../modules/one-time-tokens/one-time-token.entity.js';
+import { Session } from '../modules/sessions/session.entity.js';
 import { User } from '../modules/users/user.entity.js';
 
 /** Every entity of the application, listed explicitly so discovery never depends on file globs. */

@@ -1,8 +1,8 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import type { RefreshTokenCookie } from '../http/refresh-cookie.js';
 import type { Logger } from '../logger.js';
-import type { Viewer } from '../modules/auth/auth.service.js';
-import type { RequestMeta } from '../modules/auth/request-meta.js';
+import type { Viewer } from '../modules/sign-in/auth.service.js';
+import type { RequestMeta } from '../modules/sessions/request-meta.js';
 import type { Services } from '../services.js';
 import { UnauthenticatedError, UnauthenticatedReason } from '../errors.js';
 

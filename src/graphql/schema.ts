@@ -4,8 +4,8 @@ import { GraphQLObjectType, GraphQLSchema, lexicographicSortSchema, printSchema 
 import { PROJECT_ROOT } from '../config/paths.js';
 import { buildSchema } from 'type-graphql';
 import { AuditResolver } from '../modules/audit/audit.resolver.js';
-import { AuthResolver } from '../modules/auth/auth.resolver.js';
-import { RecoveryResolver } from '../modules/auth/recovery.resolver.js';
+import { AuthResolver } from '../modules/sign-in/auth.resolver.js';
+import { RecoveryResolver } from '../modules/recovery/recovery.resolver.js';
 import { UserResolver } from '../modules/users/user.resolver.js';
 import { authChecker } from './auth-checker.js';
 import { ErrorCodeType, UnauthenticatedReasonType } from './errors.js';

@@ -1,6 +1,6 @@
 import type { LinkTargets } from '../config/config.js';
-import { OneTimeTokenPurpose } from '../modules/auth/one-time-token.entity.js';
-import { TOKEN_KINDS } from '../modules/auth/one-time-token.service.js';
+import { OneTimeTokenPurpose } from '../modules/one-time-tokens/one-time-token.entity.js';
+import { TOKEN_KINDS } from '../modules/one-time-tokens/one-time-token.service.js';
 
 /** What an email says, before rendering. Stored (encrypted) in the outbox until it is sent. */
 export type MailTemplate =

@@ -5,7 +5,7 @@ import { errorCode, errorField, type GraphQLResponse, startTestServer, type Test
 import { resetTokenOf, startSmtpServer, type TestSmtpServer } from '../support/smtp.js';
 import { waitUntil } from '../support/wait.js';
 
-// The per-account backoff of src/modules/auth/login-backoff.ts, alone: RATE_LIMIT_SCALE=0 turns
+// The per-account backoff of src/modules/sign-in/login-backoff.ts, alone: RATE_LIMIT_SCALE=0 turns
 // the per-IP and per-identifier limits off, so every RATE_LIMITED here comes from the backoff.
 const FREE_FAILURES = 5;
 const MAX_DELAY_SECONDS = 15 * 60;

@@ -2,7 +2,7 @@ import type { EntityManager } from '@mikro-orm/postgresql';
 import { isUuid } from '../../db/base.entity.js';
 import { BadUserInputError } from '../../errors.js';
 import { type Condition, keysetPage, type Page } from '../../graphql/pagination.js';
-import { type RequestMeta, storedUserAgent } from '../auth/request-meta.js';
+import { type RequestMeta, storedUserAgent } from '../sessions/request-meta.js';
 import { AUDIT_EVENT_FIELDS, AuditEvent, type AuditEventType } from './audit-event.entity.js';
 
 /** Whom an event is about, and who caused it. */

@@ -5,9 +5,9 @@ import { type Condition, keysetPage, type Page } from '../../graphql/pagination.
 import type { Logger } from '../../logger.js';
 import type { AuditService } from '../audit/audit.service.js';
 import { AuditEventType } from '../audit/audit-event.entity.js';
-import type { RequestMeta } from '../auth/request-meta.js';
-import { SessionEndReason } from '../auth/session.entity.js';
-import type { SessionService } from '../auth/session.service.js';
+import type { RequestMeta } from '../sessions/request-meta.js';
+import { SessionEndReason } from '../sessions/session.entity.js';
+import type { SessionService } from '../sessions/session.service.js';
 import { lockAccount } from './account-lock.js';
 import { Role } from './role.js';
 import { User } from './user.entity.js';

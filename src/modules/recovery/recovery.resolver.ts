@@ -2,7 +2,7 @@ import { Arg, Authorized, Ctx, Mutation, Resolver } from 'type-graphql';
 import { type AppContext, requireViewer } from '../../graphql/context.js';
 import { User } from '../users/user.entity.js';
 import type { UserView } from '../users/user.view.js';
-import { ChangePasswordInput, ForgotPasswordInput, ResetPasswordInput } from './auth.inputs.js';
+import { ChangePasswordInput, ForgotPasswordInput, ResetPasswordInput } from '../sign-in/auth.inputs.js';
 
 /** Email verification and password recovery. */
 @Resolver()

@@ -8,9 +8,9 @@ import { AuditEventType } from '../audit/audit-event.entity.js';
 import { withLockedAccount } from '../users/account-lock.js';
 import { User } from '../users/user.entity.js';
 import type { UserView } from '../users/user.view.js';
-import { OneTimeTokenPurpose } from './one-time-token.entity.js';
-import type { OneTimeTokenService } from './one-time-token.service.js';
-import type { RequestMeta } from './request-meta.js';
+import { OneTimeTokenPurpose } from '../one-time-tokens/one-time-token.entity.js';
+import type { OneTimeTokenService } from '../one-time-tokens/one-time-token.service.js';
+import type { RequestMeta } from '../sessions/request-meta.js';
 
 const INVALID_CODE = 'The verification code is invalid or has expired. Ask for a new one.';
 

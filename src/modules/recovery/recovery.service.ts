@@ -8,15 +8,15 @@ import { AuditEventType } from '../audit/audit-event.entity.js';
 import { withLockedAccount } from '../users/account-lock.js';
 import { User } from '../users/user.entity.js';
 import type { UserService } from '../users/user.service.js';
-import type { Viewer } from './auth.service.js';
-import { OneTimeTokenPurpose } from './one-time-token.entity.js';
-import type { OneTimeTokenService } from './one-time-token.service.js';
-import type { LoginBackoff } from './login-backoff.js';
-import type { PasswordHasher } from './password.js';
-import { checkNewPassword } from './password-policy.js';
-import { type RequestMeta, storedUserAgent } from './request-meta.js';
-import { SessionEndReason } from './session.entity.js';
-import type { SessionService } from './session.service.js';
+import type { Viewer } from '../sign-in/auth.service.js';
+import { OneTimeTokenPurpose } from '../one-time-tokens/one-time-token.entity.js';
+import type { OneTimeTokenService } from '../one-time-tokens/one-time-token.service.js';
+import type { LoginBackoff } from '../sign-in/login-backoff.js';
+import type { PasswordHasher } from '../passwords/password.js';
+import { checkNewPassword } from '../passwords/password-policy.js';
+import { type RequestMeta, storedUserAgent } from '../sessions/request-meta.js';
+import { SessionEndReason } from '../sessions/session.entity.js';
+import type { SessionService } from '../sessions/session.service.js';
 
 /** One message for unknown, expired, used and voided reset tokens. */
 export const INVALID_RESET_TOKEN = 'This password reset link is invalid or has expired. Ask for a new one.';

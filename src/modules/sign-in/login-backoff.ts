@@ -3,7 +3,7 @@ import { BadUserInputError, RateLimitedError } from '../../errors.js';
 import { pooledQueryCommittedLazily } from '../../db/pooled-query.js';
 import { User } from '../users/user.entity.js';
 import type { IdentifierMatch } from '../users/user.service.js';
-import type { PasswordHasher } from './password.js';
+import type { PasswordHasher } from '../passwords/password.js';
 
 /** Failed sign-ins an account tolerates before delays start; the delay then doubles per failure. */
 export const FREE_FAILED_LOGINS = 5;

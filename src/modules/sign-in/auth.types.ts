@@ -1,6 +1,6 @@
 import { Field, ID, ObjectType } from 'type-graphql';
 import { User } from '../users/user.entity.js';
-import type { Session } from './session.entity.js';
+import type { Session } from '../sessions/session.entity.js';
 
 @ObjectType({ simpleResolvers: true, description: 'Tokens of a new or refreshed session, and its user.' })
 export class AuthPayload {

@@ -7,13 +7,13 @@ import { type LockedAccount, newAccount, withLockedAccount } from '../users/acco
 import type { User } from '../users/user.entity.js';
 import { flushTranslatingConflicts, type NewUserInput, type UserService } from '../users/user.service.js';
 import type { LoginGuard } from './login-guard.js';
-import type { PasswordHasher } from './password.js';
-import { normalizePassword, PASSWORD_LIMITS } from './password-policy.js';
-import type { RequestMeta } from './request-meta.js';
-import { type Session, SessionEndReason } from './session.entity.js';
-import type { IssuedSession, LiveSession, SessionService } from './session.service.js';
-import type { AccessTokens } from './tokens.js';
-import type { VerificationService } from './verification.service.js';
+import type { PasswordHasher } from '../passwords/password.js';
+import { normalizePassword, PASSWORD_LIMITS } from '../passwords/password-policy.js';
+import type { RequestMeta } from '../sessions/request-meta.js';
+import { type Session, SessionEndReason } from '../sessions/session.entity.js';
+import type { IssuedSession, LiveSession, SessionService } from '../sessions/session.service.js';
+import type { AccessTokens } from '../sessions/tokens.js';
+import type { VerificationService } from '../verification/verification.service.js';
 
 /** What a successful sign-in hands to the client. */
 export interface SignedIn {
