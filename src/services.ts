@@ -6,21 +6,22 @@ import type { Logger } from './logger.js';
 import { MailOutbox, type OutboxOptions } from './mail/outbox.js';
 import { createMailTransport } from './mail/transport.js';
 import { AuditService } from './modules/audit/audit.service.js';
-import { AuthService } from './modules/sign-in/auth.service.js';
-import { DeviceTokens } from './modules/sign-in/device-tokens.js';
-import { LoginBackoff } from './modules/sign-in/login-backoff.js';
-import { LoginGuard } from './modules/sign-in/login-guard.js';
 import { OneTimeTokenService } from './modules/one-time-tokens/one-time-token.service.js';
 import { PasswordHasher } from './modules/passwords/password.js';
 import { RecoveryService } from './modules/recovery/recovery.service.js';
 import { SessionService } from './modules/sessions/session.service.js';
+import { SignInGate } from './modules/sessions/sign-in-gate.js';
 import { AccessTokens } from './modules/sessions/tokens.js';
-import { VerificationService } from './modules/verification/verification.service.js';
+import { AuthService } from './modules/sign-in/auth.service.js';
+import { DeviceTokens } from './modules/sign-in/device-tokens.js';
+import { LoginBackoff } from './modules/sign-in/login-backoff.js';
+import { LoginGuard } from './modules/sign-in/login-guard.js';
+import { Reauthentication } from './modules/sign-in/reauthentication.js';
 import { ProfileService } from './modules/users/profile.service.js';
 import { UserAdminService } from './modules/users/user-admin.service.js';
 import { UserService } from './modules/users/user.service.js';
+import { VerificationService } from './modules/verification/verification.service.js';
 import { RateLimits } from './rate-limits.js';
-import { SignInGate } from './modules/sessions/sign-in-gate.js';
 
 /** The application's services: created once per app, stateless, given an EntityManager per call. */
 export interface Services {
@@ -61,16 +62,17 @@ export async function createServices(config: Config, orm: MikroORM, logger: Logg
   const outbox = new MailOutbox(orm, createMailTransport(config, mailLogger), keys.mailOutbox, config.links, mailLogger, outages, outboxOptions);
   const limits = RateLimits.create(config, orm);
   const backoff = new LoginBackoff();
+  const reauthentication = new Reauthentication(backoff, passwords);
   const guard = new LoginGuard(users, limits, backoff, new DeviceTokens(keys.deviceTokens));
   const verification = new VerificationService(tokens, outbox, audit, limits);
   const accessTokens = new AccessTokens(config.jwtSecret, config.appUrl, config.tokenLifetimes.accessTokenSeconds);
   return {
     users,
     auth: new AuthService(users, sessions, passwords, accessTokens, verification, audit, limits, guard),
-    profile: new ProfileService(users, passwords, audit, backoff),
+    profile: new ProfileService(users, audit, reauthentication),
     userAdmin: new UserAdminService(users, sessions, audit),
     audit,
-    recovery: new RecoveryService(users, sessions, passwords, tokens, outbox, audit, limits, backoff, () => orm.em.fork()),
+    recovery: new RecoveryService(users, sessions, passwords, tokens, outbox, audit, limits, reauthentication, () => orm.em.fork()),
     verification,
     outbox,
     limits,

@@ -11,7 +11,7 @@ import type { UserService } from '../users/user.service.js';
 import type { Viewer } from '../sign-in/auth.service.js';
 import { OneTimeTokenPurpose } from '../one-time-tokens/one-time-token.entity.js';
 import type { OneTimeTokenService } from '../one-time-tokens/one-time-token.service.js';
-import type { LoginBackoff } from '../sign-in/login-backoff.js';
+import type { Reauthentication } from '../sign-in/reauthentication.js';
 import type { PasswordHasher } from '../passwords/password.js';
 import { checkNewPassword } from '../passwords/password-policy.js';
 import { type RequestMeta, storedUserAgent } from '../sessions/request-meta.js';
@@ -32,7 +32,7 @@ export class RecoveryService {
     private readonly outbox: MailOutbox,
     private readonly audit: AuditService,
     private readonly limits: RateLimits,
-    private readonly backoff: LoginBackoff,
+    private readonly reauthentication: Reauthentication,
     fork: () => EntityManager,
   ) {
     outbox.handle<Extract<OutboxJob, { name: 'password-reset-request' }>>('password-reset-request', (job) =>
@@ -119,7 +119,7 @@ export class RecoveryService {
    */
   async changePassword(em: EntityManager, viewer: Viewer, currentPassword: string, newPassword: string, meta: RequestMeta): Promise<true> {
     const { user } = viewer;
-    await this.backoff.check(em, user.id, currentPassword, viewer.passwordHash, this.passwords, 'currentPassword');
+    await this.reauthentication.confirm(em, viewer, currentPassword, 'currentPassword');
     const password = checkNewPassword(newPassword, user, 'newPassword');
     if (await this.passwords.verify(password, viewer.passwordHash)) {
       throw new BadUserInputError('The new password must be different from the current one.', 'newPassword');

@@ -1,9 +1,7 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
-import { BadUserInputError, RateLimitedError } from '../../errors.js';
 import { pooledQueryCommittedLazily } from '../../db/pooled-query.js';
 import { User } from '../users/user.entity.js';
 import type { IdentifierMatch } from '../users/user.service.js';
-import type { PasswordHasher } from '../passwords/password.js';
 
 /** Failed sign-ins an account tolerates before delays start; the delay then doubles per failure. */
 export const FREE_FAILED_LOGINS = 5;
@@ -71,18 +69,6 @@ export class LoginBackoff {
   /** The condition naming one account by id, for {@link reserve}. */
   static byId(userId: string): IdentifierMatch {
     return { sql: '"id" = ?', params: [userId] };
-  }
-
-  /**
-   * Re-authentication of a signed-in user (changePassword, deleteMe): the attempt counts like a
-   * sign-in, so a stolen session cannot be used to guess the password at full speed. Throws
-   * RATE_LIMITED while the account waits and BAD_USER_INPUT (on `field`) for a wrong password.
-   */
-  async check(em: EntityManager, userId: string, password: string, storedHash: string, passwords: PasswordHasher, field: string): Promise<void> {
-    const refusal = (await this.reserve(em, LoginBackoff.byId(userId)))?.refusal;
-    if (refusal) throw new RateLimitedError(refusal.retryAfterSeconds, 'Too many wrong passwords for this account. Try again later.');
-    if (!(await passwords.verify(password, storedHash))) throw new BadUserInputError('The password is incorrect.', field);
-    await this.clear(em, userId);
   }
 
   /** Forgets the failures (a successful re-authentication). */

@@ -3,8 +3,7 @@ import { ForbiddenError, UnauthenticatedError, UnauthenticatedReason } from '../
 import type { AuditService } from '../audit/audit.service.js';
 import { AuditEventType } from '../audit/audit-event.entity.js';
 import type { Viewer } from '../sign-in/auth.service.js';
-import type { LoginBackoff } from '../sign-in/login-backoff.js';
-import type { PasswordHasher } from '../passwords/password.js';
+import type { Reauthentication } from '../sign-in/reauthentication.js';
 import type { RequestMeta } from '../sessions/request-meta.js';
 import { Role } from './role.js';
 import type { UserView } from './user.view.js';
@@ -14,9 +13,8 @@ import type { UserService } from './user.service.js';
 export class ProfileService {
   constructor(
     private readonly users: UserService,
-    private readonly passwords: PasswordHasher,
     private readonly audit: AuditService,
-    private readonly backoff: LoginBackoff,
+    private readonly reauthentication: Reauthentication,
   ) {}
 
   /**
@@ -48,7 +46,7 @@ export class ProfileService {
    * every access token stops working), the audit trail stays. The last active admin cannot leave.
    */
   async deleteSelf(em: EntityManager, viewer: Viewer, password: string, meta: RequestMeta): Promise<true> {
-    await this.backoff.check(em, viewer.user.id, password, viewer.passwordHash, this.passwords, 'password');
+    await this.reauthentication.confirm(em, viewer, password, 'password');
     await this.users.underAdminSetLock(em, async (tx) => {
       await this.users.assertNotLastAdmin(tx, viewer.user.id);
       await this.users.delete(tx, viewer.user.id);
