@@ -84,7 +84,7 @@ export class RateLimits {
   /** Counts one attempt; beyond the limit, the RATE_LIMITED error to throw (for callers that record it first). */
   async refusal(name: LimitName, key: string | null): Promise<RateLimitedError | null> {
     const refused = await this.attempt(name, key);
-    return refused ? new RateLimitedError(Math.max(1, Math.ceil(refused.msBeforeNext / 1000))) : null;
+    return refused ? refusalAfter(refused.msBeforeNext) : null;
   }
 
   /** Counts one attempt; `false` beyond the limit (for limits that must stay silent). */
@@ -114,7 +114,7 @@ export class RateLimits {
     const limiter = this.limiters.get(name);
     const state = limiter ? await limiter.get(key) : null;
     if (!limiter || !state) return { counted: 0, refusal: null };
-    const refusal = state.consumedPoints >= limiter.points ? new RateLimitedError(Math.max(1, Math.ceil(state.msBeforeNext / 1000))) : null;
+    const refusal = state.consumedPoints >= limiter.points ? refusalAfter(state.msBeforeNext) : null;
     return { counted: state.consumedPoints, refusal };
   }
 
@@ -132,4 +132,9 @@ export class RateLimits {
   async stop(): Promise<void> {
     await this.close();
   }
+}
+
+/** RATE_LIMITED with the whole seconds until the window frees a point (at least one). */
+function refusalAfter(msBeforeNext: number): RateLimitedError {
+  return new RateLimitedError(Math.max(1, Math.ceil(msBeforeNext / 1000)));
 }

@@ -12,15 +12,7 @@ import type { EntityManager } from '@mikro-orm/postgresql';
  * result mapper. Not for use inside a transaction, whose statements must run on its connection.
  */
 export async function pooledQuery<Row>(em: EntityManager, text: string, values: unknown[]): Promise<Row[]> {
-  if (em.getTransactionContext()) throw new Error('pooledQuery runs outside transactions only');
-  // The same knex pool the ORM uses (its size, its embedded-mode single connection, its health checks).
-  const { client } = em.getConnection().getKnex();
-  const connection = (await client.acquireConnection()) as { query(config: { text: string; values: unknown[] }): Promise<{ rows: Row[] }> };
-  try {
-    return (await connection.query({ text, values })).rows;
-  } finally {
-    await client.releaseConnection(connection);
-  }
+  return withPooledConnection(em, 'pooledQuery', async (connection) => (await connection.query<Row>({ text, values })).rows);
 }
 
 /**
@@ -32,18 +24,36 @@ export async function pooledQuery<Row>(em: EntityManager, text: string, values: 
  * Outside transactions only, like {@link pooledQuery}.
  */
 export async function pooledQueryCommittedLazily<Row>(em: EntityManager, sql: string, params: unknown[]): Promise<Row[]> {
-  if (em.getTransactionContext()) throw new Error('pooledQueryCommittedLazily runs outside transactions only');
   const text = `begin; set local synchronous_commit = off; ${em.getPlatform().formatQuery(sql, params)}; commit`;
+  return withPooledConnection(em, 'pooledQueryCommittedLazily', async (connection) => {
+    try {
+      // A query of several statements answers one result each: the third is the statement's.
+      const results = (await connection.query<Row>(text)) as unknown as Array<{ rows: Row[] }>;
+      return results[2].rows;
+    } catch (error) {
+      // A failed statement leaves the explicit transaction open and aborted: end it before the
+      // connection goes back to the pool.
+      await connection.query('rollback').catch(() => {});
+      throw error;
+    }
+  });
+}
+
+/** A driver connection of the ORM's pool, as the functions above use it. */
+interface PooledConnection {
+  query<Row>(query: string | { text: string; values: unknown[] }): Promise<{ rows: Row[] }>;
+}
+
+/**
+ * Lends `work` a connection of the same knex pool the ORM uses (its size, its embedded-mode single
+ * connection, its health checks), outside any transaction, and gives it back.
+ */
+async function withPooledConnection<T>(em: EntityManager, caller: string, work: (connection: PooledConnection) => Promise<T>): Promise<T> {
+  if (em.getTransactionContext()) throw new Error(`${caller} runs outside transactions only`);
   const { client } = em.getConnection().getKnex();
-  const connection = (await client.acquireConnection()) as { query(text: string): Promise<Array<{ rows: Row[] }>> };
+  const connection = (await client.acquireConnection()) as PooledConnection;
   try {
-    const results = await connection.query(text);
-    return results[2].rows;
-  } catch (error) {
-    // A failed statement leaves the explicit transaction open and aborted: end it before the
-    // connection goes back to the pool.
-    await connection.query('rollback').catch(() => {});
-    throw error;
+    return await work(connection);
   } finally {
     await client.releaseConnection(connection);
   }

@@ -90,27 +90,28 @@ export class SessionService {
     const issued = this.draft(user, meta, signIn.deviceId);
     const { session } = issued;
     const now = session.createdAt;
+    // $1 is the moment of the sign-in: the user's last sign-in, the session's start and first use, the event.
     const [row] = await pooledQuery<Record<string, unknown>>(
       em,
       `with "signed_in" as (
          update "users"
-            set "last_login_at" = $1::timestamptz, "updated_at" = $2::timestamptz,
-                "failed_login_count" = case when $3::boolean then 0 else "failed_login_count" end,
-                "login_blocked_until" = case when $4::boolean then null else "login_blocked_until" end,
-                "password_hash" = case when "password_hash" = $5 then coalesce($6::varchar, "password_hash") else "password_hash" end
-          where "id" = $7 and "active" and "credentials_version" = $8
+            set "last_login_at" = $1::timestamptz, "updated_at" = $1::timestamptz,
+                "failed_login_count" = case when $2::boolean then 0 else "failed_login_count" end,
+                "login_blocked_until" = case when $2::boolean then null else "login_blocked_until" end,
+                "password_hash" = case when "password_hash" = $3 then coalesce($4::varchar, "password_hash") else "password_hash" end
+          where "id" = $5 and "active" and "credentials_version" = $6
           returning *),
        "session" as (
          insert into "sessions" ("id", "created_at", "user_id", "refresh_token_hash", "family", "device_id", "user_agent", "ip", "last_used_at", "expires_at")
-         select $9::uuid, $10::timestamptz, "id", $11, $12::uuid, $13::uuid, $14, $15, $16::timestamptz, $17::timestamptz from "signed_in"),
+         select $7::uuid, $1::timestamptz, "id", $8, $9::uuid, $10::uuid, $11, $12, $1::timestamptz, $13::timestamptz from "signed_in"),
        "event" as (
          insert into "audit_events" ("id", "created_at", "type", "user_id", "actor_id", "ip", "user_agent")
-         select $18::uuid, $19::timestamptz, $20, $21::uuid, $22::uuid, $23, $24 from "signed_in")
+         select $14::uuid, $1::timestamptz, $15, $16::uuid, $17::uuid, $18, $19 from "signed_in")
        select * from "signed_in"`,
       [
-        now, now, signIn.clearsBackoff, signIn.clearsBackoff, user.passwordHash, signIn.upgradedHash, user.id, user.credentialsVersion,
-        session.id, now, session.refreshTokenHash, session.family, session.deviceId, session.userAgent, session.ip, session.lastUsedAt, session.expiresAt,
-        event.id, now, event.type, event.userId, event.actorId, event.ip, event.userAgent,
+        now, signIn.clearsBackoff, user.passwordHash, signIn.upgradedHash, user.id, user.credentialsVersion,
+        session.id, session.refreshTokenHash, session.family, session.deviceId, session.userAgent, session.ip, session.expiresAt,
+        event.id, event.type, event.userId, event.actorId, event.ip, event.userAgent,
       ],
     );
     if (!row) return null;

@@ -63,7 +63,7 @@ export class LoginGuard {
     const match = identifierMatch(identifier);
     let reservation: Reservation | null;
     if (deviceToken && match) {
-      const user = await this.users.findByIdentifier(em, identifier);
+      const user = await this.users.findByMatch(em, match);
       const device = user ? this.devices.verify(deviceToken, user) : null;
       if (user && device) {
         const refused = await this.limits.refusal('loginPerDevice', device);

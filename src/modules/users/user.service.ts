@@ -103,7 +103,12 @@ export class UserService {
    */
   async findByIdentifier(em: EntityManager, identifier: string): Promise<User | null> {
     const match = identifierMatch(identifier);
-    return match ? em.createQueryBuilder(User).select('*').where(match.sql, match.params).getSingleResult() : null;
+    return match ? this.findByMatch(em, match) : null;
+  }
+
+  /** The account a condition from {@link identifierMatch} names, or `null`. */
+  findByMatch(em: EntityManager, match: IdentifierMatch): Promise<User | null> {
+    return em.createQueryBuilder(User).select('*').where(match.sql, match.params).getSingleResult();
   }
 
   /** The account with this username in any letter case, or `null`. */
