@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { processEnv } from '../src/config/config.js';
 import { PROJECT_ROOT } from '../src/config/paths.js';
 import { FORGOT_PASSWORD, LOGIN, ME, newAccountInput, REGISTER, RESET_PASSWORD } from './support/accounts.js';
-import { build, exitOf, killServerProcesses, type ServerProcess, serverProcessEnv, startServerProcess } from './support/server-process.js';
+import { build, exitOf, type GraphQLAnswer, killServerProcesses, postGraphQL, type ServerProcess, serverProcessEnv, startServerProcess } from './support/server-process.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
 import { resetTokenOf, startSmtpServer, type TestSmtpServer } from './support/smtp.js';
 
@@ -22,12 +22,6 @@ const STOP_TIMEOUT_MS = 30_000;
 const LOGIN_PER_IDENTIFIER = 10;
 const RESET_SUBJECT = 'Reset your password';
 
-interface GraphQLAnswer {
-  status: number;
-  data?: any;
-  errors?: Array<{ message: string; extensions?: Record<string, any> }>;
-}
-
 let ipCounter = 0;
 /** A client address no other call of this file uses (the servers trust one proxy hop). */
 function freshIp(): string {
@@ -35,18 +29,8 @@ function freshIp(): string {
   return `10.77.${Math.floor(ipCounter / 250) % 250}.${(ipCounter % 250) + 1}`;
 }
 
-async function call(instance: ServerProcess, query: string, variables: Record<string, unknown> = {}, options: { token?: string; ip?: string } = {}): Promise<GraphQLAnswer> {
-  const response = await fetch(`${instance.origin}/graphql`, {
-    method: 'POST',
-    headers: {
-      'content-type': 'application/json',
-      'x-forwarded-for': options.ip ?? freshIp(),
-      ...(options.token ? { authorization: `Bearer ${options.token}` } : {}),
-    },
-    body: JSON.stringify({ query, variables }),
-  });
-  const body = (await response.json()) as { data?: any; errors?: GraphQLAnswer['errors'] };
-  return { status: response.status, data: body.data, errors: body.errors };
+function call(instance: ServerProcess, query: string, variables: Record<string, unknown> = {}, options: { token?: string; ip?: string } = {}): Promise<GraphQLAnswer> {
+  return postGraphQL(instance.origin, query, variables, { token: options.token, headers: { 'x-forwarded-for': options.ip ?? freshIp() } });
 }
 
 const codeOf = (answer: GraphQLAnswer) => answer.errors?.[0]?.extensions?.code;

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { processEnv } from '../src/config/config.js';
 import { FORGOT_PASSWORD, newAccountInput, REGISTER } from './support/accounts.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
-import { build, exitOf, killServerProcesses, type ServerProcess, serverProcessEnv, startServerProcess } from './support/server-process.js';
+import { build, exitOf, killServerProcesses, postGraphQL, type ServerProcess, serverProcessEnv, startServerProcess } from './support/server-process.js';
 import { startTestServer, type TestServer } from './support/server.js';
 import { type CapturedMail, startSmtpServer, type TestSmtpServer, unusedPort } from './support/smtp.js';
 
@@ -20,10 +20,6 @@ const START_TIMEOUT_MS = 90_000;
 /** A dead process's claims lapse after the default lease (15 s): mail resumes within 30 s of a restart. */
 const RESUME_WITHIN_MS = 30_000;
 
-const post = async (origin: string, query: string, variables: Record<string, unknown>) => {
-  const response = await fetch(`${origin}/graphql`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query, variables }) });
-  return (await response.json()) as { data?: any; errors?: unknown[] };
-};
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 describe('every attempt at one email', () => {
@@ -42,7 +38,7 @@ describe('every attempt at one email', () => {
 
   it('carries the same Message-ID, and the accepted attempt is the only copy delivered', async () => {
     const input = newAccountInput();
-    await post(server.origin, REGISTER, { input });
+    await postGraphQL(server.origin, REGISTER, { input });
     const delivered = await smtp.waitFor((mail) => mail.to === input.email, 15_000);
     const tries = smtp.attempts.filter((mail) => mail.to === input.email);
     expect(tries).toHaveLength(2);
@@ -86,8 +82,8 @@ describe.skipIf(!DATABASE_URL)('the database drops its connections right after t
       const input = newAccountInput();
       emails.push(input.email as string);
       // The request itself may meet a dropped connection too; a second try registers.
-      const answer = await post(server.origin, REGISTER, { input });
-      if (!answer.data?.register) await post(server.origin, REGISTER, { input });
+      const answer = await postGraphQL(server.origin, REGISTER, { input });
+      if (!answer.data?.register) await postGraphQL(server.origin, REGISTER, { input });
       await smtp.waitFor((mail) => mail.to === input.email, 15_000);
     }
     // Several leases long: a message whose mark was lost would have been claimed and sent again.
@@ -129,8 +125,8 @@ describe('SIGKILL', () => {
     const smtpPort = await unusedPort();
     const first = await startServerProcess('first', { ...env, SMTP_URL: `smtp://127.0.0.1:${smtpPort}` }, START_TIMEOUT_MS);
     const accounts = Array.from({ length: 5 }, () => newAccountInput());
-    for (const input of accounts) expect((await post(first.origin, REGISTER, { input })).data?.register).toBeTruthy();
-    const answers = await Promise.all(accounts.map((input) => post(first.origin, FORGOT_PASSWORD, { input: { identifier: input.email } })));
+    for (const input of accounts) expect((await postGraphQL(first.origin, REGISTER, { input })).data?.register).toBeTruthy();
+    const answers = await Promise.all(accounts.map((input) => postGraphQL(first.origin, FORGOT_PASSWORD, { input: { identifier: input.email } })));
     expect(answers.map((answer) => answer.data?.forgotPassword)).toEqual([true, true, true, true, true]);
     await kill(first);
 
@@ -160,7 +156,7 @@ describe('SIGKILL', () => {
       },
     });
     victim = await startServerProcess('victim', { ...env, SMTP_URL: smtp.url }, START_TIMEOUT_MS);
-    expect((await post(victim.origin, REGISTER, { input })).data?.register).toBeTruthy();
+    expect((await postGraphQL(victim.origin, REGISTER, { input })).data?.register).toBeTruthy();
     await smtp.waitFor((mail) => mail.to === input.email, 15_000);
     expect((await exitOf(victim, 10_000)).signal).toBe('SIGKILL');
 

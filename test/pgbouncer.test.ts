@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { processEnv } from '../src/config/config.js';
 import { FORGOT_PASSWORD, LOGIN, ME, newAccountInput, REFRESH, REGISTER, RESET_PASSWORD } from './support/accounts.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
-import { build, exitOf, killServerProcesses, type ServerProcess, serverProcessEnv, startServerProcess } from './support/server-process.js';
+import { build, exitOf, type GraphQLAnswer, killServerProcesses, postGraphQL, type ServerProcess, serverProcessEnv, startServerProcess } from './support/server-process.js';
 import { resetTokenOf, startSmtpServer, type TestSmtpServer } from './support/smtp.js';
 
 // Many PostgreSQL deployments put PgBouncer in transaction pooling mode in front of the server:
@@ -21,24 +21,12 @@ const START_TIMEOUT_MS = 90_000;
 const STOP_TIMEOUT_MS = 30_000;
 const ACCOUNTS = 12;
 
-interface Answer {
-  status: number;
-  data?: any;
-  errors?: Array<{ message: string; extensions?: Record<string, any> }>;
-}
-
-async function call(instance: ServerProcess, query: string, variables: Record<string, unknown> = {}, token?: string): Promise<Answer> {
-  const response = await fetch(`${instance.origin}/graphql`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
-    body: JSON.stringify({ query, variables }),
-  });
-  const body = (await response.json()) as Omit<Answer, 'status'>;
-  return { status: response.status, ...body };
+function call(instance: ServerProcess, query: string, variables: Record<string, unknown> = {}, token?: string): Promise<GraphQLAnswer> {
+  return postGraphQL(instance.origin, query, variables, { token });
 }
 
 /** The answer's data, or a failure that shows the errors. */
-function dataOf(answer: Answer, what: string): any {
+function dataOf(answer: GraphQLAnswer, what: string): any {
   expect(answer.errors, `${what}: ${JSON.stringify(answer.errors)}`).toBeUndefined();
   return answer.data;
 }

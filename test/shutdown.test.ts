@@ -7,7 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { processEnv } from '../src/config/config.js';
 import { LOGIN, newAccountInput, REGISTER, SESSIONS } from './support/accounts.js';
-import { build, exitOf, isRunning, killServerProcesses, type ServerProcess, serverProcessEnv, startServerProcess } from './support/server-process.js';
+import { build, exitOf, isRunning, killServerProcesses, postGraphQL, type ServerProcess, serverProcessEnv, startServerProcess } from './support/server-process.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
 import { startSmtpServer, type TestSmtpServer, unusedPort } from './support/smtp.js';
 
@@ -210,16 +210,8 @@ describe('the drain limit on SIGTERM', () => {
       RATE_LIMIT_SCALE: '0',
     });
     const server = await startServerProcess('server', env, START_TIMEOUT_MS);
-    const call = async (query: string, variables: Record<string, unknown>, token?: string) => {
-      const response = await fetch(`${server.origin}/graphql`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
-        body: JSON.stringify({ query, variables }),
-      });
-      return (await response.json()) as { data?: any; errors?: Array<{ extensions?: { code?: string } }> };
-    };
     const input = newAccountInput();
-    const registered = (await call(REGISTER, { input })).data.register as { accessToken: string; deviceToken: string };
+    const registered = (await postGraphQL(server.origin, REGISTER, { input })).data.register as { accessToken: string; deviceToken: string };
     // The owner's device token: its sign-ins are neither held back by the account's backoff nor by a limit.
     const signIn = JSON.stringify({ query: LOGIN, variables: { input: { identifier: input.email, password: input.password, deviceToken: registered.deviceToken } } });
 
@@ -253,11 +245,7 @@ describe('the drain limit on SIGTERM', () => {
     // The account's live device sessions, read by a new instance: registration's and the answered ones.
     const restarted = await startServerProcess('server', env, START_TIMEOUT_MS);
     try {
-      const sessions = await fetch(`${restarted.origin}/graphql`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', authorization: `Bearer ${registered.accessToken}` },
-        body: JSON.stringify({ query: SESSIONS }),
-      }).then((response) => response.json() as Promise<{ data: { sessions: unknown[] } }>);
+      const sessions = await postGraphQL(restarted.origin, SESSIONS, {}, { token: registered.accessToken });
       expect(sessions.data.sessions).toHaveLength(1 + signedIn);
     } finally {
       restarted.child.kill('SIGTERM');

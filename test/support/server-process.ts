@@ -157,3 +157,29 @@ export async function killServerProcesses(): Promise<void> {
   for (const child of running) child.kill('SIGKILL');
   await Promise.all(running.map((child) => new Promise((resolve) => child.once('exit', resolve))));
 }
+
+/** What a GraphQL request to a server process answered. */
+export interface GraphQLAnswer {
+  status: number;
+  data?: any;
+  errors?: Array<{ message: string; extensions?: Record<string, any> }>;
+}
+
+/**
+ * POSTs one GraphQL operation to a server process at `origin`, with an access token when given and
+ * any extra headers (e.g. `x-forwarded-for`).
+ */
+export async function postGraphQL(
+  origin: string,
+  query: string,
+  variables: Record<string, unknown> = {},
+  options: { token?: string; headers?: Record<string, string> } = {},
+): Promise<GraphQLAnswer> {
+  const response = await fetch(`${origin}/graphql`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...options.headers, ...(options.token ? { authorization: `Bearer ${options.token}` } : {}) },
+    body: JSON.stringify({ query, variables }),
+  });
+  const body = (await response.json()) as Omit<GraphQLAnswer, 'status'>;
+  return { status: response.status, data: body.data, errors: body.errors };
+}
