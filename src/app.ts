@@ -21,12 +21,20 @@ import { buildAppSchema } from './graphql/schema.js';
 import { productionAnswersPlugin, roleLimitedFields } from './graphql/visibility.js';
 import { createHttpServer } from './http/http-server.js';
 import { refreshTokenCookie } from './http/refresh-cookie.js';
+import { type RenderedPage, sendPage } from './http/hosted-page.js';
+import { lockdownPage } from './http/lockdown-page.js';
 import { resetPasswordPage } from './http/reset-page.js';
 import { type RequestTarget, requestTarget } from './http/request-target.js';
 import { createLogger, type Logger } from './logger.js';
 import { Maintenance } from './maintenance.js';
 import { DEFAULT_OUTBOX_OPTIONS, type OutboxOptions } from './mail/outbox.js';
 import { createServices } from './services.js';
+
+/** The pages this server hosts for the links in its emails, by path. */
+const HOSTED_PAGES = new Map<string, () => RenderedPage>([
+  ['/reset-password', () => resetPasswordPage()],
+  ['/lockdown', () => lockdownPage()],
+]);
 
 /** A wired, not yet listening server. */
 export interface App {
@@ -205,15 +213,10 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
       const ready = !draining && (await isDatabaseReady());
       return sendJson(res, ready ? 200 : 503, { status: ready ? 'ready' : 'unavailable' });
     }
-    if (pathname === '/reset-password' && (req.method === 'GET' || req.method === 'HEAD')) {
-      // Renders HTML only: the token stays in the query string for the page's script; GET spends nothing.
-      const page = resetPasswordPage();
-      for (const [name, value] of Object.entries(page.headers)) res.setHeader(name, value);
-      res.setHeader('content-length', Buffer.byteLength(page.html));
-      res.statusCode = 200;
-      res.end(req.method === 'HEAD' ? undefined : page.html);
-      return;
-    }
+    // The hosted pages render HTML only: the token stays in the query string for the page's
+    // script, and a GET spends nothing.
+    const page = HOSTED_PAGES.get(pathname);
+    if (page && (req.method === 'GET' || req.method === 'HEAD')) return sendPage(res, page(), req.method === 'HEAD');
     if (pathname === '/graphql') {
       // Shutting down: whatever reaches us is still answered (it may have been sent before the signal),
       // but the connection is not kept for more.

@@ -10,6 +10,7 @@ export enum ErrorCode {
   CONFLICT = 'CONFLICT',
   NOT_FOUND = 'NOT_FOUND',
   RATE_LIMITED = 'RATE_LIMITED',
+  MFA_REQUIRED = 'MFA_REQUIRED',
   SERVICE_UNAVAILABLE = 'SERVICE_UNAVAILABLE',
   INTERNAL_SERVER_ERROR = 'INTERNAL_SERVER_ERROR',
 }
@@ -101,6 +102,20 @@ export class ConflictError extends FieldError {
 /** An admin operation names a record that does not exist. */
 export class NotFoundError extends AppError {
   readonly code = ErrorCode.NOT_FOUND;
+}
+
+/**
+ * `login` with the right password for an account with MFA on: no tokens yet; the client sends a
+ * code with `extensions.mfaToken` to `verifyMfa`.
+ */
+export class MfaRequiredError extends AppError {
+  readonly code = ErrorCode.MFA_REQUIRED;
+  constructor(readonly mfaToken: string) {
+    super('Enter a code from your authenticator app (or a recovery code) to finish signing in.');
+  }
+  override get extensions(): Record<string, unknown> {
+    return { mfaToken: this.mfaToken };
+  }
 }
 
 /** A refusal the client should retry after `retryAfter` whole seconds (`extensions.retryAfter`). */

@@ -11,6 +11,10 @@ export interface Keys {
   readonly mailOutbox: Buffer;
   /** Keys the HMAC that binds a device token to its account. */
   readonly deviceTokens: Buffer;
+  /** AES-256-GCM key for TOTP secrets, which the server must read back to check codes. */
+  readonly totpSecrets: Buffer;
+  /** Keys the HMAC of MFA recovery codes. */
+  readonly recoveryCodes: Buffer;
 }
 
 function derive(secret: string, purpose: string): Buffer {
@@ -28,5 +32,7 @@ export function deriveKeys(config: Pick<Config, 'hmacSecret' | 'jwtSecret'>): Ke
     oneTimeTokens: derive(secret, 'one-time-tokens'),
     mailOutbox: derive(secret, 'mail-outbox'),
     deviceTokens: derive(secret, 'device-tokens'),
+    totpSecrets: derive(secret, 'totp-secrets'),
+    recoveryCodes: derive(secret, 'recovery-codes'),
   });
 }

@@ -22,6 +22,14 @@ import { UserAdminService } from './modules/users/user-admin.service.js';
 import { UserService } from './modules/users/user.service.js';
 import { VerificationService } from './modules/verification/verification.service.js';
 import { RateLimits } from './rate-limits.js';
+import { SecretBox } from './secret-box.js';
+import { EmailChangeService } from './modules/email-change/email-change.service.js';
+import { LockdownService } from './modules/lockdown/lockdown.service.js';
+import { SecurityNotices } from './modules/lockdown/security-notices.js';
+import { MfaService } from './modules/mfa/mfa.service.js';
+import { RecoveryCodes } from './modules/mfa/recovery-codes.js';
+import { SecondFactor } from './modules/mfa/second-factor.js';
+import { TotpAuthenticator } from './modules/mfa/totp.js';
 
 /** The application's services: created once per app, stateless, given an EntityManager per call. */
 export interface Services {
@@ -32,6 +40,9 @@ export interface Services {
   userAdmin: UserAdminService;
   audit: AuditService;
   verification: VerificationService;
+  mfa: MfaService;
+  emailChange: EmailChangeService;
+  lockdown: LockdownService;
   /** Its worker is started by the app; {@link close} stops it. */
   outbox: MailOutbox;
   limits: RateLimits;
@@ -62,18 +73,26 @@ export async function createServices(config: Config, orm: MikroORM, logger: Logg
   const outbox = new MailOutbox(orm, createMailTransport(config, mailLogger), keys.mailOutbox, config.links, mailLogger, outages, outboxOptions);
   const limits = RateLimits.create(config, orm);
   const backoff = new LoginBackoff();
-  const reauthentication = new Reauthentication(backoff, passwords);
+  const totp = new TotpAuthenticator(new SecretBox(keys.totpSecrets), new URL(config.appUrl).host);
+  const recoveryCodes = new RecoveryCodes(keys.recoveryCodes);
+  const secondFactor = new SecondFactor(totp, recoveryCodes, audit);
+  const reauthentication = new Reauthentication(backoff, passwords, secondFactor);
+  const notices = new SecurityNotices(tokens, outbox);
   const guard = new LoginGuard(users, limits, backoff, new DeviceTokens(keys.deviceTokens));
   const verification = new VerificationService(tokens, outbox, audit, limits);
   const accessTokens = new AccessTokens(config.jwtSecret, config.appUrl, config.tokenLifetimes.accessTokenSeconds);
+  const mfa = new MfaService({ totp, recoveryCodes, secondFactor, reauthentication, tokens, notices, audit, limits });
   return {
     users,
-    auth: new AuthService(users, sessions, passwords, accessTokens, verification, audit, limits, guard),
+    auth: new AuthService(users, sessions, passwords, accessTokens, verification, audit, limits, guard, tokens, secondFactor),
     profile: new ProfileService(users, audit, reauthentication),
     userAdmin: new UserAdminService(users, sessions, audit),
     audit,
-    recovery: new RecoveryService(users, sessions, passwords, tokens, outbox, audit, limits, reauthentication, () => orm.em.fork()),
+    recovery: new RecoveryService(users, sessions, passwords, tokens, outbox, audit, limits, reauthentication, notices, () => orm.em.fork()),
     verification,
+    mfa,
+    emailChange: new EmailChangeService({ users, sessions, tokens, outbox, notices, reauthentication, audit, limits }),
+    lockdown: new LockdownService({ users, sessions, tokens, mfa, outbox, audit, limits, logger: logger.child({ component: 'lockdown' }) }),
     outbox,
     limits,
     passwords,

@@ -140,6 +140,7 @@ const ERROR_CODE_DESCRIPTIONS: Record<ErrorCode, string> = {
   CONFLICT: 'The email address or username is already taken.',
   NOT_FOUND: 'An admin operation names a user that does not exist.',
   RATE_LIMITED: 'Too many attempts; `extensions.retryAfter` gives the seconds to wait.',
+  MFA_REQUIRED: 'login/verifyMfa: the password was right and a second factor is needed: send a TOTP or recovery code with `extensions.mfaToken` (valid 5 minutes, 5 wrong codes) to `verifyMfa`.',
   SERVICE_UNAVAILABLE: 'The database (or another part the request needs) is down, or the instance is shutting down: HTTP 503; retry after `extensions.retryAfter` seconds.',
   INTERNAL_SERVER_ERROR: 'Anything unexpected; the message says nothing about the cause.',
 };

@@ -5,6 +5,9 @@ import { PROJECT_ROOT } from '../config/paths.js';
 import { buildSchema } from 'type-graphql';
 import { AuditResolver } from '../modules/audit/audit.resolver.js';
 import { AuthResolver } from '../modules/sign-in/auth.resolver.js';
+import { EmailChangeResolver } from '../modules/email-change/email-change.resolver.js';
+import { LockdownResolver } from '../modules/lockdown/lockdown.resolver.js';
+import { MfaResolver } from '../modules/mfa/mfa.resolver.js';
 import { RecoveryResolver } from '../modules/recovery/recovery.resolver.js';
 import { UserResolver } from '../modules/users/user.resolver.js';
 import { authChecker } from './auth-checker.js';
@@ -14,7 +17,7 @@ import { guardArguments } from './input-boundary.js';
 /** Builds the executable schema: the resolvers, the role gate, and the ErrorCode and UnauthenticatedReason enums. */
 export async function buildAppSchema(): Promise<GraphQLSchema> {
   const schema = await buildSchema({
-    resolvers: [AuthResolver, RecoveryResolver, UserResolver, AuditResolver],
+    resolvers: [AuthResolver, RecoveryResolver, UserResolver, MfaResolver, EmailChangeResolver, LockdownResolver, AuditResolver],
     authChecker,
     // Input rules live in the services (normalization first, then checks), not in decorators.
     validate: false,

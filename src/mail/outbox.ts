@@ -1,9 +1,9 @@
-import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { ChangeSetType, type EventSubscriber, type FlushEventArgs, type TransactionEventArgs } from '@mikro-orm/core';
 import type { EntityManager, MikroORM } from '@mikro-orm/postgresql';
 import type { LinkTargets } from '../config/config.js';
 import type { OutageLog } from '../db/outage.js';
 import type { Logger } from '../logger.js';
+import { SecretBox } from '../secret-box.js';
 import { MailMessage } from './mail-message.entity.js';
 import { type MailTemplate, renderMail } from './templates.js';
 import type { MailTransport } from './transport.js';
@@ -51,25 +51,6 @@ export type OutboxJobHandler<J extends OutboxJob = OutboxJob> = (job: J) => Prom
 
 const MAX_RETRY_DELAY_MS = 60 * 60_000;
 
-/** AES-256-GCM for template parameters at rest: `base64(iv ‖ tag ‖ ciphertext)`. */
-class PayloadCipher {
-  constructor(private readonly key: Uint8Array) {}
-
-  seal(template: OutboxPayload): string {
-    const iv = randomBytes(12);
-    const cipher = createCipheriv('aes-256-gcm', this.key, iv);
-    const sealed = Buffer.concat([cipher.update(JSON.stringify(template), 'utf8'), cipher.final()]);
-    return Buffer.concat([iv, cipher.getAuthTag(), sealed]).toString('base64');
-  }
-
-  open(payload: string): OutboxPayload {
-    const bytes = Buffer.from(payload, 'base64');
-    const decipher = createDecipheriv('aes-256-gcm', this.key, bytes.subarray(0, 12));
-    decipher.setAuthTag(bytes.subarray(12, 28));
-    return JSON.parse(Buffer.concat([decipher.update(bytes.subarray(28)), decipher.final()]).toString('utf8')) as OutboxPayload;
-  }
-}
-
 interface ClaimedRow {
   id: string;
   recipient: string;
@@ -95,7 +76,7 @@ interface ClaimedRow {
  * Jobs ({@link enqueueJob}) ride the same queue: durable once the caller's transaction commits.
  */
 export class MailOutbox {
-  private readonly cipher: PayloadCipher;
+  private readonly cipher: SecretBox;
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
   private rerun = false;
@@ -111,7 +92,7 @@ export class MailOutbox {
     private readonly outages: OutageLog,
     private readonly options: OutboxOptions = DEFAULT_OUTBOX_OPTIONS,
   ) {
-    this.cipher = new PayloadCipher(key);
+    this.cipher = new SecretBox(key);
     orm.em.getEventManager().registerSubscriber(new WakeAfterCommit(() => this.wake()));
   }
 
@@ -120,12 +101,12 @@ export class MailOutbox {
    * woken once that commits (see {@link WakeAfterCommit}).
    */
   enqueue(em: EntityManager, recipient: string, template: MailTemplate): MailMessage {
-    return em.create(MailMessage, { recipient, template: template.name, payload: this.cipher.seal(template) });
+    return em.create(MailMessage, { recipient, template: template.name, payload: this.cipher.seal(JSON.stringify(template)) });
   }
 
   /** Queues a job in `em`'s unit of work (see {@link OutboxJob}), like {@link enqueue}. */
   enqueueJob(em: EntityManager, job: OutboxJob): MailMessage {
-    return em.create(MailMessage, { recipient: '', template: job.name, payload: this.cipher.seal(job) });
+    return em.create(MailMessage, { recipient: '', template: job.name, payload: this.cipher.seal(JSON.stringify(job)) });
   }
 
   /** Who runs jobs named `name`. */
@@ -222,7 +203,7 @@ export class MailOutbox {
     const connection = this.orm.em.fork().getConnection();
     try {
       if (row.payload === null) throw new Error('message has no content');
-      const payload = this.cipher.open(row.payload);
+      const payload = JSON.parse(this.cipher.open(row.payload)) as OutboxPayload;
       if (isJob(payload)) {
         const handler = this.handlers.get(payload.name);
         if (!handler) throw new Error(`no handler for job ${payload.name}`);

@@ -18,6 +18,20 @@ export enum AuditEventType {
   ROLE_CHANGED = 'ROLE_CHANGED',
   USER_DEACTIVATED = 'USER_DEACTIVATED',
   USER_DELETED = 'USER_DELETED',
+  /** The password was right and a second factor was asked for. */
+  MFA_CHALLENGED = 'MFA_CHALLENGED',
+  /** A wrong TOTP or recovery code (at sign-in or re-authentication). */
+  MFA_FAILED = 'MFA_FAILED',
+  /** A recovery code was spent (at sign-in or re-authentication). */
+  MFA_RECOVERY_CODE_USED = 'MFA_RECOVERY_CODE_USED',
+  MFA_ENABLED = 'MFA_ENABLED',
+  /** By the user (actor = user) or by an admin (actor = the admin), or undone by a lockdown. */
+  MFA_DISABLED = 'MFA_DISABLED',
+  MFA_RECOVERY_CODES_REGENERATED = 'MFA_RECOVERY_CODES_REGENERATED',
+  EMAIL_CHANGE_REQUESTED = 'EMAIL_CHANGE_REQUESTED',
+  EMAIL_CHANGED = 'EMAIL_CHANGED',
+  /** A "this wasn't me" link was followed: sessions ended, recent changes undone, sign-in blocked until a reset. */
+  ACCOUNT_LOCKED = 'ACCOUNT_LOCKED',
 }
 
 /**

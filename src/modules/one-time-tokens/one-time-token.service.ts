@@ -15,27 +15,39 @@ export const EMAIL_THROTTLE_MS = 60_000;
  */
 type TokenForm = 'link' | 'code';
 
-/** What each purpose is: its form, lifetime and, for codes, the tries it allows. */
+/** What each purpose is: its form, lifetime and the tries it allows. */
 export interface TokenKind {
   form: TokenForm;
   ttlMs: number;
-  /** Wrong guesses a code survives (codes only). */
+  /**
+   * Tries a token survives: wrong guesses of a code ({@link OneTimeTokenService.attempt}), or
+   * presentations of a link that carries a second secret, such as an MFA challenge
+   * ({@link OneTimeTokenService.tryLink}).
+   */
   maxAttempts?: number;
+  /** Issuing one leaves the user's older live ones alone (lockdown links: every notice's link works). */
+  keepsOlder?: boolean;
 }
 
 /** Every purpose in one place (CONTRACT.md gives the lifetimes): a new purpose is a line here. */
 export const TOKEN_KINDS: Readonly<Record<OneTimeTokenPurpose, TokenKind>> = {
   [OneTimeTokenPurpose.PASSWORD_RESET]: { form: 'link', ttlMs: 60 * 60 * 1000 },
   [OneTimeTokenPurpose.EMAIL_VERIFICATION]: { form: 'code', ttlMs: 15 * 60 * 1000, maxAttempts: 5 },
+  [OneTimeTokenPurpose.EMAIL_CHANGE]: { form: 'code', ttlMs: 15 * 60 * 1000, maxAttempts: 5 },
+  [OneTimeTokenPurpose.MFA_CHALLENGE]: { form: 'link', ttlMs: 5 * 60 * 1000, maxAttempts: 5 },
+  [OneTimeTokenPurpose.LOCKDOWN]: { form: 'link', ttlMs: 7 * 24 * 60 * 60 * 1000, keepsOlder: true },
 };
 
 const SHAPES: Record<TokenForm, RegExp> = { link: /^[A-Za-z0-9_-]{43}$/, code: /^\d{6}$/ };
 
-/** Outcome of one attempt at a code. */
-export type CodeCheck = 'matched' | 'wrong' | 'none';
+/** A code that matched, with what it was issued for (see {@link OneTimeTokenService.issue}). */
+export interface MatchedCode {
+  target: string | null;
+}
 
 /**
- * The one store of single-use secrets sent to a user (reset links, verification codes): issuing
+ * The one store of single-use secrets sent to a user (reset links, verification and email-change
+ * codes, MFA challenges, lockdown links): issuing
  * (which voids the user's previous unused token of the same purpose), keyed hashing, the email
  * throttle, and atomic single-use consumption — for every purpose, described by {@link TOKEN_KINDS}.
  *
@@ -47,15 +59,22 @@ export class OneTimeTokenService {
   constructor(private readonly key: Uint8Array) {}
 
   /**
-   * Issues a secret of `purpose` for `user` in `em`'s unit of work, voiding their older unused one;
-   * returns it in clear, once (for the email).
+   * Issues a secret of `purpose` for `user` in `em`'s unit of work, voiding their older unused one
+   * (unless the kind keeps older ones); returns it in clear, once (for the email or the client).
+   * `target` is what the token is for beyond its purpose (an email change's new address), given
+   * back when the code matches.
    */
-  async issue(em: EntityManager, user: User, purpose: OneTimeTokenPurpose): Promise<string> {
+  async issue(em: EntityManager, user: User, purpose: OneTimeTokenPurpose, target: string | null = null): Promise<string> {
     const kind = TOKEN_KINDS[purpose];
-    await em.nativeDelete(OneTimeToken, { user: user.id, purpose, usedAt: null });
+    if (!kind.keepsOlder) await this.voidAll(em, user.id, [purpose]);
     const secret = kind.form === 'link' ? randomBytes(32).toString('base64url') : randomInt(0, 1_000_000).toString().padStart(6, '0');
-    em.create(OneTimeToken, { user, purpose, tokenHash: this.hash(purpose, secret, user.id), expiresAt: new Date(Date.now() + kind.ttlMs) });
+    em.create(OneTimeToken, { user, purpose, target, tokenHash: this.hash(purpose, secret, user.id), expiresAt: new Date(Date.now() + kind.ttlMs) });
     return secret;
+  }
+
+  /** Voids every unused token of `purposes` the user holds (a lockdown, a new password). */
+  async voidAll(em: EntityManager, userId: string, purposes: OneTimeTokenPurpose[]): Promise<void> {
+    await em.nativeDelete(OneTimeToken, { user: userId, purpose: { $in: purposes }, usedAt: null });
   }
 
   /**
@@ -94,26 +113,51 @@ export class OneTimeTokenService {
   }
 
   /**
+   * Counts one presentation of a link of `purpose` that carries a second secret checked by the
+   * caller (an MFA challenge and its code): the account id while the link is live and has tries
+   * left, `null` otherwise. One conditional UPDATE, so parallel presentations cannot exceed the
+   * budget. The caller {@link consume}s the link once the second secret is right.
+   */
+  async tryLink(em: EntityManager, purpose: OneTimeTokenPurpose, link: string): Promise<string | null> {
+    const tokenHash = this.linkHash(purpose, link);
+    if (!tokenHash) return null;
+    const [counted] = await em.getConnection().execute<Array<{ user_id: string }>>(
+      `update "one_time_tokens" set "attempts" = "attempts" + 1
+        where "token_hash" = ? and "purpose" = ? and "used_at" is null and "expires_at" > now() and "attempts" < ?
+        returning "user_id"`,
+      [tokenHash, purpose, this.maxAttempts(purpose)],
+      'all',
+      em.getTransactionContext(),
+    );
+    return counted?.user_id ?? null;
+  }
+
+  /**
    * One try at the user's live code of `purpose`, as a single UPDATE that counts the try and
    * consumes the code when it matches: parallel guesses are serialized on the row, so five tries
-   * means five, and a used, expired or exhausted code answers `none`.
+   * means five. The match (with the token's target), or `null` for a wrong code and for a used,
+   * expired or exhausted one alike.
    */
-  async attempt(em: EntityManager, purpose: OneTimeTokenPurpose, userId: string, code: string): Promise<CodeCheck> {
-    const kind = TOKEN_KINDS[purpose];
-    if (kind.form !== 'code') throw new Error(`${purpose} is not a code`);
+  async attempt(em: EntityManager, purpose: OneTimeTokenPurpose, userId: string, code: string): Promise<MatchedCode | null> {
+    if (TOKEN_KINDS[purpose].form !== 'code') throw new Error(`${purpose} is not a code`);
     const guess = SHAPES.code.test(code) ? this.hash(purpose, code, userId) : '';
-    const rows = await em.getConnection().execute<Array<{ matched: boolean }>>(
+    const [row] = await em.getConnection().execute<Array<{ matched: boolean; target: string | null }>>(
       `update "one_time_tokens"
           set "attempts" = "attempts" + 1,
               "used_at" = case when "token_hash" = ? then now() else "used_at" end
         where "user_id" = ? and "purpose" = ? and "used_at" is null and "expires_at" > now() and "attempts" < ?
-        returning ("token_hash" = ?) as "matched"`,
-      [guess, userId, purpose, kind.maxAttempts, guess],
+        returning ("token_hash" = ?) as "matched", "target"`,
+      [guess, userId, purpose, this.maxAttempts(purpose), guess],
       'all',
       em.getTransactionContext(),
     );
-    if (rows.length === 0) return 'none';
-    return rows[0].matched ? 'matched' : 'wrong';
+    return row?.matched ? { target: row.target } : null;
+  }
+
+  private maxAttempts(purpose: OneTimeTokenPurpose): number {
+    const tries = TOKEN_KINDS[purpose].maxAttempts;
+    if (tries === undefined) throw new Error(`${purpose} allows no tries`);
+    return tries;
   }
 
   /** The stored hash of a link of `purpose`, or `null` when it does not have the shape of one. */

@@ -12,6 +12,7 @@ import type { Viewer } from '../sign-in/auth.service.js';
 import { OneTimeTokenPurpose } from '../one-time-tokens/one-time-token.entity.js';
 import type { OneTimeTokenService } from '../one-time-tokens/one-time-token.service.js';
 import type { Reauthentication } from '../sign-in/reauthentication.js';
+import type { SecurityNotices } from '../lockdown/security-notices.js';
 import type { PasswordHasher } from '../passwords/password.js';
 import { checkNewPassword } from '../passwords/password-policy.js';
 import { type RequestMeta, storedUserAgent } from '../sessions/request-meta.js';
@@ -33,6 +34,7 @@ export class RecoveryService {
     private readonly audit: AuditService,
     private readonly limits: RateLimits,
     private readonly reauthentication: Reauthentication,
+    private readonly notices: SecurityNotices,
     fork: () => EntityManager,
   ) {
     outbox.handle<Extract<OutboxJob, { name: 'password-reset-request' }>>('password-reset-request', (job) =>
@@ -106,7 +108,8 @@ export class RecoveryService {
       });
       await this.sessions.endAllOf(account, SessionEndReason.PASSWORD_RESET);
       this.audit.record(account.em, AuditEventType.PASSWORD_RESET_COMPLETED, { userId: user.id }, meta);
-      this.outbox.enqueue(account.em, user.email, { name: 'password-changed' });
+      await this.tokens.voidAll(account.em, user.id, [OneTimeTokenPurpose.MFA_CHALLENGE]);
+      await this.notices.send(account.em, account.user, { name: 'password-changed' });
       return true;
     });
     if (!done) throw new BadUserInputError(INVALID_RESET_TOKEN, 'token');
@@ -119,7 +122,7 @@ export class RecoveryService {
    */
   async changePassword(em: EntityManager, viewer: Viewer, currentPassword: string, newPassword: string, meta: RequestMeta): Promise<true> {
     const { user } = viewer;
-    await this.reauthentication.confirm(em, viewer, currentPassword, 'currentPassword');
+    await this.reauthentication.confirm(em, viewer, { password: currentPassword, passwordField: 'currentPassword' }, meta);
     const password = checkNewPassword(newPassword, user, 'newPassword');
     if (await this.passwords.verify(password, viewer.passwordHash)) {
       throw new BadUserInputError('The new password must be different from the current one.', 'newPassword');
@@ -135,7 +138,8 @@ export class RecoveryService {
       await account.em.nativeUpdate(User, { id: user.id }, { passwordHash, credentialsVersion: account.user.credentialsVersion + 1, updatedAt: now });
       await this.sessions.endAllOf(account, SessionEndReason.PASSWORD_CHANGED, viewer.session.family);
       this.audit.record(account.em, AuditEventType.PASSWORD_CHANGED, { userId: user.id, actorId: user.id }, meta);
-      this.outbox.enqueue(account.em, user.email, { name: 'password-changed' });
+      await this.tokens.voidAll(account.em, user.id, [OneTimeTokenPurpose.MFA_CHALLENGE]);
+      await this.notices.send(account.em, account.user, { name: 'password-changed' });
       return true;
     });
     if (changed === 'session ended') throw UnauthenticatedError.because(UnauthenticatedReason.SESSION_ENDED);

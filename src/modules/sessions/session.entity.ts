@@ -17,6 +17,10 @@ export enum SessionEndReason {
   PASSWORD_CHANGED = 'PASSWORD_CHANGED',
   /** An admin deactivated the account. */
   DEACTIVATED = 'DEACTIVATED',
+  /** The email address was changed from another session. */
+  EMAIL_CHANGED = 'EMAIL_CHANGED',
+  /** The owner followed a "this wasn't me" link. */
+  LOCKED = 'LOCKED',
 }
 
 /**

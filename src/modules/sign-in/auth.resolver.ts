@@ -39,6 +39,16 @@ export class AuthResolver {
     return handOver(ctx, () => ctx.services.auth.login(ctx.em, input, ctx.meta));
   }
 
+  @Mutation(() => AuthPayload, { description: 'Finishes a sign-in that answered MFA_REQUIRED. code: a 6-digit TOTP code or a recovery code.' })
+  verifyMfa(
+    @Arg('mfaToken', () => String, { description: '`extensions.mfaToken` of the MFA_REQUIRED error.' }) mfaToken: string,
+    @Arg('code', () => String, { description: 'A 6-digit code from the authenticator app, or a recovery code.' }) code: string,
+    @Arg('deviceToken', () => String, { nullable: true, description: 'The deviceToken of an earlier AuthPayload on this device, if any.' }) deviceToken: string | null,
+    @Ctx() ctx: AppContext,
+  ): Promise<AuthPayload> {
+    return handOver(ctx, () => ctx.services.auth.verifyMfa(ctx.em, mfaToken, code, deviceToken, ctx.meta));
+  }
+
   @Mutation(() => AuthPayload, {
     description: 'Rotates a refresh token: the old one stops working (after REFRESH_TOKEN_REUSE_INTERVAL); reusing it later ends the whole device session.',
   })

@@ -1,5 +1,5 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
-import { BadUserInputError, UnauthenticatedError, UnauthenticatedReason } from '../../errors.js';
+import { BadUserInputError, MfaRequiredError, RateLimitedError, UnauthenticatedError, UnauthenticatedReason } from '../../errors.js';
 import type { RateLimits } from '../../rate-limits.js';
 import type { AuditService } from '../audit/audit.service.js';
 import { AuditEventType } from '../audit/audit-event.entity.js';
@@ -7,6 +7,10 @@ import { type LockedAccount, newAccount, withLockedAccount } from '../users/acco
 import type { User } from '../users/user.entity.js';
 import { flushTranslatingConflicts, type NewUserInput, type UserService } from '../users/user.service.js';
 import type { LoginGuard } from './login-guard.js';
+import { LoginBackoff } from './login-backoff.js';
+import type { SecondFactor } from '../mfa/second-factor.js';
+import { OneTimeTokenPurpose } from '../one-time-tokens/one-time-token.entity.js';
+import type { OneTimeTokenService } from '../one-time-tokens/one-time-token.service.js';
 import type { PasswordHasher } from '../passwords/password.js';
 import { normalizePassword, PASSWORD_LIMITS } from '../passwords/password-policy.js';
 import type { RequestMeta } from '../sessions/request-meta.js';
@@ -46,6 +50,7 @@ export type Viewer = LiveSession;
  * tells an attacker which of the three it was.
  */
 export const INVALID_CREDENTIALS = 'Invalid email, username or password.';
+const INVALID_MFA = 'The code is incorrect, or this sign-in has expired. Sign in again if it keeps failing.';
 const INVALID_REFRESH_TOKEN = 'The refresh token is invalid or has expired. Sign in again.';
 const REFRESH_TOKEN_MAX_LENGTH = 128;
 
@@ -60,6 +65,8 @@ export class AuthService {
     private readonly audit: AuditService,
     private readonly limits: RateLimits,
     private readonly guard: LoginGuard,
+    private readonly tokens: OneTimeTokenService,
+    private readonly secondFactor: SecondFactor,
   ) {}
 
   /**
@@ -104,6 +111,7 @@ export class AuthService {
     }
     // An imported plain-bcrypt hash or an old cost is upgraded now, while the password is at hand.
     const upgradedHash = this.passwords.needsRehash(user.passwordHash) ? await this.passwords.hash(normalizePassword(password)) : null;
+    if (user.mfaEnabledAt) return this.challenge(em, user, upgradedHash, meta);
     // Committed only if the account is still active with the credentials that were just checked: a
     // reset, change or deactivation that committed meanwhile wins, and this sign-in must not outlive it.
     const issued = await this.sessions.startSignIn(
@@ -119,6 +127,47 @@ export class AuthService {
     );
     if (!issued) throw new UnauthenticatedError(INVALID_CREDENTIALS);
     await this.guard.forget(attempt);
+    return this.signIn(issued);
+  }
+
+  /**
+   * The right password of an account with MFA on: no session yet, but an MFA challenge (its token
+   * goes to the client in MFA_REQUIRED). The attempt stays counted in the account's backoff until
+   * {@link verifyMfa} succeeds, so knowing the password buys no free guesses at codes.
+   */
+  private async challenge(em: EntityManager, user: User, upgradedHash: string | null, meta: RequestMeta): Promise<never> {
+    const mfaToken = await this.tokens.issue(em, user, OneTimeTokenPurpose.MFA_CHALLENGE);
+    if (upgradedHash) user.passwordHash = upgradedHash;
+    this.audit.record(em, AuditEventType.MFA_CHALLENGED, { userId: user.id }, meta);
+    await em.flush();
+    throw new MfaRequiredError(mfaToken);
+  }
+
+  /**
+   * Finishes a sign-in that answered MFA_REQUIRED: a TOTP code (each time step once) or a recovery
+   * code (once). Each try counts against the challenge (5) and the account's backoff; a wrong code
+   * and a dead challenge answer alike, with no tokens.
+   */
+  async verifyMfa(em: EntityManager, mfaToken: string, code: string, deviceToken: string | null | undefined, meta: RequestMeta): Promise<SignedIn> {
+    await this.limits.consume('codeAttemptsPerIp', meta.ip);
+    const ownerId = await this.tokens.tryLink(em, OneTimeTokenPurpose.MFA_CHALLENGE, mfaToken);
+    if (!ownerId) throw new BadUserInputError(INVALID_MFA, 'code');
+    const waiting = (await this.guard.backoff.reserve(em, LoginBackoff.byId(ownerId)))?.refusal;
+    if (waiting) throw new RateLimitedError(waiting.retryAfterSeconds, 'Too many failed sign-ins for this account. Try again later.');
+    if (!(await this.secondFactor.check(em, ownerId, code, meta))) throw new BadUserInputError(INVALID_MFA, 'code');
+    const issued = await withLockedAccount(em, ownerId, async (account) => {
+      const { user } = account;
+      // Spent here, under the account's lock: of two requests with one challenge, one signs in.
+      if ((await this.tokens.consume(account.em, OneTimeTokenPurpose.MFA_CHALLENGE, mfaToken)) !== user.id) return null;
+      if (!user.active || !user.mfaEnabledAt) return null;
+      const now = new Date();
+      user.lastLoginAt = now;
+      user.failedLoginCount = 0;
+      user.loginBlockedUntil = null;
+      this.audit.record(account.em, AuditEventType.LOGIN_SUCCEEDED, { userId: user.id, actorId: user.id }, meta);
+      return this.sessions.start(account, meta, this.guard.deviceFor(user, deviceToken));
+    });
+    if (!issued) throw new BadUserInputError(INVALID_MFA, 'code');
     return this.signIn(issued);
   }
 

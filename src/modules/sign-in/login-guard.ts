@@ -49,7 +49,7 @@ export class LoginGuard {
   constructor(
     private readonly users: UserService,
     private readonly limits: RateLimits,
-    private readonly backoff: LoginBackoff,
+    readonly backoff: LoginBackoff,
     private readonly devices: DeviceTokens,
   ) {}
 
@@ -113,6 +113,11 @@ export class LoginGuard {
   async forget(attempt: LoginAttempt): Promise<void> {
     if (attempt.trusted) await this.limits.reset('loginPerDevice', attempt.deviceId);
     else if (attempt.identifierFailures !== 0) await this.limits.reset('loginPerIdentifier', attempt.identifierKey);
+  }
+
+  /** The device of a valid device token of `account`, or a new device (a sign-in finished by verifyMfa). */
+  deviceFor(account: DeviceOwner, deviceToken: string | null | undefined): string {
+    return (deviceToken ? this.devices.verify(deviceToken, account) : null) ?? this.devices.newDevice();
   }
 
   /** A new device, for a sign-in that proved itself without a login (registration). */

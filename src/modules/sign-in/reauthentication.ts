@@ -1,33 +1,51 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { BadUserInputError, RateLimitedError } from '../../errors.js';
+import type { SecondFactor } from '../mfa/second-factor.js';
 import type { PasswordHasher } from '../passwords/password.js';
+import type { RequestMeta } from '../sessions/request-meta.js';
 import { LoginBackoff } from './login-backoff.js';
 
 /** The signed-in caller who is asked to prove it again: its account and its stored password hash. */
 export interface Reauthenticating {
-  user: { id: string };
+  user: { id: string; mfaEnabledAt: Date | null };
   passwordHash: string;
 }
 
+/** What the caller presents: the current password, and a TOTP or recovery code where MFA is on. */
+export interface Proof {
+  password: string;
+  /** The input field the password came in (named by BAD_USER_INPUT). */
+  passwordField: string;
+  /** Asked for only where MFA is on; `undefined` for operations that never ask (changePassword). */
+  code?: string | null;
+}
+
 /**
- * Re-authentication of a signed-in user before a sensitive operation (changePassword, deleteMe):
- * the one place that asks for the current password. The attempt counts in the account's backoff like
- * a sign-in, so a stolen session cannot be used to guess the password at full speed.
+ * Re-authentication of a signed-in user before a sensitive operation (changePassword, deleteMe,
+ * email change, MFA changes): the one place that asks for the current password and, for the
+ * operations that say so, the second factor. Every attempt counts in the account's backoff like a
+ * sign-in, so a stolen session cannot be used to guess the password or a code at full speed.
  */
 export class Reauthentication {
   constructor(
     private readonly backoff: LoginBackoff,
     private readonly passwords: PasswordHasher,
+    private readonly secondFactor: SecondFactor,
   ) {}
 
   /**
-   * Checks `password` for `caller`. Throws RATE_LIMITED while the account waits and BAD_USER_INPUT
-   * (on `field`) for a wrong password; a right one clears the account's failures.
+   * Checks `proof` for `caller`. Throws RATE_LIMITED while the account waits, BAD_USER_INPUT on the
+   * password field for a wrong password, and on `code` for a missing or wrong code where one is
+   * asked for; only a complete proof clears the account's failures.
    */
-  async confirm(em: EntityManager, caller: Reauthenticating, password: string, field: string): Promise<void> {
+  async confirm(em: EntityManager, caller: Reauthenticating, proof: Proof, meta: RequestMeta): Promise<void> {
     const refusal = (await this.backoff.reserve(em, LoginBackoff.byId(caller.user.id)))?.refusal;
-    if (refusal) throw new RateLimitedError(refusal.retryAfterSeconds, 'Too many wrong passwords for this account. Try again later.');
-    if (!(await this.passwords.verify(password, caller.passwordHash))) throw new BadUserInputError('The password is incorrect.', field);
+    if (refusal) throw new RateLimitedError(refusal.retryAfterSeconds, 'Too many wrong passwords or codes for this account. Try again later.');
+    if (!(await this.passwords.verify(proof.password, caller.passwordHash))) throw new BadUserInputError('The password is incorrect.', proof.passwordField);
+    if (proof.code !== undefined && caller.user.mfaEnabledAt) {
+      if (!proof.code) throw new BadUserInputError('Enter a code from your authenticator app, or a recovery code.', 'code');
+      if (!(await this.secondFactor.check(em, caller.user.id, proof.code, meta))) throw new BadUserInputError('The code is incorrect or was used already.', 'code');
+    }
     await this.backoff.clear(em, caller.user.id);
   }
 }

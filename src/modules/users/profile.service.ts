@@ -42,11 +42,12 @@ export class ProfileService {
   }
 
   /**
-   * Deletes the viewer's account after checking the password: sessions and tokens go with it (so
-   * every access token stops working), the audit trail stays. The last active admin cannot leave.
+   * Deletes the viewer's account after checking the password (and, where MFA is on, a code):
+   * sessions and tokens go with it (so every access token stops working), the audit trail stays.
+   * The last active admin cannot leave.
    */
-  async deleteSelf(em: EntityManager, viewer: Viewer, password: string, meta: RequestMeta): Promise<true> {
-    await this.reauthentication.confirm(em, viewer, password, 'password');
+  async deleteSelf(em: EntityManager, viewer: Viewer, password: string, code: string | null, meta: RequestMeta): Promise<true> {
+    await this.reauthentication.confirm(em, viewer, { password, passwordField: 'password', code }, meta);
     await this.users.underAdminSetLock(em, async (tx) => {
       await this.users.assertNotLastAdmin(tx, viewer.user.id);
       await this.users.delete(tx, viewer.user.id);

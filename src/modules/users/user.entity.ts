@@ -82,6 +82,31 @@ export class User extends BaseEntity {
   @Property({ type: 'timestamptz', nullable: true })
   loginBlockedUntil: Date | null = null;
 
+  /**
+   * The TOTP secret (base32), sealed with a server key (see SecretBox): set by an enrollment, in
+   * force once {@link mfaEnabledAt} is set. Never a GraphQL field.
+   */
+  @Property({ type: 'varchar', length: 128, nullable: true, hidden: true })
+  totpSecret: string | null = null;
+
+  /** When TOTP two-factor sign-in was turned on; `null` while it is off (even mid-enrollment). */
+  @Property({ type: 'timestamptz', nullable: true })
+  mfaEnabledAt: Date | null = null;
+
+  /** The latest 30-second TOTP step a code was accepted for: no code of that step or older works again. */
+  @Property({ type: 'integer', nullable: true, hidden: true })
+  totpLastStep: number | null = null;
+
+  /**
+   * The address an email change replaced, kept for 7 days from {@link emailChangedAt} so a
+   * "this wasn't me" link can restore it (the first one, when several changes follow each other).
+   */
+  @Property({ type: 'varchar', length: USER_LIMITS.emailLength, nullable: true, hidden: true })
+  previousEmail: string | null = null;
+
+  @Property({ type: 'timestamptz', nullable: true })
+  emailChangedAt: Date | null = null;
+
   @Field(() => Date, { description: 'When the account last changed.' })
   @Property({ type: 'timestamptz', onUpdate: () => new Date() })
   updatedAt: Date & Opt = new Date();

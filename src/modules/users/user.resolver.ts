@@ -15,6 +15,11 @@ export class UserResolver {
     return user.emailVerifiedAt !== null;
   }
 
+  @FieldResolver(() => Boolean, { description: 'True once a TOTP authenticator is confirmed; sign-in then needs a code.' })
+  mfaEnabled(@Root() user: UserView): boolean {
+    return user.mfaEnabledAt !== null;
+  }
+
   @Authorized()
   @Query(() => User, { description: 'The signed-in user. UNAUTHENTICATED without a valid access token.' })
   me(@Ctx() ctx: AppContext): UserView {
@@ -51,9 +56,13 @@ export class UserResolver {
   }
 
   @Authorized()
-  @Mutation(() => Boolean, { description: 'Deletes the signed-in user\'s account, its sessions and tokens, after checking the password.' })
-  deleteMe(@Arg('password', () => String, { description: 'The account\'s current password.' }) password: string, @Ctx() ctx: AppContext): Promise<boolean> {
-    return ctx.services.profile.deleteSelf(ctx.em, requireViewer(ctx), password, ctx.meta);
+  @Mutation(() => Boolean, { description: 'Deletes the signed-in user\'s account, its sessions and tokens, after checking the password (and, when MFA is on, a code).' })
+  deleteMe(
+    @Arg('password', () => String, { description: 'The account\'s current password.' }) password: string,
+    @Arg('code', () => String, { nullable: true, description: 'A TOTP or recovery code, required when MFA is on.' }) code: string | null,
+    @Ctx() ctx: AppContext,
+  ): Promise<boolean> {
+    return ctx.services.profile.deleteSelf(ctx.em, requireViewer(ctx), password, code ?? null, ctx.meta);
   }
 
   @Authorized(Role.ADMIN)

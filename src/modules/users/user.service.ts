@@ -2,7 +2,7 @@ import type { EntityManager } from '@mikro-orm/postgresql';
 import { isUuid } from '../../db/base.entity.js';
 import { violatedUniqueConstraint } from '../../db/constraints.js';
 import { BadUserInputError, ConflictError, ForbiddenError } from '../../errors.js';
-import { OneTimeToken } from '../one-time-tokens/one-time-token.entity.js';
+import { MAILBOX_PURPOSES, OneTimeToken } from '../one-time-tokens/one-time-token.entity.js';
 import type { PasswordHasher } from '../passwords/password.js';
 import { checkNewPassword } from '../passwords/password-policy.js';
 import { lockAccount } from './account-lock.js';
@@ -58,6 +58,9 @@ export interface RequestedChanges {
   active?: boolean | null;
 }
 
+/** How long an address replaced by an email change stays reserved for its owner (a lockdown restores it). */
+export const EMAIL_RESTORE_WINDOW_DAYS = 7;
+
 // Any constant works; every change that could remove the last active admin takes this lock first.
 const ADMIN_SET_LOCK = 7_216_004_312;
 
@@ -85,6 +88,7 @@ export class UserService {
     const firstName = normalizeName(input.firstName, 'firstName') ?? null;
     const lastName = normalizeName(input.lastName, 'lastName') ?? null;
     const password = checkNewPassword(input.password, { email, username });
+    await this.assertEmailAvailable(em, email, 'email');
     return em.create(User, {
       email,
       username,
@@ -94,6 +98,25 @@ export class UserService {
       role: input.role ?? Role.USER,
       active: input.active ?? true,
     });
+  }
+
+  /**
+   * Refuses (CONFLICT on `field`) an address that is some other account's, or that an email change
+   * replaced less than {@link EMAIL_RESTORE_WINDOW_DAYS} days ago: a "this wasn't me" link may
+   * still give it back to its owner, so nobody may take it meanwhile (a hijacker registering the
+   * old address would otherwise block the recovery). The unique index still decides races on
+   * current addresses.
+   */
+  async assertEmailAvailable(em: EntityManager, email: string, field: string, exceptUserId: string | null = null): Promise<void> {
+    const taken = await em.getConnection().execute<unknown[]>(
+      `select 1 from "users"
+        where ("email" = ? or ("previous_email" = ? and "email_changed_at" > now() - ? * interval '1 day')) and "id" is distinct from ?::uuid
+        limit 1`,
+      [email, email, EMAIL_RESTORE_WINDOW_DAYS, exceptUserId],
+      'all',
+      em.getTransactionContext(),
+    );
+    if (taken.length > 0) throw new ConflictError(UNIQUE_FIELDS.users_email_unique.message, field);
   }
 
   /**
@@ -146,7 +169,7 @@ export class UserService {
     if (Object.keys(effective).length > 0) {
       const updated = await translatingConflicts(() => em.nativeUpdate(User, { id: user.id }, { ...effective, updatedAt: new Date() }));
       if (updated === 0) return null;
-      if (emailChanged) await em.nativeDelete(OneTimeToken, { user: user.id, usedAt: null });
+      if (emailChanged) await em.nativeDelete(OneTimeToken, { user: user.id, usedAt: null, purpose: { $in: MAILBOX_PURPOSES } });
     }
     return em.findOne(User, { id: user.id }, { refresh: true });
   }

@@ -13,6 +13,7 @@ export const USER_VIEW_FIELDS = [
   'emailVerifiedAt',
   'lastLoginAt',
   'updatedAt',
+  'mfaEnabledAt',
 ] as const satisfies ReadonlyArray<keyof User>;
 
 /**
@@ -37,5 +38,6 @@ export function userView(data: UserView): UserView {
     emailVerifiedAt: data.emailVerifiedAt,
     lastLoginAt: data.lastLoginAt,
     updatedAt: data.updatedAt,
+    mfaEnabledAt: data.mfaEnabledAt,
   };
 }

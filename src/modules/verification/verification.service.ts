@@ -59,7 +59,7 @@ export class VerificationService {
     // The account is locked before its code row, the order every path that touches an account's
     // tokens keeps (deletion cascades to them under the same lock), so none can deadlock another.
     const matched = await withLockedAccount(em, user.id, async (account) => {
-      if ((await this.tokens.attempt(account.em, OneTimeTokenPurpose.EMAIL_VERIFICATION, user.id, code.trim())) !== 'matched') return false;
+      if (!(await this.tokens.attempt(account.em, OneTimeTokenPurpose.EMAIL_VERIFICATION, user.id, code.trim()))) return false;
       await account.em.nativeUpdate(User, { id: user.id }, { emailVerifiedAt: verifiedAt, updatedAt: verifiedAt });
       this.audit.record(account.em, AuditEventType.EMAIL_VERIFIED, { userId: user.id, actorId: user.id }, meta);
       return true;

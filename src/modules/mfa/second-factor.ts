@@ -1,0 +1,54 @@
+import type { EntityManager } from '@mikro-orm/postgresql';
+import type { AuditService } from '../audit/audit.service.js';
+import { AuditEventType } from '../audit/audit-event.entity.js';
+import type { RequestMeta } from '../sessions/request-meta.js';
+import { User } from '../users/user.entity.js';
+import type { RecoveryCodes } from './recovery-codes.js';
+import type { TotpAuthenticator } from './totp.js';
+
+/**
+ * The second factor of an account with MFA on: a TOTP code (each accepted once) or a recovery
+ * code (each once). Used by verifyMfa and by every re-authentication that asks for a code.
+ */
+export class SecondFactor {
+  constructor(
+    private readonly totp: TotpAuthenticator,
+    private readonly recoveryCodes: RecoveryCodes,
+    private readonly audit: AuditService,
+  ) {}
+
+  /**
+   * Whether `code` proves the second factor of the account now, spending it: a TOTP code's time
+   * step (and every earlier one) cannot be used again, a recovery code is gone. Failures and spent
+   * recovery codes are recorded and flushed here; callers have nothing else pending in `em`.
+   */
+  async check(em: EntityManager, userId: string, code: string, meta: RequestMeta): Promise<boolean> {
+    const typed = code.replace(/\s/g, '');
+    let proven = false;
+    if (/^\d{6}$/.test(typed)) {
+      const user = await em.findOne(User, { id: userId }, { fields: ['totpSecret', 'mfaEnabledAt'], refresh: true });
+      const step = user?.totpSecret && user.mfaEnabledAt ? this.totp.matchingStep(user.totpSecret, typed) : null;
+      proven = step !== null && (await this.acceptStep(em, userId, step));
+    } else if (await this.recoveryCodes.use(em, userId, typed)) {
+      proven = true;
+      this.audit.record(em, AuditEventType.MFA_RECOVERY_CODE_USED, { userId, actorId: userId }, meta);
+    }
+    if (!proven) this.audit.record(em, AuditEventType.MFA_FAILED, { userId }, meta);
+    await em.flush();
+    return proven;
+  }
+
+  /**
+   * Records `step` as the account's latest accepted TOTP step, in one conditional UPDATE: `false`
+   * when that step or a later one was accepted already (a replayed code, or two requests racing
+   * with one code: exactly one wins).
+   */
+  async acceptStep(em: EntityManager, userId: string, step: number): Promise<boolean> {
+    const accepted = await em.nativeUpdate(
+      User,
+      { id: userId, $or: [{ totpLastStep: null }, { totpLastStep: { $lt: step } }] },
+      { totpLastStep: step },
+    );
+    return accepted > 0;
+  }
+}
