@@ -5,7 +5,7 @@ import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { INVALID_RESET_TOKEN } from '../src/modules/recovery/recovery.service.js';
 import { FORGOT_PASSWORD, LOGIN, registerAccount } from './support/accounts.js';
-import { chromiumAvailable, launchChromium } from './support/chromium.js';
+import { chromiumAvailable, launchChromium, openRecordedPage } from './support/chromium.js';
 import { startTestServer, type TestServer } from './support/server.js';
 import { resetTokenOf, startSmtpServer, type TestSmtpServer } from './support/smtp.js';
 
@@ -30,22 +30,7 @@ describe.skipIf(!hasChromium)('hosted reset page in headless Chromium', () => {
     if (screenshots) await rm(screenshots, { recursive: true, force: true });
   });
 
-  /** Opens a page that records every GraphQL call it makes and every CSP violation or script error. */
-  async function openPage(url: string) {
-    const context = await browser.newContext();
-    const page = await context.newPage();
-    const graphqlCalls: string[] = [];
-    const problems: string[] = [];
-    page.on('request', (request) => {
-      if (new URL(request.url()).pathname === '/graphql') graphqlCalls.push(request.postData() ?? '');
-    });
-    page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
-    page.on('console', (message) => {
-      if (/content security policy/i.test(message.text())) problems.push(`CSP: ${message.text()}`);
-    });
-    await page.goto(url);
-    return { page, context, graphqlCalls, problems };
-  }
+  const openPage = (url: string) => openRecordedPage(browser, url);
 
   const fields = (page: Page) => ({
     first: page.getByLabel('New password', { exact: true }),

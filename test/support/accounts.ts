@@ -64,3 +64,17 @@ export async function registerAccount(server: TestServer, overrides: Record<stri
   if (!response.data?.register) throw new Error(`register failed: ${JSON.stringify(response.errors)}`);
   return { ...response.data.register, password: input.password as string };
 }
+
+/** Signs in the start-up admin of a server started with {@link START_UP_ADMIN}; returns its access token. */
+export async function startUpAdminToken(server: TestServer): Promise<string> {
+  const response = await server.graphql(LOGIN, { input: { identifier: START_UP_ADMIN.ADMIN_EMAIL, password: START_UP_ADMIN.ADMIN_PASSWORD } });
+  if (!response.data?.login) throw new Error(`admin login failed: ${JSON.stringify(response.errors)}`);
+  return response.data.login.accessToken;
+}
+
+/** The audit events of one account, newest first, as an admin reads them. */
+export async function auditEventsOf(server: TestServer, adminToken: string, userId: string): Promise<Array<{ type: string; userId: string | null; actorId: string | null }>> {
+  const response = await server.graphql('query Audit($userId: ID) { auditEvents(first: 100, userId: $userId) { edges { node { type userId actorId } } } }', { userId }, { token: adminToken });
+  if (!response.data) throw new Error(`auditEvents failed: ${JSON.stringify(response.errors)}`);
+  return response.data.auditEvents.edges.map((edge: { node: { type: string; userId: string | null; actorId: string | null } }) => edge.node);
+}

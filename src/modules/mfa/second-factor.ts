@@ -2,7 +2,6 @@ import type { EntityManager } from '@mikro-orm/postgresql';
 import type { AuditService } from '../audit/audit.service.js';
 import { AuditEventType } from '../audit/audit-event.entity.js';
 import type { RequestMeta } from '../sessions/request-meta.js';
-import { User } from '../users/user.entity.js';
 import type { RecoveryCodes } from './recovery-codes.js';
 import type { TotpAuthenticator } from './totp.js';
 
@@ -26,8 +25,15 @@ export class SecondFactor {
     const typed = code.replace(/\s/g, '');
     let proven = false;
     if (/^\d{6}$/.test(typed)) {
-      const user = await em.findOne(User, { id: userId }, { fields: ['totpSecret', 'mfaEnabledAt'], refresh: true });
-      const step = user?.totpSecret && user.mfaEnabledAt ? this.totp.matchingStep(user.totpSecret, typed) : null;
+      // Read and written by statements: the request's unit of work may hold this user (the backoff
+      // mapped it), and a flush must never write a stale step back over the accepted one.
+      const [secret] = await em.getConnection().execute<Array<{ totp_secret: string }>>(
+        `select "totp_secret" from "users" where "id" = ? and "mfa_enabled_at" is not null and "totp_secret" is not null`,
+        [userId],
+        'all',
+        em.getTransactionContext(),
+      );
+      const step = secret ? this.totp.matchingStep(secret.totp_secret, typed) : null;
       proven = step !== null && (await this.acceptStep(em, userId, step));
     } else if (await this.recoveryCodes.use(em, userId, typed)) {
       proven = true;
@@ -44,11 +50,12 @@ export class SecondFactor {
    * with one code: exactly one wins).
    */
   async acceptStep(em: EntityManager, userId: string, step: number): Promise<boolean> {
-    const accepted = await em.nativeUpdate(
-      User,
-      { id: userId, $or: [{ totpLastStep: null }, { totpLastStep: { $lt: step } }] },
-      { totpLastStep: step },
+    const accepted = await em.getConnection().execute<unknown[]>(
+      `update "users" set "totp_last_step" = ? where "id" = ? and ("totp_last_step" is null or "totp_last_step" < ?) returning "id"`,
+      [step, userId, step],
+      'all',
+      em.getTransactionContext(),
     );
-    return accepted > 0;
+    return accepted.length > 0;
   }
 }

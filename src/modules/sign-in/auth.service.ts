@@ -4,7 +4,7 @@ import type { RateLimits } from '../../rate-limits.js';
 import type { AuditService } from '../audit/audit.service.js';
 import { AuditEventType } from '../audit/audit-event.entity.js';
 import { type LockedAccount, newAccount, withLockedAccount } from '../users/account-lock.js';
-import type { User } from '../users/user.entity.js';
+import { User } from '../users/user.entity.js';
 import { flushTranslatingConflicts, type NewUserInput, type UserService } from '../users/user.service.js';
 import type { LoginGuard } from './login-guard.js';
 import { LoginBackoff } from './login-backoff.js';
@@ -137,7 +137,7 @@ export class AuthService {
    */
   private async challenge(em: EntityManager, user: User, upgradedHash: string | null, meta: RequestMeta): Promise<never> {
     const mfaToken = await this.tokens.issue(em, user, OneTimeTokenPurpose.MFA_CHALLENGE);
-    if (upgradedHash) user.passwordHash = upgradedHash;
+    if (upgradedHash) await em.nativeUpdate(User, { id: user.id, passwordHash: user.passwordHash }, { passwordHash: upgradedHash });
     this.audit.record(em, AuditEventType.MFA_CHALLENGED, { userId: user.id }, meta);
     await em.flush();
     throw new MfaRequiredError(mfaToken);
@@ -160,10 +160,10 @@ export class AuthService {
       // Spent here, under the account's lock: of two requests with one challenge, one signs in.
       if ((await this.tokens.consume(account.em, OneTimeTokenPurpose.MFA_CHALLENGE, mfaToken)) !== user.id) return null;
       if (!user.active || !user.mfaEnabledAt) return null;
+      // Written by statement, not through the entity: the code check above updated the row behind
+      // the unit of work's back (the accepted TOTP step), and a flush must not write it back.
       const now = new Date();
-      user.lastLoginAt = now;
-      user.failedLoginCount = 0;
-      user.loginBlockedUntil = null;
+      await account.em.nativeUpdate(User, { id: user.id }, { lastLoginAt: now, updatedAt: now, failedLoginCount: 0, loginBlockedUntil: null });
       this.audit.record(account.em, AuditEventType.LOGIN_SUCCEEDED, { userId: user.id, actorId: user.id }, meta);
       return this.sessions.start(account, meta, this.guard.deviceFor(user, deviceToken));
     });

@@ -1,0 +1,184 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { auditEventsOf, CHANGE_PASSWORD, LOGIN, ME, REFRESH, registerAccount, RESET_PASSWORD, type SignedInAccount, START_UP_ADMIN, startUpAdminToken } from './support/accounts.js';
+import { CONFIRM_EMAIL_CHANGE, CONFIRM_TOTP, enableMfa, LOCK_ACCOUNT, lockdownTokenOf, ME_MFA, REQUEST_EMAIL_CHANGE, START_TOTP, Authenticator, VERIFY_MFA } from './support/mfa.js';
+import { errorCode, errorField, startTestServer, type TestServer } from './support/server.js';
+import { resetTokenOf, startSmtpServer, type TestSmtpServer, verificationCodeOf } from './support/smtp.js';
+
+let smtp: TestSmtpServer;
+let server: TestServer;
+let adminToken: string;
+beforeAll(async () => {
+  smtp = await startSmtpServer();
+  server = await startTestServer({ SMTP_URL: smtp.url, ...START_UP_ADMIN });
+  adminToken = await startUpAdminToken(server);
+});
+afterAll(async () => {
+  await server?.stop();
+  await smtp?.stop();
+});
+
+const noticeTo = (address: string, subject: string) => smtp.waitFor((mail) => mail.to === address && mail.subject === subject);
+const lock = (token: string) => server.graphql(LOCK_ACCOUNT, { token });
+const login = (identifier: string, password: string, deviceToken?: string) => server.graphql(LOGIN, { input: { identifier, password, deviceToken } });
+let addressCounter = 0;
+const attackerAddress = () => `attacker-${Date.now()}-${(addressCounter += 1)}@evil.example`;
+
+/** The account's password-changed notice's lockdown token, after a changePassword. */
+async function changePasswordNotice(account: SignedInAccount, newPassword: string): Promise<string> {
+  const notices = () => smtp.messages.filter((mail) => mail.to === account.user.email && mail.subject === 'Your password was changed');
+  const before = notices().length;
+  const changed = await server.graphql(CHANGE_PASSWORD, { input: { currentPassword: account.password, newPassword } }, { token: account.accessToken });
+  expect(changed.data?.changePassword).toBe(true);
+  await smtp.waitFor(() => notices().length > before);
+  return lockdownTokenOf(notices().at(-1)!);
+}
+
+async function stillSignedIn(accessToken: string): Promise<boolean> {
+  return !(await server.graphql(ME, {}, { token: accessToken })).errors;
+}
+
+describe('an account hijacked by password, taken back with the lockdown link', () => {
+  it('undoes the email change and the MFA enrollment, ends every session, blocks sign-in until the owner resets the password', async () => {
+    const owner = await registerAccount(server);
+    const ownerAddress = owner.user.email;
+
+    // The attacker knows the password: signs in, moves the account to their address, turns on MFA.
+    const attacker = (await login(ownerAddress, owner.password)).data!.login;
+    const attackerSession = { ...owner, accessToken: attacker.accessToken };
+    const theirs = attackerAddress();
+    expect((await server.graphql(REQUEST_EMAIL_CHANGE, { newEmail: theirs, password: owner.password }, { token: attacker.accessToken })).data?.requestEmailChange).toBe(true);
+    const changeCode = verificationCodeOf(await smtp.waitFor((mail) => mail.to === theirs && mail.subject.startsWith('Confirm your new email address')));
+    expect((await server.graphql(CONFIRM_EMAIL_CHANGE, { code: changeCode }, { token: attacker.accessToken })).data?.confirmEmailChange.email).toBe(theirs);
+    const hijacked = await enableMfa(server, attackerSession);
+    const attackerRefresh = (await login(theirs, owner.password)).errors?.[0].extensions?.mfaToken as string;
+    const attackerDevice = (await server.graphql(VERIFY_MFA, { mfaToken: attackerRefresh, code: hijacked.recoveryCodes[0] })).data!.verifyMfa;
+    // The owner's own session was ended by the email change.
+    expect(await stillSignedIn(owner.accessToken)).toBe(false);
+    // The attacker's notices went to the attacker's address, with links of their own.
+    const attackersLink = lockdownTokenOf(await noticeTo(theirs, 'Two-factor sign-in was turned on'));
+
+    // The owner's old address got two notices, each with a link; the first one is enough.
+    const requested = await noticeTo(ownerAddress, 'Someone asked to change your email address');
+    await noticeTo(ownerAddress, 'Your email address was changed');
+    const ownersLink = lockdownTokenOf(requested);
+    const locked = await lock(ownersLink);
+    expect(locked.errors).toBeUndefined();
+    expect(locked.data?.lockAccount).toBe(true);
+
+    // Every session is gone, refresh tokens included.
+    expect(await stillSignedIn(attacker.accessToken)).toBe(false);
+    expect(await stillSignedIn(attackerDevice.accessToken)).toBe(false);
+    expect(errorCode(await server.graphql(REFRESH, { refreshToken: attackerDevice.refreshToken }))).toBe('UNAUTHENTICATED');
+    // Nobody signs in, with the password or the attacker's device token, at either address.
+    for (const identifier of [ownerAddress, theirs]) {
+      const refused = await login(identifier, owner.password, attackerDevice.deviceToken);
+      expect(['RATE_LIMITED', 'UNAUTHENTICATED']).toContain(errorCode(refused));
+      expect(refused.data ?? null).toBeNull();
+    }
+    // The attacker's own lockdown link died with the lockdown: it cannot lock the owner out again.
+    expect(errorField(await lock(attackersLink))).toBe('token');
+
+    // The reset link went to the restored address; after the reset the owner signs in without MFA.
+    const resetMail = await noticeTo(ownerAddress, 'Your account is locked: choose a new password');
+    const newPassword = 'the rightful owner is back 42';
+    expect((await server.graphql(RESET_PASSWORD, { input: { token: resetTokenOf(resetMail), newPassword } })).data?.resetPassword).toBe(true);
+    const back = await login(ownerAddress, newPassword);
+    expect(back.errors).toBeUndefined();
+    const me = await server.graphql(ME_MFA, {}, { token: back.data!.login.accessToken });
+    expect(me.data!.me).toMatchObject({ id: owner.user.id, email: ownerAddress, emailVerified: true, mfaEnabled: false });
+    expect(errorCode(await login(theirs, newPassword))).toBe('UNAUTHENTICATED');
+
+    const events = (await auditEventsOf(server, adminToken, owner.user.id)).map((event) => event.type);
+    expect(events).toEqual(expect.arrayContaining(['EMAIL_CHANGE_REQUESTED', 'EMAIL_CHANGED', 'MFA_ENABLED', 'ACCOUNT_LOCKED', 'MFA_DISABLED', 'PASSWORD_RESET_COMPLETED']));
+  });
+});
+
+describe('lockAccount', () => {
+  it('refuses a forged or used token and changes nothing', async () => {
+    const account = await registerAccount(server);
+    const token = await changePasswordNotice(account, 'another long passphrase 1');
+    expect(errorField(await lock('A'.repeat(43)))).toBe('token');
+    expect(errorField(await lock('short'))).toBe('token');
+    expect(await stillSignedIn(account.accessToken)).toBe(true);
+    expect((await lock(token)).data?.lockAccount).toBe(true);
+    const again = await lock(token);
+    expect(errorCode(again)).toBe('BAD_USER_INPUT');
+    expect(errorField(again)).toBe('token');
+  });
+
+  it('works from any notice of the last 7 days: a newer notice does not void an older link', async () => {
+    const account = await registerAccount(server);
+    const older = await changePasswordNotice(account, 'another long passphrase 1');
+    const renamed = { ...account, password: 'another long passphrase 1' };
+    const newer = await changePasswordNotice(renamed, 'and yet another passphrase 2');
+    expect(newer).not.toBe(older);
+    expect((await lock(older)).data?.lockAccount).toBe(true);
+    expect(await stillSignedIn(account.accessToken)).toBe(false);
+    const refused = await login(account.user.email, 'and yet another passphrase 2');
+    expect(errorCode(refused)).toBe('RATE_LIMITED');
+    expect(refused.errors![0].message).toMatch(/reset/i);
+  });
+
+  it('expires after 7 days', async () => {
+    const account = await registerAccount(server);
+    const token = await changePasswordNotice(account, 'another long passphrase 1');
+    await server.sql(`update "one_time_tokens" set "expires_at" = now() - interval '1 second' where "user_id" = ? and "purpose" = 'LOCKDOWN'`, [account.user.id]);
+    expect(errorField(await lock(token))).toBe('token');
+    expect(await stillSignedIn(account.accessToken)).toBe(true);
+  });
+
+  it('leaves changes older than 7 days alone: an old email change and an old MFA enrollment stay', async () => {
+    const account = await registerAccount(server);
+    const mfa = await enableMfa(server, account);
+    const moved = attackerAddress();
+    await server.graphql(REQUEST_EMAIL_CHANGE, { newEmail: moved, password: account.password, code: await mfa.authenticator.next() }, { token: account.accessToken });
+    const code = verificationCodeOf(await smtp.waitFor((mail) => mail.to === moved && mail.subject.startsWith('Confirm your new email address')));
+    expect((await server.graphql(CONFIRM_EMAIL_CHANGE, { code }, { token: account.accessToken })).data?.confirmEmailChange.email).toBe(moved);
+    const token = lockdownTokenOf(await noticeTo(account.user.email, 'Your email address was changed'));
+    await server.sql(`update "users" set "email_changed_at" = now() - interval '8 days', "mfa_enabled_at" = now() - interval '8 days' where "id" = ?`, [account.user.id]);
+
+    expect((await lock(token)).data?.lockAccount).toBe(true);
+    const [row] = await server.sql<{ email: string; mfa_enabled_at: Date | null }>('select "email", "mfa_enabled_at" from "users" where "id" = ?', [account.user.id]);
+    expect(row.email).toBe(moved);
+    expect(row.mfa_enabled_at).not.toBeNull();
+    // The reset link goes to the account's address as it now is.
+    await noticeTo(moved, 'Your account is locked: choose a new password');
+  });
+});
+
+describe('security notices carry a lockdown link', () => {
+  it('on a password change, MFA turned on and an email change asked for (the other notices are checked where they are sent)', async () => {
+    const subjects = ['Your password was changed', 'Two-factor sign-in was turned on', 'Someone asked to change your email address'];
+    const account = await registerAccount(server);
+    await changePasswordNotice(account, 'another long passphrase 1');
+    const renamed = { ...account, password: 'another long passphrase 1' };
+    const started = await server.graphql(START_TOTP, { password: renamed.password }, { token: account.accessToken });
+    const authenticator = new Authenticator(started.data!.startTotpEnrollment.secret);
+    await server.graphql(CONFIRM_TOTP, { code: await authenticator.next() }, { token: account.accessToken });
+    await server.graphql(REQUEST_EMAIL_CHANGE, { newEmail: attackerAddress(), password: renamed.password, code: await authenticator.next() }, { token: account.accessToken });
+    for (const subject of subjects) {
+      const mail = await noticeTo(account.user.email, subject);
+      const link = new URL(mail.text.match(/https?:\/\/\S+\/lockdown\?token=\S+/)![0]);
+      expect(`${link.origin}${link.pathname}`).toBe(`${server.config.appUrl}/lockdown`);
+      expect(mail.html).toContain(`/lockdown?token=${lockdownTokenOf(mail)}`);
+    }
+  });
+});
+
+describe('GET /lockdown', () => {
+  it('serves the page under a strict CSP and spends nothing, however often it is opened', async () => {
+    const account = await registerAccount(server);
+    const token = await changePasswordNotice(account, 'another long passphrase 1');
+    for (let opened = 0; opened < 3; opened += 1) {
+      const page = await server.raw(`/lockdown?token=${token}`, { headers: { accept: 'text/html' } });
+      expect(page.status).toBe(200);
+      expect(page.headers.get('content-type')).toBe('text/html; charset=utf-8');
+      expect(page.headers.get('content-security-policy')).toMatch(/default-src 'none'; script-src 'nonce-[^']+'/);
+      expect(page.headers.get('referrer-policy')).toBe('no-referrer');
+      expect(page.headers.get('cache-control')).toBe('no-store');
+      expect(page.text).not.toContain(token);
+    }
+    expect(await stillSignedIn(account.accessToken)).toBe(true);
+    expect((await lock(token)).data?.lockAccount).toBe(true);
+  });
+});
