@@ -30,6 +30,9 @@ import { Maintenance } from './maintenance.js';
 import { DEFAULT_OUTBOX_OPTIONS, type OutboxOptions } from './mail/outbox.js';
 import { createServices } from './services.js';
 
+/** Where the public keys that verify access tokens are published (RFC 8615 well-known location). */
+export const JWKS_PATH = '/.well-known/jwks.json';
+
 /** The pages this server hosts for the links in its emails, by path. */
 const HOSTED_PAGES = new Map<string, () => RenderedPage>([
   ['/reset-password', () => resetPasswordPage()],
@@ -212,6 +215,14 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     if (pathname === '/readyz' && req.method === 'GET') {
       const ready = !draining && (await isDatabaseReady());
       return sendJson(res, ready ? 200 : 503, { status: ready ? 'ready' : 'unavailable' });
+    }
+    if (pathname === JWKS_PATH && (req.method === 'GET' || req.method === 'HEAD')) {
+      // Public keys only; verifiers cache them this long, and fetch again when a token names a key
+      // they have not seen (a rotation), so a short lifetime costs nothing.
+      res.setHeader('cache-control', 'public, max-age=300');
+      res.setHeader('content-type', 'application/jwk-set+json');
+      res.end(req.method === 'HEAD' ? undefined : JSON.stringify(services.accessTokens.jwks()));
+      return;
     }
     // The hosted pages render HTML only: the token stays in the query string for the page's
     // script, and a GET spends nothing.

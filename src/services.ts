@@ -41,6 +41,8 @@ export interface Services {
   audit: AuditService;
   verification: VerificationService;
   mfa: MfaService;
+  /** Signs and verifies access tokens; publishes their public keys. */
+  accessTokens: AccessTokens;
   emailChange: EmailChangeService;
   lockdown: LockdownService;
   /** Its worker is started by the app; {@link close} stops it. */
@@ -80,7 +82,7 @@ export async function createServices(config: Config, orm: MikroORM, logger: Logg
   const notices = new SecurityNotices(tokens, outbox);
   const guard = new LoginGuard(users, limits, backoff, new DeviceTokens(keys.deviceTokens));
   const verification = new VerificationService(tokens, outbox, audit, limits);
-  const accessTokens = new AccessTokens(config.jwtSecret, config.appUrl, config.tokenLifetimes.accessTokenSeconds);
+  const accessTokens = await AccessTokens.create(config.jwtSigning, config.jwtSecret, config.appUrl, config.tokenLifetimes.accessTokenSeconds);
   const mfa = new MfaService({ totp, recoveryCodes, secondFactor, reauthentication, tokens, notices, audit, limits });
   return {
     users,
@@ -91,6 +93,7 @@ export async function createServices(config: Config, orm: MikroORM, logger: Logg
     recovery: new RecoveryService(users, sessions, passwords, tokens, outbox, audit, limits, reauthentication, notices, () => orm.em.fork()),
     verification,
     mfa,
+    accessTokens,
     emailChange: new EmailChangeService({ users, sessions, tokens, outbox, notices, reauthentication, audit, limits }),
     lockdown: new LockdownService({ users, sessions, tokens, mfa, outbox, audit, limits, logger: logger.child({ component: 'lockdown' }) }),
     outbox,

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { accessSync, constants, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
 import { parseEnv } from 'node:util';
+import { type JwtSigning, parseJwtSigning } from './signing-keys.js';
 
 /** Runtime profile; `production` hardens the server (see CONTRACT.md). */
 export type NodeEnv = 'development' | 'test' | 'production';
@@ -36,6 +37,8 @@ export interface Config {
   readonly jwtSecret: string;
   /** Whether `jwtSecret` was generated and kept in `dataDir` rather than configured. */
   readonly jwtSecretGenerated: boolean;
+  /** How access tokens are signed and verified (`JWT_ALGORITHM`, `JWT_PRIVATE_KEY`, `JWT_VERIFY_KEYS`). */
+  readonly jwtSigning: JwtSigning;
   /**
    * Key material for the password pepper, one-time-token hashes and outbox encryption; `undefined`
    * derives them from `jwtSecret` (then rotating the JWT secret invalidates every password).
@@ -263,11 +266,18 @@ export function loadConfig(env: Env): Config {
     problems.push(`HMAC_SECRET must be at least ${MIN_JWT_SECRET_BYTES} bytes long`);
   }
 
-  // The folder is needed for the embedded database, a generated secret, or mail kept as files.
-  if (!databaseUrl || jwtSecretRaw === undefined || !smtpUrl) {
+  const generatesSigningKey = value('JWT_ALGORITHM') === 'EdDSA' && value('JWT_PRIVATE_KEY') === undefined;
+  // The folder is needed for the embedded database, a generated secret or key, or mail kept as files.
+  if (!databaseUrl || jwtSecretRaw === undefined || generatesSigningKey || !smtpUrl) {
     const unusable = unusableDirectory(dataDir);
     if (unusable) problems.push(`DATA_DIR (${dataDir}) ${unusable}`);
   }
+
+  const jwtSigning = parseJwtSigning(
+    { algorithm: value('JWT_ALGORITHM'), privateKey: value('JWT_PRIVATE_KEY'), verifyKeys: value('JWT_VERIFY_KEYS') },
+    { isProduction, dataDir },
+    problems,
+  );
 
   if (problems.length > 0) throw new ConfigError(problems);
 
@@ -283,6 +293,7 @@ export function loadConfig(env: Env): Config {
     dataDir,
     jwtSecret: jwtSecretRaw ?? developmentJwtSecret(dataDir),
     jwtSecretGenerated: jwtSecretRaw === undefined,
+    jwtSigning,
     hmacSecret,
     appUrl,
     links,

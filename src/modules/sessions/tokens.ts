@@ -1,11 +1,11 @@
-import { createHash, randomBytes, randomUUID, webcrypto } from 'node:crypto';
-import { errors, jwtVerify, SignJWT } from 'jose';
+import { createHash, createPublicKey, type KeyObject, randomBytes, randomUUID, webcrypto } from 'node:crypto';
+import { calculateJwkThumbprint, errors, exportJWK, importPKCS8, importSPKI, type JSONWebKeySet, type JWK, jwtVerify, type JWTHeaderParameters, SignJWT } from 'jose';
+import type { JwtSigning } from '../../config/signing-keys.js';
 import { isCanonicalBase64url } from '../../encoding.js';
 import { UnauthenticatedReason } from '../../errors.js';
 
 /** RFC 9068 media type; checking it stops other JWTs signed with the same key from passing as access tokens. */
 const ACCESS_TOKEN_TYPE = 'at+jwt';
-const ALGORITHM = 'HS256';
 
 /** A freshly minted refresh token and the only form of it that is stored. */
 export interface RefreshTokenPair {
@@ -39,30 +39,83 @@ export interface AccessTokenClaims {
 /** Why a presented access token was not accepted, as far as the token alone tells. */
 export type AccessTokenFailure = UnauthenticatedReason.TOKEN_INVALID | UnauthenticatedReason.TOKEN_EXPIRED;
 
+/** A key that verifies, under the algorithm it belongs to. */
+interface VerifyingKey {
+  alg: 'HS256' | 'EdDSA';
+  key: webcrypto.CryptoKey;
+}
+
+/** A public Ed25519 key as the JWKS shows it, with its RFC 7638 thumbprint as `kid`. */
+async function publicJwk(key: KeyObject): Promise<{ jwk: JWK; key: webcrypto.CryptoKey }> {
+  const publicKey = key.type === 'private' ? createPublicKey(key) : key;
+  const imported = await importSPKI(publicKey.export({ type: 'spki', format: 'pem' }).toString(), 'EdDSA', { extractable: true });
+  const jwk = await exportJWK(imported);
+  return { key: imported, jwk: { ...jwk, kid: await calculateJwkThumbprint(jwk), alg: 'EdDSA', use: 'sig' } };
+}
+
 /**
- * Signs and verifies access tokens: HS256 only, with issuer, audience, expiry and `typ` all
- * required, so `alg: none`, RS/HS confusion, tokens of other services and edited claims fail.
+ * Signs and verifies access tokens, with issuer, audience, expiry and `typ` all required, so
+ * `alg: none`, algorithm confusion, tokens of other services and edited claims fail.
+ *
+ * - HS256 (the default): signed and verified with `JWT_SECRET`; only this server can check them.
+ * - EdDSA (Ed25519): signed with `JWT_PRIVATE_KEY`, the header naming the key (`kid`, its RFC 7638
+ *   thumbprint); any service verifies them with the public keys of {@link jwks}
+ *   (`/.well-known/jwks.json`).
+ *
+ * `JWT_VERIFY_KEYS` (public Ed25519 keys) verify as well and stay in the JWKS: a key rotated out
+ * keeps its tokens valid until they expire, so a rotation signs nobody out.
  */
 export class AccessTokens {
-  // A WebCrypto key imported once: jose turns raw bytes or a KeyObject into a CryptoKey on every
-  // sign and verify otherwise, which costs as much as the HMAC itself.
-  private readonly key: Promise<webcrypto.CryptoKey>;
-
-  constructor(
-    secret: string,
+  private constructor(
+    private readonly signer: VerifyingKey & { kid?: string; sign: webcrypto.CryptoKey },
+    /** The keys that verify, by `kid` (the HS256 key has none: it is the one without a `kid`). */
+    private readonly verifiers: ReadonlyMap<string, VerifyingKey>,
+    private readonly keySet: JSONWebKeySet,
     private readonly issuer: string,
     private readonly ttlSeconds: number,
-    private readonly audience = issuer,
-  ) {
-    this.key = webcrypto.subtle.importKey('raw', Buffer.from(secret, 'utf8'), { name: 'HMAC', hash: 'SHA-256' }, false, ['sign', 'verify']);
+    private readonly audience: string,
+  ) {}
+
+  /**
+   * Imports every key once as a WebCrypto key: jose turns raw bytes or a KeyObject into a
+   * CryptoKey on every sign and verify otherwise, which costs as much as the signature itself.
+   */
+  static async create(signing: JwtSigning, secret: string, issuer: string, ttlSeconds: number, audience = issuer): Promise<AccessTokens> {
+    const verifiers = new Map<string, VerifyingKey>();
+    const keys: JWK[] = [];
+    const publish = async (key: KeyObject): Promise<{ kid: string; key: webcrypto.CryptoKey }> => {
+      const { jwk, key: imported } = await publicJwk(key);
+      const kid = jwk.kid!;
+      if (!verifiers.has(kid)) keys.push(jwk);
+      verifiers.set(kid, { alg: 'EdDSA', key: imported });
+      return { kid, key: imported };
+    };
+    let signer: VerifyingKey & { kid?: string; sign: webcrypto.CryptoKey };
+    if (signing.algorithm === 'EdDSA') {
+      const { kid, key } = await publish(signing.privateKey);
+      const sign = await importPKCS8(signing.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(), 'EdDSA');
+      signer = { alg: 'EdDSA', key, kid, sign };
+    } else {
+      const key = await webcrypto.subtle.importKey('raw', Buffer.from(secret, 'utf8'), { name: 'HMAC', hash: 'SHA-256' }, false, ['sign', 'verify']);
+      signer = { alg: 'HS256', key, sign: key };
+      verifiers.set('', signer);
+    }
+    for (const key of signing.verifyKeys) await publish(key);
+    return new AccessTokens(signer, verifiers, { keys }, issuer, ttlSeconds, audience);
+  }
+
+  /** The public keys that verify access tokens (`/.well-known/jwks.json`); empty with HS256 alone. */
+  jwks(): JSONWebKeySet {
+    return this.keySet;
   }
 
   /** Issues a token for one device session. */
   async sign(claims: Omit<AccessTokenClaims, 'namesRow'>, now = new Date()): Promise<{ token: string; expiresAt: Date }> {
     const issuedAt = Math.floor(now.getTime() / 1000);
     const expiresAt = new Date((issuedAt + this.ttlSeconds) * 1000);
+    const { alg, kid } = this.signer;
     const token = await new SignJWT({ sid: claims.sessionId })
-      .setProtectedHeader({ alg: ALGORITHM, typ: ACCESS_TOKEN_TYPE })
+      .setProtectedHeader(kid ? { alg, typ: ACCESS_TOKEN_TYPE, kid } : { alg, typ: ACCESS_TOKEN_TYPE })
       .setSubject(claims.userId)
       .setIssuer(this.issuer)
       .setAudience(this.audience)
@@ -70,22 +123,33 @@ export class AccessTokens {
       // RFC 9068 asks for it; it also keeps two tokens of one device session issued in the same second apart.
       .setJti(randomUUID())
       .setExpirationTime(Math.floor(expiresAt.getTime() / 1000))
-      .sign(await this.key);
+      .sign(this.signer.sign);
     return { token, expiresAt };
   }
 
   /**
+   * The key for a token's header: the one its `kid` names (none: the HS256 key), and only under that
+   * key's own algorithm, so a token cannot pick a key and an algorithm that do not belong together.
+   */
+  private readonly keyFor = (header: JWTHeaderParameters): webcrypto.CryptoKey => {
+    const verifying = this.verifiers.get(header.kid ?? '');
+    if (!verifying || verifying.alg !== header.alg) throw new errors.JWSSignatureVerificationFailed();
+    return verifying.key;
+  };
+
+  /**
    * The claims of a valid token, or why it is not one: TOKEN_EXPIRED only for a token this server
    * signed, for this audience, whose lifetime is over; TOKEN_INVALID for anything else (malformed,
-   * forged, foreign). The signature is checked before any claim, so "expired" tells nothing to a forger.
+   * forged, foreign, or signed by a key that no longer verifies). The signature is checked before
+   * any claim, so "expired" tells nothing to a forger.
    */
   async verify(token: string): Promise<AccessTokenClaims | AccessTokenFailure> {
     // Decoders ignore `=` padding and the spare bits of a last base64url character, so one signed
     // token has several spellings. Only the one this server wrote is accepted.
     if (!token.split('.').every(isCanonicalBase64url)) return UnauthenticatedReason.TOKEN_INVALID;
     try {
-      const { payload } = await jwtVerify(token, await this.key, {
-        algorithms: [ALGORITHM],
+      const { payload } = await jwtVerify(token, this.keyFor, {
+        algorithms: ['HS256', 'EdDSA'],
         issuer: this.issuer,
         audience: this.audience,
         typ: ACCESS_TOKEN_TYPE,

@@ -1,0 +1,161 @@
+import { generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { calculateJwkThumbprint, createRemoteJWKSet, decodeProtectedHeader, exportJWK, jwtVerify, SignJWT } from 'jose';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig } from '../src/config/config.js';
+import { LOGIN, ME, REFRESH, registerAccount } from './support/accounts.js';
+import { startTestServer, type TestServer } from './support/server.js';
+import { unusedPort } from './support/smtp.js';
+
+const LOGOUT = 'mutation { logout }';
+const pem = (key: KeyObject, type: 'pkcs8' | 'spki') => key.export({ type, format: 'pem' }).toString();
+const newKey = () => generateKeyPairSync('ed25519');
+async function kidOf(key: KeyObject): Promise<string> {
+  return calculateJwkThumbprint(await exportJWK(key));
+}
+
+describe('EdDSA access tokens verified by another service through the JWKS', () => {
+  const first = newKey();
+  const second = newKey();
+  let server: TestServer;
+  let verifier: ReturnType<typeof createRemoteJWKSet>;
+  // What a separate service does: only the JWKS URL, the issuer and the audience.
+  const verifyElsewhere = (token: string) =>
+    jwtVerify(token, verifier, { issuer: server.config.appUrl, audience: server.config.appUrl, algorithms: ['EdDSA'], typ: 'at+jwt' });
+
+  beforeAll(async () => {
+    // A fixed port: the verifier keeps one JWKS URL across the restart of a rotation.
+    server = await startTestServer({ PORT: String(await unusedPort()), JWT_ALGORITHM: 'EdDSA', JWT_PRIVATE_KEY: pem(first.privateKey, 'pkcs8') });
+    // jose refetches a key set at most every `cooldownDuration` (30 s by default); a second keeps the test short.
+    verifier = createRemoteJWKSet(new URL(`${server.origin}/.well-known/jwks.json`), { cooldownDuration: 1000 });
+  });
+  afterAll(async () => {
+    await server?.stop();
+  });
+
+  it('publishes the public key with its RFC 7638 thumbprint as kid, cacheable, and nothing private', async () => {
+    const response = await server.raw('/.well-known/jwks.json');
+    expect(response.status).toBe(200);
+    expect(response.headers.get('content-type')).toBe('application/jwk-set+json');
+    expect(response.headers.get('cache-control')).toBe('public, max-age=300');
+    const { keys } = JSON.parse(response.text);
+    expect(keys).toEqual([{ kty: 'OKP', crv: 'Ed25519', x: (await exportJWK(first.publicKey)).x, kid: await kidOf(first.publicKey), alg: 'EdDSA', use: 'sig' }]);
+    expect(response.text).not.toMatch(/"d"/);
+  });
+
+  it('signs tokens a separate verifier accepts; a session ended here still verifies there until it expires', async () => {
+    const account = await registerAccount(server);
+    expect(decodeProtectedHeader(account.accessToken)).toEqual({ alg: 'EdDSA', typ: 'at+jwt', kid: await kidOf(first.publicKey) });
+    const { payload } = await verifyElsewhere(account.accessToken);
+    expect(payload.sub).toBe(account.user.id);
+    expect(payload.exp! - payload.iat!).toBe(server.config.tokenLifetimes.accessTokenSeconds);
+
+    expect((await server.graphql(LOGOUT, {}, { token: account.accessToken })).data?.logout).toBe(true);
+    expect((await server.graphql(ME, {}, { token: account.accessToken })).errors?.[0].extensions?.reason).toBe('SESSION_ENDED');
+    // A remote verifier sees expiry, not revocation (README: keep ACCESS_TOKEN_TTL short).
+    await expect(verifyElsewhere(account.accessToken)).resolves.toBeTruthy();
+  });
+
+  it('refuses forgeries: another key under our kid, and the public key used as an HS256 secret', async () => {
+    const account = await registerAccount(server);
+    const { payload } = await verifyElsewhere(account.accessToken);
+    const kid = await kidOf(first.publicKey);
+    const stranger = newKey();
+    const forged = await new SignJWT(payload).setProtectedHeader({ alg: 'EdDSA', typ: 'at+jwt', kid }).sign(stranger.privateKey);
+    const confused = await new SignJWT(payload)
+      .setProtectedHeader({ alg: 'HS256', typ: 'at+jwt', kid })
+      .sign(new TextEncoder().encode(pem(first.publicKey, 'spki')));
+    const unnamed = await new SignJWT(payload).setProtectedHeader({ alg: 'EdDSA', typ: 'at+jwt' }).sign(first.privateKey);
+    for (const token of [forged, confused]) {
+      expect((await server.graphql(ME, {}, { token })).errors?.[0].extensions?.reason).toBe('TOKEN_INVALID');
+      await expect(verifyElsewhere(token)).rejects.toThrow();
+    }
+    // Our own key without a kid: this server only takes tokens that name their key.
+    expect((await server.graphql(ME, {}, { token: unnamed })).errors?.[0].extensions?.reason).toBe('TOKEN_INVALID');
+  });
+
+  it('rotates without signing anyone out: old tokens verify here and there, new ones carry the new kid', async () => {
+    const account = await registerAccount(server);
+    await verifyElsewhere(account.accessToken);
+    await server.restart({ JWT_PRIVATE_KEY: pem(second.privateKey, 'pkcs8'), JWT_VERIFY_KEYS: `${pem(first.publicKey, 'spki')}\n` });
+
+    const { keys } = JSON.parse((await server.raw('/.well-known/jwks.json')).text);
+    expect(keys.map((key: { kid: string }) => key.kid)).toEqual([await kidOf(second.publicKey), await kidOf(first.publicKey)]);
+    // The access token signed before the rotation still works, here and for the verifier.
+    expect((await server.graphql(ME, {}, { token: account.accessToken })).errors).toBeUndefined();
+    await expect(verifyElsewhere(account.accessToken)).resolves.toBeTruthy();
+    // So does the refresh token; what it gets is signed with the new key, and the verifier (whose
+    // cached key set lacks it) fetches the set again on its own.
+    const refreshed = await server.graphql(REFRESH, { refreshToken: account.refreshToken });
+    const next = refreshed.data!.refreshToken.accessToken as string;
+    expect(decodeProtectedHeader(next).kid).toBe(await kidOf(second.publicKey));
+    await new Promise((resolve) => setTimeout(resolve, 1100)); // the verifier's cooldown between fetches
+    await expect(verifyElsewhere(next)).resolves.toBeTruthy();
+    const login = await server.graphql(LOGIN, { input: { identifier: account.user.email, password: account.password } });
+    await expect(verifyElsewhere(login.data!.login.accessToken)).resolves.toBeTruthy();
+
+    // Once the old key leaves JWT_VERIFY_KEYS, its tokens stop working (TOKEN_INVALID: refresh once).
+    await server.restart({ JWT_PRIVATE_KEY: pem(second.privateKey, 'pkcs8'), JWT_VERIFY_KEYS: '' });
+    expect((await server.graphql(ME, {}, { token: account.accessToken })).errors?.[0].extensions?.reason).toBe('TOKEN_INVALID');
+    expect((await server.graphql(ME, {}, { token: next })).errors).toBeUndefined();
+  });
+});
+
+describe('HS256 (the default)', () => {
+  it('publishes an empty key set and signs tokens without a kid', async () => {
+    const server = await startTestServer();
+    try {
+      expect(JSON.parse((await server.raw('/.well-known/jwks.json')).text)).toEqual({ keys: [] });
+      const account = await registerAccount(server);
+      expect(decodeProtectedHeader(account.accessToken)).toEqual({ alg: 'HS256', typ: 'at+jwt' });
+    } finally {
+      await server.stop();
+    }
+  });
+});
+
+describe('signing-key configuration', () => {
+  const dataDir = () => mkdtempSync(join(tmpdir(), 'jwt-keys-'));
+  const SECRET = 'a-production-secret-of-at-least-32-bytes!';
+  const problemsOf = (env: Record<string, string>): readonly string[] => {
+    try {
+      loadConfig(env);
+      return [];
+    } catch (error) {
+      if (error instanceof ConfigError) return error.problems;
+      throw error;
+    }
+  };
+
+  it('requires JWT_PRIVATE_KEY in production, and names what is wrong with a bad one', () => {
+    const base = { NODE_ENV: 'production', JWT_SECRET: SECRET, DATA_DIR: dataDir(), JWT_ALGORITHM: 'EdDSA' };
+    expect(problemsOf(base)).toEqual([expect.stringMatching(/^JWT_PRIVATE_KEY is required in production/)]);
+    const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 });
+    expect(problemsOf({ ...base, JWT_PRIVATE_KEY: pem(rsa.privateKey, 'pkcs8') })).toEqual(['JWT_PRIVATE_KEY must be an Ed25519 key (got rsa): EdDSA here means Ed25519']);
+    const ed448 = generateKeyPairSync('ed448');
+    expect(problemsOf({ ...base, JWT_PRIVATE_KEY: pem(ed448.privateKey, 'pkcs8') })).toEqual(['JWT_PRIVATE_KEY must be an Ed25519 key (got ed448): EdDSA here means Ed25519']);
+    expect(problemsOf({ ...base, JWT_PRIVATE_KEY: 'not a key' })).toEqual([expect.stringMatching(/^JWT_PRIVATE_KEY must be an Ed25519 private key in PKCS#8 PEM/)]);
+    expect(problemsOf({ ...base, JWT_PRIVATE_KEY: pem(newKey().publicKey, 'spki') })).toEqual([expect.stringMatching(/^JWT_PRIVATE_KEY must be an Ed25519 private key/)]);
+    expect(problemsOf({ ...base, JWT_ALGORITHM: 'RS256' })).toEqual(['JWT_ALGORITHM must be HS256 or EdDSA (got "RS256")']);
+    // With its line breaks escaped, as some environments hold a PEM, it is accepted.
+    expect(problemsOf({ ...base, JWT_PRIVATE_KEY: pem(newKey().privateKey, 'pkcs8').replace(/\n/g, '\\n') })).toEqual([]);
+  });
+
+  it('refuses private keys and non-keys in JWT_VERIFY_KEYS', () => {
+    const base = { DATA_DIR: dataDir() };
+    expect(problemsOf({ ...base, JWT_VERIFY_KEYS: pem(newKey().privateKey, 'pkcs8') })).toEqual(['JWT_VERIFY_KEYS (key 1) must be a public key: a private key does not belong here']);
+    expect(problemsOf({ ...base, JWT_VERIFY_KEYS: 'junk' })).toEqual([expect.stringMatching(/^JWT_VERIFY_KEYS must hold Ed25519 public keys/)]);
+    expect(problemsOf({ ...base, JWT_VERIFY_KEYS: `${pem(newKey().publicKey, 'spki')}\n\n${pem(newKey().publicKey, 'spki')}` })).toEqual([]);
+  });
+
+  it('outside production generates the Ed25519 key once and keeps it in DATA_DIR', () => {
+    const directory = dataDir();
+    const one = loadConfig({ DATA_DIR: directory, JWT_ALGORITHM: 'EdDSA' });
+    const two = loadConfig({ DATA_DIR: directory, JWT_ALGORITHM: 'EdDSA' });
+    if (one.jwtSigning.algorithm !== 'EdDSA' || two.jwtSigning.algorithm !== 'EdDSA') throw new Error('expected EdDSA');
+    expect(one.jwtSigning.generated).toBe(true);
+    expect(pem(two.jwtSigning.privateKey, 'pkcs8')).toBe(pem(one.jwtSigning.privateKey, 'pkcs8'));
+  });
+});
