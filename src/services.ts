@@ -77,7 +77,7 @@ export async function createServices(config: Config, orm: MikroORM, logger: Logg
   const backoff = new LoginBackoff();
   const totp = new TotpAuthenticator(new SecretBox(keys.totpSecrets), new URL(config.appUrl).host);
   const recoveryCodes = new RecoveryCodes(keys.recoveryCodes);
-  const secondFactor = new SecondFactor(totp, recoveryCodes, audit);
+  const secondFactor = new SecondFactor(totp, recoveryCodes, audit, limits);
   const reauthentication = new Reauthentication(backoff, passwords, secondFactor);
   const notices = new SecurityNotices(tokens, outbox);
   const guard = new LoginGuard(users, limits, backoff, new DeviceTokens(keys.deviceTokens));

@@ -131,7 +131,7 @@ describe('confirmEmailChange', () => {
     expect((await server.graphql(ME, {}, { token: account.accessToken })).data!.me.email).toBe(account.user.email);
   });
 
-  it('keeps the replaced address for its owner for 7 days: nobody may register it or change to it meanwhile', async () => {
+  it('keeps the replaced address for its owner while its lockdown links live (7 days): nobody may register it or change to it meanwhile', async () => {
     const account = await registerAccount(server);
     const old = account.user.email;
     const target = newAddress();
@@ -143,8 +143,8 @@ describe('confirmEmailChange', () => {
     expect(errorCode(squatter)).toBe('CONFLICT');
     const other = await registerAccount(server);
     expect(errorCode(await request(other, old))).toBe('CONFLICT');
-    // After the window the address is free again.
-    await server.sql(`update "users" set "email_changed_at" = now() - interval '8 days' where "id" = ?`, [account.user.id]);
+    // Once the old address's lockdown links have expired (7 days), it is free again.
+    await server.sql(`update "one_time_tokens" set "expires_at" = now() - interval '1 second' where "user_id" = ? and "purpose" = 'LOCKDOWN'`, [account.user.id]);
     expect((await request(other, old)).data?.requestEmailChange).toBe(true);
   });
 

@@ -127,22 +127,41 @@ describe('lockAccount', () => {
     expect(await stillSignedIn(account.accessToken)).toBe(true);
   });
 
-  it('leaves changes older than 7 days alone: an old email change and an old MFA enrollment stay', async () => {
+  it('does not undo what came before the link: an MFA enrollment older than the link stays (the hijack test shows a newer one undone)', async () => {
     const account = await registerAccount(server);
-    const mfa = await enableMfa(server, account);
-    const moved = attackerAddress();
-    await server.graphql(REQUEST_EMAIL_CHANGE, { newEmail: moved, password: account.password, code: await mfa.authenticator.next() }, { token: account.accessToken });
-    const code = verificationCodeOf(await smtp.waitFor((mail) => mail.to === moved && mail.subject.startsWith('Confirm your new email address')));
-    expect((await server.graphql(CONFIRM_EMAIL_CHANGE, { code }, { token: account.accessToken })).data?.confirmEmailChange.email).toBe(moved);
-    const token = lockdownTokenOf(await noticeTo(account.user.email, 'Your email address was changed'));
-    await server.sql(`update "users" set "email_changed_at" = now() - interval '8 days', "mfa_enabled_at" = now() - interval '8 days' where "id" = ?`, [account.user.id]);
-
-    expect((await lock(token)).data?.lockAccount).toBe(true);
+    await enableMfa(server, account);
+    // A link mailed after the owner enrolled (a password change): whoever holds it can lock the
+    // account, but not take the owner's second factor away.
+    const after = await server.graphql(CHANGE_PASSWORD, { input: { currentPassword: account.password, newPassword: 'another long passphrase 1' } }, { token: account.accessToken });
+    expect(after.data?.changePassword).toBe(true);
+    const link = lockdownTokenOf(await noticeTo(account.user.email, 'Your password was changed'));
+    expect((await lock(link)).data?.lockAccount).toBe(true);
     const [row] = await server.sql<{ email: string; mfa_enabled_at: Date | null }>('select "email", "mfa_enabled_at" from "users" where "id" = ?', [account.user.id]);
-    expect(row.email).toBe(moved);
     expect(row.mfa_enabled_at).not.toBeNull();
-    // The reset link goes to the account's address as it now is.
-    await noticeTo(moved, 'Your account is locked: choose a new password');
+    expect(row.email).toBe(account.user.email);
+  });
+
+  it('restores the address the link was mailed to, not an older one the owner left on purpose', async () => {
+    const account = await registerAccount(server);
+    const addressA = account.user.email;
+    // The owner moves A → B on purpose.
+    const addressB = attackerAddress().replace('attacker', 'owner');
+    await server.graphql(REQUEST_EMAIL_CHANGE, { newEmail: addressB, password: account.password }, { token: account.accessToken });
+    const toB = verificationCodeOf(await smtp.waitFor((mail) => mail.to === addressB && mail.subject.startsWith('Confirm your new email address')));
+    expect((await server.graphql(CONFIRM_EMAIL_CHANGE, { code: toB }, { token: account.accessToken })).data?.confirmEmailChange.email).toBe(addressB);
+    // A hijacker moves B → X; the owner's notice arrives at B.
+    const hijacker = (await login(addressB, account.password)).data!.login;
+    const addressX = attackerAddress();
+    await server.graphql(REQUEST_EMAIL_CHANGE, { newEmail: addressX, password: account.password }, { token: hijacker.accessToken });
+    const toX = verificationCodeOf(await smtp.waitFor((mail) => mail.to === addressX && mail.subject.startsWith('Confirm your new email address')));
+    await server.graphql(CONFIRM_EMAIL_CHANGE, { code: toX }, { token: hijacker.accessToken });
+    const atB = lockdownTokenOf(await noticeTo(addressB, 'Your email address was changed'));
+
+    expect((await lock(atB)).data?.lockAccount).toBe(true);
+    const [row] = await server.sql<{ email: string }>('select "email" from "users" where "id" = ?', [account.user.id]);
+    expect(row.email).toBe(addressB);
+    await noticeTo(addressB, 'Your account is locked: choose a new password');
+    expect(smtp.messages.some((mail) => mail.to === addressA && mail.subject === 'Your account is locked: choose a new password')).toBe(false);
   });
 });
 

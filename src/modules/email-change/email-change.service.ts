@@ -15,7 +15,7 @@ import type { Reauthentication } from '../sign-in/reauthentication.js';
 import { withLockedAccount } from '../users/account-lock.js';
 import { User } from '../users/user.entity.js';
 import { normalizeEmail } from '../users/user.rules.js';
-import { EMAIL_RESTORE_WINDOW_DAYS, translatingConflicts, type UserService } from '../users/user.service.js';
+import { translatingConflicts, type UserService } from '../users/user.service.js';
 import { type UserView, userView } from '../users/user.view.js';
 
 /** What EmailChangeService needs. */
@@ -31,7 +31,6 @@ export interface EmailChangeDependencies {
 }
 
 const INVALID_CODE = 'The code is invalid or has expired. Ask for a new one.';
-const DAY_MS = 86_400_000;
 
 /**
  * Changing the account's email address: a code to the new address proves it, a notice with a
@@ -66,7 +65,7 @@ export class EmailChangeService {
   /**
    * Switches to the address the code was sent to (now verified): the other sessions end, codes and
    * reset links sent to the old address die, and the old address gets a notice with a "this wasn't
-   * me" link that can restore it for 7 days. CONFLICT when the address was taken meanwhile.
+   * me" link that can restore it for 7 days (the address stays reserved that long). CONFLICT when the address was taken meanwhile.
    */
   async confirm(em: EntityManager, viewer: Viewer, code: string, meta: RequestMeta): Promise<UserView> {
     await this.deps.limits.consume('codeAttemptsPerIp', meta.ip);
@@ -80,11 +79,7 @@ export class EmailChangeService {
       await this.deps.users.assertEmailAvailable(account.em, email, 'code', user.id);
       const now = new Date();
       const oldEmail = user.email;
-      // Several changes within the window keep the first address: the one a lockdown gives back.
-      const keepsEarlier = user.previousEmail !== null && user.emailChangedAt !== null && now.getTime() - user.emailChangedAt.getTime() < EMAIL_RESTORE_WINDOW_DAYS * DAY_MS;
-      await translatingConflicts(() =>
-        account.em.nativeUpdate(User, { id: user.id }, { email, emailVerifiedAt: now, previousEmail: keepsEarlier ? user.previousEmail : oldEmail, emailChangedAt: now, updatedAt: now }),
-      );
+      await translatingConflicts(() => account.em.nativeUpdate(User, { id: user.id }, { email, emailVerifiedAt: now, updatedAt: now }));
       await this.deps.tokens.voidAll(account.em, user.id, MAILBOX_PURPOSES);
       await this.deps.sessions.endAllOf(account, SessionEndReason.EMAIL_CHANGED, viewer.session.family);
       await this.deps.notices.send(account.em, user, { name: 'email-changed', newEmail: email }, oldEmail);

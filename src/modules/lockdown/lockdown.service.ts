@@ -7,14 +7,14 @@ import type { AuditService } from '../audit/audit.service.js';
 import { AuditEventType } from '../audit/audit-event.entity.js';
 import type { MfaService } from '../mfa/mfa.service.js';
 import { OneTimeTokenPurpose } from '../one-time-tokens/one-time-token.entity.js';
-import type { OneTimeTokenService } from '../one-time-tokens/one-time-token.service.js';
+import type { IssuedLink, OneTimeTokenService } from '../one-time-tokens/one-time-token.service.js';
 import type { RequestMeta } from '../sessions/request-meta.js';
 import { SessionEndReason } from '../sessions/session.entity.js';
 import type { SessionService } from '../sessions/session.service.js';
 import { FAILED_LOGINS_BEFORE_RESET } from '../sign-in/login-backoff.js';
 import { type LockedAccount, withLockedAccount } from '../users/account-lock.js';
 import { User } from '../users/user.entity.js';
-import { EMAIL_RESTORE_WINDOW_DAYS, type UserService } from '../users/user.service.js';
+import type { UserService } from '../users/user.service.js';
 
 /** What LockdownService needs. */
 export interface LockdownDependencies {
@@ -29,15 +29,14 @@ export interface LockdownDependencies {
 }
 
 export const INVALID_LOCKDOWN_TOKEN = 'This link is invalid, was used already or has expired.';
-/** How far back a lockdown undoes changes (the lifetime of its link). */
-const UNDO_WINDOW_MS = EMAIL_RESTORE_WINDOW_DAYS * 86_400_000;
 
 /**
  * "This wasn't me": the owner of a hijacked account takes it back with the link of any security
- * notice from the last 7 days. One transaction under the account's lock: every session ends, an
- * email change of the last 7 days is undone, an MFA enrollment of the last 7 days is turned off,
- * sign-in is refused until a password reset, every other pending link and code dies, and a reset
- * link goes to the restored address.
+ * notice from the last 7 days (the link's lifetime). One transaction under the account's lock:
+ * every session ends; if the address the link was mailed to has been replaced since, it comes back;
+ * an MFA enrollment made after the link was mailed is turned off; sign-in is refused until a
+ * password reset; every other pending link and code dies; and a reset link goes to the restored
+ * address.
  */
 export class LockdownService {
   constructor(private readonly deps: LockdownDependencies) {}
@@ -48,8 +47,9 @@ export class LockdownService {
     const ownerId = await this.deps.tokens.ownerOf(em, OneTimeTokenPurpose.LOCKDOWN, token);
     const locked = ownerId
       ? await withLockedAccount(em, ownerId, async (account) => {
-          if ((await this.deps.tokens.consume(account.em, OneTimeTokenPurpose.LOCKDOWN, token)) !== ownerId) return false;
-          await this.lockDown(account, meta);
+          const link = await this.deps.tokens.consume(account.em, OneTimeTokenPurpose.LOCKDOWN, token);
+          if (link?.userId !== ownerId) return false;
+          await this.lockDown(account, link, meta);
           return true;
         })
       : null;
@@ -57,14 +57,15 @@ export class LockdownService {
     return true;
   }
 
-  private async lockDown(account: LockedAccount, meta: RequestMeta): Promise<void> {
+  private async lockDown(account: LockedAccount, link: IssuedLink, meta: RequestMeta): Promise<void> {
     const { em, user } = account;
-    const since = Date.now() - UNDO_WINDOW_MS;
     // Every pending link and code dies, the other lockdown links too: a hijacker's own notices must
     // not let them lock the account again once its owner has reset the password.
     await this.deps.tokens.voidAll(em, user.id, Object.values(OneTimeTokenPurpose));
-    const restored = await this.restorableEmail(account, since);
-    if (user.mfaEnabledAt && user.mfaEnabledAt.getTime() > since) {
+    const restored = await this.restorableEmail(account, link.target);
+    // Only an enrollment made after the link was mailed: a link from before cannot undo the
+    // owner's own second factor.
+    if (user.mfaEnabledAt && user.mfaEnabledAt > link.issuedAt) {
       await this.deps.mfa.turnOff(account);
       this.deps.audit.record(em, AuditEventType.MFA_DISABLED, { userId: user.id }, meta);
     }
@@ -73,33 +74,35 @@ export class LockdownService {
     // issued before (a hijacker's devices skip the backoff) are disowned with the credentials.
     await em.nativeUpdate(User, { id: user.id }, {
       ...(restored ? { email: restored, emailVerifiedAt: now } : {}),
-      previousEmail: null,
-      emailChangedAt: null,
       failedLoginCount: FAILED_LOGINS_BEFORE_RESET,
       loginBlockedUntil: null,
       credentialsVersion: user.credentialsVersion + 1,
       updatedAt: now,
     });
     await this.deps.sessions.endAllOf(account, SessionEndReason.LOCKED);
-    const resetToken = await this.deps.tokens.issue(em, user, OneTimeTokenPurpose.PASSWORD_RESET);
-    this.deps.outbox.enqueue(em, restored ?? user.email, { name: 'account-locked', token: resetToken });
+    // A deactivated account cannot be reset (an admin reactivates it first): no dead link is sent.
+    if (user.active) {
+      const resetToken = await this.deps.tokens.issue(em, user, OneTimeTokenPurpose.PASSWORD_RESET);
+      this.deps.outbox.enqueue(em, restored ?? user.email, { name: 'account-locked', token: resetToken });
+    }
     this.deps.audit.record(em, AuditEventType.ACCOUNT_LOCKED, { userId: user.id }, meta);
   }
 
   /**
-   * The address an email change of the last 7 days replaced, when it should come back: `null` when
-   * there was no such change, or (despite the reservation, see UserService.assertEmailAvailable)
-   * another account holds it now — then the account is still locked, at its current address.
+   * The address the link was mailed to, when an email change has replaced it since (within the
+   * link's 7 days): it comes back. `null` when it is still the account's address, or when another
+   * account holds it now despite the reservation (see UserService.assertEmailAvailable) — then the
+   * account is still locked, at its current address.
    */
-  private async restorableEmail(account: LockedAccount, since: number): Promise<string | null> {
-    const { previousEmail, emailChangedAt, id } = account.user;
-    if (!previousEmail || !emailChangedAt || emailChangedAt.getTime() <= since || previousEmail === account.user.email) return null;
+  private async restorableEmail(account: LockedAccount, mailedTo: string | null): Promise<string | null> {
+    const { user } = account;
+    if (!mailedTo || mailedTo === user.email) return null;
     try {
-      await this.deps.users.assertEmailAvailable(account.em, previousEmail, 'token', id);
-      return previousEmail;
+      await this.deps.users.assertEmailAvailable(account.em, mailedTo, 'token', user.id);
+      return mailedTo;
     } catch (error) {
       if (!(error instanceof ConflictError)) throw error;
-      this.deps.logger.warn({ userId: id }, 'lockdown could not restore the previous email address: another account holds it');
+      this.deps.logger.warn({ userId: user.id }, 'lockdown could not restore the previous email address: another account holds it');
       return null;
     }
   }

@@ -18,7 +18,8 @@ export class SecurityNotices {
 
   /** Queues `notice` for `user` in `em`'s unit of work, to `to` (the account's address unless given). */
   async send(em: EntityManager, user: User, notice: SecurityNoticeContent, to = user.email): Promise<void> {
-    const lockdownToken = await this.tokens.issue(em, user, OneTimeTokenPurpose.LOCKDOWN);
+    // The link remembers where it went: a lockdown gives the account back to that address.
+    const lockdownToken = await this.tokens.issue(em, user, OneTimeTokenPurpose.LOCKDOWN, to);
     this.outbox.enqueue(em, to, { ...notice, lockdownToken });
   }
 }

@@ -1,4 +1,5 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
+import type { RateLimits } from '../../rate-limits.js';
 import type { AuditService } from '../audit/audit.service.js';
 import { AuditEventType } from '../audit/audit-event.entity.js';
 import type { RequestMeta } from '../sessions/request-meta.js';
@@ -14,6 +15,7 @@ export class SecondFactor {
     private readonly totp: TotpAuthenticator,
     private readonly recoveryCodes: RecoveryCodes,
     private readonly audit: AuditService,
+    private readonly limits: RateLimits,
   ) {}
 
   /**
@@ -22,6 +24,10 @@ export class SecondFactor {
    * recovery codes are recorded and flushed here; callers have nothing else pending in `em`.
    */
   async check(em: EntityManager, userId: string, code: string, meta: RequestMeta): Promise<boolean> {
+    // Counted wherever a code is asked for (sign-in and every re-authentication), apart from the
+    // password's backoff: a caller who knows the password gets no more guesses by also proving it.
+    await this.limits.consume('codeAttemptsPerIp', meta.ip);
+    await this.limits.consume('codeAttemptsPerAccount', userId);
     const typed = code.replace(/\s/g, '');
     let proven = false;
     if (/^\d{6}$/.test(typed)) {

@@ -30,6 +30,11 @@ export const MAILBOX_PURPOSES = [OneTimeTokenPurpose.PASSWORD_RESET, OneTimeToke
  */
 @Entity({ tableName: 'one_time_tokens' })
 @Index({ name: 'one_time_tokens_user_purpose_idx', properties: ['user', 'purpose'] })
+// The addresses live lockdown links were mailed to (UserService.assertEmailAvailable keeps them reserved).
+@Index({
+  name: 'one_time_tokens_lockdown_target_idx',
+  expression: `create index "one_time_tokens_lockdown_target_idx" on "one_time_tokens" ("target") where "purpose" = 'LOCKDOWN' and "used_at" is null`,
+})
 export class OneTimeToken extends BaseEntity {
   @ManyToOne(() => User, { deleteRule: 'cascade' })
   user!: User;
@@ -48,7 +53,10 @@ export class OneTimeToken extends BaseEntity {
   @Property({ type: 'timestamptz', nullable: true })
   usedAt: Date | null = null;
 
-  /** What the token is for beyond its purpose: the new address of an email change. */
+  /**
+   * What the token is for beyond its purpose: the new address of an email change, the address a
+   * lockdown link was mailed to, what an MFA challenge is bound to.
+   */
   @Property({ type: 'varchar', length: 254, nullable: true })
   target: string | null = null;
 

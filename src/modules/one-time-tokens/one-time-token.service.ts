@@ -40,6 +40,13 @@ export const TOKEN_KINDS: Readonly<Record<OneTimeTokenPurpose, TokenKind>> = {
 
 const SHAPES: Record<TokenForm, RegExp> = { link: /^[A-Za-z0-9_-]{43}$/, code: /^\d{6}$/ };
 
+/** A link as it was issued: whose, for what, and when. */
+export interface IssuedLink {
+  userId: string;
+  target: string | null;
+  issuedAt: Date;
+}
+
 /** A code that matched, with what it was issued for (see {@link OneTimeTokenService.issue}). */
 export interface MatchedCode {
   target: string | null;
@@ -97,39 +104,41 @@ export class OneTimeTokenService {
 
   /**
    * Consumes a link of `purpose` in one conditional UPDATE; of any number of concurrent callers
-   * exactly one gets the account id, the others `null`.
+   * exactly one gets the link, the others `null`.
    */
-  async consume(em: EntityManager, purpose: OneTimeTokenPurpose, link: string): Promise<string | null> {
+  async consume(em: EntityManager, purpose: OneTimeTokenPurpose, link: string): Promise<IssuedLink | null> {
     const tokenHash = this.linkHash(purpose, link);
     if (!tokenHash) return null;
-    const now = new Date();
-    const [consumed] = await em
-      .createQueryBuilder(OneTimeToken)
-      .update({ usedAt: now })
-      .where({ tokenHash, purpose, usedAt: null, expiresAt: { $gt: now } })
-      .returning(['user'])
-      .execute<Array<{ user: string }>>('all');
-    return consumed?.user ?? null;
+    const [consumed] = await em.getConnection().execute<LinkRow[]>(
+      `update "one_time_tokens" set "used_at" = now()
+        where "token_hash" = ? and "purpose" = ? and "used_at" is null and "expires_at" > now()
+        returning "user_id", "target", "created_at"`,
+      [tokenHash, purpose],
+      'all',
+      em.getTransactionContext(),
+    );
+    return issuedLink(consumed);
   }
+
 
   /**
    * Counts one presentation of a link of `purpose` that carries a second secret checked by the
-   * caller (an MFA challenge and its code): the account id while the link is live and has tries
-   * left, `null` otherwise. One conditional UPDATE, so parallel presentations cannot exceed the
+   * caller (an MFA challenge and its code): the link while it is live and has tries left, `null`
+   * otherwise. One conditional UPDATE, so parallel presentations cannot exceed the
    * budget. The caller {@link consume}s the link once the second secret is right.
    */
-  async tryLink(em: EntityManager, purpose: OneTimeTokenPurpose, link: string): Promise<string | null> {
+  async tryLink(em: EntityManager, purpose: OneTimeTokenPurpose, link: string): Promise<IssuedLink | null> {
     const tokenHash = this.linkHash(purpose, link);
     if (!tokenHash) return null;
-    const [counted] = await em.getConnection().execute<Array<{ user_id: string }>>(
+    const [counted] = await em.getConnection().execute<LinkRow[]>(
       `update "one_time_tokens" set "attempts" = "attempts" + 1
         where "token_hash" = ? and "purpose" = ? and "used_at" is null and "expires_at" > now() and "attempts" < ?
-        returning "user_id"`,
+        returning "user_id", "target", "created_at"`,
       [tokenHash, purpose, this.maxAttempts(purpose)],
       'all',
       em.getTransactionContext(),
     );
-    return counted?.user_id ?? null;
+    return issuedLink(counted);
   }
 
   /**
@@ -171,4 +180,10 @@ export class OneTimeTokenService {
     const boundTo = TOKEN_KINDS[purpose].form === 'code' ? userId : '';
     return createHmac('sha256', this.key).update(`${purpose}\0${boundTo}\0${secret}`).digest('hex');
   }
+}
+
+type LinkRow = { user_id: string; target: string | null; created_at: Date | string };
+
+function issuedLink(row: LinkRow | undefined): IssuedLink | null {
+  return row ? { userId: row.user_id, target: row.target, issuedAt: new Date(row.created_at) } : null;
 }

@@ -96,7 +96,7 @@ export class RecoveryService {
     // and sessions locks the user row first, so none of them can deadlock against another.
     const done = await withLockedAccount(em, user.id, async (account) => {
       // Throwing rolls the consumption back: a link that changed nothing stays as it was.
-      if ((await this.tokens.consume(account.em, OneTimeTokenPurpose.PASSWORD_RESET, token)) !== user.id || !account.user.active) throw new BadUserInputError(INVALID_RESET_TOKEN, 'token');
+      if ((await this.tokens.consume(account.em, OneTimeTokenPurpose.PASSWORD_RESET, token))?.userId !== user.id || !account.user.active) throw new BadUserInputError(INVALID_RESET_TOKEN, 'token');
       // Following the emailed link proves the mailbox is the user's; it also lifts any sign-in backoff.
       await account.em.nativeUpdate(User, { id: user.id }, {
         passwordHash,

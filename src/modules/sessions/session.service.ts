@@ -82,7 +82,8 @@ export class SessionService {
    * It keeps the rule of account-lock.ts: the UPDATE takes the user row's lock before any session
    * row exists, and its condition is evaluated again on the row's latest version after a wait. A
    * reset, change or deactivation that committed since the password was compared makes the user
-   * row fail `credentials_version`/`active`, so nothing is written and the answer is `null`.
+   * row fail `credentials_version`/`active`, so nothing is written and the answer is `null`; so does
+   * an MFA enrollment that committed meanwhile (that sign-in needs a code now).
    */
   async startSignIn(em: EntityManager, signIn: PasswordSignIn, meta: RequestMeta): Promise<IssuedSession | null> {
     this.gate.pass();
@@ -99,7 +100,7 @@ export class SessionService {
                 "failed_login_count" = case when $2::boolean then 0 else "failed_login_count" end,
                 "login_blocked_until" = case when $2::boolean then null else "login_blocked_until" end,
                 "password_hash" = case when "password_hash" = $3 then coalesce($4::varchar, "password_hash") else "password_hash" end
-          where "id" = $5 and "active" and "credentials_version" = $6
+          where "id" = $5 and "active" and "credentials_version" = $6 and "mfa_enabled_at" is null
           returning *),
        "session" as (
          insert into "sessions" ("id", "created_at", "user_id", "refresh_token_hash", "family", "device_id", "user_agent", "ip", "last_used_at", "expires_at")

@@ -62,8 +62,8 @@ async function publicJwk(key: KeyObject): Promise<{ jwk: JWK; key: webcrypto.Cry
  *   thumbprint); any service verifies them with the public keys of {@link jwks}
  *   (`/.well-known/jwks.json`).
  *
- * `JWT_VERIFY_KEYS` (public Ed25519 keys) verify as well and stay in the JWKS: a key rotated out
- * keeps its tokens valid until they expire, so a rotation signs nobody out.
+ * `JWT_VERIFY_KEYS` (public Ed25519 keys) verify as well and, with EdDSA, stay in the JWKS: a key
+ * rotated out keeps its tokens valid until they expire, so a rotation signs nobody out.
  */
 export class AccessTokens {
   private constructor(
@@ -101,7 +101,8 @@ export class AccessTokens {
       verifiers.set('', signer);
     }
     for (const key of signing.verifyKeys) await publish(key);
-    return new AccessTokens(signer, verifiers, { keys }, issuer, ttlSeconds, audience);
+    // With HS256 the key set stays empty (CONTRACT.md): no other service can verify those tokens anyway.
+    return new AccessTokens(signer, verifiers, { keys: signing.algorithm === 'EdDSA' ? keys : [] }, issuer, ttlSeconds, audience);
   }
 
   /** The public keys that verify access tokens (`/.well-known/jwks.json`); empty with HS256 alone. */

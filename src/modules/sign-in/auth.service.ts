@@ -6,7 +6,7 @@ import { AuditEventType } from '../audit/audit-event.entity.js';
 import { type LockedAccount, newAccount, withLockedAccount } from '../users/account-lock.js';
 import { User } from '../users/user.entity.js';
 import { flushTranslatingConflicts, type NewUserInput, type UserService } from '../users/user.service.js';
-import type { LoginGuard } from './login-guard.js';
+import type { LoginAttempt, LoginGuard } from './login-guard.js';
 import { LoginBackoff } from './login-backoff.js';
 import type { SecondFactor } from '../mfa/second-factor.js';
 import { OneTimeTokenPurpose } from '../one-time-tokens/one-time-token.entity.js';
@@ -50,6 +50,13 @@ export type Viewer = LiveSession;
  * tells an attacker which of the three it was.
  */
 export const INVALID_CREDENTIALS = 'Invalid email, username or password.';
+/** What an MFA challenge is bound to (kept as its target). */
+interface MfaChallenge {
+  credentialsVersion: number;
+  /** The device of the valid device token the sign-in presented, if any. */
+  trustedDevice: string | null;
+}
+
 const INVALID_MFA = 'The code is incorrect, or this sign-in has expired. Sign in again if it keeps failing.';
 const INVALID_REFRESH_TOKEN = 'The refresh token is invalid or has expired. Sign in again.';
 const REFRESH_TOKEN_MAX_LENGTH = 128;
@@ -111,7 +118,7 @@ export class AuthService {
     }
     // An imported plain-bcrypt hash or an old cost is upgraded now, while the password is at hand.
     const upgradedHash = this.passwords.needsRehash(user.passwordHash) ? await this.passwords.hash(normalizePassword(password)) : null;
-    if (user.mfaEnabledAt) return this.challenge(em, user, upgradedHash, meta);
+    if (user.mfaEnabledAt) return this.challenge(em, user, attempt, upgradedHash, meta);
     // Committed only if the account is still active with the credentials that were just checked: a
     // reset, change or deactivation that committed meanwhile wins, and this sign-in must not outlive it.
     const issued = await this.sessions.startSignIn(
@@ -132,40 +139,51 @@ export class AuthService {
 
   /**
    * The right password of an account with MFA on: no session yet, but an MFA challenge (its token
-   * goes to the client in MFA_REQUIRED). The attempt stays counted in the account's backoff until
-   * {@link verifyMfa} succeeds, so knowing the password buys no free guesses at codes.
+   * goes to the client in MFA_REQUIRED). The challenge remembers the credentials it was earned with
+   * (a reset or change since voids it) and the device, when a valid device token was presented: such
+   * a sign-in stays out of the account's backoff at verifyMfa too, so strangers' failures never keep
+   * the owner's devices out. Otherwise the attempt stays counted in the backoff until a code
+   * succeeds, so knowing the password buys no free guesses.
    */
-  private async challenge(em: EntityManager, user: User, upgradedHash: string | null, meta: RequestMeta): Promise<never> {
-    const mfaToken = await this.tokens.issue(em, user, OneTimeTokenPurpose.MFA_CHALLENGE);
+  private async challenge(em: EntityManager, user: User, attempt: LoginAttempt, upgradedHash: string | null, meta: RequestMeta): Promise<never> {
+    const bound: MfaChallenge = { credentialsVersion: user.credentialsVersion, trustedDevice: attempt.trusted ? attempt.deviceId : null };
+    const mfaToken = await this.tokens.issue(em, user, OneTimeTokenPurpose.MFA_CHALLENGE, JSON.stringify(bound));
     if (upgradedHash) await em.nativeUpdate(User, { id: user.id, passwordHash: user.passwordHash }, { passwordHash: upgradedHash });
     this.audit.record(em, AuditEventType.MFA_CHALLENGED, { userId: user.id }, meta);
     await em.flush();
+    if (attempt.trusted) await this.guard.forget(attempt);
     throw new MfaRequiredError(mfaToken);
   }
 
   /**
    * Finishes a sign-in that answered MFA_REQUIRED: a TOTP code (each time step once) or a recovery
-   * code (once). Each try counts against the challenge (5) and the account's backoff; a wrong code
-   * and a dead challenge answer alike, with no tokens.
+   * code (once). Each try counts against the challenge (5), the per-account code limit and, unless
+   * the sign-in came from a trusted device, the account's backoff; a wrong code and a dead
+   * challenge answer alike, with no tokens.
    */
   async verifyMfa(em: EntityManager, mfaToken: string, code: string, deviceToken: string | null | undefined, meta: RequestMeta): Promise<SignedIn> {
-    await this.limits.consume('codeAttemptsPerIp', meta.ip);
-    const ownerId = await this.tokens.tryLink(em, OneTimeTokenPurpose.MFA_CHALLENGE, mfaToken);
-    if (!ownerId) throw new BadUserInputError(INVALID_MFA, 'code');
-    const waiting = (await this.guard.backoff.reserve(em, LoginBackoff.byId(ownerId)))?.refusal;
-    if (waiting) throw new RateLimitedError(waiting.retryAfterSeconds, 'Too many failed sign-ins for this account. Try again later.');
-    if (!(await this.secondFactor.check(em, ownerId, code, meta))) throw new BadUserInputError(INVALID_MFA, 'code');
-    const issued = await withLockedAccount(em, ownerId, async (account) => {
+    const challenge = await this.tokens.tryLink(em, OneTimeTokenPurpose.MFA_CHALLENGE, mfaToken);
+    if (!challenge) throw new BadUserInputError(INVALID_MFA, 'code');
+    const { userId } = challenge;
+    const bound = JSON.parse(challenge.target ?? '{}') as MfaChallenge;
+    if (!bound.trustedDevice) {
+      const waiting = (await this.guard.backoff.reserve(em, LoginBackoff.byId(userId)))?.refusal;
+      if (waiting) throw new RateLimitedError(waiting.retryAfterSeconds, 'Too many failed sign-ins for this account. Try again later.');
+    }
+    if (!(await this.secondFactor.check(em, userId, code, meta))) throw new BadUserInputError(INVALID_MFA, 'code');
+    const issued = await withLockedAccount(em, userId, async (account) => {
       const { user } = account;
       // Spent here, under the account's lock: of two requests with one challenge, one signs in.
-      if ((await this.tokens.consume(account.em, OneTimeTokenPurpose.MFA_CHALLENGE, mfaToken)) !== user.id) return null;
-      if (!user.active || !user.mfaEnabledAt) return null;
+      if ((await this.tokens.consume(account.em, OneTimeTokenPurpose.MFA_CHALLENGE, mfaToken))?.userId !== user.id) return null;
+      // A reset or change of the password since the challenge, deactivation, MFA turned off: no sign-in.
+      if (!user.active || !user.mfaEnabledAt || user.credentialsVersion !== bound.credentialsVersion) return null;
       // Written by statement, not through the entity: the code check above updated the row behind
       // the unit of work's back (the accepted TOTP step), and a flush must not write it back.
       const now = new Date();
-      await account.em.nativeUpdate(User, { id: user.id }, { lastLoginAt: now, updatedAt: now, failedLoginCount: 0, loginBlockedUntil: null });
+      const clearsBackoff = bound.trustedDevice ? {} : { failedLoginCount: 0, loginBlockedUntil: null };
+      await account.em.nativeUpdate(User, { id: user.id }, { lastLoginAt: now, updatedAt: now, ...clearsBackoff });
       this.audit.record(account.em, AuditEventType.LOGIN_SUCCEEDED, { userId: user.id, actorId: user.id }, meta);
-      return this.sessions.start(account, meta, this.guard.deviceFor(user, deviceToken));
+      return this.sessions.start(account, meta, bound.trustedDevice ?? this.guard.deviceFor(user, deviceToken));
     });
     if (!issued) throw new BadUserInputError(INVALID_MFA, 'code');
     return this.signIn(issued);

@@ -39,13 +39,17 @@ export class Reauthentication {
    * asked for; only a complete proof clears the account's failures.
    */
   async confirm(em: EntityManager, caller: Reauthenticating, proof: Proof, meta: RequestMeta): Promise<void> {
-    const refusal = (await this.backoff.reserve(em, LoginBackoff.byId(caller.user.id)))?.refusal;
-    if (refusal) throw new RateLimitedError(refusal.retryAfterSeconds, 'Too many wrong passwords or codes for this account. Try again later.');
+    const reservation = await this.backoff.reserve(em, LoginBackoff.byId(caller.user.id));
+    if (reservation?.refusal) throw new RateLimitedError(reservation.refusal.retryAfterSeconds, 'Too many wrong passwords or codes for this account. Try again later.');
     if (!(await this.passwords.verify(proof.password, caller.passwordHash))) throw new BadUserInputError('The password is incorrect.', proof.passwordField);
-    if (proof.code !== undefined && caller.user.mfaEnabledAt) {
+    // MFA as the row is now, not as the request began: an enrollment that just committed counts.
+    const mfaOn = (reservation?.user ?? caller.user).mfaEnabledAt !== null;
+    if (proof.code !== undefined && mfaOn) {
       if (!proof.code) throw new BadUserInputError('Enter a code from your authenticator app, or a recovery code.', 'code');
       if (!(await this.secondFactor.check(em, caller.user.id, proof.code, meta))) throw new BadUserInputError('The code is incorrect or was used already.', 'code');
     }
-    await this.backoff.clear(em, caller.user.id);
+    // Only a complete proof forgets the failures: with MFA on, a password alone (changePassword)
+    // must not wipe the wrong codes counted before it.
+    if (!mfaOn || proof.code !== undefined) await this.backoff.clear(em, caller.user.id);
   }
 }

@@ -97,16 +97,6 @@ export class User extends BaseEntity {
   @Property({ type: 'integer', nullable: true, hidden: true })
   totpLastStep: number | null = null;
 
-  /**
-   * The address an email change replaced, kept for 7 days from {@link emailChangedAt} so a
-   * "this wasn't me" link can restore it (the first one, when several changes follow each other).
-   */
-  @Property({ type: 'varchar', length: USER_LIMITS.emailLength, nullable: true, hidden: true })
-  previousEmail: string | null = null;
-
-  @Property({ type: 'timestamptz', nullable: true })
-  emailChangedAt: Date | null = null;
-
   @Field(() => Date, { description: 'When the account last changed.' })
   @Property({ type: 'timestamptz', onUpdate: () => new Date() })
   updatedAt: Date & Opt = new Date();

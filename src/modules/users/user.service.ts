@@ -58,9 +58,6 @@ export interface RequestedChanges {
   active?: boolean | null;
 }
 
-/** How long an address replaced by an email change stays reserved for its owner (a lockdown restores it). */
-export const EMAIL_RESTORE_WINDOW_DAYS = 7;
-
 // Any constant works; every change that could remove the last active admin takes this lock first.
 const ADMIN_SET_LOCK = 7_216_004_312;
 
@@ -101,18 +98,20 @@ export class UserService {
   }
 
   /**
-   * Refuses (CONFLICT on `field`) an address that is some other account's, or that an email change
-   * replaced less than {@link EMAIL_RESTORE_WINDOW_DAYS} days ago: a "this wasn't me" link may
-   * still give it back to its owner, so nobody may take it meanwhile (a hijacker registering the
-   * old address would otherwise block the recovery). The unique index still decides races on
-   * current addresses.
+   * Refuses (CONFLICT on `field`) an address that is some other account's, or that a live "this
+   * wasn't me" link of another account was mailed to: that link may still give the address back to
+   * its owner (for up to 7 days), so nobody may take it meanwhile — a hijacker registering the old
+   * address would otherwise block the recovery. The unique index still decides races on current
+   * addresses.
    */
   async assertEmailAvailable(em: EntityManager, email: string, field: string, exceptUserId: string | null = null): Promise<void> {
     const taken = await em.getConnection().execute<unknown[]>(
-      `select 1 from "users"
-        where ("email" = ? or ("previous_email" = ? and "email_changed_at" > now() - ? * interval '1 day')) and "id" is distinct from ?::uuid
-        limit 1`,
-      [email, email, EMAIL_RESTORE_WINDOW_DAYS, exceptUserId],
+      `select 1 from "users" where "email" = ? and "id" is distinct from ?::uuid
+       union all
+       select 1 from "one_time_tokens"
+        where "target" = ? and "purpose" = 'LOCKDOWN' and "used_at" is null and "expires_at" > now() and "user_id" is distinct from ?::uuid
+       limit 1`,
+      [email, exceptUserId, email, exceptUserId],
       'all',
       em.getTransactionContext(),
     );

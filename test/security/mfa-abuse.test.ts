@@ -1,0 +1,62 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CHANGE_PASSWORD, fromFreshAddress, LOGIN, registerAccount } from '../support/accounts.js';
+import { DISABLE_TOTP, enableMfa, VERIFY_MFA } from '../support/mfa.js';
+import { errorCode, startTestServer, type TestServer } from '../support/server.js';
+
+// Production limits, and every request from an address of its own (TRUST_PROXY=1): only the
+// per-account limits and the backoff can stop what these attackers do.
+let server: TestServer;
+beforeAll(async () => {
+  server = await startTestServer({ RATE_LIMIT_SCALE: '1', TRUST_PROXY: '1' });
+});
+afterAll(async () => {
+  await server?.stop();
+});
+
+const login = (identifier: string, password: string, deviceToken?: string) =>
+  server.graphql(LOGIN, { input: { identifier, password, deviceToken } }, { headers: fromFreshAddress() });
+
+describe('second-factor guessing', () => {
+  it('a thief with a session and the password cannot guess codes at full speed by re-proving the password in between', async () => {
+    const account = await enableMfa(server, await registerAccount(server, {}));
+    const auth = { token: account.accessToken, headers: fromFreshAddress() };
+    const answers: string[] = [];
+    // Without a per-account code limit, four wrong codes and a changePassword(P, P) (which used to
+    // clear the backoff) could repeat forever: about 3 in a million per guess, at bcrypt speed.
+    for (let round = 0; round < 8 && !answers.includes('RATE_LIMITED'); round += 1) {
+      for (let guess = 0; guess < 4; guess += 1) {
+        const response = await server.graphql(DISABLE_TOTP, { password: account.password, code: String(200_000 + round * 10 + guess) }, { ...auth, headers: fromFreshAddress() });
+        answers.push(errorCode(response)!);
+      }
+      await server.graphql(CHANGE_PASSWORD, { input: { currentPassword: account.password, newPassword: account.password } }, { ...auth, headers: fromFreshAddress() });
+    }
+    expect(answers).toContain('RATE_LIMITED');
+    console.log(`wrong codes before RATE_LIMITED: ${answers.indexOf('RATE_LIMITED')} (of ${answers.length} tries)`);
+    expect(answers.indexOf('RATE_LIMITED')).toBeLessThanOrEqual(10);
+  });
+});
+
+describe('strangers against an MFA account', () => {
+  it('cannot keep the owner out: a sign-in from a trusted device passes MFA while strangers hold the account in backoff', async () => {
+    const owner = await enableMfa(server, await registerAccount(server, {}));
+    // The owner signs in once on this device, which gives the device token.
+    const first = await login(owner.user.email, owner.password);
+    const firstToken = first.errors![0].extensions!.mfaToken as string;
+    const device = (await server.graphql(VERIFY_MFA, { mfaToken: firstToken, code: owner.recoveryCodes[0] }, { headers: fromFreshAddress() })).data!.verifyMfa.deviceToken as string;
+
+    // Strangers push the account into backoff with wrong passwords from many addresses.
+    let held = false;
+    for (let attempt = 0; attempt < 12 && !held; attempt += 1) held = errorCode(await login(owner.user.email, `wrong password number ${attempt}`)) === 'RATE_LIMITED';
+    expect(held).toBe(true);
+    expect(errorCode(await login(owner.user.email, owner.password))).toBe('RATE_LIMITED');
+
+    // The owner's device still gets through, second factor included.
+    const challenged = await login(owner.user.email, owner.password, device);
+    expect(errorCode(challenged)).toBe('MFA_REQUIRED');
+    const finished = await server.graphql(VERIFY_MFA, { mfaToken: challenged.errors![0].extensions!.mfaToken, code: owner.recoveryCodes[1], deviceToken: device }, { headers: fromFreshAddress() });
+    expect(finished.errors).toBeUndefined();
+    expect(finished.data!.verifyMfa.deviceToken).toBe(device);
+    // And the strangers' backoff is still in force for everyone else.
+    expect(errorCode(await login(owner.user.email, owner.password))).toBe('RATE_LIMITED');
+  });
+});
