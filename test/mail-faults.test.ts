@@ -17,7 +17,7 @@ import { type CapturedMail, startSmtpServer, type TestSmtpServer, unusedPort } f
 // loopback, real kills; only bounded waits.
 const DATABASE_URL = processEnv().DATABASE_URL;
 const START_TIMEOUT_MS = 90_000;
-/** A dead process's claims lapse after the default lease (15 s): mail resumes within 30 s of a restart. */
+/** A dead process's claims lapse after the default lease (10 s): mail resumes within 30 s of a restart. */
 const RESUME_WITHIN_MS = 30_000;
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));

@@ -30,7 +30,7 @@ export const DEFAULT_OUTBOX_OPTIONS: OutboxOptions = {
   pollIntervalMs: 2_000,
   retryBaseMs: 5_000,
   maxAttempts: 15,
-  leaseMs: 15_000,
+  leaseMs: 10_000,
   batchSize: 10,
 };
 
