@@ -1,5 +1,5 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
-import { BadUserInputError, ConflictError } from '../../errors.js';
+import { BadUserInputError } from '../../errors.js';
 import type { Logger } from '../../logger.js';
 import type { MailOutbox } from '../../mail/outbox.js';
 import type { RateLimits } from '../../rate-limits.js';
@@ -97,13 +97,8 @@ export class LockdownService {
   private async restorableEmail(account: LockedAccount, mailedTo: string | null): Promise<string | null> {
     const { user } = account;
     if (!mailedTo || mailedTo === user.email) return null;
-    try {
-      await this.deps.users.assertEmailAvailable(account.em, mailedTo, 'token', user.id);
-      return mailedTo;
-    } catch (error) {
-      if (!(error instanceof ConflictError)) throw error;
-      this.deps.logger.warn({ userId: user.id }, 'lockdown could not restore the previous email address: another account holds it');
-      return null;
-    }
+    if (await this.deps.users.isEmailAvailable(account.em, mailedTo, user.id)) return mailedTo;
+    this.deps.logger.warn({ userId: user.id }, 'lockdown could not restore the previous email address: another account holds it');
+    return null;
   }
 }

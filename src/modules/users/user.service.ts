@@ -105,6 +105,11 @@ export class UserService {
    * addresses.
    */
   async assertEmailAvailable(em: EntityManager, email: string, field: string, exceptUserId: string | null = null): Promise<void> {
+    if (!(await this.isEmailAvailable(em, email, exceptUserId))) throw new ConflictError(UNIQUE_FIELDS.users_email_unique.message, field);
+  }
+
+  /** Whether {@link assertEmailAvailable} would let `email` through. */
+  async isEmailAvailable(em: EntityManager, email: string, exceptUserId: string | null = null): Promise<boolean> {
     const taken = await em.getConnection().execute<unknown[]>(
       `select 1 from "users" where "email" = ? and "id" is distinct from ?::uuid
        union all
@@ -115,7 +120,7 @@ export class UserService {
       'all',
       em.getTransactionContext(),
     );
-    if (taken.length > 0) throw new ConflictError(UNIQUE_FIELDS.users_email_unique.message, field);
+    return taken.length === 0;
   }
 
   /**
