@@ -3,6 +3,7 @@ import type { EntityManager, MikroORM } from '@mikro-orm/postgresql';
 import type { LinkTargets } from '../config/config.js';
 import type { OutageLog } from '../db/outage.js';
 import type { Logger } from '../logger.js';
+import { PollingWorker } from '../polling-worker.js';
 import { SecretBox } from '../secret-box.js';
 import { MailMessage } from './mail-message.entity.js';
 import { type MailTemplate, renderMail } from './templates.js';
@@ -77,10 +78,7 @@ interface ClaimedRow {
  */
 export class MailOutbox {
   private readonly cipher: SecretBox;
-  private timer: NodeJS.Timeout | undefined;
-  private running: Promise<void> | undefined;
-  private rerun = false;
-  private stopped = true;
+  private readonly worker: PollingWorker;
   private readonly handlers = new Map<OutboxJob['name'], OutboxJobHandler>();
 
   constructor(
@@ -93,6 +91,9 @@ export class MailOutbox {
     private readonly options: OutboxOptions = DEFAULT_OUTBOX_OPTIONS,
   ) {
     this.cipher = new SecretBox(key);
+    this.worker = new PollingWorker(() => this.drain(), options.pollIntervalMs, (error) => {
+      if (!this.outages.record(error)) this.logger.error({ err: error }, 'mail outbox worker failed; retrying later');
+    });
     orm.em.getEventManager().registerSubscriber(new WakeAfterCommit(() => this.wake()));
   }
 
@@ -116,50 +117,23 @@ export class MailOutbox {
 
   /** Starts the worker. */
   start(): void {
-    this.stopped = false;
-    this.schedule(0);
+    this.worker.start();
   }
 
   /** Asks the worker to look for due messages now (WakeAfterCommit calls it when queued ones commit). */
   wake(): void {
-    this.schedule(0);
+    this.worker.wake();
   }
 
   /** Stops the worker after the round in progress; the transport is closed. */
   async stop(): Promise<void> {
-    this.stopped = true;
-    clearTimeout(this.timer);
-    await this.running;
+    await this.worker.stop();
     this.transport.close();
-  }
-
-  private schedule(delay: number): void {
-    if (this.stopped) return;
-    clearTimeout(this.timer);
-    this.timer = setTimeout(() => this.tick(), delay);
-    this.timer.unref();
-  }
-
-  private tick(): void {
-    if (this.running) {
-      this.rerun = true;
-      return;
-    }
-    this.running = this.drain()
-      .catch((error: unknown) => {
-        if (!this.outages.record(error)) this.logger.error({ err: error }, 'mail outbox worker failed; retrying later');
-      })
-      .finally(() => {
-        this.running = undefined;
-        const again = this.rerun;
-        this.rerun = false;
-        this.schedule(again ? 0 : this.options.pollIntervalMs);
-      });
   }
 
   /** Sends due messages until none is left, renewing the claims of each batch while it is out. */
   private async drain(): Promise<void> {
-    while (!this.stopped) {
+    while (!this.worker.stopping) {
       const claimed = await this.claim();
       if (claimed.length === 0) return;
       const renewal = setInterval(() => void this.renew(claimed.map((row) => row.id)), this.options.leaseMs / 3);
@@ -241,7 +215,7 @@ export class MailOutbox {
         await connection.execute(`update "mail_outbox" set "sent_at" = ?, "payload" = null, "locked_until" = null, "last_error" = null where "id" = ?`, [new Date(), row.id]);
         break;
       } catch (error) {
-        if (this.stopped && attempt >= MARK_RETRY_DELAYS_MS.length) {
+        if (this.worker.stopping && attempt >= MARK_RETRY_DELAYS_MS.length) {
           this.logger.error({ err: error, mailId: row.id, template: row.template }, 'email sent, but recording it failed; it may be sent again');
           return;
         }

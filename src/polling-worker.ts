@@ -1,0 +1,62 @@
+/**
+ * The schedule of a background worker: runs `round` when woken and every `pollIntervalMs`
+ * otherwise, never two rounds at once (a wake during a round runs another right after it). The mail
+ * outbox and the webhook dispatcher share it; a round that throws is reported to `onError` and the
+ * next one comes at the usual interval.
+ */
+export class PollingWorker {
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<void> | undefined;
+  private rerun = false;
+  private stopped = true;
+
+  constructor(
+    private readonly round: () => Promise<void>,
+    private readonly pollIntervalMs: number,
+    private readonly onError: (error: unknown) => void,
+  ) {}
+
+  /** True once {@link stop} was called (or before {@link start}): a round in progress should wind up. */
+  get stopping(): boolean {
+    return this.stopped;
+  }
+
+  start(): void {
+    this.stopped = false;
+    this.schedule(0);
+  }
+
+  /** Runs a round now (or right after the one in progress). */
+  wake(): void {
+    this.schedule(0);
+  }
+
+  /** No round starts after this; resolves when the one in progress has finished. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    await this.running;
+  }
+
+  private schedule(delay: number): void {
+    if (this.stopped) return;
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => this.tick(), delay);
+    this.timer.unref();
+  }
+
+  private tick(): void {
+    if (this.running) {
+      this.rerun = true;
+      return;
+    }
+    this.running = this.round()
+      .catch(this.onError)
+      .finally(() => {
+        this.running = undefined;
+        const again = this.rerun;
+        this.rerun = false;
+        this.schedule(again ? 0 : this.pollIntervalMs);
+      });
+  }
+}
