@@ -9,6 +9,7 @@ import { createTestDatabase, type TestDatabase } from './support/database.js';
 import { build, exitOf, killServerProcesses, postGraphQL, type ServerProcess, serverProcessEnv, startServerProcess } from './support/server-process.js';
 import { startTestServer, type TestServer } from './support/server.js';
 import { type CapturedMail, startSmtpServer, type TestSmtpServer, unusedPort } from './support/smtp.js';
+import { waitUntil } from './support/wait.js';
 
 // Mail is delivered at least once and never repeated by the outbox's own bookkeeping, whatever
 // happens around it: an SMTP server that says "try later", the database dropping its connections
@@ -46,6 +47,35 @@ describe('every attempt at one email', () => {
     expect(tries.map((mail) => mail.messageId)).toEqual([delivered.messageId, delivered.messageId]);
     await sleep(1000);
     expect(smtp.messages.filter((mail) => mail.to === input.email)).toHaveLength(1);
+  });
+});
+
+describe('an SMTP server slower than the lease', () => {
+  let smtp: TestSmtpServer;
+  let server: TestServer;
+  let held: (() => void) | undefined;
+  beforeAll(async () => {
+    // The server takes as long as the test says before it accepts a message.
+    smtp = await startSmtpServer(0, { beforeAnswer: () => new Promise<'accept'>((resolve) => (held = () => resolve('accept'))) });
+    server = await startTestServer({ SMTP_URL: smtp.url }, { outbox: { leaseMs: 1000 } });
+  });
+  afterAll(async () => {
+    held?.();
+    await server?.stop();
+    await smtp?.stop();
+  });
+
+  it('keeps the claim renewed while the message is out, so no other worker takes it over', async () => {
+    const input = newAccountInput();
+    await postGraphQL(server.origin, REGISTER, { input });
+    await waitUntil(() => smtp.attempts.find((mail) => mail.to === input.email), 'the SMTP server has the message', 15_000);
+    // Three leases into the send: a claim that was not renewed would have lapsed twice over.
+    await sleep(3000);
+    const [row] = await server.sql<{ claimed: boolean }>('select locked_until > now() as claimed from mail_outbox where recipient = ?', [input.email]);
+    expect(row.claimed).toBe(true);
+    expect(server.logs.filter((line) => line.msg === 'could not renew the claims of emails being sent')).toEqual([]);
+    held!();
+    await smtp.waitFor((mail) => mail.to === input.email, 15_000);
   });
 });
 

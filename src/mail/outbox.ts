@@ -3,6 +3,7 @@ import type { EntityManager, MikroORM } from '@mikro-orm/postgresql';
 import type { LinkTargets } from '../config/config.js';
 import type { OutageLog } from '../db/outage.js';
 import type { Logger } from '../logger.js';
+import { pgArray } from '../db/pg-array.js';
 import { PollingWorker } from '../polling-worker.js';
 import { SecretBox } from '../secret-box.js';
 import { MailMessage } from './mail-message.entity.js';
@@ -165,8 +166,8 @@ export class MailOutbox {
   private async renew(ids: string[]): Promise<void> {
     try {
       await this.orm.em.fork().getConnection().execute(
-        `update "mail_outbox" set "locked_until" = ? where "id" = any(?) and "sent_at" is null and "failed_at" is null`,
-        [new Date(Date.now() + this.options.leaseMs), ids],
+        `update "mail_outbox" set "locked_until" = ? where "id" = any(?::uuid[]) and "sent_at" is null and "failed_at" is null`,
+        [new Date(Date.now() + this.options.leaseMs), pgArray(ids)],
       );
     } catch (error) {
       this.logger.warn({ err: error }, 'could not renew the claims of emails being sent');
