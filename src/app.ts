@@ -28,6 +28,7 @@ import { type RequestTarget, requestTarget } from './http/request-target.js';
 import { createLogger, type Logger } from './logger.js';
 import { Maintenance } from './maintenance.js';
 import { DEFAULT_OUTBOX_OPTIONS, type OutboxOptions } from './mail/outbox.js';
+import { DEFAULT_WEBHOOK_OPTIONS, type WebhookDispatchOptions } from './modules/webhooks/webhook-dispatcher.js';
 import { createServices } from './services.js';
 
 /** Where the public keys that verify access tokens are published (RFC 8615 well-known location). */
@@ -56,6 +57,8 @@ export interface AppOptions {
   logDestination?: DestinationStream;
   /** Mail outbox worker tuning (tests shorten poll and retry delays). */
   outbox?: Partial<OutboxOptions>;
+  /** Webhook dispatcher tuning (tests shorten poll, retry and time-out delays). */
+  webhooks?: Partial<WebhookDispatchOptions>;
 }
 
 const READINESS_TIMEOUT_MS = 2000;
@@ -111,7 +114,10 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
   const logger = createLogger(config, options.logDestination);
   const database = await openDatabase(config, logger);
   const { orm } = database;
-  const services = await createServices(config, orm, logger, { ...DEFAULT_OUTBOX_OPTIONS, ...options.outbox });
+  const services = await createServices(config, orm, logger, {
+    outbox: { ...DEFAULT_OUTBOX_OPTIONS, ...options.outbox },
+    webhooks: { ...DEFAULT_WEBHOOK_OPTIONS, ...options.webhooks },
+  });
   if (config.admin) {
     try {
       await services.userAdmin.ensureFirstAdmin(orm.em.fork(), config.admin, logger);
@@ -123,7 +129,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
       throw error;
     }
   }
-  services.outbox.start();
+  services.start();
   const maintenance = new Maintenance(orm, config.retention, logger.child({ component: 'maintenance' }), services.outages);
   maintenance.start();
   const server = createHttpServer({ maxConnections: config.httpMaxConnections, logger }, serve);

@@ -15,6 +15,8 @@ export interface Keys {
   readonly totpSecrets: Buffer;
   /** Keys the HMAC of MFA recovery codes. */
   readonly recoveryCodes: Buffer;
+  /** AES-256-GCM key for webhook signing secrets, which the server must read back to sign. */
+  readonly webhookSecrets: Buffer;
 }
 
 function derive(secret: string, purpose: string): Buffer {
@@ -34,5 +36,6 @@ export function deriveKeys(config: Pick<Config, 'hmacSecret' | 'jwtSecret'>): Ke
     deviceTokens: derive(secret, 'device-tokens'),
     totpSecrets: derive(secret, 'totp-secrets'),
     recoveryCodes: derive(secret, 'recovery-codes'),
+    webhookSecrets: derive(secret, 'webhook-secrets'),
   });
 }

@@ -7,6 +7,8 @@ import { RATE_LIMIT_TABLE } from './rate-limits.js';
 
 /** Sent mail, and used or expired one-time tokens, are kept this long for investigations. */
 const DONE_ROWS_DAYS = 7;
+/** Webhook delivery attempts stay in the log admins read for this long. */
+const WEBHOOK_LOG_DAYS = 30;
 /** Rows deleted per statement: short statements that never hold many row locks at once. */
 const BATCH = 1000;
 const DAY_MS = 86_400_000;
@@ -27,8 +29,9 @@ export type MaintenanceReport = Record<string, number>;
 
 /**
  * Deletes what retention allows, every `intervalSeconds`: ended or expired sessions after
- * `sessionDays`, audit events after `auditDays`, sent or given-up mail and used or expired
- * one-time tokens after 7 days, and expired rate-limit rows. One instance at a time (a lease,
+ * `sessionDays`, audit events after `auditDays`, sent or given-up mail and webhook messages and
+ * used or expired one-time tokens after 7 days, webhook delivery attempts after 30 days, and
+ * expired rate-limit rows. One instance at a time (a lease,
  * src/db/lease.ts, renewed after every batch), in batches of {@link BATCH} rows, each its own short
  * statement, so sign-in never waits behind it.
  */
@@ -48,6 +51,8 @@ export class Maintenance {
       { name: 'sessions', table: 'sessions', key: 'id', where: '"revoked_at" < ? or "expires_at" < ?', cutoff: daysAgo(retention.sessionDays) },
       { name: 'auditEvents', table: 'audit_events', key: 'id', where: '"created_at" < ?', cutoff: daysAgo(retention.auditDays) },
       { name: 'mail', table: 'mail_outbox', key: 'id', where: '"sent_at" < ? or "failed_at" < ?', cutoff: daysAgo(DONE_ROWS_DAYS) },
+      { name: 'webhookMessages', table: 'webhook_messages', key: 'id', where: '"delivered_at" < ? or "failed_at" < ?', cutoff: daysAgo(DONE_ROWS_DAYS) },
+      { name: 'webhookDeliveries', table: 'webhook_deliveries', key: 'id', where: '"created_at" < ?', cutoff: daysAgo(WEBHOOK_LOG_DAYS) },
       { name: 'oneTimeTokens', table: 'one_time_tokens', key: 'id', where: '"used_at" < ? or "expires_at" < ?', cutoff: daysAgo(DONE_ROWS_DAYS) },
       // rate-limiter-flexible keeps `expire` in epoch milliseconds (null: never).
       { name: 'rateLimits', table: RATE_LIMIT_TABLE, key: 'key', where: '"expire" < ?', cutoff: (now) => now },

@@ -30,6 +30,10 @@ import { MfaService } from './modules/mfa/mfa.service.js';
 import { RecoveryCodes } from './modules/mfa/recovery-codes.js';
 import { SecondFactor } from './modules/mfa/second-factor.js';
 import { TotpAuthenticator } from './modules/mfa/totp.js';
+import { DestinationPolicy } from './modules/webhooks/destination.js';
+import { UserEvents } from './modules/webhooks/user-events.js';
+import { DEFAULT_WEBHOOK_OPTIONS, WebhookDispatcher, type WebhookDispatchOptions } from './modules/webhooks/webhook-dispatcher.js';
+import { WebhookService } from './modules/webhooks/webhook.service.js';
 
 /** The application's services: created once per app, stateless, given an EntityManager per call. */
 export interface Services {
@@ -45,7 +49,8 @@ export interface Services {
   accessTokens: AccessTokens;
   emailChange: EmailChangeService;
   lockdown: LockdownService;
-  /** Its worker is started by the app; {@link close} stops it. */
+  /** Webhook endpoints, and the fan-out of account events to them. */
+  webhooks: WebhookService;
   outbox: MailOutbox;
   limits: RateLimits;
   passwords: PasswordHasher;
@@ -53,26 +58,38 @@ export interface Services {
   outages: OutageLog;
   /** Closed by the app when shutdown cuts the requests in flight: no session is issued after that. */
   signInGate: SignInGate;
+  /** Starts the background workers: the mail outbox and the webhook dispatcher (the app does, once it is up; the CLI does not). */
+  start(): void;
   /**
    * Stops what the services run and releases what they hold, in order: the mail worker (after its
-   * round in progress), the Redis connection of the rate limiter, the hashing workers. The database
-   * is the caller's, closed after this.
+   * round in progress), the webhook dispatcher (attempts in flight are cut short and retried later),
+   * the Redis connection of the rate limiter, the hashing workers. The database is the caller's,
+   * closed after this.
    */
   close(): Promise<void>;
 }
 
+/** Tuning of the background workers; tests shorten the delays. */
+export interface WorkerOptions {
+  outbox?: OutboxOptions;
+  webhooks?: WebhookDispatchOptions;
+}
+
 /** Wires the services from configuration. */
-export async function createServices(config: Config, orm: MikroORM, logger: Logger, outboxOptions?: OutboxOptions): Promise<Services> {
+export async function createServices(config: Config, orm: MikroORM, logger: Logger, workers: WorkerOptions = {}): Promise<Services> {
   const keys = deriveKeys(config);
   const passwords = await PasswordHasher.create(config.bcryptCost, keys.passwordPepper);
-  const users = new UserService(passwords);
+  const mailLogger = logger.child({ component: 'mail' });
+  const outages = new OutageLog(logger);
+  const outbox = new MailOutbox(orm, createMailTransport(config, mailLogger), keys.mailOutbox, config.links, mailLogger, outages, workers.outbox);
+  const users = new UserService(passwords, new UserEvents(outbox));
   const signInGate = new SignInGate();
   const sessions = new SessionService(config.tokenLifetimes, signInGate);
   const tokens = new OneTimeTokenService(keys.oneTimeTokens);
   const audit = new AuditService();
-  const mailLogger = logger.child({ component: 'mail' });
-  const outages = new OutageLog(logger);
-  const outbox = new MailOutbox(orm, createMailTransport(config, mailLogger), keys.mailOutbox, config.links, mailLogger, outages, outboxOptions);
+  const destinations = new DestinationPolicy(config.webhooks);
+  const webhookSecrets = new SecretBox(keys.webhookSecrets);
+  const dispatcher = new WebhookDispatcher(orm, destinations, webhookSecrets, logger.child({ component: 'webhooks' }), outages, workers.webhooks ?? DEFAULT_WEBHOOK_OPTIONS);
   const limits = RateLimits.create(config, orm);
   const backoff = new LoginBackoff();
   const totp = new TotpAuthenticator(new SecretBox(keys.totpSecrets), new URL(config.appUrl).host);
@@ -81,7 +98,7 @@ export async function createServices(config: Config, orm: MikroORM, logger: Logg
   const reauthentication = new Reauthentication(backoff, passwords, secondFactor);
   const notices = new SecurityNotices(tokens, outbox);
   const guard = new LoginGuard(users, limits, backoff, new DeviceTokens(keys.deviceTokens));
-  const verification = new VerificationService(tokens, outbox, audit, limits);
+  const verification = new VerificationService(tokens, outbox, audit, limits, users);
   const accessTokens = await AccessTokens.create(config.jwtSigning, config.jwtSecret, config.appUrl, config.tokenLifetimes.accessTokenSeconds);
   const mfa = new MfaService({ totp, recoveryCodes, secondFactor, reauthentication, tokens, notices, audit, limits });
   return {
@@ -96,13 +113,19 @@ export async function createServices(config: Config, orm: MikroORM, logger: Logg
     accessTokens,
     emailChange: new EmailChangeService({ users, sessions, tokens, outbox, notices, reauthentication, audit, limits }),
     lockdown: new LockdownService({ users, sessions, tokens, mfa, outbox, audit, limits, logger: logger.child({ component: 'lockdown' }) }),
+    webhooks: new WebhookService(orm, destinations, webhookSecrets, dispatcher, audit, outbox),
     outbox,
     limits,
     passwords,
     outages,
     signInGate,
+    start() {
+      outbox.start();
+      dispatcher.start();
+    },
     async close() {
       await outbox.stop();
+      await dispatcher.stop();
       await limits.stop();
       await passwords.close();
     },

@@ -35,7 +35,7 @@ function purgedSince(from: number): Record<string, number> {
 }
 
 describe('maintenance', () => {
-  it('purges ended and expired sessions, old audit events, sent mail, spent tokens and expired rate-limit rows — and nothing else', async () => {
+  it('purges ended and expired sessions, old audit events, sent mail, done webhook messages, old delivery logs, spent tokens and expired rate-limit rows — and nothing else', async () => {
     // Runs go on every second while the rows are aged: what they purge is summed from here on.
     const from = server.logs.length;
     const old = await registerAccount(server);
@@ -55,10 +55,22 @@ describe('maintenance', () => {
     await server.sql("update mail_outbox set failed_at = now() - interval '8 days' where recipient = ? and sent_at is null", [old.user.email]);
     await server.sql("update one_time_tokens set expires_at = now() - interval '8 days' where user_id = ?", [old.user.id]);
     await server.sql("insert into rate_limits (key, points, expire) values ('test:expired', 1, ?), ('test:live', 1, ?), ('test:forever', 1, null)", [Date.now() - 1000, Date.now() + 3_600_000]);
+    // Webhooks: messages delivered or given up eight days ago go, a recent and a pending one stay;
+    // delivery-log entries go after 30 days. (The endpoint hears of no event this test causes.)
+    const [endpoint] = await server.sql<{ id: string }>("insert into webhook_endpoints (id, created_at, url, events, secret) values (gen_random_uuid(), now(), 'https://example.com/hooks', '{user.locked}', 'sealed') returning id");
+    const message = "insert into webhook_messages (id, created_at, endpoint_id, event_id, event_type, attempts, next_attempt_at, delivered_at, failed_at) values (gen_random_uuid(), now(), ?, ?, 'user.locked', 1, now() + interval '1 day', ?, ?)";
+    const daysAgo = (days: number) => new Date(Date.now() - days * 86_400_000);
+    await server.sql(message, [endpoint.id, 'msg_old_delivered', daysAgo(8), null]);
+    await server.sql(message, [endpoint.id, 'msg_old_failed', null, daysAgo(8)]);
+    await server.sql(message, [endpoint.id, 'msg_recent', daysAgo(1), null]);
+    await server.sql(message, [endpoint.id, 'msg_pending', null, null]);
+    const attempt = "insert into webhook_deliveries (id, endpoint_id, webhook_id, event_type, attempt, status, created_at) values (gen_random_uuid(), ?, ?, 'user.locked', 1, 200, ?)";
+    await server.sql(attempt, [endpoint.id, 'msg_old_delivered', daysAgo(31)]);
+    await server.sql(attempt, [endpoint.id, 'msg_recent', daysAgo(1)]);
 
     await nextRun();
     const report = purgedSince(from);
-    expect(report).toMatchObject({ sessions: 2, mail: 1, oneTimeTokens: 1, rateLimits: 1 });
+    expect(report).toMatchObject({ sessions: 2, mail: 1, oneTimeTokens: 1, rateLimits: 1, webhookMessages: 2, webhookDeliveries: 1 });
     // register, two logins of `old`: at least three events of its own.
     expect(report.auditEvents).toBeGreaterThanOrEqual(3);
 
@@ -70,6 +82,8 @@ describe('maintenance', () => {
     expect(await count('mail_outbox where recipient = ?', [fresh.user.email])).toBe(1);
     expect(await count('one_time_tokens where user_id = ?', [fresh.user.id])).toBe(1);
     expect((await server.sql<{ key: string }>("select key from rate_limits where key like 'test:%' order by key")).map((row) => row.key)).toEqual(['test:forever', 'test:live']);
+    expect((await server.sql<{ event_id: string }>('select event_id from webhook_messages order by event_id')).map((row) => row.event_id)).toEqual(['msg_pending', 'msg_recent']);
+    expect((await server.sql<{ webhook_id: string }>('select webhook_id from webhook_deliveries')).map((row) => row.webhook_id)).toEqual(['msg_recent']);
 
     // Whatever is still in use still works.
     expect((await server.graphql(ME, {}, { token: rotated.accessToken })).data?.me.id).toBe(fresh.user.id);
@@ -77,7 +91,7 @@ describe('maintenance', () => {
     expect((await server.graphql(LOGIN, { input: { identifier: old.user.email, password: old.password } })).data?.login).toBeTruthy();
 
     // The next run finds nothing more.
-    expect(await nextRun()).toEqual({ sessions: 0, auditEvents: 0, mail: 0, oneTimeTokens: 0, rateLimits: 0 });
+    expect(await nextRun()).toEqual({ sessions: 0, auditEvents: 0, mail: 0, webhookMessages: 0, webhookDeliveries: 0, oneTimeTokens: 0, rateLimits: 0 });
   }, 60_000);
 });
 

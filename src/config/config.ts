@@ -74,6 +74,19 @@ export interface Config {
   readonly httpMaxConnections: number;
   /** What maintenance purges, and how often it runs (see maintenance.ts). */
   readonly retention: Retention;
+  /** Where webhook endpoints may point (see modules/webhooks/destination.ts). */
+  readonly webhooks: WebhookDestinations;
+}
+
+/** Rules for webhook endpoint URLs. */
+export interface WebhookDestinations {
+  /** Only `https://` URLs (production). */
+  readonly httpsOnly: boolean;
+  /**
+   * Hosts (lower-cased, IPv6 without brackets) whose URLs may resolve to loopback, link-local or
+   * private addresses (`WEBHOOK_ALLOWED_HOSTS`); every other host must resolve to public ones only.
+   */
+  readonly allowedHosts: readonly string[];
 }
 
 /** Absolute URLs that email links point at; any scheme but script-running ones (`myapp://reset` for deep links). */
@@ -252,6 +265,7 @@ export function loadConfig(env: Env): Config {
     auditDays: integer('AUDIT_RETENTION_DAYS', 400, 1, 36_500),
     intervalSeconds: integer('MAINTENANCE_INTERVAL_SECONDS', 3600, 1, 604_800),
   });
+  const webhooks = Object.freeze({ httpsOnly: isProduction, allowedHosts: webhookAllowedHosts(value('WEBHOOK_ALLOWED_HOSTS'), problems) });
 
   // The secret is not trimmed: every byte of it is key material.
   const jwtSecretRaw = env.JWT_SECRET === '' ? undefined : env.JWT_SECRET;
@@ -310,7 +324,22 @@ export function loadConfig(env: Env): Config {
     queryLimits,
     httpMaxConnections,
     retention,
+    webhooks,
   });
+}
+
+/**
+ * `WEBHOOK_ALLOWED_HOSTS`: comma-separated host names or IP addresses, compared with the host of an
+ * endpoint URL as written there (case-insensitive; IPv6 with or without brackets).
+ */
+function webhookAllowedHosts(raw: string | undefined, problems: string[]): readonly string[] {
+  const hosts: string[] = [];
+  for (const entry of (raw ?? '').split(',').map((part) => part.trim().toLowerCase()).filter(Boolean)) {
+    const host = entry.replace(/^\[(.*)\]$/, '$1');
+    if (/^[a-z0-9.-]+$/.test(host) || (host.includes(':') && /^[0-9a-f:.]+$/.test(host))) hosts.push(host);
+    else problems.push(`WEBHOOK_ALLOWED_HOSTS entry "${entry}" must be a host name or an IP address (no scheme, port or path)`);
+  }
+  return Object.freeze(hosts);
 }
 
 /**

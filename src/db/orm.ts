@@ -13,10 +13,13 @@ import { AuditEvent } from '../modules/audit/audit-event.entity.js';
 import { OneTimeToken } from '../modules/one-time-tokens/one-time-token.entity.js';
 import { Session } from '../modules/sessions/session.entity.js';
 import { RecoveryCode } from '../modules/mfa/recovery-code.entity.js';
+import { WebhookDelivery } from '../modules/webhooks/webhook-delivery.entity.js';
+import { WebhookEndpoint } from '../modules/webhooks/webhook-endpoint.entity.js';
+import { WebhookMessage } from '../modules/webhooks/webhook-message.entity.js';
 import { User } from '../modules/users/user.entity.js';
 
 /** Every entity of the application, listed explicitly so discovery never depends on file globs. */
-export const ENTITIES = [User, Session, OneTimeToken, RecoveryCode, MailMessage, AuditEvent];
+export const ENTITIES = [User, Session, OneTimeToken, RecoveryCode, MailMessage, AuditEvent, WebhookEndpoint, WebhookMessage, WebhookDelivery];
 
 /** What differs between the app (runs migrations, logs through pino) and the CLI (writes migrations). */
 export interface OrmSettings {

@@ -1,5 +1,5 @@
-import { Entity, Index, type Opt, Property } from '@mikro-orm/core';
-import { BaseEntity } from '../db/base.entity.js';
+import { Entity, Index, Property } from '@mikro-orm/core';
+import { QueuedRow } from '../db/queue.js';
 
 /**
  * One email in the transactional outbox. It is written in the same transaction as whatever it
@@ -12,7 +12,7 @@ import { BaseEntity } from '../db/base.entity.js';
   name: 'mail_outbox_due_idx',
   expression: 'create index "mail_outbox_due_idx" on "mail_outbox" ("next_attempt_at") where "sent_at" is null and "failed_at" is null',
 })
-export class MailMessage extends BaseEntity {
+export class MailMessage extends QueuedRow {
   @Property({ type: 'varchar', length: 254 })
   recipient!: string;
 
@@ -24,22 +24,8 @@ export class MailMessage extends BaseEntity {
   @Property({ type: 'text', nullable: true })
   payload: string | null = null;
 
-  @Property({ type: 'smallint', default: 0 })
-  attempts: Opt<number> = 0;
-
-  @Property({ type: 'timestamptz' })
-  nextAttemptAt: Opt<Date> = new Date();
-
-  /** A worker that claimed the message holds it until then; a crashed worker's claim expires. */
-  @Property({ type: 'timestamptz', nullable: true })
-  lockedUntil: Date | null = null;
-
   @Property({ type: 'timestamptz', nullable: true })
   sentAt: Date | null = null;
-
-  /** Set when every attempt failed; the message is no longer retried. */
-  @Property({ type: 'timestamptz', nullable: true })
-  failedAt: Date | null = null;
 
   /** The last delivery error (never the content). */
   @Property({ type: 'varchar', length: 500, nullable: true })

@@ -3,7 +3,9 @@ import type { EntityManager, MikroORM } from '@mikro-orm/postgresql';
 import type { LinkTargets } from '../config/config.js';
 import type { OutageLog } from '../db/outage.js';
 import type { Logger } from '../logger.js';
+import type { WebhookEvent } from '../modules/webhooks/user-events.js';
 import { pgArray } from '../db/pg-array.js';
+import { claimDue } from '../db/queue.js';
 import { PollingWorker } from '../polling-worker.js';
 import { SecretBox } from '../secret-box.js';
 import { MailMessage } from './mail-message.entity.js';
@@ -40,10 +42,13 @@ export const DEFAULT_OUTBOX_OPTIONS: OutboxOptions = {
 const MARK_RETRY_DELAYS_MS = [50, 200, 500, 1000, 2000];
 
 /**
- * Work queued like an email, in the caller's transaction, and done by the worker afterwards (a
- * reset request: its lookup must not be timed by the client, and it must survive a crash).
+ * Work queued like an email, in the caller's transaction, and done by the worker afterwards: a
+ * reset request (its lookup must not be timed by the client, and it must survive a crash), and an
+ * event about an account for the webhooks (it must exist exactly when the change commits).
  */
-export type OutboxJob = { name: 'password-reset-request'; identifier: string; ip: string | null; userAgent: string | null };
+export type OutboxJob =
+  | { name: 'password-reset-request'; identifier: string; ip: string | null; userAgent: string | null }
+  | { name: 'webhook-event'; event: WebhookEvent };
 
 /** What the outbox stores for a row: an email to render and send, or a job to run. */
 type OutboxPayload = MailTemplate | OutboxJob;
@@ -112,7 +117,7 @@ export class MailOutbox {
   }
 
   /** Who runs jobs named `name`. */
-  handle<J extends OutboxJob>(name: J['name'], handler: OutboxJobHandler<J>): void {
+  handle<N extends OutboxJob['name']>(name: N, handler: OutboxJobHandler<Extract<OutboxJob, { name: N }>>): void {
     this.handlers.set(name, handler as OutboxJobHandler);
   }
 
@@ -146,20 +151,14 @@ export class MailOutbox {
     }
   }
 
-  private async claim(): Promise<ClaimedRow[]> {
-    const now = new Date();
-    return this.orm.em.fork().getConnection().execute<ClaimedRow[]>(
-      `update "mail_outbox" set "locked_until" = ?, "attempts" = "attempts" + 1
-        where "id" in (
-          select "id" from "mail_outbox"
-           where "sent_at" is null and "failed_at" is null and "next_attempt_at" <= ?
-             and ("locked_until" is null or "locked_until" < ?)
-           order by "next_attempt_at"
-           limit ?
-           for update skip locked)
-        returning "id", "recipient", "template", "payload", "attempts"`,
-      [new Date(now.getTime() + this.options.leaseMs), now, now, this.options.batchSize],
-    );
+  private claim(): Promise<ClaimedRow[]> {
+    return claimDue<ClaimedRow>(this.orm.em.fork(), {
+      table: 'mail_outbox',
+      doneColumn: 'sent_at',
+      returning: '"id", "recipient", "template", "payload", "attempts"',
+      leaseMs: this.options.leaseMs,
+      limit: this.options.batchSize,
+    });
   }
 
   /** Extends this worker's claims (a failure is harmless: the next renewal, or the lease, decides). */
@@ -229,7 +228,7 @@ export class MailOutbox {
   }
 }
 
-const JOB_NAMES: ReadonlySet<string> = new Set<OutboxJob['name']>(['password-reset-request']);
+const JOB_NAMES: ReadonlySet<string> = new Set<OutboxJob['name']>(['password-reset-request', 'webhook-event']);
 
 function isJobName(name: string): boolean {
   return JOB_NAMES.has(name);

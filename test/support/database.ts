@@ -46,9 +46,11 @@ async function withAdminClient<T>(serverUrl: string, work: (client: pg.Client) =
 /**
  * The SQL statements sent to PostgreSQL from this process while `work` runs (a test server runs in
  * the test's process), whichever way they go (the ORM, or a pooled statement of its own), apart
- * from the mail outbox worker's polling, which runs on its own schedule. Statements through the ORM
+ * from those of the mail outbox worker and the webhook dispatcher, which run on their own schedule. Statements through the ORM
  * have their values written in.
  */
+const WORKER_TABLES = ['"mail_outbox"', '"webhook_messages"'];
+
 export async function queriesDuring(work: () => Promise<unknown>): Promise<string[]> {
   const prototype = pg.Client.prototype as unknown as { query: (...args: unknown[]) => unknown };
   const original = prototype.query;
@@ -56,7 +58,7 @@ export async function queriesDuring(work: () => Promise<unknown>): Promise<strin
   prototype.query = function (this: pg.Client, ...args: unknown[]) {
     const [config] = args;
     const text = typeof config === 'string' ? config : (config as { text?: string } | undefined)?.text;
-    if (text !== undefined && !text.includes('"mail_outbox"')) seen.push(text);
+    if (text !== undefined && !WORKER_TABLES.some((table) => text.includes(table))) seen.push(text);
     return original.apply(this, args);
   };
   try {

@@ -32,6 +32,9 @@ export enum AuditEventType {
   EMAIL_CHANGED = 'EMAIL_CHANGED',
   /** A "this wasn't me" link was followed: sessions ended, recent changes undone, sign-in blocked until a reset. */
   ACCOUNT_LOCKED = 'ACCOUNT_LOCKED',
+  /** An admin registered a webhook endpoint (actor = the admin). */
+  WEBHOOK_ENDPOINT_CREATED = 'WEBHOOK_ENDPOINT_CREATED',
+  WEBHOOK_ENDPOINT_DELETED = 'WEBHOOK_ENDPOINT_DELETED',
 }
 
 /**

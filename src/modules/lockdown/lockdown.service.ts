@@ -86,6 +86,7 @@ export class LockdownService {
       this.deps.outbox.enqueue(em, restored ?? user.email, { name: 'account-locked', token: resetToken });
     }
     this.deps.audit.record(em, AuditEventType.ACCOUNT_LOCKED, { userId: user.id }, meta);
+    await this.deps.users.announce(em, 'user.locked', user.id);
   }
 
   /**

@@ -1,7 +1,7 @@
 import { LockMode } from '@mikro-orm/core';
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { BadUserInputError, UnauthenticatedError, UnauthenticatedReason } from '../../errors.js';
-import type { MailOutbox, OutboxJob } from '../../mail/outbox.js';
+import type { MailOutbox } from '../../mail/outbox.js';
 import type { RateLimits } from '../../rate-limits.js';
 import type { AuditService } from '../audit/audit.service.js';
 import { AuditEventType } from '../audit/audit-event.entity.js';
@@ -37,7 +37,7 @@ export class RecoveryService {
     private readonly notices: SecurityNotices,
     fork: () => EntityManager,
   ) {
-    outbox.handle<Extract<OutboxJob, { name: 'password-reset-request' }>>('password-reset-request', (job) =>
+    outbox.handle('password-reset-request', (job) =>
       this.queueReset(fork(), job.identifier, { ip: job.ip, userAgent: job.userAgent }),
     );
   }
@@ -108,6 +108,8 @@ export class RecoveryService {
       });
       await this.sessions.endAllOf(account, SessionEndReason.PASSWORD_RESET);
       this.audit.record(account.em, AuditEventType.PASSWORD_RESET_COMPLETED, { userId: user.id }, meta);
+      if (!user.emailVerifiedAt) await this.users.announce(account.em, 'user.email_verified', user.id);
+      await this.users.announce(account.em, 'user.password_changed', user.id);
       await this.tokens.voidAll(account.em, user.id, [OneTimeTokenPurpose.MFA_CHALLENGE]);
       await this.notices.send(account.em, account.user, { name: 'password-changed' });
       return true;
@@ -138,6 +140,7 @@ export class RecoveryService {
       await account.em.nativeUpdate(User, { id: user.id }, { passwordHash, credentialsVersion: account.user.credentialsVersion + 1, updatedAt: now });
       await this.sessions.endAllOf(account, SessionEndReason.PASSWORD_CHANGED, viewer.session.family);
       this.audit.record(account.em, AuditEventType.PASSWORD_CHANGED, { userId: user.id, actorId: user.id }, meta);
+      await this.users.announce(account.em, 'user.password_changed', user.id);
       await this.tokens.voidAll(account.em, user.id, [OneTimeTokenPurpose.MFA_CHALLENGE]);
       await this.notices.send(account.em, account.user, { name: 'password-changed' });
       return true;

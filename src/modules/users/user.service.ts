@@ -9,6 +9,7 @@ import { lockAccount } from './account-lock.js';
 import { Role } from './role.js';
 import { User } from './user.entity.js';
 import { normalizeEmail, normalizeName, normalizeUsername } from './user.rules.js';
+import { USER_STATE_FIELDS, type UserEvents, type UserState, type WebhookEventType } from '../webhooks/user-events.js';
 
 /** The SQL condition on `users` for the account an identifier names (`?` placeholders). */
 export interface IdentifierMatch {
@@ -61,9 +62,16 @@ export interface RequestedChanges {
 // Any constant works; every change that could remove the last active admin takes this lock first.
 const ADMIN_SET_LOCK = 7_216_004_312;
 
-/** Owns accounts: creation, lookup, changes, deletion, and the rules their fields follow. */
+/**
+ * Owns accounts: creation, lookup, changes, deletion, and the rules their fields follow. Each
+ * creation, change and deletion it writes is announced to webhooks ({@link UserEvents}) in the same
+ * unit of work; services that write other columns themselves announce with {@link announce}.
+ */
 export class UserService {
-  constructor(private readonly passwords: PasswordHasher) {}
+  constructor(
+    private readonly passwords: PasswordHasher,
+    private readonly events: UserEvents,
+  ) {}
 
   /**
    * Validates, hashes and inserts a new account, flushing at once so that a duplicate email or
@@ -86,7 +94,7 @@ export class UserService {
     const lastName = normalizeName(input.lastName, 'lastName') ?? null;
     const password = checkNewPassword(input.password, { email, username });
     await this.assertEmailAvailable(em, email, 'email');
-    return em.create(User, {
+    const user = em.create(User, {
       email,
       username,
       firstName,
@@ -95,6 +103,17 @@ export class UserService {
       role: input.role ?? Role.USER,
       active: input.active ?? true,
     });
+    this.events.emit(em, 'user.created', user);
+    return user;
+  }
+
+  /**
+   * Announces `type` about an account whose row the caller has just changed in `em`'s transaction
+   * (a password, a verified address, a lockdown), as that transaction sees the row now.
+   */
+  async announce(em: EntityManager, type: WebhookEventType, userId: string): Promise<void> {
+    const state = await em.createQueryBuilder(User).select([...USER_STATE_FIELDS]).where({ id: userId }).execute<UserState | null>('get');
+    if (state) this.events.emit(em, type, state);
   }
 
   /**
@@ -164,9 +183,11 @@ export class UserService {
    * Writes only the changed columns, in one UPDATE, so concurrent edits of other fields of the same
    * account are never overwritten with stale values (no lost updates). A new email address is
    * unverified, and codes and reset links mailed to the old one stop working. Returns the fresh
-   * row, or `null` when the account no longer exists (deleted meanwhile).
+   * row, or `null` when the account no longer exists (deleted meanwhile). A change of any value is
+   * announced as `user.updated`; writing the values it already had is not.
    */
-  async applyChanges(em: EntityManager, user: Pick<User, 'id' | 'email'>, changes: UserChanges): Promise<User | null> {
+  async applyChanges(em: EntityManager, user: Pick<User, 'id'> & Required<UserChanges>, changes: UserChanges): Promise<User | null> {
+    const changed = (Object.keys(changes) as Array<keyof UserChanges>).some((field) => changes[field] !== user[field]);
     const effective: UserChanges = { ...changes };
     const emailChanged = changes.email !== undefined && changes.email !== user.email;
     if (emailChanged) effective.emailVerifiedAt = null;
@@ -175,7 +196,9 @@ export class UserService {
       if (updated === 0) return null;
       if (emailChanged) await em.nativeDelete(OneTimeToken, { user: user.id, usedAt: null, purpose: { $in: MAILBOX_PURPOSES } });
     }
-    return em.findOne(User, { id: user.id }, { refresh: true });
+    const fresh = await em.findOne(User, { id: user.id }, { refresh: true });
+    if (fresh && changed) this.events.emit(em, 'user.updated', fresh);
+    return fresh;
   }
 
   /**
@@ -196,8 +219,12 @@ export class UserService {
    * so a refresh in flight cannot deadlock against the cascade. `false` when there is no such account.
    */
   async delete(tx: EntityManager, userId: string): Promise<boolean> {
-    if (!(await lockAccount(tx, userId))) return false;
-    return (await tx.nativeDelete(User, { id: userId })) > 0;
+    const account = await lockAccount(tx, userId);
+    if (!account) return false;
+    if ((await tx.nativeDelete(User, { id: userId })) === 0) return false;
+    // The locked row is the account as it was deleted: nothing could change it in between.
+    this.events.emit(tx, 'user.deleted', account.user);
+    return true;
   }
 
   /** Refuses (FORBIDDEN) to demote, deactivate or delete the only active admin. Call under the admin-set lock. */

@@ -7,6 +7,7 @@ import type { AuditService } from '../audit/audit.service.js';
 import { AuditEventType } from '../audit/audit-event.entity.js';
 import { withLockedAccount } from '../users/account-lock.js';
 import { User } from '../users/user.entity.js';
+import type { UserService } from '../users/user.service.js';
 import type { UserView } from '../users/user.view.js';
 import { OneTimeTokenPurpose } from '../one-time-tokens/one-time-token.entity.js';
 import type { OneTimeTokenService } from '../one-time-tokens/one-time-token.service.js';
@@ -21,6 +22,7 @@ export class VerificationService {
     private readonly outbox: MailOutbox,
     private readonly audit: AuditService,
     private readonly limits: RateLimits,
+    private readonly users: UserService,
   ) {}
 
   /** Adds a fresh code and its email to `em`'s unit of work (used by register; the caller flushes). */
@@ -62,6 +64,7 @@ export class VerificationService {
       if (!(await this.tokens.attempt(account.em, OneTimeTokenPurpose.EMAIL_VERIFICATION, user.id, code.trim()))) return false;
       await account.em.nativeUpdate(User, { id: user.id }, { emailVerifiedAt: verifiedAt, updatedAt: verifiedAt });
       this.audit.record(account.em, AuditEventType.EMAIL_VERIFIED, { userId: user.id, actorId: user.id }, meta);
+      await this.users.announce(account.em, 'user.email_verified', user.id);
       return true;
     });
     if (!matched) throw new BadUserInputError(INVALID_CODE, 'code');

@@ -1,0 +1,59 @@
+import { type Opt, Property } from '@mikro-orm/core';
+import type { EntityManager } from '@mikro-orm/postgresql';
+import { BaseEntity } from './base.entity.js';
+
+/**
+ * Columns of a row in a work queue the workers of several instances share (the mail outbox, the
+ * webhook messages): how often it was tried, when it is due, who holds it, and whether it was given
+ * up. The table adds the column that marks it done (`sent_at`, `delivered_at`).
+ */
+export abstract class QueuedRow extends BaseEntity {
+  @Property({ type: 'smallint', default: 0 })
+  attempts: Opt<number> = 0;
+
+  @Property({ type: 'timestamptz' })
+  nextAttemptAt: Opt<Date> = new Date();
+
+  /** A worker that claimed the row holds it until then; a crashed worker's claim expires. */
+  @Property({ type: 'timestamptz', nullable: true })
+  lockedUntil: Date | null = null;
+
+  /** Set when every attempt failed; the row is no longer tried. */
+  @Property({ type: 'timestamptz', nullable: true })
+  failedAt: Date | null = null;
+}
+
+/** Which queue to claim from, and what to read of the claimed rows. */
+export interface ClaimSpec {
+  table: string;
+  /** The column set when a row is done (`sent_at`, `delivered_at`). */
+  doneColumn: string;
+  /** The columns returned of each claimed row (a select list of quoted names). */
+  returning: string;
+  leaseMs: number;
+  limit: number;
+}
+
+/**
+ * Claims up to `limit` due rows for `leaseMs` and counts an attempt on each, in one statement:
+ * `FOR UPDATE SKIP LOCKED` keeps two workers from claiming one row, and the lease lets the rows of a
+ * worker that died go to another once it lapses. `with` wraps the claim in a CTE named "claimed"
+ * and selects from it (to join what the rows point at).
+ */
+export function claimDue<T>(em: EntityManager, spec: ClaimSpec, select = 'select * from "claimed"'): Promise<T[]> {
+  const now = new Date();
+  return em.getConnection().execute<T[]>(
+    `with "claimed" as (
+       update "${spec.table}" set "locked_until" = ?, "attempts" = "attempts" + 1
+        where "id" in (
+          select "id" from "${spec.table}"
+           where "${spec.doneColumn}" is null and "failed_at" is null and "next_attempt_at" <= ?
+             and ("locked_until" is null or "locked_until" < ?)
+           order by "next_attempt_at"
+           limit ?
+           for update skip locked)
+       returning ${spec.returning})
+     ${select}`,
+    [new Date(now.getTime() + spec.leaseMs), now, now, spec.limit],
+  );
+}

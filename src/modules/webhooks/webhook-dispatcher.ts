@@ -1,0 +1,292 @@
+import { randomUUID } from 'node:crypto';
+import type { LookupAddress } from 'node:dns';
+import http, { type IncomingMessage } from 'node:http';
+import https from 'node:https';
+import type { MikroORM } from '@mikro-orm/postgresql';
+import { Webhook } from 'standardwebhooks';
+import type { OutageLog } from '../../db/outage.js';
+import type { Logger } from '../../logger.js';
+import { claimDue } from '../../db/queue.js';
+import { PollingWorker } from '../../polling-worker.js';
+import type { SecretBox } from '../../secret-box.js';
+import { type DestinationPolicy, DestinationRefusedError } from './destination.js';
+
+/** Tuning of the webhook dispatcher; tests shorten the delays. */
+export interface WebhookDispatchOptions {
+  /** How often the dispatcher looks for due messages when nobody woke it. */
+  pollIntervalMs: number;
+  /** Waits before each retry (the nth entry after the nth failed attempt); the message is given up after the last. */
+  retryDelaysMs: readonly number[];
+  /** An attempt that has no answer (status line) this soon after it started is abandoned and counts as failed. */
+  timeoutMs: number;
+  /** Attempts in flight at once, across all endpoints. */
+  concurrency: number;
+}
+
+const SECOND = 1000;
+const MINUTE = 60 * SECOND;
+const HOUR = 60 * MINUTE;
+
+/**
+ * About 5 s, 30 s and 2 minutes, then growing waits: twelve attempts over about 40 hours, so an
+ * endpoint that is down for a day still gets every event.
+ */
+export const DEFAULT_WEBHOOK_OPTIONS: WebhookDispatchOptions = {
+  pollIntervalMs: 5 * SECOND,
+  retryDelaysMs: [5 * SECOND, 30 * SECOND, 2 * MINUTE, 10 * MINUTE, 30 * MINUTE, HOUR, 2 * HOUR, 4 * HOUR, 8 * HOUR, 12 * HOUR, 12 * HOUR],
+  timeoutMs: 10 * SECOND,
+  concurrency: 10,
+};
+
+/**
+ * How long a claim outlives the attempt's own time limit, for recording the outcome: a dead
+ * instance's messages are attempted again this soon after the limit (15 s with the defaults).
+ */
+const CLAIM_MARGIN_MS = 5 * SECOND;
+
+const USER_AGENT = 'graphql-user-server-webhooks/1';
+
+interface ClaimedMessage {
+  id: string;
+  endpoint_id: string;
+  event_id: string;
+  event_type: string;
+  body: string;
+  attempts: number;
+  url: string;
+  secret: string;
+}
+
+/** What one attempt came to: the status the endpoint answered (if it did) and why it failed (if it did). */
+interface Outcome {
+  status: number | null;
+  error: string | null;
+}
+
+/**
+ * Delivers queued webhook messages (see WebhookMessage): claims due ones with `FOR UPDATE SKIP
+ * LOCKED` and a lease, so several instances never send one at once and a crashed instance's claims
+ * lapse; POSTs each, signed per Standard Webhooks with a fresh timestamp and the same `webhook-id`
+ * on every attempt; and records every attempt in the delivery log. A failure, a non-2xx status
+ * (redirects included: they are not followed) or no answer within {@link WebhookDispatchOptions.timeoutMs}
+ * is retried after the next delay of {@link WebhookDispatchOptions.retryDelaysMs}.
+ *
+ * Up to `concurrency` attempts run at once and a new message is claimed as soon as one finishes,
+ * so an endpoint that hangs holds one slot for at most the time limit and never blocks the others.
+ * No request of a client waits for any of this.
+ */
+export class WebhookDispatcher {
+  private readonly worker: PollingWorker;
+  /** Attempts in flight, so stopping can cut them short. */
+  private readonly inFlight = new Set<AbortController>();
+  /** Ends the wait of a round that has attempts in flight (see {@link drain}). */
+  private nudge: (() => void) | undefined;
+
+  constructor(
+    private readonly orm: MikroORM,
+    private readonly policy: DestinationPolicy,
+    private readonly secrets: SecretBox,
+    private readonly logger: Logger,
+    outages: OutageLog,
+    private readonly options: WebhookDispatchOptions = DEFAULT_WEBHOOK_OPTIONS,
+  ) {
+    this.worker = new PollingWorker(() => this.drain(), options.pollIntervalMs, (error) => {
+      if (!outages.record(error)) this.logger.error({ err: error }, 'webhook dispatcher failed; retrying later');
+    });
+  }
+
+  start(): void {
+    this.worker.start();
+  }
+
+  /** Looks for due messages now (the fan-out calls it when it queued some). */
+  wake(): void {
+    this.nudge?.();
+    this.worker.wake();
+  }
+
+  /**
+   * Stops claiming, and cuts the attempts in flight short (each is recorded as failed and retried,
+   * by this or another instance, with the same `webhook-id`): shutdown never waits for an endpoint.
+   */
+  async stop(): Promise<void> {
+    const stopped = this.worker.stop();
+    this.nudge?.();
+    for (const controller of this.inFlight) controller.abort(new Error('the server shut down during the attempt'));
+    await stopped;
+  }
+
+  /** Delivers due messages until none is left, keeping up to `concurrency` attempts in flight. */
+  private async drain(): Promise<void> {
+    const running = new Set<Promise<void>>();
+    try {
+      while (!this.worker.stopping) {
+        const free = this.options.concurrency - running.size;
+        const claimed = free > 0 ? await this.claim(free) : [];
+        for (const message of claimed) {
+          const attempt = this.attempt(message).finally(() => running.delete(attempt));
+          running.add(attempt);
+        }
+        if (running.size === 0) return;
+        // While slots are free and messages were found, claim again at once; otherwise wait for a
+        // slot, a wake (new messages) or the poll interval (other instances' messages), whichever
+        // comes first: an attempt that hangs holds its slot, never the round.
+        if (claimed.length === 0 || running.size >= this.options.concurrency) await this.nextChance(running);
+      }
+    } finally {
+      await Promise.all(running);
+    }
+  }
+
+  private nextChance(running: Set<Promise<void>>): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(done, this.options.pollIntervalMs);
+      function done() {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.nudge = done;
+      void Promise.race(running).then(done);
+    }).finally(() => {
+      this.nudge = undefined;
+    });
+  }
+
+  private claim(limit: number): Promise<ClaimedMessage[]> {
+    return claimDue<ClaimedMessage>(
+      this.orm.em.fork(),
+      {
+        table: 'webhook_messages',
+        doneColumn: 'delivered_at',
+        returning: '"id", "endpoint_id", "event_id", "event_type", "body", "attempts"',
+        leaseMs: this.options.timeoutMs + CLAIM_MARGIN_MS,
+        limit,
+      },
+      'select "claimed".*, "e"."url", "e"."secret" from "claimed" join "webhook_endpoints" "e" on "e"."id" = "claimed"."endpoint_id"',
+    );
+  }
+
+  private async attempt(message: ClaimedMessage): Promise<void> {
+    const controller = new AbortController();
+    this.inFlight.add(controller);
+    let outcome: Outcome;
+    try {
+      outcome = await this.post(message, controller);
+    } finally {
+      this.inFlight.delete(controller);
+    }
+    await this.record(message, outcome);
+  }
+
+  /** One signed POST, bounded by the time limit from the first DNS lookup to the status line. */
+  private async post(message: ClaimedMessage, controller: AbortController): Promise<Outcome> {
+    const timer = setTimeout(() => controller.abort(new Error(`no answer within ${Math.round(this.options.timeoutMs / 1000)} s`)), this.options.timeoutMs);
+    try {
+      // The rules of today, not of when the endpoint was registered (production, allowed hosts).
+      const url = this.policy.parse(message.url);
+      const addresses = await abortable(this.policy.resolve(url), controller.signal);
+      const timestamp = new Date();
+      const signature = new Webhook(this.secrets.open(message.secret)).sign(message.event_id, timestamp, message.body);
+      const response = await abortable(
+        send(url, addresses, controller.signal, message.body, {
+          'content-type': 'application/json',
+          'user-agent': USER_AGENT,
+          'webhook-id': message.event_id,
+          'webhook-timestamp': String(Math.floor(timestamp.getTime() / 1000)),
+          'webhook-signature': signature,
+        }),
+        controller.signal,
+      );
+      const status = response.statusCode ?? 0;
+      // Only the status matters; the body is not read (a slow or huge one costs nothing).
+      response.destroy();
+      if (status >= 200 && status < 300) return { status, error: null };
+      const redirect = status >= 300 && status < 400 ? ' (redirects are not followed)' : '';
+      return { status, error: `the endpoint answered ${status}${redirect}` };
+    } catch (error) {
+      const reason = controller.signal.aborted ? controller.signal.reason : error;
+      return { status: null, error: describe(reason) };
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /**
+   * Writes the attempt to the delivery log and settles the message: delivered, retried later, or
+   * given up after the last retry. One statement, so the log and the queue never disagree. An
+   * endpoint deleted meanwhile has taken both with it; nothing is written then.
+   */
+  private async record(message: ClaimedMessage, outcome: Outcome): Promise<void> {
+    const delivered = outcome.error === null;
+    const delays = this.options.retryDelaysMs;
+    const givingUp = !delivered && message.attempts > delays.length;
+    const delay = givingUp || delivered ? 0 : delays[message.attempts - 1]! * (0.9 + Math.random() * 0.2);
+    const now = new Date();
+    try {
+      await this.orm.em.fork().getConnection().execute(
+        `with "logged" as (
+           insert into "webhook_deliveries" ("id", "endpoint_id", "webhook_id", "event_type", "attempt", "status", "error", "created_at")
+           select ?, "id", ?, ?, ?, ?, ?, ? from "webhook_endpoints" where "id" = ?)
+         update "webhook_messages"
+            set "locked_until" = null, "next_attempt_at" = ?, "delivered_at" = ?, "failed_at" = ?,
+                "body" = case when ? then null else "body" end
+          where "id" = ?`,
+        [
+          randomUUID(), message.event_id, message.event_type, message.attempts, outcome.status, outcome.error?.slice(0, 500) ?? null, now, message.endpoint_id,
+          new Date(now.getTime() + delay), delivered ? now : null, givingUp ? now : null, delivered || givingUp, message.id,
+        ],
+      );
+    } catch (error) {
+      // The claim lapses and the message is attempted again, with the same webhook-id.
+      this.logger.warn({ err: error, webhookId: message.event_id }, 'could not record a webhook attempt; it will be repeated');
+      return;
+    }
+    const details = { webhookId: message.event_id, endpointId: message.endpoint_id, eventType: message.event_type, attempt: message.attempts, status: outcome.status };
+    if (delivered) this.logger.info(details, 'webhook delivered');
+    else if (givingUp) this.logger.error({ ...details, reason: outcome.error }, 'webhook delivery failed; giving up');
+    else this.logger.warn({ ...details, reason: outcome.error, retryInMs: Math.round(delay) }, 'webhook delivery failed; will retry');
+  }
+}
+
+/**
+ * POSTs `body` to `url`, connecting only to `addresses` (checked by the policy just before): the
+ * lookup the HTTP client would do is answered with them, so a second resolution cannot point the
+ * connection elsewhere. TLS still verifies the certificate against the host name.
+ */
+function send(url: URL, addresses: LookupAddress[], signal: AbortSignal, body: string, headers: Record<string, string>): Promise<IncomingMessage> {
+  return new Promise((resolve, reject) => {
+    const request = (url.protocol === 'https:' ? https : http).request(url, {
+      method: 'POST',
+      headers: { ...headers, 'content-length': String(Buffer.byteLength(body)) },
+      agent: false,
+      signal,
+      lookup: (_hostname, options, callback) => {
+        if (options.all) (callback as (error: null, addresses: LookupAddress[]) => void)(null, addresses);
+        else callback(null, addresses[0]!.address, addresses[0]!.family);
+      },
+    });
+    request.once('response', resolve);
+    request.once('error', reject);
+    request.end(body);
+  });
+}
+
+/** `promise`, or a rejection as soon as `signal` aborts (a DNS lookup cannot be cancelled itself). */
+function abortable<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
+}
+
+/** A failure as the delivery log shows it: what went wrong, never a stack. */
+function describe(error: unknown): string {
+  if (error instanceof DestinationRefusedError) return `refused: ${error.message}`;
+  if (error instanceof Error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    return code && !error.message.includes(code) ? `${error.message} (${code})` : error.message;
+  }
+  return String(error);
+}

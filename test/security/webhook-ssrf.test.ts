@@ -1,0 +1,115 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { registerAccount, START_UP_ADMIN, startUpAdminToken } from '../support/accounts.js';
+import { errorCode, errorField, startTestServer, type TestServer } from '../support/server.js';
+import { waitUntil } from '../support/wait.js';
+import { CREATE_ENDPOINT, DELETE_ENDPOINT, startWebhookReceiver, type WebhookReceiver } from '../support/webhooks.js';
+
+const DELIVERIES = '{ webhookEndpoints { id deliveries { attempt status error } } }';
+
+/**
+ * Server-side request forgery through webhooks: an admin account (or whoever took one over) must
+ * not be able to make the server call its own loopback services, the cloud metadata endpoint or the
+ * private network, neither when registering an endpoint nor at delivery time.
+ */
+describe('webhook endpoints cannot reach loopback, link-local or private addresses', () => {
+  let server: TestServer;
+  let admin: string;
+  let internal: WebhookReceiver;
+
+  beforeAll(async () => {
+    // An internal service on loopback, which nothing here may reach.
+    internal = await startWebhookReceiver();
+    server = await startTestServer({ ...START_UP_ADMIN }, { webhooks: { pollIntervalMs: 100, retryDelaysMs: [200, 200] } });
+    admin = await startUpAdminToken(server);
+  });
+  afterAll(async () => {
+    await server?.stop();
+    await internal?.close();
+  });
+
+  const create = (url: string) => server.graphql(CREATE_ENDPOINT, { url, events: ['user.created'] }, { token: admin });
+
+  it.each([
+    ['loopback IPv4', () => `http://127.0.0.1:${internal.port}/hooks`],
+    ['loopback by name', () => `http://localhost:${internal.port}/hooks`],
+    ['loopback IPv6', () => `http://[::1]:${internal.port}/hooks`],
+    ['loopback as an IPv4-mapped IPv6 address', () => `http://[::ffff:127.0.0.1]:${internal.port}/hooks`],
+    ['loopback written as one decimal number', () => `http://2130706433:${internal.port}/hooks`],
+    ['loopback in short form', () => `http://127.1:${internal.port}/hooks`],
+    ['the unspecified address (connects to this host)', () => `http://0.0.0.0:${internal.port}/hooks`],
+    ['the cloud metadata service (link-local)', () => 'http://169.254.169.254/latest/meta-data/iam/security-credentials/'],
+    ['a private 10/8 address', () => 'http://10.0.0.1/hooks'],
+    ['a private 192.168/16 address', () => 'https://192.168.1.1/hooks'],
+    ['a carrier-grade NAT address', () => 'http://100.64.0.1/hooks'],
+    ['an IPv6 unique-local address', () => 'http://[fd00::1]/hooks'],
+    ['an IPv6 link-local address', () => 'http://[fe80::1]/hooks'],
+  ])('refuses %s when the endpoint is registered', async (_name, url) => {
+    const response = await create(url());
+    expect(errorCode(response)).toBe('BAD_USER_INPUT');
+    expect(errorField(response)).toBe('url');
+    expect(response.errors![0].message).toMatch(/WEBHOOK_ALLOWED_HOSTS/);
+    expect((await server.graphql(DELIVERIES, {}, { token: admin })).data?.webhookEndpoints).toEqual([]);
+  });
+
+  it.each([
+    ['a file URL', 'file:///etc/passwd'],
+    ['a gopher URL', 'gopher://127.0.0.1:6379/_INFO'],
+    ['a relative URL', '/hooks'],
+    ['credentials in the URL', 'https://user:secret@example.com/hooks'],
+    ['a URL of 3000 characters', `https://example.com/${'a'.repeat(3000)}`],
+  ])('refuses %s', async (_name, url) => {
+    const response = await create(url);
+    expect(errorCode(response)).toBe('BAD_USER_INPUT');
+    expect(errorField(response)).toBe('url');
+  });
+
+  it('checks again at every attempt: an endpoint allowed when registered is refused once its address is no longer allowed', async () => {
+    // Registered while the host was allow-listed; then the operator removes it (the same check
+    // refuses a name that re-resolves to a private address after registration: DNS rebinding).
+    await server.restart({ WEBHOOK_ALLOWED_HOSTS: '127.0.0.1' });
+    admin = await startUpAdminToken(server);
+    const created = await create(internal.url);
+    expect(created.errors).toBeUndefined();
+    await server.restart({ WEBHOOK_ALLOWED_HOSTS: '' });
+    admin = await startUpAdminToken(server);
+
+    await registerAccount(server);
+    const [endpoint] = await waitUntil(async () => {
+      const endpoints = (await server.graphql(DELIVERIES, {}, { token: admin })).data?.webhookEndpoints;
+      return endpoints?.[0]?.deliveries.length > 0 ? endpoints : undefined;
+    }, 'the attempt is logged');
+    expect(endpoint.deliveries[0]).toMatchObject({ attempt: 1, status: null, error: expect.stringMatching(/^refused: .*127\.0\.0\.1.*WEBHOOK_ALLOWED_HOSTS/) });
+    expect(internal.received).toEqual([]);
+    await server.graphql(DELETE_ENDPOINT, { id: endpoint.id }, { token: admin });
+  });
+
+  it('allows a private host only as written in WEBHOOK_ALLOWED_HOSTS', async () => {
+    await server.restart({ WEBHOOK_ALLOWED_HOSTS: 'localhost' });
+    admin = await startUpAdminToken(server);
+    expect(errorCode(await create(`http://127.0.0.1:${internal.port}/hooks`))).toBe('BAD_USER_INPUT');
+    const allowed = await create(`http://localhost:${internal.port}/hooks`);
+    expect(allowed.errors).toBeUndefined();
+    await server.graphql(DELETE_ENDPOINT, { id: allowed.data!.createWebhookEndpoint.endpoint.id }, { token: admin });
+  });
+});
+
+describe('webhook endpoints in production', () => {
+  let server: TestServer;
+  let admin: string;
+
+  beforeAll(async () => {
+    server = await startTestServer({ NODE_ENV: 'production', JWT_SECRET: 'w'.repeat(48), ...START_UP_ADMIN, WEBHOOK_ALLOWED_HOSTS: '127.0.0.1' });
+    admin = await startUpAdminToken(server);
+  });
+  afterAll(async () => {
+    await server?.stop();
+  });
+
+  it('accepts only https:// URLs, even for an allow-listed host', async () => {
+    const plain = await server.graphql(CREATE_ENDPOINT, { url: 'http://127.0.0.1:9/hooks', events: ['user.created'] }, { token: admin });
+    expect(errorCode(plain)).toBe('BAD_USER_INPUT');
+    expect(plain.errors![0].message).toBe('Only https:// URLs are accepted in production.');
+    const secure = await server.graphql(CREATE_ENDPOINT, { url: 'https://127.0.0.1:9/hooks', events: ['user.created'] }, { token: admin });
+    expect(secure.errors).toBeUndefined();
+  });
+});
