@@ -28,6 +28,7 @@ import { type RequestTarget, requestTarget } from './http/request-target.js';
 import { createLogger, type Logger } from './logger.js';
 import { Maintenance } from './maintenance.js';
 import { DEFAULT_OUTBOX_OPTIONS, type OutboxOptions } from './mail/outbox.js';
+import type { HostResolver } from './modules/webhooks/destination.js';
 import { DEFAULT_WEBHOOK_OPTIONS, type WebhookDispatchOptions } from './modules/webhooks/webhook-dispatcher.js';
 import { createServices } from './services.js';
 
@@ -59,6 +60,8 @@ export interface AppOptions {
   outbox?: Partial<OutboxOptions>;
   /** Webhook dispatcher tuning (tests shorten poll, retry and time-out delays). */
   webhooks?: Partial<WebhookDispatchOptions>;
+  /** How webhook hosts are resolved (tests stand in for DNS, e.g. to rebind a name). */
+  resolveHost?: HostResolver;
 }
 
 const READINESS_TIMEOUT_MS = 2000;
@@ -117,6 +120,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
   const services = await createServices(config, orm, logger, {
     outbox: { ...DEFAULT_OUTBOX_OPTIONS, ...options.outbox },
     webhooks: { ...DEFAULT_WEBHOOK_OPTIONS, ...options.webhooks },
+    resolveHost: options.resolveHost,
   });
   if (config.admin) {
     try {

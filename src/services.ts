@@ -30,7 +30,7 @@ import { MfaService } from './modules/mfa/mfa.service.js';
 import { RecoveryCodes } from './modules/mfa/recovery-codes.js';
 import { SecondFactor } from './modules/mfa/second-factor.js';
 import { TotpAuthenticator } from './modules/mfa/totp.js';
-import { DestinationPolicy } from './modules/webhooks/destination.js';
+import { DestinationPolicy, type HostResolver } from './modules/webhooks/destination.js';
 import { UserEvents } from './modules/webhooks/user-events.js';
 import { DEFAULT_WEBHOOK_OPTIONS, WebhookDispatcher, type WebhookDispatchOptions } from './modules/webhooks/webhook-dispatcher.js';
 import { WebhookService } from './modules/webhooks/webhook.service.js';
@@ -69,10 +69,12 @@ export interface Services {
   close(): Promise<void>;
 }
 
-/** Tuning of the background workers; tests shorten the delays. */
+/** Tuning of the background workers (tests shorten the delays), and the resolver webhooks use. */
 export interface WorkerOptions {
   outbox?: OutboxOptions;
   webhooks?: WebhookDispatchOptions;
+  /** How webhook hosts are resolved (default: the system resolver; tests give their own). */
+  resolveHost?: HostResolver;
 }
 
 /** Wires the services from configuration. */
@@ -87,7 +89,7 @@ export async function createServices(config: Config, orm: MikroORM, logger: Logg
   const sessions = new SessionService(config.tokenLifetimes, signInGate);
   const tokens = new OneTimeTokenService(keys.oneTimeTokens);
   const audit = new AuditService();
-  const destinations = new DestinationPolicy(config.webhooks);
+  const destinations = new DestinationPolicy(config.webhooks, workers.resolveHost);
   const webhookSecrets = new SecretBox(keys.webhookSecrets);
   const dispatcher = new WebhookDispatcher(orm, destinations, webhookSecrets, logger.child({ component: 'webhooks' }), outages, workers.webhooks ?? DEFAULT_WEBHOOK_OPTIONS);
   const limits = RateLimits.create(config, orm);

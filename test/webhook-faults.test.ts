@@ -56,9 +56,8 @@ describe('SIGKILL during a webhook attempt', () => {
     expect((await exitOf(victim, 10_000)).signal).toBe('SIGKILL');
     victimAlive = false;
 
-    const restartedAt = Date.now();
     await startServerProcess('after', env, START_TIMEOUT_MS);
-    const again = await receiver.waitFor((hook) => hook.answered && hook.headers['webhook-id'] === cut.headers['webhook-id'], RESUME_WITHIN_MS - (Date.now() - restartedAt));
+    const again = await receiver.waitFor((hook) => hook.answered && hook.headers['webhook-id'] === cut.headers['webhook-id'], RESUME_WITHIN_MS);
     expect((new Webhook(secret).verify(again.body, again.headers as Record<string, string>) as any).data.user).toMatchObject({ id: userId, email: input.email });
     await killServerProcesses();
   }, 180_000);

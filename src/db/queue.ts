@@ -32,6 +32,12 @@ export interface ClaimSpec {
   returning: string;
   leaseMs: number;
   limit: number;
+  /**
+   * A column grouping rows (`endpoint_id`): at most one row of a group is claimed at a time, the
+   * group's earliest due one, and none while another of the group is claimed. One receiver that
+   * hangs then holds one worker slot, not all of them, and its rows go in order.
+   */
+  onePer?: string;
 }
 
 /**
@@ -42,18 +48,25 @@ export interface ClaimSpec {
  */
 export function claimDue<T>(em: EntityManager, spec: ClaimSpec, select = 'select * from "claimed"'): Promise<T[]> {
   const now = new Date();
+  const { table, doneColumn, onePer } = spec;
+  const open = (row: string) => `${row}."${doneColumn}" is null and ${row}."failed_at" is null`;
+  const due = (row: string) => `${open(row)} and ${row}."next_attempt_at" <= ? and (${row}."locked_until" is null or ${row}."locked_until" < ?)`;
+  const grouped = onePer
+    ? `and not exists (select 1 from "${table}" "busy" where "busy"."${onePer}" = "candidate"."${onePer}" and ${open('"busy"')} and "busy"."locked_until" >= ?)
+       and not exists (select 1 from "${table}" "earlier" where "earlier"."${onePer}" = "candidate"."${onePer}" and ${due('"earlier"')}
+                         and ("earlier"."next_attempt_at", "earlier"."id") < ("candidate"."next_attempt_at", "candidate"."id"))`
+    : '';
   return em.getConnection().execute<T[]>(
     `with "claimed" as (
-       update "${spec.table}" set "locked_until" = ?, "attempts" = "attempts" + 1
+       update "${table}" set "locked_until" = ?, "attempts" = "attempts" + 1
         where "id" in (
-          select "id" from "${spec.table}"
-           where "${spec.doneColumn}" is null and "failed_at" is null and "next_attempt_at" <= ?
-             and ("locked_until" is null or "locked_until" < ?)
+          select "id" from "${table}" "candidate"
+           where ${due('"candidate"')} ${grouped}
            order by "next_attempt_at"
            limit ?
            for update skip locked)
        returning ${spec.returning})
      ${select}`,
-    [new Date(now.getTime() + spec.leaseMs), now, now, spec.limit],
+    [new Date(now.getTime() + spec.leaseMs), now, now, ...(onePer ? [now, now, now] : []), spec.limit],
   );
 }

@@ -34,6 +34,7 @@ describe('webhook endpoints cannot reach loopback, link-local or private address
     ['loopback by name', () => `http://localhost:${internal.port}/hooks`],
     ['loopback IPv6', () => `http://[::1]:${internal.port}/hooks`],
     ['loopback as an IPv4-mapped IPv6 address', () => `http://[::ffff:127.0.0.1]:${internal.port}/hooks`],
+    ['loopback as an IPv4-compatible IPv6 address', () => `http://[::127.0.0.1]:${internal.port}/hooks`],
     ['loopback written as one decimal number', () => `http://2130706433:${internal.port}/hooks`],
     ['loopback in short form', () => `http://127.1:${internal.port}/hooks`],
     ['the unspecified address (connects to this host)', () => `http://0.0.0.0:${internal.port}/hooks`],
@@ -90,6 +91,60 @@ describe('webhook endpoints cannot reach loopback, link-local or private address
     const allowed = await create(`http://localhost:${internal.port}/hooks`);
     expect(allowed.errors).toBeUndefined();
     await server.graphql(DELETE_ENDPOINT, { id: allowed.data!.createWebhookEndpoint.endpoint.id }, { token: admin });
+  });
+});
+
+describe('webhook host names are resolved for every attempt, and the connection goes where the check looked', () => {
+  let server: TestServer;
+  let admin: string;
+  let internal: WebhookReceiver;
+  // Stands in for DNS: names under .test resolve to what the test says at the moment.
+  const answers = new Map<string, string>();
+  const resolveHost = async (host: string) => {
+    const address = answers.get(host);
+    if (!address) throw Object.assign(new Error(`no address for ${host}`), { code: 'ENOTFOUND' });
+    return [{ address, family: address.includes(':') ? 6 : 4 }];
+  };
+
+  beforeAll(async () => {
+    internal = await startWebhookReceiver();
+    server = await startTestServer({ ...START_UP_ADMIN, WEBHOOK_ALLOWED_HOSTS: 'pinned.test' }, { webhooks: { pollIntervalMs: 100, retryDelaysMs: [200] }, resolveHost });
+    admin = await startUpAdminToken(server);
+  });
+  afterAll(async () => {
+    await server?.stop();
+    await internal?.close();
+  });
+
+  async function firstAttemptOf(endpointId: string): Promise<{ status: number | null; error: string | null }> {
+    const endpoints = await waitUntil(async () => {
+      const listed = (await server.graphql(DELIVERIES, {}, { token: admin })).data?.webhookEndpoints;
+      return listed?.find((endpoint: { id: string }) => endpoint.id === endpointId)?.deliveries.length > 0 ? listed : undefined;
+    }, 'the attempt is logged');
+    return endpoints.find((endpoint: { id: string }) => endpoint.id === endpointId).deliveries.at(-1);
+  }
+
+  it('refuses an attempt when the name has moved to a private address since it was registered (DNS rebinding)', async () => {
+    answers.set('rebind.test', '93.184.216.34');
+    const created = await server.graphql(CREATE_ENDPOINT, { url: `http://rebind.test:${internal.port}/hooks`, events: ['user.created'] }, { token: admin });
+    expect(created.errors).toBeUndefined();
+    answers.set('rebind.test', '127.0.0.1');
+    await registerAccount(server);
+    const attempt = await firstAttemptOf(created.data!.createWebhookEndpoint.endpoint.id);
+    expect(attempt).toMatchObject({ status: null, error: 'refused: The host rebind.test resolves to a loopback address; webhooks only go to public addresses unless the host is in WEBHOOK_ALLOWED_HOSTS.' });
+    expect(internal.received).toEqual([]);
+    await server.graphql(DELETE_ENDPOINT, { id: created.data!.createWebhookEndpoint.endpoint.id }, { token: admin });
+  });
+
+  it('connects to the address it checked, not to what a second lookup would say', async () => {
+    // The system resolver knows nothing of pinned.test: only the checked answer can reach the receiver.
+    answers.set('pinned.test', '127.0.0.1');
+    const created = await server.graphql(CREATE_ENDPOINT, { url: `http://pinned.test:${internal.port}/hooks`, events: ['user.created'] }, { token: admin });
+    expect(created.errors).toBeUndefined();
+    const account = await registerAccount(server);
+    const hook = await internal.waitFor((received) => JSON.parse(received.body).data.user.id === account.user.id);
+    expect(hook.headers.host).toBe(`pinned.test:${internal.port}`);
+    await server.graphql(DELETE_ENDPOINT, { id: created.data!.createWebhookEndpoint.endpoint.id }, { token: admin });
   });
 });
 

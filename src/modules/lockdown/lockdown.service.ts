@@ -87,6 +87,8 @@ export class LockdownService {
     }
     this.deps.audit.record(em, AuditEventType.ACCOUNT_LOCKED, { userId: user.id }, meta);
     await this.deps.users.announce(em, 'user.locked', user.id);
+    // Mirrors that follow only user.updated learn of the restored address too.
+    if (restored) await this.deps.users.announce(em, 'user.updated', user.id);
   }
 
   /**

@@ -102,13 +102,13 @@ export class RecoveryService {
         passwordHash,
         credentialsVersion: account.user.credentialsVersion + 1,
         updatedAt: now,
-        emailVerifiedAt: user.emailVerifiedAt ?? now,
+        emailVerifiedAt: account.user.emailVerifiedAt ?? now,
         failedLoginCount: 0,
         loginBlockedUntil: null,
       });
       await this.sessions.endAllOf(account, SessionEndReason.PASSWORD_RESET);
       this.audit.record(account.em, AuditEventType.PASSWORD_RESET_COMPLETED, { userId: user.id }, meta);
-      if (!user.emailVerifiedAt) await this.users.announce(account.em, 'user.email_verified', user.id);
+      if (!account.user.emailVerifiedAt) await this.users.announce(account.em, 'user.email_verified', user.id);
       await this.users.announce(account.em, 'user.password_changed', user.id);
       await this.tokens.voidAll(account.em, user.id, [OneTimeTokenPurpose.MFA_CHALLENGE]);
       await this.notices.send(account.em, account.user, { name: 'password-changed' });

@@ -5,6 +5,7 @@ import { AuditEventType } from '../audit/audit-event.entity.js';
 import type { Viewer } from '../sign-in/auth.service.js';
 import type { Reauthentication } from '../sign-in/reauthentication.js';
 import type { RequestMeta } from '../sessions/request-meta.js';
+import { withLockedAccount } from './account-lock.js';
 import { Role } from './role.js';
 import type { UserView } from './user.view.js';
 import type { UserService } from './user.service.js';
@@ -33,11 +34,15 @@ export class ProfileService {
   async update(em: EntityManager, viewer: Viewer, requested: { username?: string | null; firstName?: string | null; lastName?: string | null }, meta: RequestMeta): Promise<UserView> {
     const changes = this.users.validateChanges({ username: requested.username, firstName: requested.firstName, lastName: requested.lastName });
     if (Object.keys(changes).length === 0) return viewer.user;
-    const updated = await this.users.applyChanges(em, viewer.user, changes);
+    // Under the account's lock, in one transaction: the change, its audit event and its webhook
+    // event commit together, and "did anything change" is judged against the row as it is now.
+    const updated = await withLockedAccount(em, viewer.user.id, async (account) => {
+      const fresh = await this.users.applyChanges(account.em, account.user, changes);
+      if (fresh) this.audit.record(account.em, AuditEventType.USER_UPDATED, { userId: viewer.user.id, actorId: viewer.user.id }, meta);
+      return fresh;
+    });
     // Deleted while this request was on its way: the caller no longer has an account.
     if (!updated) throw UnauthenticatedError.because(UnauthenticatedReason.SESSION_ENDED);
-    this.audit.record(em, AuditEventType.USER_UPDATED, { userId: viewer.user.id, actorId: viewer.user.id }, meta);
-    await em.flush();
     return updated;
   }
 

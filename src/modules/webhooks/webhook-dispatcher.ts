@@ -53,14 +53,25 @@ interface ClaimedMessage {
   event_type: string;
   body: string;
   attempts: number;
+  /** The claim's expiry as written by this claim: the settle statement finds the row only while it still holds. */
+  locked_until: Date;
   url: string;
   secret: string;
+}
+
+/** Why an attempt was cut by {@link WebhookDispatcher.stop}: not the endpoint's failure, so it costs no attempt. */
+class ShutdownError extends Error {
+  constructor() {
+    super('the server shut down during the attempt');
+  }
 }
 
 /** What one attempt came to: the status the endpoint answered (if it did) and why it failed (if it did). */
 interface Outcome {
   status: number | null;
   error: string | null;
+  /** The attempt was cut by a shutdown: released to be made again, not logged. */
+  cut?: boolean;
 }
 
 /**
@@ -81,6 +92,8 @@ export class WebhookDispatcher {
   private readonly inFlight = new Set<AbortController>();
   /** Ends the wait of a round that has attempts in flight (see {@link drain}). */
   private nudge: (() => void) | undefined;
+  /** Set by a wake, cleared before each claim: a wake between a claim and the wait is not lost. */
+  private woken = false;
 
   constructor(
     private readonly orm: MikroORM,
@@ -101,18 +114,20 @@ export class WebhookDispatcher {
 
   /** Looks for due messages now (the fan-out calls it when it queued some). */
   wake(): void {
+    this.woken = true;
     this.nudge?.();
     this.worker.wake();
   }
 
   /**
-   * Stops claiming, and cuts the attempts in flight short (each is recorded as failed and retried,
-   * by this or another instance, with the same `webhook-id`): shutdown never waits for an endpoint.
+   * Stops claiming, and cuts the attempts in flight short: their claims are released without
+   * costing an attempt, so this or another instance makes them again, with the same `webhook-id`.
+   * Shutdown never waits for an endpoint.
    */
   async stop(): Promise<void> {
     const stopped = this.worker.stop();
     this.nudge?.();
-    for (const controller of this.inFlight) controller.abort(new Error('the server shut down during the attempt'));
+    for (const controller of this.inFlight) controller.abort(new ShutdownError());
     await stopped;
   }
 
@@ -122,7 +137,13 @@ export class WebhookDispatcher {
     try {
       while (!this.worker.stopping) {
         const free = this.options.concurrency - running.size;
+        this.woken = false;
         const claimed = free > 0 ? await this.claim(free) : [];
+        if (this.worker.stopping) {
+          // Claimed while shutdown began: handed back untouched rather than attempted.
+          await Promise.all(claimed.map((message) => this.release(message)));
+          break;
+        }
         for (const message of claimed) {
           const attempt = this.attempt(message).finally(() => running.delete(attempt));
           running.add(attempt);
@@ -139,6 +160,7 @@ export class WebhookDispatcher {
   }
 
   private nextChance(running: Set<Promise<void>>): Promise<void> {
+    if (this.woken) return Promise.resolve();
     return new Promise<void>((resolve) => {
       const timer = setTimeout(done, this.options.pollIntervalMs);
       function done() {
@@ -146,7 +168,7 @@ export class WebhookDispatcher {
         resolve();
       }
       this.nudge = done;
-      void Promise.race(running).then(done);
+      Promise.race(running).then(done, done);
     }).finally(() => {
       this.nudge = undefined;
     });
@@ -158,9 +180,10 @@ export class WebhookDispatcher {
       {
         table: 'webhook_messages',
         doneColumn: 'delivered_at',
-        returning: '"id", "endpoint_id", "event_id", "event_type", "body", "attempts"',
+        returning: '"id", "endpoint_id", "event_id", "event_type", "body", "attempts", "locked_until"',
         leaseMs: this.options.timeoutMs + CLAIM_MARGIN_MS,
         limit,
+        onePer: 'endpoint_id',
       },
       'select "claimed".*, "e"."url", "e"."secret" from "claimed" join "webhook_endpoints" "e" on "e"."id" = "claimed"."endpoint_id"',
     );
@@ -175,7 +198,21 @@ export class WebhookDispatcher {
     } finally {
       this.inFlight.delete(controller);
     }
-    await this.record(message, outcome);
+    if (outcome.cut) await this.release(message);
+    else await this.record(message, outcome);
+  }
+
+  /** Hands a claimed message back as it was before the claim (the attempt it counted is undone). */
+  private async release(message: ClaimedMessage): Promise<void> {
+    try {
+      await this.orm.em.fork().getConnection().execute(
+        `update "webhook_messages" set "locked_until" = null, "attempts" = "attempts" - 1 where "id" = ? and "locked_until" = ?`,
+        [message.id, message.locked_until],
+      );
+    } catch (error) {
+      // The claim lapses by itself; the attempt it counted stays counted.
+      this.logger.warn({ err: error, webhookId: message.event_id }, 'could not release a webhook claim at shutdown');
+    }
   }
 
   /** One signed POST, bounded by the time limit from the first DNS lookup to the status line. */
@@ -205,16 +242,18 @@ export class WebhookDispatcher {
       return { status, error: `the endpoint answered ${status}${redirect}` };
     } catch (error) {
       const reason = controller.signal.aborted ? controller.signal.reason : error;
-      return { status: null, error: describe(reason) };
+      return { status: null, error: describe(reason), cut: reason instanceof ShutdownError };
     } finally {
       clearTimeout(timer);
     }
   }
 
   /**
-   * Writes the attempt to the delivery log and settles the message: delivered, retried later, or
-   * given up after the last retry. One statement, so the log and the queue never disagree. An
-   * endpoint deleted meanwhile has taken both with it; nothing is written then.
+   * Settles the message — delivered, retried later, or given up after the last retry — and writes
+   * the attempt to the delivery log, in one statement, so the log and the queue never disagree.
+   * Only while this attempt's claim still holds: if it lapsed (the database was slow to answer) and
+   * another attempt has claimed the message since, that attempt decides, and nothing is written
+   * here. An endpoint deleted meanwhile has taken the message with it; nothing is written then either.
    */
   private async record(message: ClaimedMessage, outcome: Outcome): Promise<void> {
     const delivered = outcome.error === null;
@@ -222,23 +261,30 @@ export class WebhookDispatcher {
     const givingUp = !delivered && message.attempts > delays.length;
     const delay = givingUp || delivered ? 0 : delays[message.attempts - 1]! * (0.9 + Math.random() * 0.2);
     const now = new Date();
+    let settled: unknown[];
     try {
-      await this.orm.em.fork().getConnection().execute(
-        `with "logged" as (
-           insert into "webhook_deliveries" ("id", "endpoint_id", "webhook_id", "event_type", "attempt", "status", "error", "created_at")
-           select ?, "id", ?, ?, ?, ?, ?, ? from "webhook_endpoints" where "id" = ?)
-         update "webhook_messages"
-            set "locked_until" = null, "next_attempt_at" = ?, "delivered_at" = ?, "failed_at" = ?,
-                "body" = case when ? then null else "body" end
-          where "id" = ?`,
+      settled = await this.orm.em.fork().getConnection().execute<unknown[]>(
+        `with "settled" as (
+           update "webhook_messages"
+              set "locked_until" = null, "next_attempt_at" = ?, "delivered_at" = ?, "failed_at" = ?,
+                  "body" = case when ? then null else "body" end
+            where "id" = ? and "locked_until" = ?
+            returning "endpoint_id")
+         insert into "webhook_deliveries" ("id", "endpoint_id", "webhook_id", "event_type", "attempt", "status", "error", "created_at")
+         select ?, "endpoint_id", ?, ?, ?, ?, ?, ? from "settled"
+         returning "id"`,
         [
-          randomUUID(), message.event_id, message.event_type, message.attempts, outcome.status, outcome.error?.slice(0, 500) ?? null, now, message.endpoint_id,
-          new Date(now.getTime() + delay), delivered ? now : null, givingUp ? now : null, delivered || givingUp, message.id,
+          new Date(now.getTime() + delay), delivered ? now : null, givingUp ? now : null, delivered || givingUp, message.id, message.locked_until,
+          randomUUID(), message.event_id, message.event_type, message.attempts, outcome.status, outcome.error?.slice(0, 500) ?? null, now,
         ],
       );
     } catch (error) {
       // The claim lapses and the message is attempted again, with the same webhook-id.
       this.logger.warn({ err: error, webhookId: message.event_id }, 'could not record a webhook attempt; it will be repeated');
+      return;
+    }
+    if (settled.length === 0) {
+      this.logger.warn({ webhookId: message.event_id, attempt: message.attempts }, 'webhook attempt not recorded: its claim had lapsed, or its endpoint was deleted');
       return;
     }
     const details = { webhookId: message.event_id, endpointId: message.endpoint_id, eventType: message.event_type, attempt: message.attempts, status: outcome.status };

@@ -14,6 +14,7 @@ export class WebhookResolver {
     return ctx.services.webhooks.list(ctx.em);
   }
 
+  @Authorized(Role.ADMIN)
   @FieldResolver(() => [WebhookDelivery], { description: 'Latest delivery attempts, newest first.' })
   deliveries(
     @Root() endpoint: WebhookEndpoint,

@@ -24,7 +24,7 @@ export type DeliveryView = Pick<WebhookDelivery, 'webhookId' | 'eventType' | 'at
 
 /** The endpoints whose logs one request asks for with one page size, read together once they are all known. */
 interface DeliveryBatch {
-  endpointIds: string[];
+  endpointIds: Set<string>;
   logs: Promise<Map<string, DeliveryView[]>>;
 }
 
@@ -102,16 +102,16 @@ export class WebhookService {
     if (!batches) this.deliveryBatches.set(em, (batches = new Map()));
     let batch = batches.get(limit);
     if (!batch) {
-      const endpointIds: string[] = [];
+      const endpointIds = new Set<string>();
       const pending = batches;
       const logs = Promise.resolve().then(() => {
         pending.delete(limit);
-        return this.readLogs(em, endpointIds, limit);
+        return this.readLogs(em, [...endpointIds], limit);
       });
       batch = { endpointIds, logs };
       batches.set(limit, batch);
     }
-    batch.endpointIds.push(endpointId);
+    batch.endpointIds.add(endpointId);
     return (await batch.logs).get(endpointId) ?? [];
   }
 
