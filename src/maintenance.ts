@@ -3,6 +3,7 @@ import type { Retention } from './config/config.js';
 import { withLease } from './db/lease.js';
 import type { OutageLog } from './db/outage.js';
 import type { Logger } from './logger.js';
+import { PollingWorker } from './polling-worker.js';
 import { RATE_LIMIT_TABLE } from './rate-limits.js';
 
 /** Sent mail, and used or expired one-time tokens, are kept this long for investigations. */
@@ -36,16 +37,24 @@ export type MaintenanceReport = Record<string, number>;
  * statement, so sign-in never waits behind it.
  */
 export class Maintenance {
-  private timer: NodeJS.Timeout | undefined;
-  private running: Promise<unknown> | undefined;
+  private readonly worker: PollingWorker;
   private readonly purges: Purge[];
 
   constructor(
     private readonly orm: MikroORM,
     private readonly retention: Retention,
     private readonly logger: Logger,
-    private readonly outages: OutageLog,
+    outages: OutageLog,
   ) {
+    this.worker = new PollingWorker(
+      async () => {
+        await this.runOnce();
+      },
+      retention.intervalSeconds * 1000,
+      (error) => {
+        if (!outages.record(error)) this.logger.error({ err: error }, 'maintenance failed; trying again at the next interval');
+      },
+    );
     const daysAgo = (days: number) => (now: number) => new Date(now - days * DAY_MS);
     this.purges = [
       { name: 'sessions', table: 'sessions', key: 'id', where: '"revoked_at" < ? or "expires_at" < ?', cutoff: daysAgo(retention.sessionDays) },
@@ -61,27 +70,12 @@ export class Maintenance {
 
   /** Runs every interval; the first run comes after one interval or a minute, whichever is sooner (not amid start-up). */
   start(): void {
-    this.schedule(Math.min(this.retention.intervalSeconds, 60) * 1000);
+    this.worker.start(Math.min(this.retention.intervalSeconds, 60) * 1000);
   }
 
-  async stop(): Promise<void> {
-    clearTimeout(this.timer);
-    this.timer = undefined;
-    await this.running;
-  }
-
-  private schedule(delay: number): void {
-    this.timer = setTimeout(() => {
-      this.running = this.runOnce()
-        .catch((error: unknown) => {
-          if (!this.outages.record(error)) this.logger.error({ err: error }, 'maintenance failed; trying again at the next interval');
-        })
-        .finally(() => {
-          this.running = undefined;
-          if (this.timer !== undefined) this.schedule(this.retention.intervalSeconds * 1000);
-        });
-    }, delay);
-    this.timer.unref();
+  /** No run starts after this; resolves when the one in progress has finished. */
+  stop(): Promise<void> {
+    return this.worker.stop();
   }
 
   /** One run; `null` when another instance holds the maintenance lease. */

@@ -1,8 +1,8 @@
 /**
  * The schedule of a background worker: runs `round` when woken and every `pollIntervalMs`
  * otherwise, never two rounds at once (a wake during a round runs another right after it). The mail
- * outbox and the webhook dispatcher share it; a round that throws is reported to `onError` and the
- * next one comes at the usual interval.
+ * outbox, the webhook dispatcher and maintenance share it; a round that throws is reported to
+ * `onError` and the next one comes at the usual interval.
  */
 export class PollingWorker {
   private timer: NodeJS.Timeout | undefined;
@@ -21,9 +21,10 @@ export class PollingWorker {
     return this.stopped;
   }
 
-  start(): void {
+  /** Runs the first round after `firstDelayMs` (at once by default), then one every interval. */
+  start(firstDelayMs = 0): void {
     this.stopped = false;
-    this.schedule(0);
+    this.schedule(firstDelayMs);
   }
 
   /** Runs a round now (or right after the one in progress). */
