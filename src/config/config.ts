@@ -328,13 +328,21 @@ export function loadConfig(env: Env): Config {
   });
 }
 
+/** The entries of a comma-separated list variable, trimmed, without empty ones. */
+function commaSeparated(raw: string | undefined): string[] {
+  return (raw ?? '')
+    .split(',')
+    .map((entry) => entry.trim())
+    .filter(Boolean);
+}
+
 /**
  * `WEBHOOK_ALLOWED_HOSTS`: comma-separated host names or IP addresses, compared with the host of an
  * endpoint URL as written there (case-insensitive; IPv6 with or without brackets).
  */
 function webhookAllowedHosts(raw: string | undefined, problems: string[]): readonly string[] {
   const hosts: string[] = [];
-  for (const entry of (raw ?? '').split(',').map((part) => part.trim().toLowerCase()).filter(Boolean)) {
+  for (const entry of commaSeparated(raw).map((part) => part.toLowerCase())) {
     const host = entry.replace(/^\[(.*)\]$/, '$1');
     if (/^[a-z0-9.-]+$/.test(host) || (host.includes(':') && /^[0-9a-f:.]+$/.test(host))) hosts.push(host);
     else problems.push(`WEBHOOK_ALLOWED_HOSTS entry "${entry}" must be a host name or an IP address (no scheme, port or path)`);
@@ -349,10 +357,7 @@ function webhookAllowedHosts(raw: string | undefined, problems: string[]): reado
  */
 function replicaUrls(raw: string | undefined, hasPrimary: boolean, problems: string[]): readonly string[] {
   if (raw === undefined) return Object.freeze([]);
-  const entries = raw
-    .split(',')
-    .map((entry) => entry.trim())
-    .filter(Boolean);
+  const entries = commaSeparated(raw);
   if (!hasPrimary) {
     problems.push('DATABASE_REPLICA_URLS needs DATABASE_URL: read replicas replicate a PostgreSQL server, not the embedded database');
   }
@@ -407,7 +412,7 @@ function linkTarget(name: string, raw: string | undefined, fallback: string, pro
 function allowedOrigins(raw: string | undefined, isProduction: boolean, problems: string[]): readonly string[] | undefined {
   if (raw === undefined) return undefined;
   const origins: string[] = [];
-  for (const entry of raw.split(',').map((part) => part.trim()).filter(Boolean)) {
+  for (const entry of commaSeparated(raw)) {
     let origin: string | undefined;
     try {
       const parsed = new URL(entry);
