@@ -84,8 +84,9 @@ export class EmailChangeService {
       await this.deps.sessions.endAllOf(account, SessionEndReason.EMAIL_CHANGED, viewer.session.family);
       await this.deps.notices.send(account.em, user, { name: 'email-changed', newEmail: email }, oldEmail);
       this.deps.audit.record(account.em, AuditEventType.EMAIL_CHANGED, { userId: user.id, actorId: user.id }, meta);
-      await this.deps.users.announce(account.em, 'user.updated', user.id);
-      return userView(await account.em.findOneOrFail(User, { id: user.id }, { refresh: true }));
+      const fresh = await account.em.findOneOrFail(User, { id: user.id }, { refresh: true });
+      await this.deps.users.announce(account.em, 'user.updated', fresh);
+      return userView(fresh);
     });
     if (changed === null) throw UnauthenticatedError.because(UnauthenticatedReason.SESSION_ENDED);
     if (changed === 'wrong code') throw new BadUserInputError(INVALID_CODE, 'code');

@@ -86,9 +86,8 @@ export class LockdownService {
       this.deps.outbox.enqueue(em, restored ?? user.email, { name: 'account-locked', token: resetToken });
     }
     this.deps.audit.record(em, AuditEventType.ACCOUNT_LOCKED, { userId: user.id }, meta);
-    await this.deps.users.announce(em, 'user.locked', user.id);
     // Mirrors that follow only user.updated learn of the restored address too.
-    if (restored) await this.deps.users.announce(em, 'user.updated', user.id);
+    await this.deps.users.announce(em, restored ? ['user.locked', 'user.updated'] : 'user.locked', user.id);
   }
 
   /**

@@ -108,8 +108,8 @@ export class RecoveryService {
       });
       await this.sessions.endAllOf(account, SessionEndReason.PASSWORD_RESET);
       this.audit.record(account.em, AuditEventType.PASSWORD_RESET_COMPLETED, { userId: user.id }, meta);
-      if (!account.user.emailVerifiedAt) await this.users.announce(account.em, 'user.email_verified', user.id);
-      await this.users.announce(account.em, 'user.password_changed', user.id);
+      // Following the link verified the address too, if it was not yet.
+      await this.users.announce(account.em, account.user.emailVerifiedAt ? 'user.password_changed' : ['user.email_verified', 'user.password_changed'], user.id);
       await this.tokens.voidAll(account.em, user.id, [OneTimeTokenPurpose.MFA_CHALLENGE]);
       await this.notices.send(account.em, account.user, { name: 'password-changed' });
       return true;

@@ -108,12 +108,15 @@ export class UserService {
   }
 
   /**
-   * Announces `type` about an account whose row the caller has just changed in `em`'s transaction
-   * (a password, a verified address, a lockdown), as that transaction sees the row now.
+   * Announces each of `types` about an account whose row the caller has just changed in `em`'s
+   * transaction (a password, a verified address, a lockdown): given its id, as that transaction
+   * sees the row now (read once for all the types); given the row, when the caller has just read it.
    */
-  async announce(em: EntityManager, type: WebhookEventType, userId: string): Promise<void> {
-    const state = await em.createQueryBuilder(User).select([...USER_STATE_FIELDS]).where({ id: userId }).execute<UserState | null>('get');
-    if (state) this.events.emit(em, type, state);
+  async announce(em: EntityManager, types: WebhookEventType | readonly WebhookEventType[], user: string | UserState): Promise<void> {
+    const state =
+      typeof user === 'string' ? await em.createQueryBuilder(User).select([...USER_STATE_FIELDS]).where({ id: user }).execute<UserState | null>('get') : user;
+    if (!state) return;
+    for (const type of typeof types === 'string' ? [types] : types) this.events.emit(em, type, state);
   }
 
   /**
