@@ -1,7 +1,7 @@
 import { Webhook } from 'standardwebhooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CHANGE_PASSWORD, DELETE_USER, REGISTER, registerAccount, START_UP_ADMIN, startUpAdminToken, UPDATE_USER } from './support/accounts.js';
-import { LOCK_ACCOUNT, lockdownTokenOf } from './support/mfa.js';
+import { CONFIRM_EMAIL_CHANGE, LOCK_ACCOUNT, lockdownTokenOf, REQUEST_EMAIL_CHANGE } from './support/mfa.js';
 import { queriesDuring } from './support/database.js';
 import { errorCode, errorField, startTestServer, type TestServer } from './support/server.js';
 import { startSmtpServer, type TestSmtpServer, verificationCodeOf } from './support/smtp.js';
@@ -134,6 +134,29 @@ describe('webhooks', () => {
     expect(byType('user.deleted')[0]).toMatchObject({ id: user, email: account.user.email });
     expect(receiver.received.some((hook) => hook.body.includes(refused))).toBe(false);
     expect(new Set(receiver.received.filter(about(user)).map((hook) => hook.headers['webhook-id'])).size).toBe(expected.length);
+    await server.graphql(DELETE_ENDPOINT, { id }, { token: admin });
+  });
+
+  it('announces a lockdown that restores a replaced address as user.locked and user.updated, both with the restored address', async () => {
+    const { id, secret } = await createEndpoint(receiver.url, ['user.updated', 'user.locked']);
+    const account = await registerAccount(server);
+    const owners = account.user.email;
+    const theirs = `moved-${account.user.id.slice(0, 8)}@example.com`;
+    const token = { token: account.accessToken };
+    expect((await server.graphql(REQUEST_EMAIL_CHANGE, { newEmail: theirs, password: account.password }, token)).data?.requestEmailChange).toBe(true);
+    const code = verificationCodeOf(await smtp.waitFor((mail) => mail.to === theirs && mail.subject.startsWith('Confirm your new email address')));
+    expect((await server.graphql(CONFIRM_EMAIL_CHANGE, { code }, token)).data?.confirmEmailChange.email).toBe(theirs);
+    const notice = await smtp.waitFor((mail) => mail.to === owners && mail.subject === 'Your email address was changed');
+    expect((await server.graphql(LOCK_ACCOUNT, { token: lockdownTokenOf(notice) })).data?.lockAccount).toBe(true);
+
+    const events = await waitUntil(() => {
+      const mine = receiver.received.filter(about(account.user.id)).map((hook) => verified(secret, hook));
+      return mine.length >= 3 ? mine : undefined;
+    }, 'the change and the lockdown are announced');
+    const emailsOf = (type: string) => events.filter((event: { type: string }) => event.type === type).map((event: any) => event.data.user.email);
+    // The change to the hijacker's address, then the lockdown giving the owner's back.
+    expect(emailsOf('user.updated').sort()).toEqual([owners, theirs].sort());
+    expect(emailsOf('user.locked')).toEqual([owners]);
     await server.graphql(DELETE_ENDPOINT, { id }, { token: admin });
   });
 
