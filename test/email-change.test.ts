@@ -128,6 +128,7 @@ describe('confirmEmailChange', () => {
     await registerAccount(server, { email: target });
     const response = await confirm(account, code);
     expect(errorCode(response)).toBe('CONFLICT');
+    expect(errorField(response)).toBe('code');
     expect((await server.graphql(ME, {}, { token: account.accessToken })).data!.me.email).toBe(account.user.email);
   });
 
@@ -154,5 +155,14 @@ describe('confirmEmailChange', () => {
     expect(errorField(await request(account, target))).toBe('code');
     expect(errorField(await request(account, target, account.password, '000000'))).toBe('code');
     expect((await request(account, target, account.password, await account.authenticator.next())).data?.requestEmailChange).toBe(true);
+  });
+
+  it('spends no code on an address that is taken', async () => {
+    const account = await enableMfa(server, await registerAccount(server));
+    const taken = (await registerAccount(server)).user.email;
+    const [recoveryCode] = account.recoveryCodes;
+    const refused = await request(account, taken, account.password, recoveryCode);
+    expect(errorCode(refused)).toBe('CONFLICT');
+    expect((await request(account, newAddress(), account.password, recoveryCode)).data?.requestEmailChange).toBe(true);
   });
 });

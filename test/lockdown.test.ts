@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { auditEventsOf, CHANGE_PASSWORD, LOGIN, ME, REFRESH, registerAccount, RESET_PASSWORD, type SignedInAccount, START_UP_ADMIN, startUpAdminToken } from './support/accounts.js';
+import { auditEventsOf, CHANGE_PASSWORD, LOGIN, ME, newAccountInput, REFRESH, REGISTER, registerAccount, RESET_PASSWORD, type SignedInAccount, START_UP_ADMIN, startUpAdminToken } from './support/accounts.js';
 import { CONFIRM_EMAIL_CHANGE, CONFIRM_TOTP, enableMfa, LOCK_ACCOUNT, lockdownTokenOf, ME_MFA, REQUEST_EMAIL_CHANGE, START_TOTP, Authenticator, VERIFY_MFA } from './support/mfa.js';
 import { errorCode, errorField, startTestServer, type TestServer } from './support/server.js';
 import { resetTokenOf, startSmtpServer, type TestSmtpServer, verificationCodeOf } from './support/smtp.js';
@@ -127,29 +127,75 @@ describe('lockAccount', () => {
     expect(await stillSignedIn(account.accessToken)).toBe(true);
   });
 
-  it('does not undo what came before the link: an MFA enrollment older than the link stays (the hijack test shows a newer one undone)', async () => {
-    const account = await registerAccount(server);
-    await enableMfa(server, account);
-    // A link mailed after the owner enrolled (a password change): whoever holds it can lock the
-    // account, but not take the owner's second factor away.
-    const after = await server.graphql(CHANGE_PASSWORD, { input: { currentPassword: account.password, newPassword: 'another long passphrase 1' } }, { token: account.accessToken });
-    expect(after.data?.changePassword).toBe(true);
-    const link = lockdownTokenOf(await noticeTo(account.user.email, 'Your password was changed'));
+  it('turns off an MFA enrollment of the last 7 days even when the link was mailed after it, but not an older one', async () => {
+    // A hijacker who turns MFA on before moving the address: the owner's links all come after the
+    // enrollment (the "turned on" notice's own link included), and must still undo it.
+    const owner = await registerAccount(server);
+    const ownerAddress = owner.user.email;
+    const attacker = (await login(ownerAddress, owner.password)).data!.login;
+    const attackerSession = { ...owner, accessToken: attacker.accessToken };
+    const hijacked = await enableMfa(server, attackerSession);
+    const turnedOn = lockdownTokenOf(await noticeTo(ownerAddress, 'Two-factor sign-in was turned on'));
+    const theirs = attackerAddress();
+    const code = await hijacked.authenticator.next();
+    expect((await server.graphql(REQUEST_EMAIL_CHANGE, { newEmail: theirs, password: owner.password, code }, { token: attacker.accessToken })).data?.requestEmailChange).toBe(true);
+    const changeCode = verificationCodeOf(await smtp.waitFor((mail) => mail.to === theirs && mail.subject.startsWith('Confirm your new email address')));
+    expect((await server.graphql(CONFIRM_EMAIL_CHANGE, { code: changeCode }, { token: attacker.accessToken })).data?.confirmEmailChange.email).toBe(theirs);
+
+    expect((await lock(turnedOn)).data?.lockAccount).toBe(true);
+    const [row] = await server.sql<{ email: string; mfa_enabled_at: Date | null }>('select "email", "mfa_enabled_at" from "users" where "id" = ?', [owner.user.id]);
+    expect(row).toEqual({ email: ownerAddress, mfa_enabled_at: null });
+    const newPassword = 'the rightful owner is back 42';
+    const resetMail = await noticeTo(ownerAddress, 'Your account is locked: choose a new password');
+    expect((await server.graphql(RESET_PASSWORD, { input: { token: resetTokenOf(resetMail), newPassword } })).data?.resetPassword).toBe(true);
+    const back = await login(ownerAddress, newPassword);
+    expect(back.errors).toBeUndefined();
+    expect(back.data!.login.accessToken).toEqual(expect.any(String));
+
+    // The owner's own enrollment of more than 7 days ago stays.
+    const longTime = await registerAccount(server);
+    await enableMfa(server, longTime);
+    await server.sql(`update "users" set "mfa_enabled_at" = now() - interval '8 days' where "id" = ?`, [longTime.user.id]);
+    const link = await changePasswordNotice(longTime, 'another long passphrase 1');
     expect((await lock(link)).data?.lockAccount).toBe(true);
-    const [row] = await server.sql<{ email: string; mfa_enabled_at: Date | null }>('select "email", "mfa_enabled_at" from "users" where "id" = ?', [account.user.id]);
-    expect(row.mfa_enabled_at).not.toBeNull();
-    expect(row.email).toBe(account.user.email);
+    const [kept] = await server.sql<{ mfa_enabled_at: Date | null }>('select "mfa_enabled_at" from "users" where "id" = ?', [longTime.user.id]);
+    expect(kept.mfa_enabled_at).not.toBeNull();
   });
 
-  it('restores the address the link was mailed to, not an older one the owner left on purpose', async () => {
+  it("restores the address of 7 days ago even from the hijacker's own link, and keeps the owner's links working", async () => {
+    const owner = await registerAccount(server);
+    const ownerAddress = owner.user.email;
+    const attacker = (await login(ownerAddress, owner.password)).data!.login;
+    const theirs = attackerAddress();
+    await server.graphql(REQUEST_EMAIL_CHANGE, { newEmail: theirs, password: owner.password }, { token: attacker.accessToken });
+    const changeCode = verificationCodeOf(await smtp.waitFor((mail) => mail.to === theirs && mail.subject.startsWith('Confirm your new email address')));
+    await server.graphql(CONFIRM_EMAIL_CHANGE, { code: changeCode }, { token: attacker.accessToken });
+    const ownersLink = lockdownTokenOf(await noticeTo(ownerAddress, 'Someone asked to change your email address'));
+    // The hijacker earns a link at their own address and spends it first, to cancel the owner's.
+    const hijackerLink = await changePasswordNotice({ ...owner, user: { ...owner.user, email: theirs }, accessToken: attacker.accessToken }, 'hijacker chose this one 7');
+
+    expect((await lock(hijackerLink)).data?.lockAccount).toBe(true);
+    const [row] = await server.sql<{ email: string }>('select "email" from "users" where "id" = ?', [owner.user.id]);
+    expect(row.email).toBe(ownerAddress);
+    await noticeTo(ownerAddress, 'Your account is locked: choose a new password');
+    expect(smtp.messages.some((mail) => mail.to === theirs && mail.subject === 'Your account is locked: choose a new password')).toBe(false);
+    // The owner's address stays theirs: nobody else can register it while the owner's links live.
+    const taken = await server.graphql(REGISTER, { input: newAccountInput({ email: ownerAddress }) });
+    expect(errorCode(taken)).toBe('CONFLICT');
+    // The owner's own link still works (it locks again, harmlessly, and mails the owner a reset link).
+    expect((await lock(ownersLink)).data?.lockAccount).toBe(true);
+    const events = (await auditEventsOf(server, adminToken, owner.user.id)).map((event) => event.type);
+    expect(events).toEqual(expect.arrayContaining(['EMAIL_RESTORED', 'ACCOUNT_LOCKED']));
+  });
+
+  it('restores the address the account had 7 days ago, through every change since, whichever link is followed', async () => {
     const account = await registerAccount(server);
     const addressA = account.user.email;
-    // The owner moves A → B on purpose.
+    // A → B, then a hijacker moves B → X; the notice arrives at B.
     const addressB = attackerAddress().replace('attacker', 'owner');
     await server.graphql(REQUEST_EMAIL_CHANGE, { newEmail: addressB, password: account.password }, { token: account.accessToken });
     const toB = verificationCodeOf(await smtp.waitFor((mail) => mail.to === addressB && mail.subject.startsWith('Confirm your new email address')));
     expect((await server.graphql(CONFIRM_EMAIL_CHANGE, { code: toB }, { token: account.accessToken })).data?.confirmEmailChange.email).toBe(addressB);
-    // A hijacker moves B → X; the owner's notice arrives at B.
     const hijacker = (await login(addressB, account.password)).data!.login;
     const addressX = attackerAddress();
     await server.graphql(REQUEST_EMAIL_CHANGE, { newEmail: addressX, password: account.password }, { token: hijacker.accessToken });
@@ -157,11 +203,13 @@ describe('lockAccount', () => {
     await server.graphql(CONFIRM_EMAIL_CHANGE, { code: toX }, { token: hijacker.accessToken });
     const atB = lockdownTokenOf(await noticeTo(addressB, 'Your email address was changed'));
 
+    // B may be a hijacker's stepping stone as well as the owner's new address: the lockdown undoes
+    // every change of the last 7 days, and the reset link goes to A.
     expect((await lock(atB)).data?.lockAccount).toBe(true);
     const [row] = await server.sql<{ email: string }>('select "email" from "users" where "id" = ?', [account.user.id]);
-    expect(row.email).toBe(addressB);
-    await noticeTo(addressB, 'Your account is locked: choose a new password');
-    expect(smtp.messages.some((mail) => mail.to === addressA && mail.subject === 'Your account is locked: choose a new password')).toBe(false);
+    expect(row.email).toBe(addressA);
+    await noticeTo(addressA, 'Your account is locked: choose a new password');
+    expect(smtp.messages.some((mail) => [addressB, addressX].includes(mail.to) && mail.subject === 'Your account is locked: choose a new password')).toBe(false);
   });
 });
 

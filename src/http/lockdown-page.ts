@@ -21,7 +21,7 @@ const SCRIPT = `
     if (busy) return;
     busy = true;
     button.disabled = true;
-    show('', 'Locking your account\\\\u2026');
+    show('', 'Locking your account\\u2026');
     callApi(MUTATION, { token: token })
       .then(function (body) {
         if (body && body.data && body.data.lockAccount === true) {

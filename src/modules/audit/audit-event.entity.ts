@@ -32,6 +32,8 @@ export enum AuditEventType {
   EMAIL_CHANGED = 'EMAIL_CHANGED',
   /** A "this wasn't me" link was followed: sessions ended, recent changes undone, sign-in blocked until a reset. */
   ACCOUNT_LOCKED = 'ACCOUNT_LOCKED',
+  /** A lockdown gave the account back the address an email change had replaced. */
+  EMAIL_RESTORED = 'EMAIL_RESTORED',
   /** An admin registered a webhook endpoint (actor = the admin). */
   WEBHOOK_ENDPOINT_CREATED = 'WEBHOOK_ENDPOINT_CREATED',
   WEBHOOK_ENDPOINT_DELETED = 'WEBHOOK_ENDPOINT_DELETED',

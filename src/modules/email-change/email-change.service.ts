@@ -48,9 +48,10 @@ export class EmailChangeService {
     const email = normalizeEmail(newEmail, 'newEmail');
     if (email === viewer.user.email) throw new BadUserInputError('This is already the email address of your account.', 'newEmail');
     await this.deps.limits.consume('mailRequestsPerIp', meta.ip);
-    await this.deps.reauthentication.confirm(em, viewer, { password, passwordField: 'password', code }, meta);
+    // A taken address is told only to a caller who knows the password, and spends no code.
+    const available = () => this.deps.users.assertEmailAvailable(em, email, 'newEmail', viewer.user.id);
+    await this.deps.reauthentication.confirm(em, viewer, { password, passwordField: 'password', code, beforeCode: available }, meta);
     await this.deps.limits.consume('mailRequestsPerIdentifier', `email-change:${viewer.user.id}`);
-    await this.deps.users.assertEmailAvailable(em, email, 'newEmail', viewer.user.id);
     const done = await withLockedAccount(em, viewer.user.id, async (account) => {
       const secret = await this.deps.tokens.issue(account.em, account.user, OneTimeTokenPurpose.EMAIL_CHANGE, email);
       this.deps.outbox.enqueue(account.em, email, { name: 'email-change-code', code: secret });
@@ -79,7 +80,7 @@ export class EmailChangeService {
       await this.deps.users.assertEmailAvailable(account.em, email, 'code', user.id);
       const now = new Date();
       const oldEmail = user.email;
-      await translatingConflicts(() => account.em.nativeUpdate(User, { id: user.id }, { email, emailVerifiedAt: now, updatedAt: now }));
+      await translatingConflicts(() => account.em.nativeUpdate(User, { id: user.id }, { email, emailVerifiedAt: now, updatedAt: now }), 'code');
       await this.deps.tokens.voidAll(account.em, user.id, MAILBOX_PURPOSES);
       await this.deps.sessions.endAllOf(account, SessionEndReason.EMAIL_CHANGED, viewer.session.family);
       await this.deps.notices.send(account.em, user, { name: 'email-changed', newEmail: email }, oldEmail);

@@ -7,7 +7,7 @@ import type { AuditService } from '../audit/audit.service.js';
 import { AuditEventType } from '../audit/audit-event.entity.js';
 import type { MfaService } from '../mfa/mfa.service.js';
 import { OneTimeTokenPurpose } from '../one-time-tokens/one-time-token.entity.js';
-import type { IssuedLink, OneTimeTokenService } from '../one-time-tokens/one-time-token.service.js';
+import { type OneTimeTokenService, TOKEN_KINDS } from '../one-time-tokens/one-time-token.service.js';
 import type { RequestMeta } from '../sessions/request-meta.js';
 import { SessionEndReason } from '../sessions/session.entity.js';
 import type { SessionService } from '../sessions/session.service.js';
@@ -28,15 +28,18 @@ export interface LockdownDependencies {
   logger: Logger;
 }
 
+/** How far back a lockdown reaches: a lockdown link's lifetime. */
+const LOCKDOWN_WINDOW_MS = TOKEN_KINDS[OneTimeTokenPurpose.LOCKDOWN].ttlMs;
+
 export const INVALID_LOCKDOWN_TOKEN = 'This link is invalid, was used already or has expired.';
 
 /**
  * "This wasn't me": the owner of a hijacked account takes it back with the link of any security
  * notice from the last 7 days (the link's lifetime). One transaction under the account's lock:
- * every session ends; if the address the link was mailed to has been replaced since, it comes back;
- * an MFA enrollment made after the link was mailed is turned off; sign-in is refused until a
- * password reset; every other pending link and code dies; and a reset link goes to the restored
- * address.
+ * every session ends; the address the account had 7 days ago comes back if it was replaced; an MFA
+ * enrollment of the last 7 days is turned off; sign-in is refused until a password reset; every
+ * other pending link and code dies, except the lockdown links mailed to the address kept; and a
+ * reset link goes to that address.
  */
 export class LockdownService {
   constructor(private readonly deps: LockdownDependencies) {}
@@ -49,7 +52,7 @@ export class LockdownService {
       ? await withLockedAccount(em, ownerId, async (account) => {
           const link = await this.deps.tokens.consume(account.em, OneTimeTokenPurpose.LOCKDOWN, token);
           if (link?.userId !== ownerId) return false;
-          await this.lockDown(account, link, meta);
+          await this.lockDown(account, meta);
           return true;
         })
       : null;
@@ -57,15 +60,17 @@ export class LockdownService {
     return true;
   }
 
-  private async lockDown(account: LockedAccount, link: IssuedLink, meta: RequestMeta): Promise<void> {
+  private async lockDown(account: LockedAccount, meta: RequestMeta): Promise<void> {
     const { em, user } = account;
-    // Every pending link and code dies, the other lockdown links too: a hijacker's own notices must
-    // not let them lock the account again once its owner has reset the password.
-    await this.deps.tokens.voidAll(em, user.id, Object.values(OneTimeTokenPurpose));
-    const restored = await this.restorableEmail(account, link.target);
-    // Only an enrollment made after the link was mailed: a link from before cannot undo the
-    // owner's own second factor.
-    if (user.mfaEnabledAt && user.mfaEnabledAt > link.issuedAt) {
+    const restored = await this.restorableEmail(account);
+    const address = restored ?? user.email;
+    // Every pending link and code dies, and so do the lockdown links mailed anywhere but the
+    // address the account keeps: a hijacker's own notices must neither lock the account again once
+    // its owner has reset the password nor cancel the owner's links (which keep the address reserved).
+    await this.deps.tokens.voidAll(em, user.id, Object.values(OneTimeTokenPurpose), address);
+    // Any enrollment of the last 7 days, whenever the link was mailed: a hijacker who turned MFA on
+    // before changing the address must not keep the account behind their authenticator.
+    if (user.mfaEnabledAt && user.mfaEnabledAt.getTime() > Date.now() - LOCKDOWN_WINDOW_MS) {
       await this.deps.mfa.turnOff(account);
       this.deps.audit.record(em, AuditEventType.MFA_DISABLED, { userId: user.id }, meta);
     }
@@ -79,11 +84,12 @@ export class LockdownService {
       credentialsVersion: user.credentialsVersion + 1,
       updatedAt: now,
     });
+    if (restored) this.deps.audit.record(em, AuditEventType.EMAIL_RESTORED, { userId: user.id }, meta);
     await this.deps.sessions.endAllOf(account, SessionEndReason.LOCKED);
     // A deactivated account cannot be reset (an admin reactivates it first): no dead link is sent.
     if (user.active) {
       const resetToken = await this.deps.tokens.issue(em, user, OneTimeTokenPurpose.PASSWORD_RESET);
-      this.deps.outbox.enqueue(em, restored ?? user.email, { name: 'account-locked', token: resetToken });
+      this.deps.outbox.enqueue(em, address, { name: 'account-locked', token: resetToken });
     }
     this.deps.audit.record(em, AuditEventType.ACCOUNT_LOCKED, { userId: user.id }, meta);
     // Mirrors that follow only user.updated learn of the restored address too.
@@ -91,15 +97,17 @@ export class LockdownService {
   }
 
   /**
-   * The address the link was mailed to, when an email change has replaced it since (within the
-   * link's 7 days): it comes back. `null` when it is still the account's address, or when another
-   * account holds it now despite the reservation (see UserService.assertEmailAvailable) — then the
-   * account is still locked, at its current address.
+   * The address the account had 7 days ago (the first one a security notice went to since), when an
+   * email change has replaced it: it comes back, whichever notice's link was followed — the
+   * hijacker's own link restores the owner's address too. `null` when no address was replaced, or
+   * when another account holds it now despite the reservation (see UserService.isEmailAvailable) —
+   * then the account is still locked, at its current address.
    */
-  private async restorableEmail(account: LockedAccount, mailedTo: string | null): Promise<string | null> {
+  private async restorableEmail(account: LockedAccount): Promise<string | null> {
     const { user } = account;
-    if (!mailedTo || mailedTo === user.email) return null;
-    if (await this.deps.users.isEmailAvailable(account.em, mailedTo, user.id)) return mailedTo;
+    const original = await this.deps.tokens.oldestTarget(account.em, user.id, OneTimeTokenPurpose.LOCKDOWN);
+    if (!original || original === user.email) return null;
+    if (await this.deps.users.isEmailAvailable(account.em, original, user.id)) return original;
     this.deps.logger.warn({ userId: user.id }, 'lockdown could not restore the previous email address: another account holds it');
     return null;
   }

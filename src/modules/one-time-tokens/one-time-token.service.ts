@@ -79,9 +79,27 @@ export class OneTimeTokenService {
     return secret;
   }
 
-  /** Voids every unused token of `purposes` the user holds (a lockdown, a new password). */
-  async voidAll(em: EntityManager, userId: string, purposes: OneTimeTokenPurpose[]): Promise<void> {
-    await em.nativeDelete(OneTimeToken, { user: userId, purpose: { $in: purposes }, usedAt: null });
+  /**
+   * Voids every unused token of `purposes` the user holds (a lockdown, a new password), except
+   * those issued for `keepTarget` when given.
+   */
+  async voidAll(em: EntityManager, userId: string, purposes: OneTimeTokenPurpose[], keepTarget?: string): Promise<void> {
+    const spared = keepTarget === undefined ? {} : { $or: [{ target: null }, { target: { $ne: keepTarget } }] };
+    await em.nativeDelete(OneTimeToken, { user: userId, purpose: { $in: purposes }, usedAt: null, ...spared });
+  }
+
+  /**
+   * The target of the user's oldest token of `purpose` issued within its lifetime, used or not
+   * (for lockdown links: the first address a security notice went to in the last 7 days).
+   */
+  async oldestTarget(em: EntityManager, userId: string, purpose: OneTimeTokenPurpose): Promise<string | null> {
+    const since = new Date(Date.now() - TOKEN_KINDS[purpose].ttlMs);
+    const oldest = await em.findOne(
+      OneTimeToken,
+      { user: userId, purpose, target: { $ne: null }, createdAt: { $gt: since } },
+      { orderBy: { createdAt: 'asc' }, fields: ['target'] },
+    );
+    return oldest?.target ?? null;
   }
 
   /**

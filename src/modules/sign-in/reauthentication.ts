@@ -18,6 +18,11 @@ export interface Proof {
   passwordField: string;
   /** Asked for only where MFA is on; `undefined` for operations that never ask (changePassword). */
   code?: string | null;
+  /**
+   * Checks of the operation itself that need the right password but must not spend a code when
+   * they fail (an email change to a taken address): run after the password, before the code.
+   */
+  beforeCode?: () => Promise<void>;
 }
 
 /**
@@ -44,6 +49,7 @@ export class Reauthentication {
     if (!(await this.passwords.verify(proof.password, caller.passwordHash))) throw new BadUserInputError('The password is incorrect.', proof.passwordField);
     // MFA as the row is now, not as the request began: an enrollment that just committed counts.
     const mfaOn = (reservation?.user ?? caller.user).mfaEnabledAt !== null;
+    await proof.beforeCode?.();
     if (proof.code !== undefined && mfaOn) {
       if (!proof.code) throw new BadUserInputError('Enter a code from your authenticator app, or a recovery code.', 'code');
       if (!(await this.secondFactor.check(em, caller.user.id, proof.code, meta))) throw new BadUserInputError('The code is incorrect or was used already.', 'code');

@@ -249,15 +249,15 @@ function orNull<T>(read: () => T): T | null {
   }
 }
 
-/** Runs a write, turning a unique-index violation on users into CONFLICT for the field it guards. */
-export async function translatingConflicts<T>(write: () => Promise<T>): Promise<T> {
+/** Runs a write, turning a unique-index violation on users into CONFLICT for the field it guards (or `field`). */
+export async function translatingConflicts<T>(write: () => Promise<T>, field?: string): Promise<T> {
   try {
     return await write();
   } catch (error) {
     const constraint = violatedUniqueConstraint(error);
     if (constraint === undefined) throw error;
     const conflict = UNIQUE_FIELDS[constraint] ?? { field: undefined, message: 'This value is already taken.' };
-    throw new ConflictError(conflict.message, conflict.field);
+    throw new ConflictError(conflict.message, field ?? conflict.field);
   }
 }
 
