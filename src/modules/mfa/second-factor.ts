@@ -23,11 +23,12 @@ export class SecondFactor {
    * step (and every earlier one) cannot be used again, a recovery code is gone. Failures and spent
    * recovery codes are recorded and flushed here; callers have nothing else pending in `em`.
    */
-  async check(em: EntityManager, userId: string, code: string, meta: RequestMeta): Promise<boolean> {
+  async check(em: EntityManager, userId: string, code: string, meta: RequestMeta, payer = userId): Promise<boolean> {
     // Counted wherever a code is asked for (sign-in and every re-authentication), apart from the
     // password's backoff: a caller who knows the password gets no more guesses by also proving it.
+    // `payer` is the account, or a trusted device signing in (which pays on its own).
     await this.limits.consume('codeAttemptsPerIp', meta.ip);
-    await this.limits.consume('codeAttemptsPerAccount', userId);
+    await this.limits.consume('codeAttemptsPerAccount', payer);
     const typed = code.replace(/\s/g, '');
     let proven = false;
     if (/^\d{6}$/.test(typed)) {

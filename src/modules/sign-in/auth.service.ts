@@ -141,9 +141,9 @@ export class AuthService {
    * The right password of an account with MFA on: no session yet, but an MFA challenge (its token
    * goes to the client in MFA_REQUIRED). The challenge remembers the credentials it was earned with
    * (a reset or change since voids it) and the device, when a valid device token was presented: such
-   * a sign-in stays out of the account's backoff at verifyMfa too, so strangers' failures never keep
-   * the owner's devices out. Otherwise the attempt stays counted in the backoff until a code
-   * succeeds, so knowing the password buys no free guesses.
+   * a sign-in stays out of the account's backoff at verifyMfa too, its codes paying against that
+   * device, so strangers' failures never keep the owner's devices out. Either way the attempt stays
+   * counted until a code succeeds, so knowing the password buys no free guesses.
    */
   private async challenge(em: EntityManager, user: User, attempt: LoginAttempt, upgradedHash: string | null, meta: RequestMeta): Promise<never> {
     const bound: MfaChallenge = { credentialsVersion: user.credentialsVersion, trustedDevice: attempt.trusted ? attempt.deviceId : null };
@@ -151,14 +151,13 @@ export class AuthService {
     if (upgradedHash) await em.nativeUpdate(User, { id: user.id, passwordHash: user.passwordHash }, { passwordHash: upgradedHash });
     this.audit.record(em, AuditEventType.MFA_CHALLENGED, { userId: user.id }, meta);
     await em.flush();
-    if (attempt.trusted) await this.guard.forget(attempt);
     throw new MfaRequiredError(mfaToken);
   }
 
   /**
    * Finishes a sign-in that answered MFA_REQUIRED: a TOTP code (each time step once) or a recovery
-   * code (once). Each try counts against the challenge (5), the per-account code limit and, unless
-   * the sign-in came from a trusted device, the account's backoff; a wrong code and a dead
+   * code (once). Each try counts against the challenge (5) and, for a sign-in from a trusted device,
+   * that device's budget, otherwise the per-account code limit and the account's backoff; a wrong code and a dead
    * challenge answer alike, with no tokens.
    */
   async verifyMfa(em: EntityManager, mfaToken: string, code: string, deviceToken: string | null | undefined, meta: RequestMeta): Promise<SignedIn> {
@@ -166,11 +165,16 @@ export class AuthService {
     if (!challenge) throw new BadUserInputError(INVALID_MFA, 'code');
     const { userId } = challenge;
     const bound = JSON.parse(challenge.target ?? '{}') as MfaChallenge;
-    if (!bound.trustedDevice) {
+    const device = bound.trustedDevice;
+    if (device) {
+      await this.guard.admitDeviceCode(device);
+    } else {
       const waiting = (await this.guard.backoff.reserve(em, LoginBackoff.byId(userId)))?.refusal;
       if (waiting) throw new RateLimitedError(waiting.retryAfterSeconds, 'Too many failed sign-ins for this account. Try again later.');
     }
-    if (!(await this.secondFactor.check(em, userId, code, meta))) throw new BadUserInputError(INVALID_MFA, 'code');
+    // A trusted device's codes are limited per device: a stranger's guesses spend nothing the
+    // owner's devices need.
+    if (!(await this.secondFactor.check(em, userId, code, meta, device ? `device:${device}` : userId))) throw new BadUserInputError(INVALID_MFA, 'code');
     const issued = await withLockedAccount(em, userId, async (account) => {
       const { user } = account;
       // Spent here, under the account's lock: of two requests with one challenge, one signs in.
@@ -186,6 +190,7 @@ export class AuthService {
       return this.sessions.start(account, meta, bound.trustedDevice ?? this.guard.deviceFor(user, deviceToken));
     });
     if (!issued) throw new BadUserInputError(INVALID_MFA, 'code');
+    if (device) await this.guard.forgetDevice(device);
     return this.signIn(issued);
   }
 

@@ -111,8 +111,24 @@ export class LoginGuard {
 
   /** After a successful sign-in has committed: forgets the failures counted for whoever paid (if any). */
   async forget(attempt: LoginAttempt): Promise<void> {
-    if (attempt.trusted) await this.limits.reset('loginPerDevice', attempt.deviceId);
+    if (attempt.trusted) await this.forgetDevice(attempt.deviceId);
     else if (attempt.identifierFailures !== 0) await this.limits.reset('loginPerIdentifier', attempt.identifierKey);
+  }
+
+  /**
+   * Counts a second-factor try of a sign-in from a trusted device (verifyMfa) like a password try
+   * from that device, before the code is checked: such a device gets the device's budget of codes
+   * and no more, and spends nothing of the account's. RATE_LIMITED beyond it;
+   * {@link forgetDevice} after the sign-in commits.
+   */
+  async admitDeviceCode(deviceId: string): Promise<void> {
+    const refused = await this.limits.refusal('loginPerDevice', deviceId);
+    if (refused) throw new RateLimitedError(refused.retryAfter, 'Too many failed sign-ins on this device. Try again later.');
+  }
+
+  /** After a sign-in from a trusted device has committed: forgets that device's failures. */
+  async forgetDevice(deviceId: string): Promise<void> {
+    await this.limits.reset('loginPerDevice', deviceId);
   }
 
   /** The device of a valid device token of `account`, or a new device (a sign-in finished by verifyMfa). */
