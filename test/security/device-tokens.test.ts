@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fromFreshAddress, LOGIN, ME, REFRESH, type SignedInAccount } from '../support/accounts.js';
 import { errorCode, type GraphQLResponse, startTestServer, type TestServer } from '../support/server.js';
+import { resetTokenOf, startSmtpServer, type TestSmtpServer } from '../support/smtp.js';
 
 // Strangers cannot turn brute-force protection against the owner (OWASP Authentication Cheat
 // Sheet, "device cookies"; ASVS V2.2.1). Limits at their real size (RATE_LIMIT_SCALE=1); TRUST_PROXY=1
@@ -11,10 +12,15 @@ const DEVICE_ATTEMPTS = 10;
 const FAILURES_BEFORE_RESET = 100;
 
 let server: TestServer;
+let smtp: TestSmtpServer;
 beforeAll(async () => {
-  server = await startTestServer({ RATE_LIMIT_SCALE: '1', TRUST_PROXY: '1' });
+  smtp = await startSmtpServer();
+  server = await startTestServer({ RATE_LIMIT_SCALE: '1', TRUST_PROXY: '1', SMTP_URL: smtp.url });
 });
-afterAll(() => server?.stop());
+afterAll(async () => {
+  await server?.stop();
+  await smtp?.stop();
+});
 
 function login(identifier: string, password: string, deviceToken?: string | null): Promise<GraphQLResponse> {
   return server.graphql(LOGIN, { input: { identifier, password, ...(deviceToken === undefined ? {} : { deviceToken }) } }, { headers: fromFreshAddress() });
@@ -138,19 +144,46 @@ describe('device tokens', () => {
     expect(await failedLoginCount(owner.user.id)).toBe(1);
   });
 
-  it('are disowned by a password change: a token issued before counts as none, the next sign-in gets a new one', async () => {
+  it('are disowned by a password change: a former token pays in a budget all former devices share, the next sign-in gets a current one', async () => {
     const owner = await newOwner();
     const newPassword = `${owner.password} changed`;
     const changed = await server.graphql('mutation C($input: ChangePasswordInput!) { changePassword(input: $input) }', { input: { currentPassword: owner.password, newPassword } }, { token: owner.accessToken, headers: fromFreshAddress() });
     expect(changed.data?.changePassword).toBe(true);
-    // Whoever collected tokens while they knew the old password guesses within the account's budget.
-    expect(errorCode(await login(owner.user.email, wrongPassword(), owner.deviceToken))).toBe('UNAUTHENTICATED');
-    expect(await failedLoginCount(owner.user.id)).toBe(1);
     const signedIn = await login(owner.user.email, newPassword, owner.deviceToken);
     expectSignedIn(signedIn, owner);
     expect(signedIn.data!.login.deviceToken).not.toBe(owner.deviceToken);
+    expect(signedIn.data!.login.deviceToken.split('.')[0]).toBe(owner.deviceToken.split('.')[0]);
     const again = await login(owner.user.email, newPassword, signedIn.data!.login.deviceToken);
     expect(again.data!.login.deviceToken).toBe(signedIn.data!.login.deviceToken);
+  });
+
+  it('let whoever collected tokens under the old password guess the new one within one shared budget, not one per token', async () => {
+    const owner = await newOwner();
+    // A thief who knew the old password signed in from many "devices".
+    const collected: string[] = [];
+    for (let device = 0; device < 4; device += 1) collected.push((await login(owner.user.email, owner.password)).data!.login.deviceToken);
+    const newPassword = `${owner.password} changed`;
+    await server.graphql('mutation C($input: ChangePasswordInput!) { changePassword(input: $input) }', { input: { currentPassword: owner.password, newPassword } }, { token: owner.accessToken, headers: fromFreshAddress() });
+    const answers: string[] = [];
+    for (let guess = 0; guess < 20; guess += 1) answers.push(errorCode(await login(owner.user.email, wrongPassword(), collected[guess % collected.length]))!);
+    expect(answers.filter((answer) => answer === 'UNAUTHENTICATED').length).toBe(LOGIN_PER_IDENTIFIER);
+    expect(answers.slice(LOGIN_PER_IDENTIFIER).every((answer) => answer === 'RATE_LIMITED')).toBe(true);
+    // None of it touched the strangers' budget.
+    expect(await failedLoginCount(owner.user.id)).toBe(0);
+  });
+
+  it("keep strangers from locking the owner's device out after a password reset", async () => {
+    const owner = await newOwner();
+    await server.graphql('mutation F($input: ForgotPasswordInput!) { forgotPassword(input: $input) }', { input: { identifier: owner.user.email } }, { headers: fromFreshAddress() });
+    const newPassword = `${owner.password} after the reset`;
+    const resetToken = resetTokenOf(await smtp.waitFor((mail) => mail.to === owner.user.email && mail.subject === 'Reset your password'));
+    const reset = await server.graphql('mutation R($input: ResetPasswordInput!) { resetPassword(input: $input) }', { input: { token: resetToken, newPassword } }, { headers: fromFreshAddress() });
+    expect(reset.data?.resetPassword).toBe(true);
+    // Strangers exhaust the account's budget from many addresses.
+    for (let attempt = 0; attempt < LOGIN_PER_IDENTIFIER + 2; attempt += 1) await login(owner.user.email, wrongPassword());
+    expect(errorCode(await login(owner.user.email, newPassword))).toBe('RATE_LIMITED');
+    // The owner's device, known from before the reset, signs in at once.
+    expectSignedIn(await login(owner.user.email, newPassword, owner.deviceToken), owner);
   });
 
   it('are not accepted where an access token is expected', async () => {

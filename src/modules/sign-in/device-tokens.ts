@@ -5,6 +5,9 @@ import { isCanonicalBase64url } from '../../encoding.js';
 /** `<device id (a UUID)>.<base64url HMAC-SHA256>`, nothing more, nothing less. */
 const DEVICE_TOKEN = /^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\.([A-Za-z0-9_-]{43})$/;
 
+/** How many changes of the credentials back a former device is still recognised. */
+const FORMER_VERSIONS = 5;
+
 /** What a device token is bound to. */
 export type DeviceOwner = Pick<User, 'id' | 'credentialsVersion'>;
 
@@ -16,10 +19,12 @@ export type DeviceOwner = Pick<User, 'id' | 'credentialsVersion'>;
  * that budget therefore cannot keep the owner's own devices out.
  *
  * Stateless: the token is the device id and an HMAC binding it to the account and to the version
- * of its credentials, keyed with a server key. Nothing is stored until a device fails, a token of
- * one account is worthless for another, and a password reset or change disowns every token issued
- * before it: whoever collected tokens while they knew the old password cannot use them to guess the
- * new one outside the account's budget.
+ * of its credentials, keyed with a server key. Nothing is stored until a device fails, and a token
+ * of one account is worthless for another. A password reset or change (or a lockdown) disowns every
+ * token issued before it: such a *former* device no longer pays on its own, since whoever collected
+ * tokens while they knew the old password must not get a budget per token to guess the new one. It
+ * is still recognised (see LoginGuard): all former devices of an account share one budget, apart
+ * from strangers', so strangers cannot keep the owner's devices out after a reset either.
  */
 export class DeviceTokens {
   constructor(private readonly key: Uint8Array) {}
@@ -36,12 +41,29 @@ export class DeviceTokens {
 
   /** The device id of a token issued for the account's current credentials; `null` for anything else. */
   verify(token: string, account: DeviceOwner): string | null {
+    return this.verifyAt(token, account, account.credentialsVersion);
+  }
+
+  /**
+   * The device id of a token the account issued under one of its last {@link FORMER_VERSIONS}
+   * credentials (before a reset or change of the password, or a lockdown); `null` for anything
+   * else, a current token included.
+   */
+  verifyFormer(token: string, account: DeviceOwner): string | null {
+    for (let version = account.credentialsVersion - 1; version >= Math.max(0, account.credentialsVersion - FORMER_VERSIONS); version -= 1) {
+      const deviceId = this.verifyAt(token, account, version);
+      if (deviceId) return deviceId;
+    }
+    return null;
+  }
+
+  private verifyAt(token: string, account: DeviceOwner, credentialsVersion: number): string | null {
     const match = DEVICE_TOKEN.exec(token);
     if (!match) return null;
     const [, deviceId, mac] = match;
     // No second spelling of a valid token is accepted (see isCanonicalBase64url).
     if (!isCanonicalBase64url(mac)) return null;
-    return timingSafeEqual(Buffer.from(mac, 'base64url'), this.mac(account, deviceId)) ? deviceId : null;
+    return timingSafeEqual(Buffer.from(mac, 'base64url'), this.mac({ id: account.id, credentialsVersion }, deviceId)) ? deviceId : null;
   }
 
   private mac(account: DeviceOwner, deviceId: string): Buffer {

@@ -4,7 +4,7 @@ import type { RateLimits } from '../../rate-limits.js';
 import type { User } from '../users/user.entity.js';
 import { identifierMatch, type UserService } from '../users/user.service.js';
 import type { DeviceOwner, DeviceTokens } from './device-tokens.js';
-import { LoginBackoff, type Reservation } from './login-backoff.js';
+import { FAILED_LOGINS_BEFORE_RESET, LoginBackoff, type Reservation } from './login-backoff.js';
 
 /** A sign-in attempt the guard let through to the password comparison. */
 export interface LoginAttempt {
@@ -12,6 +12,11 @@ export interface LoginAttempt {
   deviceId: string;
   /** Whether a valid device token of the account was presented: then the device pays for failures. */
   trusted: boolean;
+  /**
+   * For a former device (a token from before the last reset or change of the password): the budget
+   * every former device of the account shares, paid besides the device's own.
+   */
+  formerDevicesKey?: string;
   /** What the per-identifier limit counts: the account named, or the identifier when it names none. */
   identifierKey: string;
   /**
@@ -35,6 +40,9 @@ export type Admission = { user: User | null } & ({ attempt: LoginAttempt } | { r
  * - A valid device token of the account: the attempt counts against that device only
  *   (`loginPerDevice`). Strangers' failures never touch it, so however long they guess, the
  *   owner's known devices still sign in.
+ * - A token from before the last reset or change of the password: that device and a budget all
+ *   former devices of the account share (see {@link admitFormer}), so the owner's devices get
+ *   back in after a reset however many strangers guess meanwhile.
  * - Anyone else (no token, a forged one, another account's) shares the account's budget: the
  *   account's backoff (at most 100 consecutive failures, NIST SP 800-63B §5.2.2), which counts
  *   every attempt before the comparison, and the per-identifier limit, which for an existing
@@ -70,6 +78,8 @@ export class LoginGuard {
         if (refused) return { user, refusal: new RateLimitedError(refused.retryAfter, 'Too many failed sign-ins on this device. Try again later.') };
         return { user, attempt: { deviceId: device, trusted: true, identifierKey: `account:${user.id}`, identifierFailures: null } };
       }
+      const former = user && user.failedLoginCount < FAILED_LOGINS_BEFORE_RESET ? this.devices.verifyFormer(deviceToken, user) : null;
+      if (user && former) return this.admitFormer(user, former);
       reservation = user ? await this.backoff.reserve(em, LoginBackoff.byId(user.id)) : null;
     } else {
       reservation = match ? await this.backoff.reserve(em, match) : null;
@@ -96,6 +106,20 @@ export class LoginGuard {
     return { user, attempt: { deviceId: this.devices.newDevice(), trusted: false, identifierKey, identifierFailures } };
   }
 
+  /**
+   * A device that signed in before the last reset or change of the password. It pays on its own and,
+   * with every other former device of the account, in one shared budget: a thief who collected
+   * tokens under the old password gets that budget once, not once per token, and strangers (who
+   * have no token) spend nothing of it. Not while the account waits for a reset (a lockdown, or the
+   * 100-failure cap): then only the reset opens it.
+   */
+  private async admitFormer(user: User, deviceId: string): Promise<Admission> {
+    const formerDevicesKey = `former-devices:${user.id}`;
+    const refused = (await this.limits.refusal('loginPerDevice', deviceId)) ?? (await this.limits.refusal('loginPerIdentifier', formerDevicesKey));
+    if (refused) return { user, refusal: new RateLimitedError(refused.retryAfter, 'Too many failed sign-ins on this device. Try again later.') };
+    return { user, attempt: { deviceId, trusted: true, formerDevicesKey, identifierKey: `account:${user.id}`, identifierFailures: null } };
+  }
+
   /** A failed comparison: counts it where the attempt was not counted before. */
   async failed(attempt: LoginAttempt): Promise<void> {
     if (attempt.identifierFailures !== null) await this.limits.count('loginPerIdentifier', attempt.identifierKey);
@@ -111,6 +135,7 @@ export class LoginGuard {
 
   /** After a successful sign-in has committed: forgets the failures counted for whoever paid (if any). */
   async forget(attempt: LoginAttempt): Promise<void> {
+    if (attempt.formerDevicesKey) await this.limits.reset('loginPerIdentifier', attempt.formerDevicesKey);
     if (attempt.trusted) await this.forgetDevice(attempt.deviceId);
     else if (attempt.identifierFailures !== 0) await this.limits.reset('loginPerIdentifier', attempt.identifierKey);
   }
