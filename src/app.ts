@@ -2,7 +2,7 @@ import 'reflect-metadata';
 import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { type AddressInfo, isIP } from 'node:net';
 import { ApolloServer } from '@apollo/server';
 import { ApolloServerPluginDrainHttpServer } from '@apollo/server/plugin/drainHttpServer';
 import { ApolloServerPluginCacheControlDisabled, ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
@@ -73,7 +73,8 @@ const REQUEST_ID = /^[A-Za-z0-9._:-]{1,64}$/;
 
 /**
  * The client's address: the socket peer, or — behind `hops` trusted reverse proxies — the entry
- * those proxies appended to `X-Forwarded-For` (entries further left are client-controlled).
+ * those proxies appended to `X-Forwarded-For` (entries further left are client-controlled), when it
+ * is an IP address.
  */
 export function clientIp(req: IncomingMessage, hops: number): string | null {
   const peer = req.socket.remoteAddress ?? null;
@@ -82,10 +83,21 @@ export function clientIp(req: IncomingMessage, hops: number): string | null {
       .split(',')
       .map((entry) => entry.trim())
       .filter(Boolean);
-    const candidate = forwarded[Math.max(0, forwarded.length - hops)];
+    const candidate = forwardedAddress(forwarded[Math.max(0, forwarded.length - hops)]);
     if (candidate) return stripIpv4Mapping(candidate);
   }
   return peer && stripIpv4Mapping(peer);
+}
+
+/**
+ * The IP address of an `X-Forwarded-For` entry (some proxies add a port: `1.2.3.4:5678`,
+ * `[::1]:5678`), or `null` when it is no address: such an entry is never stored or counted as one.
+ */
+function forwardedAddress(entry: string | undefined): string | null {
+  if (!entry) return null;
+  if (isIP(entry)) return entry;
+  const withPort = /^\[([^\]]+)\]:(\d{1,5})$/.exec(entry) ?? /^([^:]+):(\d{1,5})$/.exec(entry);
+  return withPort && isIP(withPort[1]) && Number(withPort[2]) <= 65_535 ? withPort[1] : null;
 }
 
 function stripIpv4Mapping(ip: string): string {
@@ -151,7 +163,8 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     persistedQueries: false,
     validationRules: queryLimitRules(config.queryLimits, !config.isProduction),
     parseOptions: { maxTokens: config.queryLimits.maxTokens },
-    csrfPrevention: true,
+    // CSRF prevention happens in createGraphQLHandler, before the body is read.
+    csrfPrevention: false,
     allowBatchedHttpRequests: false,
     // main.ts owns shutdown (drain, then close the database); Apollo must not race it on SIGTERM.
     stopOnTerminationSignals: false,

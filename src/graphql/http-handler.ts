@@ -47,9 +47,35 @@ function sendTransportError(res: ServerResponse, status: number, message: string
   res.end(JSON.stringify({ errors: [{ message, extensions: { code: ErrorCode.BAD_USER_INPUT } }] }));
 }
 
+/** Content types a browser may send cross-site without a CORS preflight (Fetch standard). */
+const SIMPLE_CONTENT_TYPES = new Set(['application/x-www-form-urlencoded', 'multipart/form-data', 'text/plain']);
+
 /**
- * Serves Apollo on Node's own HTTP server: bounded body reading, JSON parsing, and the hand-off to
- * `executeHTTPGraphQLRequest` (which applies CSRF prevention, GET-mutation refusal and batching rules).
+ * Headers that prove a request was not a plain cross-site form or link: a browser sends any of them
+ * only after a CORS preflight. `x-requested-with` is the generic one; the other two are what Apollo
+ * Client and Sandbox send, accepted for them.
+ */
+const PREFLIGHT_HEADERS = ['x-requested-with', 'apollo-require-preflight', 'x-apollo-operation-name'];
+
+/**
+ * CSRF prevention (the check Apollo Server would make, answered in our words): a request a browser
+ * could send cross-site without a preflight — no content type or a "simple" one, and none of
+ * {@link PREFLIGHT_HEADERS} — is refused before its body is read: it may come from any web page the
+ * victim's browser shows, with the browser's cookies and network position.
+ */
+function mayBeCrossSiteForgery(req: IncomingMessage): boolean {
+  const contentType = req.headers['content-type'];
+  if (contentType !== undefined && !SIMPLE_CONTENT_TYPES.has(contentType.split(';')[0].trim().toLowerCase())) return false;
+  return !PREFLIGHT_HEADERS.some((name) => {
+    const value = req.headers[name];
+    return typeof value === 'string' ? value.length > 0 : Array.isArray(value) && value.some((entry) => entry.length > 0);
+  });
+}
+
+/**
+ * Serves Apollo on Node's own HTTP server: the method, CSRF prevention, bounded body reading, JSON
+ * parsing, and the hand-off to `executeHTTPGraphQLRequest` (which applies the GET-mutation refusal
+ * and batching rules). Refusals made here name no server product.
  */
 export function createGraphQLHandler<TContext extends BaseContext>(
   apollo: ApolloServer<TContext>,
@@ -59,6 +85,15 @@ export function createGraphQLHandler<TContext extends BaseContext>(
     // cache-control plugin, which would also say so, is disabled: it wraps every field resolver to
     // collect hints we never give.)
     res.setHeader('cache-control', 'no-store');
+    if (req.method !== 'GET' && req.method !== 'POST') {
+      res.setHeader('allow', 'GET, POST');
+      sendTransportError(res, 405, 'Only GET and POST requests are served here.');
+      return;
+    }
+    if (mayBeCrossSiteForgery(req)) {
+      sendTransportError(res, 400, 'Refused as a possible cross-site request forgery: send `Content-Type: application/json`, or a non-empty `X-Requested-With` header.');
+      return;
+    }
     let body: unknown;
     const isJson = /^application\/(graphql-response\+)?json\b/i.test(req.headers['content-type'] ?? '');
     if (req.method === 'POST') {

@@ -21,8 +21,19 @@ export function queryLimitRules(limits: QueryLimits, exposeLimits: boolean): Val
     maxAliasesRule({ n: limits.maxAliases, allowList: [], ...reporting }),
     maxDirectivesRule({ n: limits.maxDirectives, ...reporting }),
     costLimitRule({ maxCost: limits.maxCost, ignoreIntrospection: true, ...reporting }),
+    operationTypesServed,
   ] as ValidationRule[];
 }
+
+/**
+ * Refuses an operation type the schema does not serve (a `subscription`): graphql-js validates it
+ * and only execution fails, which would answer a client's mistake as an internal error.
+ */
+const operationTypesServed: ValidationRule = (context) => ({
+  OperationDefinition(node) {
+    if (!context.getSchema().getRootType(node.operation)) context.reportError(new GraphQLError(`This API serves no ${node.operation} operations.`, { nodes: node }));
+  },
+});
 
 function reportAsValidationError(context: ValidationContext | null, error: GraphQLError): void {
   context?.reportError(new GraphQLError(error.message.replace(/^Syntax Error: /, '')));

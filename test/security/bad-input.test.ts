@@ -403,3 +403,27 @@ test('the contract-error helper itself rejects foreign codes, stack traces and e
   expect(() => expectContractErrors([])).toThrow();
   expect(() => expectContractErrors([{ message: 'x', extensions: { code: 'CONFLICT', field: 'email' } }])).not.toThrow();
 });
+
+describe('X-Forwarded-For from a trusted proxy hop', () => {
+  let proxied: TestServer;
+  beforeAll(async () => {
+    proxied = await startTestServer({ TRUST_PROXY: '1' });
+  });
+  afterAll(() => proxied?.stop());
+
+  test('is believed only when it is an IP address: junk is neither stored nor a 500', async () => {
+    const account = await registerAccount(proxied);
+    const junk = ['x'.repeat(100), '<script>alert(1)</script>', '999.1.1.1', '1.2.3.4:99999', 'unknown'];
+    for (const entry of junk) {
+      const response = await proxied.graphql(LOGIN, { input: { identifier: account.user.email, password: 'not the password at all' } }, { headers: { 'x-forwarded-for': entry } });
+      expect(response.errors?.[0].extensions?.code, entry).toBe('UNAUTHENTICATED');
+    }
+    for (const [entry, stored] of [['203.0.113.7', '203.0.113.7'], ['203.0.113.8:4711', '203.0.113.8'], ['[2001:db8::1]:4711', '2001:db8::1']]) {
+      await proxied.graphql(LOGIN, { input: { identifier: account.user.email, password: 'not the password at all' } }, { headers: { 'x-forwarded-for': `10.0.0.1, ${entry}` } });
+      const [row] = await proxied.sql<{ ip: string }>("select ip from audit_events where user_id = ? and type = 'LOGIN_FAILED' order by created_at desc limit 1", [account.user.id]);
+      expect(row.ip).toBe(stored);
+    }
+    const ips = await proxied.sql<{ ip: string }>("select distinct ip from audit_events where user_id = ? and type = 'LOGIN_FAILED'", [account.user.id]);
+    expect(ips.map((row) => row.ip).sort()).toEqual(['127.0.0.1', '2001:db8::1', '203.0.113.7', '203.0.113.8']);
+  });
+});

@@ -80,6 +80,7 @@ describe('production error messages', () => {
     ['an enum value written inline', '{ me { role } users(filter: { role: ADMN }) { totalCount } }', undefined],
     ['an unknown type', 'query Q($x: Strin) { me { id } }', undefined],
     ['an unknown operation name', 'query A { me { id } } query B { me { id } }', undefined],
+    ['a subscription, which the API does not serve', 'subscription { me { id } }', undefined],
   ])('say nothing for %s: no suggestion, no echoed value, no type name', async (_name, query, variables) => {
     const response = await answer(query, variables as Record<string, unknown> | undefined, user.accessToken);
     expect(response.status).toBe(400);
@@ -93,6 +94,23 @@ describe('production error messages', () => {
       expect(response.status).toBe(400);
       expect(response.body).not.toMatch(/apollo|introspection: true/i);
       expect(JSON.parse(response.body).errors[0].message).toBe('Introspection is disabled.');
+    }
+  });
+
+  it('name no server product in the transport refusals: other methods, a possible CSRF', async () => {
+    for (const method of ['PUT', 'PATCH', 'DELETE']) {
+      const response = await server.raw('/graphql', { method, headers: { 'content-type': 'application/json' }, body: '{"query":"{ __typename }"}' });
+      expect(response.status).toBe(405);
+      expect(response.headers.get('allow')).toBe('GET, POST');
+      expect(response.text).not.toMatch(/apollo/i);
+    }
+    const forged = await server.raw('/graphql', { method: 'POST', headers: { 'content-type': 'text/plain' }, body: '{"query":"{ __typename }"}' });
+    expect(forged.status).toBe(400);
+    expect(forged.text).not.toMatch(/apollo/i);
+    // The generic preflight header lets a query through over GET (Apollo Client's own still works too).
+    for (const header of ['x-requested-with', 'apollo-require-preflight']) {
+      const response = await server.raw(`/graphql?query=${encodeURIComponent('{ __typename }')}`, { headers: { [header]: 'fetch' } });
+      expect(response.status).toBe(200);
     }
   });
 

@@ -63,10 +63,12 @@ export class RecoveryService {
    * the token it issued and sends nothing more).
    */
   private async queueReset(em: EntityManager, identifier: string, meta: RequestMeta): Promise<void> {
-    // Silent: beyond the limit the request is dropped, and nobody learns whether the account exists.
-    if (!(await this.limits.allows('mailRequestsPerIdentifier', identifier.trim().toLowerCase()))) return;
     const found = await this.users.findByIdentifier(em, identifier);
     if (!found?.active) return;
+    // Counted per account, so no spelling of its address or username (full-width letters, another
+    // case) earns more emails. Silent: beyond the limit the request is dropped, and nobody learns
+    // whether the account exists (this runs after the answer).
+    if (!(await this.limits.allows('mailRequestsPerIdentifier', `account:${found.id}`))) return;
     await em.transactional(async (tx) => {
       // The row lock serializes concurrent requests for one account, so the throttle holds.
       const user = await tx.findOneOrFail(User, { id: found.id }, { lockMode: LockMode.PESSIMISTIC_WRITE });
