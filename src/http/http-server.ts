@@ -28,7 +28,9 @@ const DROP_LOG_INTERVAL_MS = 10_000;
  * - every answer carries `x-content-type-options: nosniff`;
  * - an error escaping `handle` (thrown, or a rejected promise) is logged and answered 500, or the
  *   connection is closed if the answer had begun; it never reaches the process;
- * - requests the parser refuses get a bare 400 (408 for a timeout, 431 for oversized headers).
+ * - requests the parser refuses get a bare 400 (408 for a timeout, 431 for oversized headers), an
+ *   HTTP/1.1 request without Host 400, an unknown expectation 417 and CONNECT 405, all with the
+ *   headers above.
  */
 export function createHttpServer(options: HttpServerOptions, handle: (req: IncomingMessage, res: ServerResponse) => Promise<void>): Server {
   const { logger } = options;
@@ -37,11 +39,18 @@ export function createHttpServer(options: HttpServerOptions, handle: (req: Incom
     requestTimeout: HTTP_TIMEOUTS.requestMs,
     keepAliveTimeout: HTTP_TIMEOUTS.keepAliveMs,
     connectionsCheckingInterval: HTTP_TIMEOUTS.checkIntervalMs,
+    // Checked in the 'request' handler below instead, so that refusal carries the headers too.
+    requireHostHeader: false,
   });
   server.maxConnections = options.maxConnections;
 
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {
     for (const [name, value] of SECURITY_HEADERS) res.setHeader(name, value);
+    // HTTP/1.1 requires Host (RFC 9112 §3.2), as Node would check.
+    if (req.httpVersion === '1.1' && !req.headers.host) {
+      refuse(res, 400);
+      return;
+    }
     const unexpected = (error: unknown) => {
       logger.error({ err: error, requestId: res.getHeader('x-request-id'), method: req.method }, 'unhandled error while serving a request');
       if (res.headersSent) {
@@ -64,10 +73,19 @@ export function createHttpServer(options: HttpServerOptions, handle: (req: Incom
     const inFlight = socket._httpMessage;
     if (socket.writable && error.code !== 'ECONNRESET' && !inFlight?.headersSent) {
       const status = error.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : error.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400;
-      const headers = [...SECURITY_HEADERS, ['connection', 'close'], ['content-length', '0']].map(([name, value]) => `${name}: ${value}\r\n`);
-      socket.write(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\n${headers.join('')}\r\n`);
+      socket.write(rawRefusal(status));
     }
     socket.destroy();
+  });
+
+  // An expectation other than 100-continue (Node would answer 417 without our headers).
+  server.on('checkExpectation', (_req: IncomingMessage, res: ServerResponse) => {
+    for (const [name, value] of SECURITY_HEADERS) res.setHeader(name, value);
+    refuse(res, 417);
+  });
+  // CONNECT (Node would close the connection without an answer): no tunnels here.
+  server.on('connect', (_req: IncomingMessage, socket: Duplex) => {
+    socket.end(rawRefusal(405));
   });
 
   let lastDropLog = 0;
@@ -81,4 +99,16 @@ export function createHttpServer(options: HttpServerOptions, handle: (req: Incom
     dropped = 0;
   });
   return server;
+}
+
+/** A bodiless refusal that closes the connection, written straight to a socket Node's parser left. */
+function rawRefusal(status: number): string {
+  const headers = [...SECURITY_HEADERS, ['connection', 'close'], ['content-length', '0']].map(([name, value]) => `${name}: ${value}\r\n`);
+  return `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\n${headers.join('')}\r\n`;
+}
+
+/** A bodiless refusal that closes the connection. */
+function refuse(res: ServerResponse, status: number): void {
+  res.writeHead(status, { connection: 'close', 'content-length': '0' });
+  res.end();
 }

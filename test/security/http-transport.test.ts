@@ -166,6 +166,10 @@ describe('every answer says nosniff', () => {
     ['a CORS preflight', 'OPTIONS /graphql HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: https://spa.example\r\nAccess-Control-Request-Method: POST\r\nConnection: close\r\n\r\n', 204],
     ['a malformed request-target', get('//[x'), 400],
     ['a request the HTTP parser refuses', 'GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nBad Header Line\r\n\r\n', 400],
+    ['an HTTP/1.1 request without Host', 'GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n', 400],
+    ['an expectation other than 100-continue', 'GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nExpect: 200-ok\r\nConnection: close\r\n\r\n', 417],
+    ['CONNECT', 'CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n', 405],
+    ['an HTTP/1.0 request without Host (allowed)', 'GET /healthz HTTP/1.0\r\n\r\n', 200],
   ])('%s', async (_name, request, status) => {
     const answer = await rawRequest(port, request);
     expect(answer.status, answer.text.slice(0, 300)).toBe(status);
