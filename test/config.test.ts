@@ -143,6 +143,7 @@ describe('loadConfig', () => {
       username: 'admin',
     });
     expect(problemsOf({ ADMIN_PASSWORD: 'p'.repeat(12), DATA_DIR: tempDir() })).toEqual(['ADMIN_EMAIL and ADMIN_PASSWORD must be set together']);
+    expect(problemsOf({ ADMIN_USERNAME: 'root', DATA_DIR: tempDir() })).toEqual(['ADMIN_USERNAME is set without ADMIN_EMAIL and ADMIN_PASSWORD, which it goes with']);
   });
 });
 

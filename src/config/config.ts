@@ -228,6 +228,8 @@ export function loadConfig(env: Env): Config {
   const adminPassword = env.ADMIN_PASSWORD === '' ? undefined : env.ADMIN_PASSWORD;
   if ((adminEmail === undefined) !== (adminPassword === undefined)) {
     problems.push('ADMIN_EMAIL and ADMIN_PASSWORD must be set together');
+  } else if (adminEmail === undefined && value('ADMIN_USERNAME') !== undefined) {
+    problems.push('ADMIN_USERNAME is set without ADMIN_EMAIL and ADMIN_PASSWORD, which it goes with');
   }
   const admin =
     adminEmail !== undefined && adminPassword !== undefined

@@ -104,11 +104,20 @@ describe('one process at a time on an embedded DATA_DIR', () => {
     }
   });
 
-  it('says at start-up that ADMIN_EMAIL is ignored when another admin exists', async () => {
+  it('says at start-up that ADMIN_* is ignored when another admin exists', async () => {
     server.child.kill('SIGTERM');
     await exitOf(server, 30_000);
     server = await startServerProcess('other-admin', { ...env(), ADMIN_EMAIL: 'someone-else@example.test', ADMIN_PASSWORD });
-    expect(server.logs.some((line) => /ADMIN_EMAIL is ignored/.test(String(line.msg)))).toBe(true);
+    expect(server.logs.some((line) => /ADMIN_\* is ignored/.test(String(line.msg)))).toBe(true);
+  });
+
+  it("says that a new ADMIN_PASSWORD does not change an existing admin's password", async () => {
+    server.child.kill('SIGTERM');
+    await exitOf(server, 30_000);
+    server = await startServerProcess('same-admin', { ...env(), ADMIN_EMAIL: ' OPS@Example.com ', ADMIN_PASSWORD: 'a rotated operator passphrase' });
+    expect(server.logs.some((line) => /ADMIN_EMAIL names an existing admin: ADMIN_PASSWORD and ADMIN_USERNAME are ignored/.test(String(line.msg)))).toBe(true);
+    expect(server.logs.some((line) => /ADMIN_\* is ignored/.test(String(line.msg)))).toBe(false);
+    expect((await signIn(server, 'ops', 'a long operator passphrase')).data?.login?.user.role).toBe('ADMIN');
   });
 
   it('takes over the lock of a server that was killed, within seconds', async () => {

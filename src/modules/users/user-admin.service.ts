@@ -12,7 +12,8 @@ import { lockAccount } from './account-lock.js';
 import { Role } from './role.js';
 import { User } from './user.entity.js';
 import { USER_VIEW_FIELDS, type UserView, userView } from './user.view.js';
-import { flushTranslatingConflicts, type NewUserInput, type RequestedChanges, type UserService } from './user.service.js';
+import { flushTranslatingConflicts, type NewUserInput, orNull, type RequestedChanges, type UserService } from './user.service.js';
+import { normalizeEmail } from './user.rules.js';
 
 /** Filters of the admin user list. */
 export interface UserListFilter {
@@ -115,9 +116,12 @@ export class UserAdminService {
     await this.users.underAdminSetLock(em, async (tx) => {
       const admins = await tx.find(User, { role: Role.ADMIN }, { orderBy: { createdAt: 'asc' }, fields: ['username', 'email'] });
       if (admins.length > 0) {
-        // Said at every start-up, so an operator who expected ADMIN_EMAIL to do something learns why it did not.
-        if (!admins.some((existing) => existing.email === admin.email.trim().toLowerCase())) {
-          logger.warn({ admins: admins.length, firstAdmin: admins[0].username }, 'ADMIN_EMAIL is ignored: an admin account already exists, and ADMIN_* only creates the first one');
+        // Said at every start-up, so an operator who expected ADMIN_* to do something learns why it did not.
+        const email = orNull(() => normalizeEmail(admin.email));
+        if (admins.some((existing) => existing.email === email)) {
+          logger.info('ADMIN_EMAIL names an existing admin: ADMIN_PASSWORD and ADMIN_USERNAME are ignored (they only apply when the first admin is created; change the password by signing in)');
+        } else {
+          logger.warn({ admins: admins.length, firstAdmin: admins[0].username }, 'ADMIN_* is ignored: an admin account already exists, and ADMIN_* only creates the first one');
         }
         return;
       }

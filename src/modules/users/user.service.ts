@@ -240,7 +240,7 @@ export class UserService {
 }
 
 /** The value of `read`, or `null` when it refuses its input: no account can have such a value. */
-function orNull<T>(read: () => T): T | null {
+export function orNull<T>(read: () => T): T | null {
   try {
     return read();
   } catch (error) {
