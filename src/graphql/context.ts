@@ -1,4 +1,5 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
+import { decodeJwt } from 'jose';
 import type { RefreshTokenCookie } from '../http/refresh-cookie.js';
 import type { Logger } from '../logger.js';
 import type { Viewer } from '../modules/sign-in/auth.service.js';
@@ -18,6 +19,11 @@ export interface AppContext {
   viewer: Viewer | null;
   /** Why `viewer` is `null`: what an operation that needs a signed-in caller answers in `extensions.reason`. */
   readonly unauthenticated: UnauthenticatedReason | null;
+  /**
+   * The account of a token this server signed that no longer works (TOKEN_EXPIRED, SESSION_ENDED),
+   * or `null`: whose dashboard it was, so that production can tell an admin why (see visibility.ts).
+   */
+  readonly formerViewerId: string | null;
   services: Services;
   /** Logger bound to this request's id (made on first use). */
   readonly logger: Logger;
@@ -60,7 +66,17 @@ export async function buildContext(input: ContextInput): Promise<AppContext> {
   const token = bearerToken(input.authorization);
   if (!token) return new RequestContext(input, UnauthenticatedReason.TOKEN_INVALID);
   // The viewer lookup is one read through the connection; it needs no unit of work.
-  return new RequestContext(input, await input.services.auth.authenticate(input.rootEm, token));
+  return new RequestContext(input, await input.services.auth.authenticate(input.rootEm, token), token);
+}
+
+/**
+ * The subject of a token `authenticate` found genuine but expired or ended (it checks the signature
+ * before anything else, so the unverified decoding here reads a payload this server wrote).
+ */
+function formerViewerOf(reason: UnauthenticatedReason, token: string | undefined): string | null {
+  if (!token || (reason !== UnauthenticatedReason.TOKEN_EXPIRED && reason !== UnauthenticatedReason.SESSION_ENDED)) return null;
+  const subject = decodeJwt(token).sub;
+  return typeof subject === 'string' ? subject : null;
 }
 
 /**
@@ -79,9 +95,11 @@ class RequestContext implements AppContext {
 
   readonly viewer: Viewer | null;
   readonly unauthenticated: UnauthenticatedReason | null;
+  readonly formerViewerId: string | null;
 
-  constructor(input: ContextInput, outcome: Viewer | UnauthenticatedReason) {
+  constructor(input: ContextInput, outcome: Viewer | UnauthenticatedReason, token?: string) {
     [this.viewer, this.unauthenticated] = typeof outcome === 'string' ? [null, outcome] : [outcome, null];
+    this.formerViewerId = typeof outcome === 'string' ? formerViewerOf(outcome, token) : null;
     this.requestId = input.requestId;
     this.meta = input.meta;
     this.refreshCookie = input.refreshCookie;

@@ -56,7 +56,7 @@ function withoutRepeats(errors: readonly GraphQLFormattedError[]): GraphQLFormat
  *
  * - A root field the caller's role may not use answers exactly like a field that does not exist,
  *   so probing names (clairvoyance) cannot tell `auditEvents` from `auditEventz` without an admin's
- *   token. The document is refused before anything executes, as a validation failure would be (and
+ *   token (an admin's expired or ended token gets UNAUTHENTICATED with its reason). The document is refused before anything executes, as a validation failure would be (and
  *   is then formatted into the same message). Development keeps FORBIDDEN, which says more.
  * - Identical errors are sent once: a known field used wrongly can fail two validation rules (no
  *   selection, a missing argument) where an unknown one fails one; made generic, they must not
@@ -81,8 +81,18 @@ export function productionAnswersPlugin(fields: RoleLimitedFields): ApolloServer
   const listener: GraphQLRequestListener<AppContext> = {
     didResolveOperation({ operation, document, contextValue }) {
       if (!operation) return DONE;
+      const limits = limitsOf(operation, document);
+      if (limits.length === 0) return DONE;
       const role = contextValue.viewer?.user.role;
-      return limitsOf(operation, document).some((roles) => role === undefined || !roles.includes(role)) ? Promise.reject(hidden()) : DONE;
+      if (role !== undefined) return limits.some((roles) => !roles.includes(role)) ? Promise.reject(hidden()) : DONE;
+      // No viewer. An admin's own token that expired or whose session ended reaches the resolvers,
+      // which answer UNAUTHENTICATED with the reason (refresh, or sign in again); anyone else's
+      // token, or none, sees the fields as missing. A user's token tells them nothing either way.
+      const formerViewer = contextValue.formerViewerId;
+      if (formerViewer === null) return Promise.reject(hidden());
+      return contextValue.services.users.findById(contextValue.em, formerViewer).then((user) => {
+        if (!user || limits.some((roles) => !roles.includes(user.role))) throw hidden();
+      });
     },
     willSendResponse({ response }) {
       if (response.body.kind === 'single' && response.body.singleResult.errors) {

@@ -1,4 +1,6 @@
+import { randomUUID } from 'node:crypto';
 import { GraphQLError } from 'graphql';
+import { decodeJwt, SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createErrorFormatter, INVALID_OPERATION } from '../../src/graphql/errors.js';
 import { LOGIN, registerAccount, type SignedInAccount, START_UP_ADMIN } from '../support/accounts.js';
@@ -25,6 +27,20 @@ afterAll(() => server?.stop());
 async function answer(query: string, variables?: Record<string, unknown>, token?: string): Promise<{ status: number; body: string }> {
   const response: RawResponse = await server.postJson(JSON.stringify({ query, variables }), token ? { authorization: `Bearer ${token}` } : {});
   return { status: response.status, body: response.text };
+}
+
+/** A genuine token of the same account and device session as `accessToken`, expired a minute ago. */
+function craftExpired(accessToken: string): Promise<string> {
+  const { sub, sid } = decodeJwt(accessToken);
+  const now = Math.floor(Date.now() / 1000);
+  return new SignJWT({ sid, jti: randomUUID() })
+    .setProtectedHeader({ alg: 'HS256', typ: 'at+jwt' })
+    .setSubject(sub!)
+    .setIssuer(server.config.appUrl)
+    .setAudience(server.config.appUrl)
+    .setIssuedAt(now - 3600)
+    .setExpirationTime(now - 60)
+    .sign(new TextEncoder().encode(server.config.jwtSecret));
 }
 
 /** Pairs of documents alike but for one name: a real field the caller may not use, and a made-up one. */
@@ -59,6 +75,24 @@ describe('a clairvoyance-style probe in production', () => {
     const response = await answer('{ users(first: 1) { totalCount } }', undefined, adminToken);
     expect(response.status).toBe(200);
     expect(JSON.parse(response.body).data.users.totalCount).toBeGreaterThan(0);
+  });
+
+  it("tells an admin whose token expired or whose session ended why, and a user's such token nothing", async () => {
+    const admin = (await server.graphql(LOGIN, { input: { identifier: ADMIN_EMAIL, password: ADMIN_PASSWORD } })).data!.login;
+    const reasonOf = (response: { body: string }) => JSON.parse(response.body).errors?.[0]?.extensions;
+    const expired = await craftExpired(admin.accessToken);
+    expect(reasonOf(await answer('{ users(first: 1) { totalCount } }', undefined, expired))).toEqual({ code: 'UNAUTHENTICATED', reason: 'TOKEN_EXPIRED' });
+    await server.graphql('mutation { logout }', {}, { token: admin.accessToken });
+    expect(reasonOf(await answer('{ users(first: 1) { totalCount } }', undefined, admin.accessToken))).toEqual({ code: 'UNAUTHENTICATED', reason: 'SESSION_ENDED' });
+
+    const other = await registerAccount(server);
+    const userExpired = await craftExpired(other.accessToken);
+    await server.graphql('mutation { logout }', {}, { token: other.accessToken });
+    for (const token of [userExpired, other.accessToken]) {
+      const [real, madeUp] = [await answer('{ users(first: 1) { totalCount } }', undefined, token), await answer('{ userz(first: 1) { totalCount } }', undefined, token)];
+      expect(real).toEqual(madeUp);
+      expect(real.status).toBe(400);
+    }
   });
 
   it('gives one generic answer to 40 candidate names, real and made up, for a USER', async () => {
