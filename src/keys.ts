@@ -17,6 +17,8 @@ export interface Keys {
   readonly recoveryCodes: Buffer;
   /** AES-256-GCM key for webhook signing secrets, which the server must read back to sign. */
   readonly webhookSecrets: Buffer;
+  /** Keys the HMAC that derives a rotated refresh token from the one it replaces. */
+  readonly refreshTokens: Buffer;
 }
 
 function derive(secret: string, purpose: string): Buffer {
@@ -37,5 +39,6 @@ export function deriveKeys(config: Pick<Config, 'hmacSecret' | 'jwtSecret'>): Ke
     totpSecrets: derive(secret, 'totp-secrets'),
     recoveryCodes: derive(secret, 'recovery-codes'),
     webhookSecrets: derive(secret, 'webhook-secrets'),
+    refreshTokens: derive(secret, 'refresh-tokens'),
   });
 }

@@ -86,7 +86,7 @@ export async function createServices(config: Config, orm: MikroORM, logger: Logg
   const outbox = new MailOutbox(orm, createMailTransport(config, mailLogger), keys.mailOutbox, config.links, mailLogger, outages, workers.outbox);
   const users = new UserService(passwords, new UserEvents(outbox));
   const signInGate = new SignInGate();
-  const sessions = new SessionService(config.tokenLifetimes, signInGate);
+  const sessions = new SessionService(config.tokenLifetimes, signInGate, keys.refreshTokens);
   const tokens = new OneTimeTokenService(keys.oneTimeTokens);
   const audit = new AuditService();
   const destinations = new DestinationPolicy(config.webhooks, workers.resolveHost);

@@ -143,6 +143,22 @@ describe('reuse after the interval', () => {
     const audit = await quick.sql<{ type: string }>('select type from audit_events where user_id = ? and type = ?', [account.user.id, 'REFRESH_REUSE_DETECTED']);
     expect(audit).toHaveLength(1);
   });
+
+  it('gives a replay within the interval the same refresh token, so a thief cannot fork a chain of their own', async () => {
+    const account = await registerAccount(quick);
+    const owner = ok(await refresh(account.refreshToken, quick)).data!.refreshToken as Pair;
+    // A thief replays the stolen token right after the owner's refresh: it looks like a second tab.
+    const thief = ok(await refresh(account.refreshToken, quick)).data!.refreshToken as Pair;
+    expect(thief.refreshToken).toBe(owner.refreshToken);
+    const live = await quick.sql<{ n: number }>('select count(*)::int as n from sessions where user_id = ? and revoked_at is null', [account.user.id]);
+    expect(live[0].n).toBe(1);
+    // The owner refreshes on; the thief's copy is then a rotated token, and using it later is caught.
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    const ownerNext = ok(await refresh(owner.refreshToken, quick)).data!.refreshToken as Pair;
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    expect(errorCode(await refresh(thief.refreshToken, quick))).toBe('UNAUTHENTICATED');
+    expect(reasonOf(await me(ownerNext.accessToken, quick))).toBe('SESSION_ENDED');
+  });
 });
 
 describe('rotation and the access tokens other tabs hold', () => {

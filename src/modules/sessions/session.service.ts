@@ -8,7 +8,7 @@ import type { AuditRow } from '../audit/audit.service.js';
 import { type RequestMeta, storedUserAgent } from './request-meta.js';
 import type { SignInGate } from './sign-in-gate.js';
 import { Session, SessionEndReason } from './session.entity.js';
-import { createRefreshToken, hashRefreshToken } from './tokens.js';
+import { createRefreshToken, hashRefreshToken, type RefreshTokenPair, successorRefreshToken } from './tokens.js';
 
 /** A session row together with the refresh token that opens it (shown to the client once). */
 export interface IssuedSession {
@@ -61,13 +61,15 @@ export class SessionService {
   constructor(
     private readonly lifetimes: SessionLifetimes,
     private readonly gate: SignInGate,
+    /** Derives each rotated refresh token from the one it replaces (see successorRefreshToken). */
+    private readonly refreshTokenKey: Uint8Array,
   ) {}
 
   /** Starts a new device session (a new family) on the device `deviceId`, for a user who just proved who they are. */
-  start(account: LockedAccount, meta: RequestMeta, deviceId: string): IssuedSession {
+  start(account: LockedAccount, meta: RequestMeta, deviceId: string, refreshToken: RefreshTokenPair = createRefreshToken()): IssuedSession {
     // The callers commit right after (registration's flush, rotation's transaction).
     this.gate.pass();
-    const issued = this.draft(account.user, meta, deviceId);
+    const issued = this.draft(account.user, meta, deviceId, refreshToken);
     account.em.persist(issued.session);
     return issued;
   }
@@ -122,8 +124,7 @@ export class SessionService {
   }
 
   /** A new device session's first row, not yet stored. */
-  private draft(user: User, meta: RequestMeta, deviceId: string): IssuedSession {
-    const { token, hash } = createRefreshToken();
+  private draft(user: User, meta: RequestMeta, deviceId: string, { token, hash }: RefreshTokenPair = createRefreshToken()): IssuedSession {
     const session = new Session();
     session.user = user;
     session.refreshTokenHash = hash;
@@ -146,12 +147,14 @@ export class SessionService {
   }
 
   /**
-   * Exchanges a refresh token of the locked account for the next one of its family. The presented
-   * row is ended by one conditional UPDATE. If that finds nothing, the token was already rotated:
-   * within the reuse interval of that rotation (two tabs, a reload, a retried request) it gets a
-   * pair of its own in the same, still live family; later it means the token leaked, and the whole
-   * family is ended. Anything else is just an invalid token (`null`). It does not throw, so the
-   * caller's transaction still commits the ending of a reused family.
+   * Exchanges a refresh token of the locked account for the next one of its family, which is
+   * derived from it (see successorRefreshToken). The presented row is ended by one conditional
+   * UPDATE. If that finds nothing, the token was already rotated: within the reuse interval of that
+   * rotation (two tabs, a reload, a retried request) it gets the same refresh token as the first
+   * presentation did — or the one that replaced it since — with a new access token, so a device
+   * session stays one chain and a thief replaying a token cannot fork a chain of their own; later it
+   * means the token leaked, and the whole family is ended. Anything else is just an invalid token
+   * (`null`). It does not throw, so the caller's transaction still commits the ending of a reused family.
    */
   async rotate(account: LockedAccount, refreshToken: string, meta: RequestMeta): Promise<IssuedSession | ReuseDetected | null> {
     const { em, user } = account;
@@ -163,16 +166,37 @@ export class SessionService {
       .where({ refreshTokenHash: hash, user: user.id, revokedAt: null, expiresAt: { $gt: now } })
       .returning(['family', 'deviceId', 'createdAt'])
       .execute<Array<Pick<Session, 'family' | 'deviceId' | 'createdAt'>>>('all');
-    if (rotated) return user.active ? this.successor(account, rotated, meta) : null;
+    if (rotated) return user.active ? this.successor(account, rotated, meta, successorRefreshToken(this.refreshTokenKey, refreshToken)) : null;
     const previous = await em.findOne(Session, { refreshTokenHash: hash, user: user.id }, { fields: ['family', 'deviceId', 'createdAt', 'revokedAt', 'revokedReason'] });
     if (previous?.revokedReason !== SessionEndReason.ROTATED) return null;
     const graceEnds = previous.revokedAt!.getTime() + this.lifetimes.refreshReuseIntervalSeconds * 1000;
     if (now.getTime() < graceEnds) {
       // Only while the family lives: a logout, reset or revocation since the rotation still wins.
-      return user.active && (await this.isLive(account, previous.family)) ? this.successor(account, previous, meta) : null;
+      return user.active ? this.liveSuccessor(account, refreshToken, previous, meta) : null;
     }
     await this.endFamily(account, previous.family, SessionEndReason.REUSE_DETECTED);
     return { reusedByUserId: user.id };
+  }
+
+  /**
+   * The live end of the chain of refresh tokens derived from `refreshToken` (each rotation of the
+   * device session since it was presented first), as issued again; `null` when the chain ends in
+   * a row that was not rotated (the family ended). A rotation from before successors were derived
+   * has no derived row: that presentation gets a new row in the family, as it did then.
+   */
+  private async liveSuccessor(account: LockedAccount, refreshToken: string, previous: Pick<Session, 'family' | 'deviceId' | 'createdAt'>, meta: RequestMeta): Promise<IssuedSession | null> {
+    const { em, user } = account;
+    let token = refreshToken;
+    // A device session rotates at most a few times within one reuse interval; the bound only guards the loop.
+    for (let hop = 0; hop < 16; hop += 1) {
+      const next = successorRefreshToken(this.refreshTokenKey, token);
+      const row = await em.findOne(Session, { refreshTokenHash: next.hash, user: user.id });
+      if (!row) return hop === 0 && (await this.isLive(account, previous.family)) ? this.successor(account, previous, meta) : null;
+      if (row.revokedAt === null) return row.expiresAt > new Date() ? { session: row, refreshToken: next.token } : null;
+      if (row.revokedReason !== SessionEndReason.ROTATED) return null;
+      token = next.token;
+    }
+    return null;
   }
 
   /** Whether the account's device session `family` still has a live row. */
@@ -182,9 +206,9 @@ export class SessionService {
   }
 
   /** A new row (refresh token) in the family of `predecessor`, on the same device. */
-  private successor(account: LockedAccount, predecessor: Pick<Session, 'family' | 'deviceId' | 'createdAt'>, meta: RequestMeta): IssuedSession {
+  private successor(account: LockedAccount, predecessor: Pick<Session, 'family' | 'deviceId' | 'createdAt'>, meta: RequestMeta, refreshToken?: RefreshTokenPair): IssuedSession {
     // Rows from before device tokens have no device id; their family stands in, stable from now on.
-    const next = this.start(account, meta, predecessor.deviceId ?? predecessor.family);
+    const next = this.start(account, meta, predecessor.deviceId ?? predecessor.family, refreshToken);
     next.session.family = predecessor.family;
     // The device has been signed in since the family began; rotation does not change that.
     next.session.createdAt = new Date(predecessor.createdAt);
@@ -212,9 +236,9 @@ export class SessionService {
   }
 
   /**
-   * The live device sessions of a user, newest first: one per signed-in device. (A family has several
-   * live rows after a refresh token was presented again within the reuse interval: each presentation
-   * got a refresh token of its own.)
+   * The live device sessions of a user, newest first: one per signed-in device. (A family had
+   * several live rows when a refresh token presented again within the reuse interval got a refresh
+   * token of its own; rows from then may still be live.)
    */
   async listActive(em: EntityManager, userId: string): Promise<Session[]> {
     const rows = await em.find(

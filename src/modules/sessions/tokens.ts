@@ -1,4 +1,4 @@
-import { createHash, createPublicKey, type KeyObject, randomBytes, randomUUID, webcrypto } from 'node:crypto';
+import { createHash, createHmac, createPublicKey, type KeyObject, randomBytes, randomUUID, webcrypto } from 'node:crypto';
 import { calculateJwkThumbprint, errors, exportJWK, importPKCS8, importSPKI, type JSONWebKeySet, type JWK, jwtVerify, type JWTHeaderParameters, SignJWT } from 'jose';
 import type { JwtSigning } from '../../config/signing-keys.js';
 import { isCanonicalBase64url } from '../../encoding.js';
@@ -17,6 +17,16 @@ export interface RefreshTokenPair {
 export function createRefreshToken(): RefreshTokenPair {
   const token = randomBytes(32).toString('base64url');
   return { token, hash: hashRefreshToken(token) };
+}
+
+/**
+ * The refresh token that replaces `token` at rotation: an HMAC of it under a server key, so every
+ * presentation of one token within the reuse interval is answered with the same successor (one
+ * chain per device session, never a fork), and nobody without the key can compute it.
+ */
+export function successorRefreshToken(key: Uint8Array, token: string): RefreshTokenPair {
+  const successor = createHmac('sha256', key).update(`successor\0${token}`, 'utf8').digest('base64url');
+  return { token: successor, hash: hashRefreshToken(successor) };
 }
 
 /** The lookup key of a refresh token. */
