@@ -59,11 +59,20 @@ describe('loadConfig', () => {
     }
   });
 
+  it('refuses plain http:// link targets in production, but for loopback', () => {
+    const production = { DATA_DIR: tempDir(), NODE_ENV: 'production', JWT_SECRET: 's'.repeat(48) };
+    const problems = problemsOf({ ...production, RESET_PASSWORD_URL: 'http://app.example.com/reset', LOCKDOWN_URL: 'http://app.example.com/lockdown' });
+    expect(problems.filter((problem) => /^(RESET_PASSWORD_URL|LOCKDOWN_URL) must use https/.test(problem))).toHaveLength(2);
+    expect(problemsOf({ ...production, RESET_PASSWORD_URL: 'http://localhost:5173/reset', LOCKDOWN_URL: 'myapp://lockdown' }).filter((problem) => /_URL /.test(problem))).toEqual([]);
+    expect(problemsOf({ DATA_DIR: tempDir(), RESET_PASSWORD_URL: 'http://app.example.com/reset' })).toEqual([]);
+  });
+
   it('reads token lifetimes within their ranges', () => {
     const config = loadConfig({ DATA_DIR: tempDir(), ACCESS_TOKEN_TTL: '60', REFRESH_TOKEN_TTL: '3600', REFRESH_TOKEN_REUSE_INTERVAL: '0' });
     expect(config.tokenLifetimes).toEqual({ accessTokenSeconds: 60, refreshTokenSeconds: 3600, refreshReuseIntervalSeconds: 0 });
     const problems = problemsOf({ DATA_DIR: tempDir(), ACCESS_TOKEN_TTL: '59', REFRESH_TOKEN_TTL: '31536001', REFRESH_TOKEN_REUSE_INTERVAL: '-1' });
     for (const name of ['ACCESS_TOKEN_TTL', 'REFRESH_TOKEN_TTL', 'REFRESH_TOKEN_REUSE_INTERVAL']) expect(problems.some((problem) => problem.startsWith(name)), name).toBe(true);
+    expect(problemsOf({ DATA_DIR: tempDir(), ACCESS_TOKEN_TTL: '60', REFRESH_TOKEN_REUSE_INTERVAL: '300' })).toEqual(['REFRESH_TOKEN_REUSE_INTERVAL (300) must not be longer than ACCESS_TOKEN_TTL (60)']);
   });
 
   it('reads CORS_ORIGINS as exact origins and refuses anything else', () => {

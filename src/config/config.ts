@@ -208,14 +208,18 @@ export function loadConfig(env: Env): Config {
 
   const appUrl = (url('APP_URL', ['http:', 'https:']) ?? `http://localhost:${port}`).replace(/\/+$/, '');
   const links = Object.freeze({
-    resetPassword: linkTarget('RESET_PASSWORD_URL', value('RESET_PASSWORD_URL'), `${appUrl}/reset-password`, problems),
-    lockdown: linkTarget('LOCKDOWN_URL', value('LOCKDOWN_URL'), `${appUrl}/lockdown`, problems),
+    resetPassword: linkTarget('RESET_PASSWORD_URL', value('RESET_PASSWORD_URL'), `${appUrl}/reset-password`, isProduction, problems),
+    lockdown: linkTarget('LOCKDOWN_URL', value('LOCKDOWN_URL'), `${appUrl}/lockdown`, isProduction, problems),
   });
   const tokenLifetimes = Object.freeze({
     accessTokenSeconds: integer('ACCESS_TOKEN_TTL', 900, 60, 86_400),
     refreshTokenSeconds: integer('REFRESH_TOKEN_TTL', 2_592_000, 3600, 31_536_000),
     refreshReuseIntervalSeconds: integer('REFRESH_TOKEN_REUSE_INTERVAL', 10, 0, 300),
   });
+  // The allowance is for requests racing one refresh, never a second lifetime for a stolen token.
+  if (tokenLifetimes.refreshReuseIntervalSeconds > tokenLifetimes.accessTokenSeconds) {
+    problems.push(`REFRESH_TOKEN_REUSE_INTERVAL (${tokenLifetimes.refreshReuseIntervalSeconds}) must not be longer than ACCESS_TOKEN_TTL (${tokenLifetimes.accessTokenSeconds})`);
+  }
   const corsOrigins = allowedOrigins(value('CORS_ORIGINS'), isProduction, problems);
   const smtpUrl = url('SMTP_URL', ['smtp:', 'smtps:']);
   const mailFrom = value('MAIL_FROM') ?? 'no-reply@localhost';
@@ -384,9 +388,9 @@ const UNSAFE_LINK_SCHEMES = new Set(['javascript:', 'data:', 'vbscript:', 'file:
 /**
  * `RESET_PASSWORD_URL` / `LOCKDOWN_URL`: an absolute URL of any scheme a mail client may open (a
  * frontend route, or an app's deep link such as `myapp://reset`), without a fragment, which would
- * swallow the `?token=` added after it.
+ * swallow the `?token=` added after it; in production not plain `http:` beyond loopback.
  */
-function linkTarget(name: string, raw: string | undefined, fallback: string, problems: string[]): string {
+function linkTarget(name: string, raw: string | undefined, fallback: string, isProduction: boolean, problems: string[]): string {
   if (raw === undefined) return fallback;
   let parsed: URL;
   try {
@@ -397,6 +401,8 @@ function linkTarget(name: string, raw: string | undefined, fallback: string, pro
   }
   if (UNSAFE_LINK_SCHEMES.has(parsed.protocol)) {
     problems.push(`${name} must not use the ${parsed.protocol} scheme`);
+  } else if (isProduction && parsed.protocol === 'http:' && !LOOPBACK_HOSTS.has(parsed.hostname)) {
+    problems.push(`${name} must use https:// in production (its links carry tokens)`);
   } else if (parsed.hash !== '' || raw.includes('#')) {
     problems.push(`${name} must not have a #fragment (the token is added as a query parameter)`);
   } else if (/[\s<>"]/u.test(raw)) {
