@@ -138,6 +138,11 @@ describe('names: what a person can write, nothing that hides or reorders text', 
     ['a line separator', 'Ada\u2028Lovelace'],
     ['a C1 control character', 'Ada\u0085'],
     ['101 emoji', '😀'.repeat(101)],
+    ['a Braille blank as the whole name', '\u2800'],
+    ['a lone combining mark', '\u0301'],
+    ['a noncharacter', 'Ada\uFFFF'],
+    ['an interlinear annotation', '\uFFF9Ada\uFFFAx\uFFFB'],
+    ['an Arabic number sign', '\u0600Ada'],
   ])('refuses %s', async (_name, firstName) => {
     expectBadInput(await updateName(firstName), 'firstName');
   });

@@ -49,7 +49,8 @@ export class RecoveryService {
    * ({@link queueReset}); a crash after the answer loses nothing.
    */
   async forgotPassword(em: EntityManager, identifier: string, meta: RequestMeta): Promise<true> {
-    if (identifier.length > IDENTIFIER_MAX_LENGTH) {
+    // Counted in characters (code points), as every length here is.
+    if (identifier.length > IDENTIFIER_MAX_LENGTH && [...identifier].length > IDENTIFIER_MAX_LENGTH) {
       throw new BadUserInputError(`Identifier must be at most ${IDENTIFIER_MAX_LENGTH} characters.`, 'identifier');
     }
     await this.limits.consume('mailRequestsPerIp', meta.ip);

@@ -27,6 +27,14 @@ const BIDI_CONTROL = /\p{Bidi_Control}/u;
  */
 const INVISIBLE = /\p{Default_Ignorable_Code_Point}/u;
 const JOINER = /^[\u200C\u200D]$/u;
+/**
+ * Format characters that are not default-ignorable (interlinear annotation U+FFF9–FFFB, Arabic
+ * number signs U+0600–0605…), noncharacters (U+FFFF…), and the Braille blank U+2800: none belongs in a
+ * name, and each can make one look empty or like another. Joiners are {@link hasHiddenCharacter}'s.
+ */
+const FORMAT_OR_BLANK = /[\p{Cf}\p{Noncharacter_Code_Point}\u2800]/u;
+/** A combining mark with nothing before it to combine with. */
+const LEADING_MARK = /^\p{M}/u;
 const VARIATION_SELECTOR = /^[\uFE00-\uFE0F\u{E0100}-\u{E01EF}]$/u;
 
 /**
@@ -95,8 +103,9 @@ export function normalizeUsername(raw: string, field = 'username'): string {
 /**
  * Normalizes an optional personal name: trimmed, NFC, empty becomes `null`, at most 100 characters
  * counted as code points (an emoji is one). Refused: control characters and line separators,
- * bidirectional overrides, and invisible characters (zero-width space, word joiner, BOM, Hangul
- * fillers…), all of which make one name look like another. `undefined` (not sent) stays
+ * bidirectional overrides, invisible characters (zero-width space, word joiner, BOM, Hangul
+ * fillers, other format characters, the Braille blank, noncharacters) and a leading combining mark,
+ * all of which make one name look like another, or like none. `undefined` (not sent) stays
  * `undefined` so updates can tell "unchanged" from "cleared".
  */
 export function normalizeName(raw: string | null | undefined, field: string): string | null | undefined {
@@ -109,6 +118,9 @@ export function normalizeName(raw: string | null | undefined, field: string): st
   }
   if (NOT_IN_A_NAME.test(name)) throw new BadUserInputError('Name contains control characters.', field);
   if (BIDI_CONTROL.test(name)) throw new BadUserInputError('Name contains characters that change the direction of text.', field);
-  if (hasHiddenCharacter(characters)) throw new BadUserInputError('Name contains invisible characters.', field);
+  if (hasHiddenCharacter(characters) || characters.some((character) => FORMAT_OR_BLANK.test(character) && !JOINER.test(character))) {
+    throw new BadUserInputError('Name contains invisible characters.', field);
+  }
+  if (LEADING_MARK.test(name)) throw new BadUserInputError('Name must not start with a combining mark.', field);
   return name;
 }
