@@ -84,10 +84,10 @@ export async function createServices(config: Config, orm: MikroORM, logger: Logg
   const mailLogger = logger.child({ component: 'mail' });
   const outages = new OutageLog(logger);
   const outbox = new MailOutbox(orm, createMailTransport(config, mailLogger), keys.mailOutbox, config.links, mailLogger, outages, workers.outbox);
-  const users = new UserService(passwords, new UserEvents(outbox));
+  const tokens = new OneTimeTokenService(keys.oneTimeTokens);
+  const users = new UserService(passwords, new UserEvents(outbox), tokens);
   const signInGate = new SignInGate();
   const sessions = new SessionService(config.tokenLifetimes, signInGate, keys.refreshTokens);
-  const tokens = new OneTimeTokenService(keys.oneTimeTokens);
   const audit = new AuditService();
   const destinations = new DestinationPolicy(config.webhooks, workers.resolveHost);
   const webhookSecrets = new SecretBox(keys.webhookSecrets);
@@ -107,7 +107,7 @@ export async function createServices(config: Config, orm: MikroORM, logger: Logg
     users,
     auth: new AuthService(users, sessions, passwords, accessTokens, verification, audit, limits, guard, tokens, secondFactor),
     profile: new ProfileService(users, audit, reauthentication),
-    userAdmin: new UserAdminService(users, sessions, audit),
+    userAdmin: new UserAdminService(users, sessions, audit, notices),
     audit,
     recovery: new RecoveryService(users, sessions, passwords, tokens, outbox, audit, limits, reauthentication, notices, () => orm.em.fork()),
     verification,

@@ -530,6 +530,17 @@ describe('with a start-up admin', () => {
       expectError(await login(server, account.user.email, account.password), 'UNAUTHENTICATED');
     });
 
+    it('tells the old address, with a "this wasn\'t me" link, and keeps addresses other accounts may take back', async () => {
+      const account = await registerAccount(server);
+      const newEmail = `admin-moved-${suffix()}@example.test`;
+      expect((await updateUser(server, root.accessToken, account.user.id, { email: newEmail })).errors).toBeUndefined();
+      const notice = await smtp.waitFor((message) => message.to === account.user.email && message.subject === 'Your email address was changed');
+      expect(notice.text).toMatch(/\/lockdown\?token=[A-Za-z0-9_-]{43}/);
+      // The replaced address stays its owner's while that link lives: no admin can give it to another account.
+      const other = await registerAccount(server);
+      expectError(await updateUser(server, root.accessToken, other.user.id, { email: account.user.email }), 'CONFLICT', 'email');
+    });
+
     it('makes a verification code mailed to the old address useless for the new one', async () => {
       const account = await registerAccount(server);
       const mail = await smtp.waitFor((message) => message.to.includes(account.user.email));

@@ -89,6 +89,22 @@ export class OneTimeTokenService {
   }
 
   /**
+   * Whether a user other than `exceptUserId` holds a live token of `purpose` issued for `target`
+   * (a lockdown link mailed to an address keeps that address its owner's for the link's 7 days).
+   */
+  async isHeldByAnother(em: EntityManager, purpose: OneTimeTokenPurpose, target: string, exceptUserId: string | null): Promise<boolean> {
+    const held = await em.getConnection().execute<unknown[]>(
+      `select 1 from "one_time_tokens"
+        where "target" = ? and "purpose" = ? and "used_at" is null and "expires_at" > now() and "user_id" is distinct from ?::uuid
+        limit 1`,
+      [target, purpose, exceptUserId],
+      'all',
+      em.getTransactionContext(),
+    );
+    return held.length > 0;
+  }
+
+  /**
    * The target of the user's oldest token of `purpose` issued within its lifetime, used or not
    * (for lockdown links: the first address a security notice went to in the last 7 days).
    */

@@ -4,6 +4,7 @@ import { BadUserInputError, NotFoundError } from '../../errors.js';
 import { type Condition, keysetPage, type Page } from '../../graphql/pagination.js';
 import type { Logger } from '../../logger.js';
 import type { AuditService } from '../audit/audit.service.js';
+import type { SecurityNotices } from '../lockdown/security-notices.js';
 import { AuditEventType } from '../audit/audit-event.entity.js';
 import type { RequestMeta } from '../sessions/request-meta.js';
 import { SessionEndReason } from '../sessions/session.entity.js';
@@ -42,6 +43,7 @@ export class UserAdminService {
     private readonly users: UserService,
     private readonly sessions: SessionService,
     private readonly audit: AuditService,
+    private readonly notices: SecurityNotices,
   ) {}
 
   /** Newest first, keyset-paginated; `totalCount` is the size of the filtered set. */
@@ -80,7 +82,7 @@ export class UserAdminService {
       const account = await lockAccount(tx, id);
       if (!account) throw new NotFoundError(NO_SUCH_USER);
       const before = account.user;
-      const previous = { role: before.role, active: before.active };
+      const previous = { role: before.role, active: before.active, email: before.email };
       const updated = await this.users.applyChanges(tx, before, changes);
       if (!updated) throw new NotFoundError(NO_SUCH_USER);
       const subject = { userId: id, actorId };
@@ -91,6 +93,8 @@ export class UserAdminService {
       }
       const other = ['email', 'username', 'firstName', 'lastName'].some((field) => field in changes) || (!previous.active && updated.active);
       if (other) this.audit.record(tx, AuditEventType.USER_UPDATED, subject, meta);
+      // The old address hears of it, with a "this wasn't me" link, as after the owner's own change.
+      if (updated.email !== previous.email) await this.notices.send(tx, updated, { name: 'email-changed', newEmail: updated.email }, previous.email);
       await tx.flush();
       return updated;
     });

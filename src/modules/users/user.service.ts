@@ -2,7 +2,8 @@ import type { EntityManager } from '@mikro-orm/postgresql';
 import { isUuid } from '../../db/base.entity.js';
 import { violatedUniqueConstraint } from '../../db/constraints.js';
 import { BadUserInputError, ConflictError, ForbiddenError } from '../../errors.js';
-import { MAILBOX_PURPOSES, OneTimeToken } from '../one-time-tokens/one-time-token.entity.js';
+import { MAILBOX_PURPOSES, OneTimeTokenPurpose } from '../one-time-tokens/one-time-token.entity.js';
+import type { OneTimeTokenService } from '../one-time-tokens/one-time-token.service.js';
 import type { PasswordHasher } from '../passwords/password.js';
 import { checkNewPassword } from '../passwords/password-policy.js';
 import { lockAccount } from './account-lock.js';
@@ -71,6 +72,7 @@ export class UserService {
   constructor(
     private readonly passwords: PasswordHasher,
     private readonly events: UserEvents,
+    private readonly tokens: OneTimeTokenService,
   ) {}
 
   /**
@@ -133,16 +135,13 @@ export class UserService {
   /** Whether {@link assertEmailAvailable} would let `email` through. */
   async isEmailAvailable(em: EntityManager, email: string, exceptUserId: string | null = null): Promise<boolean> {
     const taken = await em.getConnection().execute<unknown[]>(
-      `select 1 from "users" where "email" = ? and "id" is distinct from ?::uuid
-       union all
-       select 1 from "one_time_tokens"
-        where "target" = ? and "purpose" = 'LOCKDOWN' and "used_at" is null and "expires_at" > now() and "user_id" is distinct from ?::uuid
-       limit 1`,
-      [email, exceptUserId, email, exceptUserId],
+      `select 1 from "users" where "email" = ? and "id" is distinct from ?::uuid limit 1`,
+      [email, exceptUserId],
       'all',
       em.getTransactionContext(),
     );
-    return taken.length === 0;
+    // An address an email change replaced stays its owner's while their lockdown links live.
+    return taken.length === 0 && !(await this.tokens.isHeldByAnother(em, OneTimeTokenPurpose.LOCKDOWN, email, exceptUserId));
   }
 
   /**
@@ -193,11 +192,14 @@ export class UserService {
     const changed = (Object.keys(changes) as Array<keyof UserChanges>).some((field) => changes[field] !== user[field]);
     const effective: UserChanges = { ...changes };
     const emailChanged = changes.email !== undefined && changes.email !== user.email;
-    if (emailChanged) effective.emailVerifiedAt = null;
+    if (emailChanged) {
+      effective.emailVerifiedAt = null;
+      await this.assertEmailAvailable(em, changes.email!, 'email', user.id);
+    }
     if (Object.keys(effective).length > 0) {
       const updated = await translatingConflicts(() => em.nativeUpdate(User, { id: user.id }, { ...effective, updatedAt: new Date() }));
       if (updated === 0) return null;
-      if (emailChanged) await em.nativeDelete(OneTimeToken, { user: user.id, usedAt: null, purpose: { $in: MAILBOX_PURPOSES } });
+      if (emailChanged) await this.tokens.voidAll(em, user.id, MAILBOX_PURPOSES);
     }
     const fresh = await em.findOne(User, { id: user.id }, { refresh: true });
     if (fresh && changed) this.events.emit(em, 'user.updated', fresh);
