@@ -6,7 +6,7 @@ import { User } from '../users/user.entity.js';
 import { type UserView, userView } from '../users/user.view.js';
 import type { AuditRow } from '../audit/audit.service.js';
 import { type RequestMeta, storedUserAgent } from './request-meta.js';
-import type { SignInGate } from './sign-in-gate.js';
+import { type SignInGate, shuttingDown } from './sign-in-gate.js';
 import { Session, SessionEndReason } from './session.entity.js';
 import { createRefreshToken, hashRefreshToken, type RefreshTokenPair, successorRefreshToken } from './tokens.js';
 
@@ -135,6 +135,22 @@ export class SessionService {
     session.lastUsedAt = session.createdAt;
     session.expiresAt = new Date(session.createdAt.getTime() + this.lifetimes.refreshTokenSeconds * 1000);
     return { session, refreshToken: token };
+  }
+
+  /**
+   * After a new device session has committed: when shutdown cut the request meanwhile (its write
+   * waited past the drain limit), its answer reaches no client, so the session is ended again and
+   * SERVICE_UNAVAILABLE answered, and no device session is left that nobody holds. A rotation's new
+   * row is left alone: its device still holds the token it presented, which gets the same successor
+   * (see successorRefreshToken) from another instance within the reuse interval.
+   */
+  async withdrawIfCut(em: EntityManager, issued: IssuedSession): Promise<void> {
+    const { session } = issued;
+    if (!this.gate.isClosed) return;
+    if (session.family === session.id) {
+      await em.nativeUpdate(Session, { family: session.family, revokedAt: null }, { revokedAt: new Date(), revokedReason: SessionEndReason.REVOKED });
+    }
+    throw shuttingDown();
   }
 
   /**

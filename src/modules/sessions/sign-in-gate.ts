@@ -12,10 +12,20 @@ export class SignInGate {
 
   /** Refuses to issue a session once shutdown has cut the requests in flight. */
   pass(): void {
-    if (this.closed) throw new ServiceUnavailableError(1, 'This instance is shutting down. Try again.');
+    if (this.closed) throw shuttingDown();
+  }
+
+  /** Whether shutdown has cut the requests in flight (a session written since reaches no client). */
+  get isClosed(): boolean {
+    return this.closed;
   }
 
   close(): void {
     this.closed = true;
   }
+}
+
+/** SERVICE_UNAVAILABLE: retry on another instance. */
+export function shuttingDown(): ServiceUnavailableError {
+  return new ServiceUnavailableError(1, 'This instance is shutting down. Try again.');
 }

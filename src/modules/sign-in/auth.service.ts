@@ -87,7 +87,7 @@ export class AuthService {
     await this.verification.queueCode(em, user);
     const issued = this.sessions.start(newAccount(em, user), meta, this.guard.newDevice());
     await flushTranslatingConflicts(em);
-    return this.signIn(issued);
+    return this.signIn(em, issued);
   }
 
   /**
@@ -134,7 +134,7 @@ export class AuthService {
     );
     if (!issued) throw new UnauthenticatedError(INVALID_CREDENTIALS);
     await this.guard.forget(attempt);
-    return this.signIn(issued);
+    return this.signIn(em, issued);
   }
 
   /**
@@ -191,7 +191,7 @@ export class AuthService {
     });
     if (!issued) throw new BadUserInputError(INVALID_MFA, 'code');
     if (device) await this.guard.forgetDevice(device);
-    return this.signIn(issued);
+    return this.signIn(em, issued);
   }
 
   /**
@@ -213,7 +213,7 @@ export class AuthService {
         })
       : null;
     if (!outcome || 'reusedByUserId' in outcome) throw new UnauthenticatedError(INVALID_REFRESH_TOKEN);
-    return this.signIn(outcome);
+    return this.signIn(em, outcome);
   }
 
   /** Ends the caller's device session; its access and refresh tokens stop working at once. */
@@ -271,7 +271,8 @@ export class AuthService {
   }
 
   /** Issues the access token for a session that has been written. */
-  private async signIn(issued: IssuedSession): Promise<SignedIn> {
+  private async signIn(em: EntityManager, issued: IssuedSession): Promise<SignedIn> {
+    await this.sessions.withdrawIfCut(em, issued);
     const { session } = issued;
     const { token, expiresAt } = await this.accessTokens.sign({ userId: session.user.id, sessionId: session.family });
     return {
