@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { type AddressInfo, connect, createServer as createTcpServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { extname, join, normalize } from 'node:path';
 import { promisify } from 'node:util';
@@ -16,7 +16,8 @@ import { resetTokenOf, startSmtpServer, type TestSmtpServer, verificationCodeOf 
 // The example SPA (examples/spa) built the way its README says — codegen from schema.graphql, a
 // strict type-check, a Vite build — served from a second origin and driven in Debian's Chromium:
 // two tabs of one browser and a second browser, against a real server with CORS_ORIGINS and the
-// refresh-token cookie. The build and type-check run without Chromium too.
+// refresh-token cookie. The app reaches the server through a relay the tests can cut, as if the
+// server were down. The build and type-check run without Chromium too.
 const hasChromium = chromiumAvailable('test/example-spa.browser.test.ts', 'the browser part');
 const EXAMPLE = join(PROJECT_ROOT, 'examples', 'spa');
 const run = promisify(execFile);
@@ -24,6 +25,7 @@ const TYPES: Record<string, string> = { '.html': 'text/html; charset=utf-8', '.j
 
 let api: TestServer;
 let smtp: TestSmtpServer;
+let relay: Relay;
 let site: Server;
 let spaOrigin: string;
 let outDir: string;
@@ -43,6 +45,53 @@ function serveStatic(root: string): Promise<Server> {
   return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server)));
 }
 
+/** A TCP relay to the API: while down it cuts every connection, as a stopped server would. */
+interface Relay {
+  port: number;
+  down(): void;
+  up(): void;
+  close(): Promise<void>;
+}
+
+function startRelay(targetPort: number): Promise<Relay> {
+  const sockets = new Set<Socket>();
+  let open = true;
+  const track = (socket: Socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+  };
+  const server = createTcpServer((client) => {
+    if (!open) {
+      client.resetAndDestroy();
+      return;
+    }
+    const upstream = connect(targetPort, '127.0.0.1');
+    track(client);
+    track(upstream);
+    client.on('error', () => upstream.destroy());
+    upstream.on('error', () => client.destroy());
+    client.pipe(upstream).pipe(client);
+  });
+  return new Promise((resolve) =>
+    server.listen(0, '127.0.0.1', () =>
+      resolve({
+        port: (server.address() as AddressInfo).port,
+        down() {
+          open = false;
+          for (const socket of sockets) socket.destroy();
+        },
+        up() {
+          open = true;
+        },
+        close() {
+          for (const socket of sockets) socket.destroy();
+          return new Promise((done) => server.close(() => done()));
+        },
+      }),
+    ),
+  );
+}
+
 beforeAll(async () => {
   // The app's origin must be known before the API starts (CORS_ORIGINS), and the API's URL before the build.
   outDir = await mkdtemp(join(tmpdir(), 'example-spa-'));
@@ -51,14 +100,16 @@ beforeAll(async () => {
   smtp = await startSmtpServer();
   // The shortest access-token lifetime, so one test can outlive a token (see the last test).
   api = await startTestServer({ SMTP_URL: smtp.url, CORS_ORIGINS: spaOrigin, ACCESS_TOKEN_TTL: '60' });
+  relay = await startRelay(Number(new URL(api.origin).port));
   // localhost, not 127.0.0.1: the app and the API are then two origins of one site, as app.example.com
   // and api.example.com are, so the SameSite=Strict cookie travels between them.
-  const graphqlUrl = `http://localhost:${new URL(api.origin).port}/graphql`;
+  const graphqlUrl = `http://localhost:${relay.port}/graphql`;
   await run('npm', ['run', 'build', '--', '--outDir', outDir, '--emptyOutDir'], { cwd: EXAMPLE, env: { ...process.env, VITE_GRAPHQL_URL: graphqlUrl } });
 }, 180_000);
 
 afterAll(async () => {
   await new Promise((resolve) => site?.close(resolve));
+  await relay?.close();
   await api?.stop();
   await smtp?.stop();
   if (outDir) await rm(outDir, { recursive: true, force: true });
@@ -102,6 +153,8 @@ describe.skipIf(!hasChromium)('the example SPA in Chromium: two tabs, a second b
     return page;
   }
 
+  const UNREACHABLE = 'Signed out: the server cannot be reached right now.';
+  const SIGN_OUT_PENDING = 'Signed out on this device. The server has not confirmed it yet: it is told as soon as it can be reached.';
   const statusOf = (page: Page) => page.getByRole('status');
   async function expectStatus(page: Page, text: string): Promise<void> {
     await expect.poll(() => statusOf(page).textContent(), { timeout: 10_000 }).toBe(text);
@@ -114,6 +167,20 @@ describe.skipIf(!hasChromium)('the example SPA in Chromium: two tabs, a second b
     await page.getByLabel('Your password', { exact: true }).fill(password);
     await page.getByRole('button', { name: 'Sign in' }).click();
     await expectStatus(page, 'Signed in.');
+  }
+  async function register(page: Page, input: Record<string, unknown>): Promise<void> {
+    await page.getByLabel('Email', { exact: true }).fill(input.email as string);
+    await page.getByLabel('Username', { exact: true }).fill(input.username as string);
+    await page.getByLabel('Password', { exact: true }).fill(input.password as string);
+    await page.getByRole('button', { name: 'Create account' }).click();
+  }
+  /** The account's device sessions the server still honours, signed in from Chromium. */
+  async function liveBrowserSessions(email: string): Promise<number> {
+    const [row] = await api.sql<{ count: string | number }>(
+      "select count(*) as count from sessions where revoked_at is null and user_agent like '%Chrome%' and user_id = (select id from users where email = ?)",
+      [email],
+    );
+    return Number(row?.count);
   }
   /** Loads `me` and `sessions` again and returns the devices the page lists. */
   async function devices(page: Page): Promise<string[]> {
@@ -242,4 +309,128 @@ describe.skipIf(!hasChromium)('the example SPA in Chromium: two tabs, a second b
     expect(problems).toEqual([]);
     await context.close();
   }, 120_000);
+
+  it('opened while the server is down: once it is back, creating an account and signing in go through at once', async () => {
+    const input = newAccountInput();
+    const [laptop, phone] = [await browser.newContext(), await browser.newContext()];
+    relay.down();
+    try {
+      const tabA = await openTab(laptop);
+      const tabC = await openTab(phone);
+      await expectStatus(tabA, UNREACHABLE);
+      await expectStatus(tabC, UNREACHABLE);
+      relay.up();
+
+      // Sign-up while the module still counts the server unreachable: sent, and signed in.
+      await register(tabA, input);
+      await expectStatus(tabA, 'Signed in.');
+      expect(calls.get(tabA)!.map((call) => call.operation)).not.toContain('AuthModuleRefresh');
+      // Nothing holds the cross-tab lock any more: a new tab signs in from the cookie.
+      const tabB = await openTab(laptop);
+      await expectStatus(tabB, 'Signed in.');
+
+      // The same for a sign-in, in the other browser.
+      await signIn(tabC, input.email as string, input.password as string);
+      expect((await devices(tabC)).sort()).toEqual(['Other device', 'This device']);
+    } finally {
+      relay.up();
+    }
+    expect(problems).toEqual([]);
+    await laptop.close();
+    await phone.close();
+  });
+
+  it('opened while the server is down: the first answer that there is no session ends the retries of the refresh', async () => {
+    const context = await browser.newContext();
+    relay.down();
+    try {
+      const tab = await openTab(context);
+      await expectStatus(tab, UNREACHABLE);
+      relay.up();
+      const forgot = async () => {
+        await tab.getByLabel('Account email or username').fill(`nobody-${Date.now()}@example.test`);
+        await tab.getByRole('button', { name: 'Email me a reset link' }).click();
+        await expect.poll(() => calls.get(tab)!.map((call) => call.operation), { timeout: 10_000 }).toContain('ForgotPassword');
+        await expectMessage(tab, 'If the account exists, a reset link is on its way.');
+      };
+      // The first operation tries the refresh first; the server answers there is nothing to restore.
+      calls.get(tab)!.length = 0;
+      await forgot();
+      expect(calls.get(tab)!.map((call) => call.operation)).toEqual(['AuthModuleRefresh', 'ForgotPassword']);
+      await expectStatus(tab, 'Signed out.');
+      // From then on operations go out on their own.
+      calls.get(tab)!.length = 0;
+      await forgot();
+      calls.get(tab)!.length = 0;
+      await forgot();
+      expect(calls.get(tab)!.map((call) => call.operation)).toEqual(['ForgotPassword']);
+      await expectStatus(tab, 'Signed out.');
+    } finally {
+      relay.up();
+    }
+    expect(problems).toEqual([]);
+    await context.close();
+  });
+
+  it('signing out while offline: every tab signed out at once, the server told once back online, and a reload stays signed out', async () => {
+    const input = newAccountInput();
+    await api.graphql('mutation R($input: RegisterInput!) { register(input: $input) { accessToken } }', { input });
+    const context = await browser.newContext();
+    const [tabA, tabB] = [await openTab(context), await openTab(context)];
+    await signIn(tabA, input.email as string, input.password as string);
+    await expectStatus(tabB, 'Signed in.');
+    expect(await liveBrowserSessions(input.email as string)).toBe(1);
+
+    await context.setOffline(true);
+    await tabA.getByRole('button', { name: 'Sign out', exact: true }).click();
+    await expectStatus(tabA, SIGN_OUT_PENDING);
+    await expectStatus(tabB, SIGN_OUT_PENDING);
+    expect(await liveBrowserSessions(input.email as string)).toBe(1);
+
+    // Back online: the logout is sent without anyone asking again.
+    await context.setOffline(false);
+    await expectStatus(tabA, 'Signed out.');
+    await expectStatus(tabB, 'Signed out.');
+    expect(await liveBrowserSessions(input.email as string)).toBe(0);
+    for (const tab of [tabA, tabB]) {
+      await tab.reload();
+      await expectStatus(tab, 'Signed out.');
+    }
+    expect(problems).toEqual([]);
+    await context.close();
+  });
+
+  it('signing out while the server is down: reloads do not sign back in, and the first start once it is back ends the session', async () => {
+    const input = newAccountInput();
+    await api.graphql('mutation R($input: RegisterInput!) { register(input: $input) { accessToken } }', { input });
+    const context = await browser.newContext();
+    const tab = await openTab(context);
+    await signIn(tab, input.email as string, input.password as string);
+    relay.down();
+    try {
+      await tab.getByRole('button', { name: 'Sign out', exact: true }).click();
+      await expectStatus(tab, SIGN_OUT_PENDING);
+      // A reload while it is still down: signed out, the sign-out still pending (not "unreachable").
+      await tab.reload();
+      await expectStatus(tab, SIGN_OUT_PENDING);
+      await tab.getByRole('button', { name: 'Finish signing out' }).click();
+      await expectMessage(tab, 'The server still cannot be reached.');
+      expect(await liveBrowserSessions(input.email as string)).toBe(1);
+
+      // Back up: the next start sends the logout instead of signing in with the cookie.
+      relay.up();
+      calls.get(tab)!.length = 0;
+      await tab.reload();
+      await expectStatus(tab, 'Signed out.');
+      await expect.poll(() => liveBrowserSessions(input.email as string), { timeout: 10_000 }).toBe(0);
+      expect(calls.get(tab)!.map((call) => call.operation)).toContain('AuthModuleLogout');
+      await tab.reload();
+      await expectStatus(tab, 'Signed out.');
+      await expect(tab.locator('#sign-out-pending').isHidden()).resolves.toBe(true);
+    } finally {
+      relay.up();
+    }
+    expect(problems).toEqual([]);
+    await context.close();
+  });
 });

@@ -11,7 +11,12 @@
  *   once after TOKEN_EXPIRED (or TOKEN_INVALID: a new signing key), and signs every tab out on
  *   SESSION_ENDED or when a refresh does not help.
  * - Sign-in and sign-out take the same lock as refreshes, and count epochs, so a refresh that was
- *   on its way can never bring a signed-out tab back, or a previous account.
+ *   on its way can never bring a signed-out tab back, or a previous account. While a tab holds the
+ *   lock to sign in, its operations go out without waiting for a refresh (the sign-in mutation needs
+ *   no token), so a sign-in never waits for itself.
+ * - A sign-out the server could not be told of (offline, server down) stays pending on this device
+ *   (in `deviceTokenStorage`): nothing signs back in with that session, and the logout is sent again
+ *   when the browser comes back online, on the next operation, at start-up, or on `signOut()`.
  * - `subscribe` tells the app when it is signed in or out, and why.
  *
  * Only `@apollo/client` 4 and `rxjs` are needed. Nothing here is specific to the example app.
@@ -48,7 +53,11 @@ export type SignedOutReason =
   /** The server refused the token outright and a refresh did not help. */
   | 'TOKEN_INVALID';
 
-export type AuthState = { status: 'unknown' } | { status: 'signed-in'; userId: string } | { status: 'signed-out'; reason: SignedOutReason };
+export type AuthState =
+  | { status: 'unknown' }
+  | { status: 'signed-in'; userId: string }
+  /** `signOutPending`: the user signed out, but the server has not confirmed it yet; the module keeps trying. */
+  | { status: 'signed-out'; reason: SignedOutReason; signOutPending: boolean };
 
 export interface AuthOptions {
   /** The GraphQL endpoint, e.g. `https://auth.example.com/graphql`. */
@@ -60,8 +69,13 @@ export interface AuthOptions {
   refreshAheadSeconds?: number;
   /** Name of the cross-tab lock and channel; change it if two apps share an origin. */
   channelName?: string;
-  /** Where the device token is kept (not a secret: it only protects this device from lock-outs). Default: localStorage. */
-  deviceTokenStorage?: Pick<Storage, 'getItem' | 'setItem'> | null;
+  /**
+   * Where the device token (not a secret: it only protects this device from lock-outs) and a sign-out
+   * the server has not confirmed yet are kept. Default: localStorage. With `null`, a pending sign-out
+   * is remembered only until the app reloads; in `store` mode its refresh token is then dropped at
+   * once, so a restart cannot sign back in.
+   */
+  deviceTokenStorage?: Pick<Storage, 'getItem' | 'setItem' | 'removeItem'> | null;
 }
 
 /**
@@ -70,7 +84,7 @@ export interface AuthOptions {
  */
 type TabMessage =
   | { type: 'tokens'; epoch: number; accessToken: string; localExpiry: number; userId: string }
-  | { type: 'signed-out'; epoch: number; reason: SignedOutReason };
+  | { type: 'signed-out'; epoch: number; reason: SignedOutReason; signOutPending: boolean };
 
 /** What a refresh came to: new tokens, a dead refresh token, or no answer (offline, server down, rate-limited). */
 export type RefreshOutcome = 'ok' | 'ended' | 'unavailable';
@@ -94,6 +108,8 @@ const LOGOUT = /* GraphQL */ `
   }
 `;
 const DEVICE_TOKEN_KEY = 'auth.deviceToken';
+/** Set while the user has signed out and the server has not confirmed it. */
+const SIGN_OUT_PENDING_KEY = 'auth.signOutPending';
 
 export class Auth {
   /** Put it in front of your HttpLink: `ApolloLink.from([auth.link, httpLink])`. */
@@ -110,6 +126,13 @@ export class Auth {
   private generation = 0;
   private refreshing: Promise<RefreshOutcome> | null = null;
   private restoring: Promise<AuthState> | null = null;
+  private finishing: Promise<boolean> | null = null;
+  /** Above 0 while this tab holds the lock to sign in or out: its operations must not wait for a refresh, which waits for that lock. */
+  private exclusive = 0;
+  /** An access token of the session the user signed out of, to send the pending logout with while it lasts. */
+  private logoutToken: { token: string; localExpiry: number } | null = null;
+  /** A pending sign-out that could not be written to `deviceTokenStorage`, remembered here instead. */
+  private pendingHere = false;
   private readonly listeners = new Set<(state: AuthState) => void>();
   private readonly channel: BroadcastChannel | null;
   private readonly lockName: string;
@@ -128,9 +151,11 @@ export class Auth {
     };
     this.channel = typeof BroadcastChannel === 'undefined' ? null : new BroadcastChannel(this.options.channelName);
     this.channel?.addEventListener('message', (event: MessageEvent<TabMessage>) => this.fromOtherTab(event.data));
-    if (typeof window !== 'undefined') {
+    // React Native has a `window` without addEventListener.
+    if (typeof window !== 'undefined' && typeof window.addEventListener === 'function') {
       window.addEventListener('online', () => {
-        if (this.state.status === 'signed-out' && this.state.reason === 'UNREACHABLE') void this.refresh();
+        if (this.signOutPending()) void this.finishSignOut();
+        else if (this.state.status === 'signed-out' && this.state.reason === 'UNREACHABLE') void this.refresh();
       });
     }
     this.link = new ApolloLink((operation, forward) => from(this.validToken()).pipe(mergeMap((token) => this.attempt(operation, forward, token, true))));
@@ -152,10 +177,15 @@ export class Auth {
     return this.options.deviceTokenStorage?.getItem(DEVICE_TOKEN_KEY) ?? null;
   }
 
-  /** Call once at start-up: signs in from the refresh token kept on this device, if there is one. */
+  /**
+   * Call once at start-up: signs in from the refresh token kept on this device, if there is one. After
+   * a sign-out the server has not confirmed, it sends that logout instead and stays signed out.
+   */
   restore(): Promise<AuthState> {
     this.restoring ??= this.refresh().then((outcome) => {
-      if (this.state.status === 'unknown') this.setState({ status: 'signed-out', reason: outcome === 'unavailable' ? 'UNREACHABLE' : 'NO_SESSION' });
+      if (this.state.status === 'unknown') {
+        this.setState(this.signedOutState(this.signOutPending() ? 'SIGNED_OUT' : outcome === 'unavailable' ? 'UNREACHABLE' : 'NO_SESSION'));
+      }
       return this.state;
     });
     return this.restoring;
@@ -166,39 +196,37 @@ export class Auth {
    * while no tab refreshes, so a refresh of the previous session cannot overwrite the new one.
    */
   signIn(run: () => Promise<AuthPayloadFields | null | undefined>): Promise<boolean> {
-    return withLock(this.lockName, async () => {
-      const payload = await run();
-      if (!payload) return false;
-      this.nextEpoch();
-      await this.adopt(payload);
-      return true;
-    });
+    return withLock(this.lockName, () =>
+      this.exclusively(async () => {
+        // A sign-out the server has not heard of yet goes first: the new session's cookie replaces the old one's.
+        if (this.signOutPending()) await this.endPendingSignOut();
+        const payload = await run();
+        if (!payload) return false;
+        this.clearSignOutPending();
+        this.nextEpoch();
+        await this.adopt(payload);
+        return true;
+      }),
+    );
   }
 
   /**
    * Signs this device session out, on the server and in every tab. Resolves `false` when the server
-   * could not confirm it (offline): the tabs are signed out, but the session may still be live there.
+   * could not confirm it (offline, server down): the tabs are signed out at once and the state says
+   * `signOutPending`; nothing signs back in with that session, and the logout is sent again when the
+   * browser comes back online, on the next operation, at the next start, or when this is called again.
    */
   signOut(): Promise<boolean> {
-    return withLock(this.lockName, async () => {
-      let confirmed = false;
-      try {
-        if (this.accessToken && Date.now() >= this.localExpiry) await this.refreshHoldingLock();
-        let answer = this.accessToken ? await this.post(LOGOUT, {}, this.accessToken) : null;
-        const reason = answer && unauthenticatedReason(answer);
-        if (reason === 'TOKEN_EXPIRED' || reason === 'TOKEN_INVALID') {
-          answer = (await this.refreshHoldingLock()) === 'ok' ? await this.post(LOGOUT, {}, this.accessToken) : null;
-        }
-        // Already ended on the server (or nothing to end) counts as done.
-        confirmed = answer?.data?.logout === true || (answer !== null && unauthenticatedReason(answer) === 'SESSION_ENDED') || this.state.status !== 'signed-in';
-      } catch {
-        confirmed = false;
-      }
-      await this.options.refreshTokenStore?.clear();
-      this.nextEpoch();
-      this.signedOut('SIGNED_OUT');
-      return confirmed;
-    });
+    return withLock(this.lockName, () =>
+      this.exclusively(async () => {
+        // Remembered before anything is sent, so a reload from here on cannot sign back in.
+        this.markSignOutPending();
+        const ended = await this.endServerSession();
+        this.nextEpoch();
+        this.signedOut('SIGNED_OUT');
+        return ended;
+      }),
+    );
   }
 
   /**
@@ -215,6 +243,15 @@ export class Auth {
 
   /** The refresh request itself; the caller holds the lock. */
   private async refreshHoldingLock(): Promise<RefreshOutcome> {
+    if (this.signOutPending()) {
+      // The user signed out of this session: end it on the server, never sign back in with it.
+      const ended = await this.endPendingSignOut();
+      if (this.state.status === 'signed-in') {
+        this.nextEpoch();
+        this.signedOut('SIGNED_OUT');
+      }
+      return ended ? 'ended' : 'unavailable';
+    }
     const epoch = this.epoch;
     const stored = this.options.transport === 'store' ? await this.options.refreshTokenStore!.get() : '';
     if (stored === null) return 'ended';
@@ -238,14 +275,86 @@ export class Auth {
     if (this.state.status === 'signed-in') {
       this.nextEpoch();
       this.signedOut('SESSION_ENDED');
+    } else if (this.state.status === 'signed-out' && this.state.reason === 'UNREACHABLE') {
+      // The server answers again, and there is no session to restore: stop trying on every operation.
+      this.signedOut('NO_SESSION');
     }
     return 'ended';
   }
 
+  /** Sends a pending sign-out's logout again (taking the lock); `true` once nothing is pending. */
+  private finishSignOut(): Promise<boolean> {
+    this.finishing ??= withLock(this.lockName, () => (this.signOutPending() ? this.endPendingSignOut() : Promise.resolve(true)))
+      .catch(() => false)
+      .finally(() => {
+        this.finishing = null;
+      });
+    return this.finishing;
+  }
+
+  /** {@link endServerSession}, then tells every tab when the sign-out is no longer pending; the caller holds the lock. */
+  private async endPendingSignOut(): Promise<boolean> {
+    const ended = await this.endServerSession();
+    if (!this.signOutPending() && this.state.status !== 'signed-in') this.signedOut(this.state.status === 'signed-out' ? this.state.reason : 'SIGNED_OUT');
+    return ended;
+  }
+
+  /**
+   * Ends the session of a pending sign-out on the server (the caller holds the lock): `true` when it
+   * is over there, now or before. Otherwise the sign-out stays pending, for the next try.
+   */
+  private async endServerSession(): Promise<boolean> {
+    let outcome: 'ended' | 'unavailable' | 'out-of-reach';
+    try {
+      outcome = await this.logoutOnServer();
+    } catch {
+      outcome = 'unavailable';
+    }
+    const store = this.options.refreshTokenStore;
+    if (outcome === 'unavailable') {
+      // With nowhere to remember the sign-out across restarts, its refresh token must go now.
+      if (store && !this.markerStored()) await store.clear();
+      return false;
+    }
+    await store?.clear();
+    this.clearSignOutPending();
+    return outcome === 'ended';
+  }
+
+  /**
+   * Sends the logout: with the signed-out session's access token while it lasts, else with one from a
+   * refresh that is used for the logout only. `out-of-reach`: this device holds nothing of the session any more.
+   */
+  private async logoutOnServer(): Promise<'ended' | 'unavailable' | 'out-of-reach'> {
+    const held = this.logoutToken;
+    if (held && Date.now() < held.localExpiry) {
+      const verdict = logoutVerdict(await this.post(LOGOUT, {}, held.token));
+      if (verdict !== 'refresh') return verdict;
+    }
+    const store = this.options.transport === 'store' ? this.options.refreshTokenStore! : null;
+    const stored = store ? await store.get() : '';
+    if (stored === null) return held ? 'out-of-reach' : 'ended';
+    const answer = await this.post(REFRESH, { refreshToken: stored }, null);
+    const payload = answer.data?.refreshToken as AuthPayloadFields | undefined;
+    // UNAUTHENTICATED: the refresh token is dead, so is its session.
+    if (!payload) return answer.errors?.some((error) => error.extensions?.code === 'UNAUTHENTICATED') ? 'ended' : 'unavailable';
+    if (store && payload.refreshToken) await store.set(payload.refreshToken);
+    this.logoutToken = { token: payload.accessToken, localExpiry: localExpiry(payload) };
+    const verdict = logoutVerdict(await this.post(LOGOUT, {}, payload.accessToken));
+    return verdict === 'refresh' ? 'unavailable' : verdict;
+  }
+
   /** The access token to send, refreshed first when it is about to expire; `null` when signed out. */
   private async validToken(): Promise<string | null> {
+    // This tab holds the lock to sign in or out: a refresh would wait for it, and the sign-in mutation needs no token.
+    if (this.exclusive > 0) return this.accessToken && Date.now() < this.localExpiry ? this.accessToken : null;
     if (this.state.status === 'unknown' && this.restoring) await this.restoring;
     if (this.accessToken && Date.now() < this.localExpiry - this.options.refreshAheadSeconds * 1000) return this.accessToken;
+    if (this.signOutPending()) {
+      // Signed out, the server not told yet: try again now, without holding the operation up.
+      void this.finishSignOut();
+      return this.accessToken;
+    }
     const worthTrying = this.state.status === 'signed-in' || (this.state.status === 'signed-out' && this.state.reason === 'UNREACHABLE');
     if (worthTrying) await this.refresh();
     return this.accessToken;
@@ -276,6 +385,7 @@ export class Auth {
         if (reason === 'SESSION_ENDED' || reason === 'TOKEN_INVALID') {
           this.nextEpoch();
           this.signedOut(reason);
+          if (reason === 'SESSION_ENDED') this.forgetRefreshToken();
         }
         return [result];
       }),
@@ -298,26 +408,94 @@ export class Auth {
     if (this.state.status !== 'signed-in' || this.state.userId !== tokens.userId) this.setState({ status: 'signed-in', userId: tokens.userId });
   }
 
-  /** Forgets the tokens here and tells the other tabs (the caller has moved to a new epoch). */
+  /** Forgets the tokens here and tells the other tabs (the caller has moved to a new epoch, or only the reason changed). */
   private signedOut(reason: SignedOutReason): void {
     this.accessToken = null;
     this.localExpiry = 0;
     this.generation += 1;
-    this.channel?.postMessage({ type: 'signed-out', epoch: this.epoch, reason } satisfies TabMessage);
-    this.setState({ status: 'signed-out', reason });
+    const state = this.signedOutState(reason);
+    this.channel?.postMessage({ type: 'signed-out', epoch: this.epoch, reason, signOutPending: state.signOutPending } satisfies TabMessage);
+    this.setState(state);
+  }
+
+  private signedOutState(reason: SignedOutReason): Extract<AuthState, { status: 'signed-out' }> {
+    return { status: 'signed-out', reason, signOutPending: this.signOutPending() };
+  }
+
+  /** After SESSION_ENDED in `store` mode: the stored refresh token is dead too (unless a sign-in has replaced it since). */
+  private forgetRefreshToken(): void {
+    const store = this.options.refreshTokenStore;
+    if (!store) return;
+    const epoch = this.epoch;
+    void withLock(this.lockName, async () => {
+      if (this.epoch === epoch) await store.clear();
+    }).catch(() => undefined);
+  }
+
+  private markSignOutPending(): void {
+    if (this.accessToken) this.logoutToken = { token: this.accessToken, localExpiry: this.localExpiry };
+    try {
+      this.options.deviceTokenStorage?.setItem(SIGN_OUT_PENDING_KEY, new Date().toISOString());
+    } catch {
+      // storage full or blocked: remembered in memory only
+    }
+    this.pendingHere = !this.markerStored();
+  }
+
+  private clearSignOutPending(): void {
+    this.pendingHere = false;
+    this.logoutToken = null;
+    try {
+      this.options.deviceTokenStorage?.removeItem(SIGN_OUT_PENDING_KEY);
+    } catch {
+      // nothing more to do
+    }
+  }
+
+  private markerStored(): boolean {
+    try {
+      return Boolean(this.options.deviceTokenStorage?.getItem(SIGN_OUT_PENDING_KEY));
+    } catch {
+      return false;
+    }
+  }
+
+  /** Whether the user signed out and the server has not confirmed it (in any tab, when it is in storage). */
+  private signOutPending(): boolean {
+    return this.pendingHere || this.markerStored();
+  }
+
+  private async exclusively<T>(work: () => Promise<T>): Promise<T> {
+    this.exclusive += 1;
+    try {
+      return await work();
+    } finally {
+      this.exclusive -= 1;
+    }
   }
 
   private fromOtherTab(message: TabMessage): void {
     if (message.epoch < this.epoch) return;
     if (message.type === 'tokens') {
-      if (message.epoch > this.epoch || message.localExpiry >= this.localExpiry) this.useTokens(message);
+      if (message.epoch > this.epoch || message.localExpiry >= this.localExpiry) {
+        // A newer sign-in elsewhere has replaced the session this tab meant to sign out of.
+        if (message.epoch > this.epoch) this.pendingHere = false;
+        this.useTokens(message);
+      }
       return;
     }
     this.epoch = message.epoch;
     this.accessToken = null;
     this.localExpiry = 0;
     this.generation += 1;
-    if (this.state.status !== 'signed-out' || this.state.reason !== message.reason) this.setState({ status: 'signed-out', reason: message.reason });
+    if (!message.signOutPending) {
+      this.pendingHere = false;
+      this.logoutToken = null;
+    }
+    const state = this.state;
+    if (state.status !== 'signed-out' || state.reason !== message.reason || state.signOutPending !== message.signOutPending) {
+      this.setState({ status: 'signed-out', reason: message.reason, signOutPending: message.signOutPending });
+    }
   }
 
   /**
@@ -357,6 +535,13 @@ function localExpiry(payload: AuthPayloadFields): number {
     // not a JWT we can read: fall back to the server's expiry time
   }
   return Date.parse(payload.accessTokenExpiresAt);
+}
+
+/** What a logout's answer means: done (or ended before), worth a fresh access token, or try again later. */
+function logoutVerdict(answer: GraphQLAnswer): 'ended' | 'refresh' | 'unavailable' {
+  const reason = unauthenticatedReason(answer);
+  if (answer.data?.logout === true || reason === 'SESSION_ENDED') return 'ended';
+  return reason === 'TOKEN_EXPIRED' || reason === 'TOKEN_INVALID' ? 'refresh' : 'unavailable';
 }
 
 /** The `extensions.reason` of an UNAUTHENTICATED error in `result`, if any. */

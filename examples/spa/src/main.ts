@@ -23,6 +23,7 @@ const SIGNED_OUT_TEXT: Record<string, string> = {
   SESSION_ENDED: 'Signed out: this session has ended. Sign in again.',
   TOKEN_INVALID: 'Signed out. Sign in again.',
 };
+const SIGN_OUT_PENDING_TEXT = 'Signed out on this device. The server has not confirmed it yet: it is told as soon as it can be reached.';
 
 /** Shows what the server said when an operation failed. */
 function explain(error: unknown): void {
@@ -73,7 +74,8 @@ function render(state: AuthState): void {
     status.textContent = 'Signed in.';
     showAccount().catch(explain);
   } else if (state.status === 'signed-out') {
-    status.textContent = SIGNED_OUT_TEXT[state.reason] ?? 'Signed out.';
+    status.textContent = state.signOutPending ? SIGN_OUT_PENDING_TEXT : (SIGNED_OUT_TEXT[state.reason] ?? 'Signed out.');
+    element('sign-out-pending').hidden = !state.signOutPending;
     void client.clearStore();
   }
 }
@@ -103,9 +105,16 @@ element('refresh').addEventListener('click', () => {
     message.textContent = outcome === 'ok' ? 'Tokens refreshed.' : 'Could not refresh.';
   }, explain);
 });
+// The status line says whether the server has confirmed a sign-out; until it has, the module keeps
+// trying (back online, the next operation, the next start), and this button tries at once.
 element('sign-out').addEventListener('click', () => {
+  message.textContent = '';
+  auth.signOut().catch(explain);
+});
+element('finish-sign-out').addEventListener('click', () => {
+  message.textContent = '';
   auth.signOut().then((confirmed) => {
-    message.textContent = confirmed ? '' : 'Signed out here, but the server could not be reached: sign out again when online.';
+    if (!confirmed) message.textContent = 'The server still cannot be reached.';
   }, explain);
 });
 
