@@ -188,6 +188,33 @@ describe('lockAccount', () => {
     expect(events).toEqual(expect.arrayContaining(['EMAIL_RESTORED', 'ACCOUNT_LOCKED']));
   });
 
+  it("forgets the hijacker's addresses once locked: a later lockdown never hands the account to one of them", async () => {
+    const owner = await registerAccount(server);
+    const ownerAddress = owner.user.email;
+    const attacker = (await login(ownerAddress, owner.password)).data!.login;
+    const moveTo = async (address: string) => {
+      await server.graphql(REQUEST_EMAIL_CHANGE, { newEmail: address, password: owner.password }, { token: attacker.accessToken });
+      const code = verificationCodeOf(await smtp.waitFor((mail) => mail.to === address && mail.subject.startsWith('Confirm your new email address')));
+      expect((await server.graphql(CONFIRM_EMAIL_CHANGE, { code }, { token: attacker.accessToken })).data?.confirmEmailChange.email).toBe(address);
+    };
+    const [first, second] = [attackerAddress(), attackerAddress()];
+    await moveTo(first);
+    await moveTo(second);
+    // The hijacker spends a link mailed to their first address: the owner's address comes back.
+    const atFirst = lockdownTokenOf(await noticeTo(first, 'Your email address was changed'));
+    expect((await lock(atFirst)).data?.lockAccount).toBe(true);
+    const resetMail = await noticeTo(ownerAddress, 'Your account is locked: choose a new password');
+    const newPassword = 'the rightful owner is back 42';
+    expect((await server.graphql(RESET_PASSWORD, { input: { token: resetTokenOf(resetMail), newPassword } })).data?.resetPassword).toBe(true);
+    // A week on, the owner's older links have left the window; a new lockdown keeps the owner's address.
+    await server.sql(`update "one_time_tokens" set "created_at" = now() - interval '8 days' where "user_id" = ? and "purpose" = 'LOCKDOWN' and "target" = ?`, [owner.user.id, ownerAddress]);
+    const signedIn = (await login(ownerAddress, newPassword)).data!.login;
+    const link = await changePasswordNotice({ ...owner, password: newPassword, accessToken: signedIn.accessToken }, 'and another one for good 7');
+    expect((await lock(link)).data?.lockAccount).toBe(true);
+    const [row] = await server.sql<{ email: string }>('select "email" from "users" where "id" = ?', [owner.user.id]);
+    expect(row.email).toBe(ownerAddress);
+  });
+
   it('restores the address the account had 7 days ago, through every change since, whichever link is followed', async () => {
     const account = await registerAccount(server);
     const addressA = account.user.email;

@@ -64,10 +64,12 @@ export class LockdownService {
     const { em, user } = account;
     const restored = await this.restorableEmail(account);
     const address = restored ?? user.email;
-    // Every pending link and code dies, and so do the lockdown links mailed anywhere but the
-    // address the account keeps: a hijacker's own notices must neither lock the account again once
-    // its owner has reset the password nor cancel the owner's links (which keep the address reserved).
-    await this.deps.tokens.voidAll(em, user.id, Object.values(OneTimeTokenPurpose), address);
+    // Every pending link and code dies. So does every lockdown link mailed anywhere but the address
+    // the account keeps, spent ones included: a hijacker's own notices must neither lock the account
+    // again once its owner has reset the password, nor later count as an address the account had
+    // (restorableEmail), nor cancel the owner's links (which keep the address reserved).
+    await this.deps.tokens.voidAll(em, user.id, Object.values(OneTimeTokenPurpose).filter((purpose) => purpose !== OneTimeTokenPurpose.LOCKDOWN));
+    await this.deps.tokens.forgetAllBut(em, user.id, OneTimeTokenPurpose.LOCKDOWN, address);
     // Any enrollment of the last 7 days, whenever the link was mailed: a hijacker who turned MFA on
     // before changing the address must not keep the account behind their authenticator.
     if (user.mfaEnabledAt && user.mfaEnabledAt.getTime() > Date.now() - LOCKDOWN_WINDOW_MS) {

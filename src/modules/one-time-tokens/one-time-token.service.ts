@@ -79,13 +79,17 @@ export class OneTimeTokenService {
     return secret;
   }
 
+  /** Voids every unused token of `purposes` the user holds (a lockdown, a new password). */
+  async voidAll(em: EntityManager, userId: string, purposes: OneTimeTokenPurpose[]): Promise<void> {
+    await em.nativeDelete(OneTimeToken, { user: userId, purpose: { $in: purposes }, usedAt: null });
+  }
+
   /**
-   * Voids every unused token of `purposes` the user holds (a lockdown, a new password), except
-   * those issued for `keepTarget` when given.
+   * Forgets every token of `purpose` the user holds, used or not, but those issued for `keepTarget`:
+   * neither they nor the record that they were issued (see {@link oldestTarget}) remain.
    */
-  async voidAll(em: EntityManager, userId: string, purposes: OneTimeTokenPurpose[], keepTarget?: string): Promise<void> {
-    const spared = keepTarget === undefined ? {} : { $or: [{ target: null }, { target: { $ne: keepTarget } }] };
-    await em.nativeDelete(OneTimeToken, { user: userId, purpose: { $in: purposes }, usedAt: null, ...spared });
+  async forgetAllBut(em: EntityManager, userId: string, purpose: OneTimeTokenPurpose, keepTarget: string): Promise<void> {
+    await em.nativeDelete(OneTimeToken, { user: userId, purpose, $or: [{ target: null }, { target: { $ne: keepTarget } }] });
   }
 
   /**
