@@ -183,7 +183,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     ],
   });
   await apollo.start();
-  const graphql = createGraphQLHandler(apollo);
+  const graphql = createGraphQLHandler(apollo, { landingPage: !config.isProduction });
   // Access tokens travel in a header, never in cookies, so without CORS_ORIGINS any origin may call
   // the API, without credentials. With it only those origins may, with credentials: the opt-in
   // refresh-token cookie (http/refresh-cookie.ts) is theirs alone.

@@ -5,8 +5,8 @@ import { waitUntil } from './support/wait.js';
 const INTROSPECTION = '{ __schema { queryType { name } } }';
 const MISSPELLED = '{ mee { id } }';
 
-async function sandboxPage(server: TestServer): Promise<{ status: number; contentType: string | null; body: string }> {
-  const response = await fetch(`${server.origin}/graphql`, { headers: { accept: 'text/html' } });
+async function sandboxPage(server: TestServer, headers: Record<string, string> = {}): Promise<{ status: number; contentType: string | null; body: string }> {
+  const response = await fetch(`${server.origin}/graphql`, { headers: { accept: 'text/html', ...headers } });
   return { status: response.status, contentType: response.headers.get('content-type'), body: await response.text() };
 }
 
@@ -22,6 +22,9 @@ describe('development profile', () => {
     expect(page.status).toBe(200);
     expect(page.contentType).toMatch(/text\/html/);
     expect(page.body).toMatch(/sandbox/i);
+    // A browser GET that carries a query is still held to CSRF prevention.
+    const forged = await fetch(`${server.origin}/graphql?query=${encodeURIComponent('{ __typename }')}`, { headers: { accept: 'text/html' } });
+    expect(forged.status).toBe(400);
   });
 
   it('answers introspection', async () => {
@@ -45,6 +48,10 @@ describe('production profile', () => {
   it('serves no Sandbox', async () => {
     const page = await sandboxPage(server);
     expect(page.body).not.toMatch(/sandbox/i);
+    // Not only because the request looked like a possible CSRF: with the preflight header too.
+    const preflighted = await sandboxPage(server, { 'x-requested-with': 'fetch' });
+    expect(preflighted.body).not.toMatch(/sandbox/i);
+    expect(preflighted.contentType).not.toMatch(/text\/html/);
   });
 
   it('refuses introspection', async () => {

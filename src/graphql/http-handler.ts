@@ -79,6 +79,7 @@ function mayBeCrossSiteForgery(req: IncomingMessage): boolean {
  */
 export function createGraphQLHandler<TContext extends BaseContext>(
   apollo: ApolloServer<TContext>,
+  options: { landingPage: boolean },
 ): (req: IncomingMessage, res: ServerResponse, target: RequestTarget, context: () => Promise<TContext>) => Promise<void> {
   return async (req, res, target, context) => {
     // Answers carry accounts and tokens: no cache may keep any of them, refusals included. (Apollo's
@@ -90,7 +91,10 @@ export function createGraphQLHandler<TContext extends BaseContext>(
       sendTransportError(res, 405, 'Only GET and POST requests are served here.');
       return;
     }
-    if (mayBeCrossSiteForgery(req)) {
+    // A browser opening the endpoint (Sandbox, outside production) sends a plain GET: with no
+    // `query` in it nothing can run, so it needs no CSRF check.
+    const opensLandingPage = options.landingPage && req.method === 'GET' && /text\/html/i.test(req.headers.accept ?? '') && !new URLSearchParams(target.search).has('query');
+    if (!opensLandingPage && mayBeCrossSiteForgery(req)) {
       sendTransportError(res, 400, 'Refused as a possible cross-site request forgery: send `Content-Type: application/json`, or a non-empty `X-Requested-With` header.');
       return;
     }
