@@ -22,14 +22,17 @@ describe('EdDSA access tokens verified by another service through the JWKS', () 
   let server: TestServer;
   let verifier: ReturnType<typeof createRemoteJWKSet>;
   // What a separate service does: only the JWKS URL, the issuer and the audience.
-  const verifyElsewhere = (token: string) =>
-    jwtVerify(token, verifier, { issuer: server.config.appUrl, audience: server.config.appUrl, algorithms: ['EdDSA'], typ: 'at+jwt' });
+  const verifyElsewhere = (token: string, keys = verifier) =>
+    jwtVerify(token, keys, { issuer: server.config.appUrl, audience: server.config.appUrl, algorithms: ['EdDSA'], typ: 'at+jwt' });
+  const jwksUrl = () => new URL(`${server.origin}/.well-known/jwks.json`);
+  const publishedKids = async () => JSON.parse((await server.raw('/.well-known/jwks.json')).text).keys.map((key: { kid: string }) => key.kid);
 
   beforeAll(async () => {
-    // A fixed port: the verifier keeps one JWKS URL across the restart of a rotation.
+    // A fixed port: the verifier keeps one JWKS URL across the restarts of a rotation.
     server = await startTestServer({ PORT: String(await unusedPort()), JWT_ALGORITHM: 'EdDSA', JWT_PRIVATE_KEY: pem(first.privateKey, 'pkcs8') });
-    // jose refetches a key set at most every `cooldownDuration` (30 s by default); a second keeps the test short.
-    verifier = createRemoteJWKSet(new URL(`${server.origin}/.well-known/jwks.json`), { cooldownDuration: 1000 });
+    // jose's defaults, as a service would have them: the key set is fetched again every 10 minutes,
+    // and when a token names a key it lacks, unless the last fetch was less than 30 s ago.
+    verifier = createRemoteJWKSet(jwksUrl());
   });
   afterAll(async () => {
     await server?.stop();
@@ -76,30 +79,53 @@ describe('EdDSA access tokens verified by another service through the JWKS', () 
     expect((await server.graphql(ME, {}, { token: unnamed })).errors?.[0].extensions?.reason).toBe('TOKEN_INVALID');
   });
 
-  it('rotates without signing anyone out: old tokens verify here and there, new ones carry the new kid', async () => {
+  it('rotates in two phases (README) without signing anyone out, and without a verifier refusing a new token', async () => {
     const account = await registerAccount(server);
     await verifyElsewhere(account.accessToken);
-    await server.restart({ JWT_PRIVATE_KEY: pem(second.privateKey, 'pkcs8'), JWT_VERIFY_KEYS: `${pem(first.publicKey, 'spki')}\n` });
+    // Another service that fetched the key set just before the rotation began (see the end).
+    const hasty = createRemoteJWKSet(jwksUrl());
+    await verifyElsewhere(account.accessToken, hasty);
+    const [firstKid, secondKid] = [await kidOf(first.publicKey), await kidOf(second.publicKey)];
+    // JWT_VERIFY_KEYS may list the signing key's own public key: it is published once.
+    const bothPublicKeys = `${pem(first.publicKey, 'spki')}\n${pem(second.publicKey, 'spki')}`;
 
-    const { keys } = JSON.parse((await server.raw('/.well-known/jwks.json')).text);
-    expect(keys.map((key: { kid: string }) => key.kid)).toEqual([await kidOf(second.publicKey), await kidOf(first.publicKey)]);
-    // The access token signed before the rotation still works, here and for the verifier.
+    // 1. Publish the new public key on every instance; tokens are still signed with the old key.
+    await server.restart({ JWT_PRIVATE_KEY: pem(first.privateKey, 'pkcs8'), JWT_VERIFY_KEYS: bothPublicKeys });
+    expect(await publishedKids()).toEqual([firstKid, secondKid]);
+    const login = await server.graphql(LOGIN, { input: { identifier: account.user.email, password: account.password } });
+    expect(decodeProtectedHeader(login.data!.login.accessToken).kid).toBe(firstKid);
+    await expect(verifyElsewhere(account.accessToken)).resolves.toBeTruthy();
+
+    // 2. Wait past the key set's max-age (5 minutes): every verifier has fetched it again since.
+    // (The verifier's own refresh, without the wait.)
+    await verifier.reload();
+
+    // 3. Sign with the new key, keeping JWT_VERIFY_KEYS: the old key still verifies.
+    await server.restart({ JWT_PRIVATE_KEY: pem(second.privateKey, 'pkcs8'), JWT_VERIFY_KEYS: bothPublicKeys });
+    expect(await publishedKids()).toEqual([secondKid, firstKid]);
+    // The token signed before the switch still works, here and for the verifier.
     expect((await server.graphql(ME, {}, { token: account.accessToken })).errors).toBeUndefined();
     await expect(verifyElsewhere(account.accessToken)).resolves.toBeTruthy();
-    // So does the refresh token; what it gets is signed with the new key, and the verifier (whose
-    // cached key set lacks it) fetches the set again on its own.
+    // What the refresh token gets is signed with the new key, and the verifier takes it at once:
+    // its copy of the key set has the new key, so it need not fetch the set again.
     const refreshed = await server.graphql(REFRESH, { refreshToken: account.refreshToken });
     const next = refreshed.data!.refreshToken.accessToken as string;
-    expect(decodeProtectedHeader(next).kid).toBe(await kidOf(second.publicKey));
-    await new Promise((resolve) => setTimeout(resolve, 1100)); // the verifier's cooldown between fetches
+    expect(decodeProtectedHeader(next).kid).toBe(secondKid);
     await expect(verifyElsewhere(next)).resolves.toBeTruthy();
-    const login = await server.graphql(LOGIN, { input: { identifier: account.user.email, password: account.password } });
-    await expect(verifyElsewhere(login.data!.login.accessToken)).resolves.toBeTruthy();
+    // Skipping the wait is what fails: a verifier whose copy predates step 1 and was fetched less
+    // than 30 s ago refuses the new tokens until that cooldown is over.
+    await expect(verifyElsewhere(next, hasty)).rejects.toMatchObject({ code: 'ERR_JWKS_NO_MATCHING_KEY' });
+    // During a rolling restart, an instance not switched yet takes the new tokens too.
+    await server.restart({ JWT_PRIVATE_KEY: pem(first.privateKey, 'pkcs8'), JWT_VERIFY_KEYS: bothPublicKeys });
+    expect((await server.graphql(ME, {}, { token: next })).errors).toBeUndefined();
+    await server.restart({ JWT_PRIVATE_KEY: pem(second.privateKey, 'pkcs8'), JWT_VERIFY_KEYS: bothPublicKeys });
 
-    // Once the old key leaves JWT_VERIFY_KEYS, its tokens stop working (TOKEN_INVALID: refresh once).
-    await server.restart({ JWT_PRIVATE_KEY: pem(second.privateKey, 'pkcs8'), JWT_VERIFY_KEYS: '' });
+    // 4. After ACCESS_TOKEN_TTL, drop the old key: its tokens stop working (TOKEN_INVALID: refresh once).
+    await server.restart({ JWT_PRIVATE_KEY: pem(second.privateKey, 'pkcs8'), JWT_VERIFY_KEYS: pem(second.publicKey, 'spki') });
+    expect(await publishedKids()).toEqual([secondKid]);
     expect((await server.graphql(ME, {}, { token: account.accessToken })).errors?.[0].extensions?.reason).toBe('TOKEN_INVALID');
     expect((await server.graphql(ME, {}, { token: next })).errors).toBeUndefined();
+    await expect(verifyElsewhere(next)).resolves.toBeTruthy();
   });
 });
 
@@ -148,6 +174,45 @@ describe('signing-key configuration', () => {
     expect(problemsOf({ ...base, JWT_VERIFY_KEYS: pem(newKey().privateKey, 'pkcs8') })).toEqual(['JWT_VERIFY_KEYS (key 1) must be a public key: a private key does not belong here']);
     expect(problemsOf({ ...base, JWT_VERIFY_KEYS: 'junk' })).toEqual([expect.stringMatching(/^JWT_VERIFY_KEYS must hold Ed25519 public keys/)]);
     expect(problemsOf({ ...base, JWT_VERIFY_KEYS: `${pem(newKey().publicKey, 'spki')}\n\n${pem(newKey().publicKey, 'spki')}` })).toEqual([]);
+    expect(problemsOf({ ...base, JWT_VERIFY_KEYS: `\n${pem(newKey().publicKey, 'spki')}\r\n\n` })).toEqual([]);
+  });
+
+  it('refuses text beside the PEM blocks of JWT_VERIFY_KEYS, and a block cut short, rather than skipping them', () => {
+    const base = { DATA_DIR: dataDir() };
+    const [one, two] = [pem(newKey().publicKey, 'spki'), pem(newKey().publicKey, 'spki')];
+    const leftover = (where: string) => `JWT_VERIFY_KEYS holds text ${where} that is not part of a PEM key: list only PEM public keys, separated by blank lines`;
+    expect(problemsOf({ ...base, JWT_VERIFY_KEYS: `old key:\n${one}` })).toEqual([leftover('before key 1')]);
+    expect(problemsOf({ ...base, JWT_VERIFY_KEYS: `${one}\nMCowBQYDK2VwAyEA\n${two}` })).toEqual([leftover('between keys 1 and 2')]);
+    expect(problemsOf({ ...base, JWT_VERIFY_KEYS: `${one}\n${two}\n,` })).toEqual([leftover('after key 2')]);
+
+    const cut = (where: string) => `JWT_VERIFY_KEYS has a "-----BEGIN PUBLIC KEY-----" line without its "-----END PUBLIC KEY-----" line${where}: the key is cut short; paste it whole`;
+    const truncated = two.slice(0, two.indexOf('-----END'));
+    expect(problemsOf({ ...base, JWT_VERIFY_KEYS: `${one}\n${truncated}` })).toEqual([cut(' after key 1')]);
+    expect(problemsOf({ ...base, JWT_VERIFY_KEYS: `${truncated}\n${one}` })).toEqual([cut(' before key 1')]);
+    expect(problemsOf({ ...base, JWT_VERIFY_KEYS: truncated })).toEqual([cut('')]);
+    // Escaped line breaks, as some environments hold a PEM, are read the same way.
+    expect(problemsOf({ ...base, JWT_VERIFY_KEYS: `${one}\n${truncated}`.replace(/\n/g, '\\n') })).toEqual([cut(' after key 1')]);
+  });
+
+  it('refuses JWT_PRIVATE_KEY with HS256, which would not use it', () => {
+    const key = pem(newKey().privateKey, 'pkcs8');
+    const fix = 'set JWT_ALGORITHM=EdDSA to sign with it, or unset JWT_PRIVATE_KEY (its public key in JWT_VERIFY_KEYS keeps its tokens valid)';
+    expect(problemsOf({ DATA_DIR: dataDir(), JWT_PRIVATE_KEY: key })).toEqual([`JWT_PRIVATE_KEY is set but JWT_ALGORITHM is HS256 (the default), which does not use it: ${fix}`]);
+    expect(problemsOf({ NODE_ENV: 'production', JWT_SECRET: SECRET, DATA_DIR: dataDir(), JWT_ALGORITHM: 'HS256', JWT_PRIVATE_KEY: key })).toEqual([
+      `JWT_PRIVATE_KEY is set but JWT_ALGORITHM is HS256, which does not use it: ${fix}`,
+    ]);
+    // Public keys of a former EdDSA key keep verifying its tokens under HS256.
+    expect(problemsOf({ DATA_DIR: dataDir(), JWT_VERIFY_KEYS: pem(newKey().publicKey, 'spki') })).toEqual([]);
+  });
+
+  it('names the curve of an EC key', () => {
+    const base = { DATA_DIR: dataDir(), JWT_ALGORITHM: 'EdDSA' };
+    const p256 = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    expect(problemsOf({ ...base, JWT_PRIVATE_KEY: pem(p256.privateKey, 'pkcs8') })).toEqual(['JWT_PRIVATE_KEY must be an Ed25519 key (got ec P-256): EdDSA here means Ed25519']);
+    const secp256k1 = generateKeyPairSync('ec', { namedCurve: 'secp256k1' });
+    expect(problemsOf({ ...base, JWT_VERIFY_KEYS: pem(secp256k1.publicKey, 'spki') })).toEqual(['JWT_VERIFY_KEYS (key 1) must be an Ed25519 key (got ec secp256k1): EdDSA here means Ed25519']);
+    const p384 = generateKeyPairSync('ec', { namedCurve: 'P-384' });
+    expect(problemsOf({ ...base, JWT_VERIFY_KEYS: pem(p384.publicKey, 'spki') })).toEqual(['JWT_VERIFY_KEYS (key 1) must be an Ed25519 key (got ec P-384): EdDSA here means Ed25519']);
   });
 
   it('outside production generates the Ed25519 key once and keeps it in DATA_DIR', () => {

@@ -160,6 +160,43 @@ describe('webhooks', () => {
     await server.graphql(DELETE_ENDPOINT, { id }, { token: admin });
   });
 
+  it('delivers the events of one change in the order they were announced', async () => {
+    // A lockdown that gives the owner's address back announces user.locked, then user.updated;
+    // several accounts at once, so the order cannot come out right by chance.
+    const { id } = await createEndpoint(receiver.url, ['user.updated', 'user.locked']);
+    const accounts = await Promise.all(
+      Array.from({ length: 4 }, async () => {
+        const account = await registerAccount(server);
+        const theirs = `moved-${account.user.id.slice(0, 8)}@example.com`;
+        const token = { token: account.accessToken };
+        expect((await server.graphql(REQUEST_EMAIL_CHANGE, { newEmail: theirs, password: account.password }, token)).data?.requestEmailChange).toBe(true);
+        const code = verificationCodeOf(await smtp.waitFor((mail) => mail.to === theirs && mail.subject.startsWith('Confirm your new email address')));
+        expect((await server.graphql(CONFIRM_EMAIL_CHANGE, { code }, token)).data?.confirmEmailChange.email).toBe(theirs);
+        const notice = await smtp.waitFor((mail) => mail.to === account.user.email && mail.subject === 'Your email address was changed');
+        return { account, theirs, notice };
+      }),
+    );
+    // The change of address is announced before any lockdown starts.
+    for (const { account, theirs } of accounts) {
+      await receiver.waitFor((hook) => about(account.user.id)(hook) && JSON.parse(hook.body).data.user.email === theirs);
+    }
+    await Promise.all(accounts.map(async ({ notice }) => expect((await server.graphql(LOCK_ACCOUNT, { token: lockdownTokenOf(notice) })).data?.lockAccount).toBe(true)));
+
+    for (const { account, theirs } of accounts) {
+      const owners = account.user.email;
+      const arrived = await waitUntil(() => {
+        const mine = receiver.received.filter(about(account.user.id)).map((hook) => JSON.parse(hook.body));
+        return mine.length >= 3 ? mine : undefined;
+      }, 'the lockdown is announced');
+      expect(arrived.map((event: any) => [event.type, event.data.user.email])).toEqual([
+        ['user.updated', theirs],
+        ['user.locked', owners],
+        ['user.updated', owners],
+      ]);
+    }
+    await server.graphql(DELETE_ENDPOINT, { id }, { token: admin });
+  });
+
   it('retries a failing endpoint with the same webhook-id until it answers 2xx, then never sends that event again', async () => {
     const flaky = await startWebhookReceiver();
     try {
@@ -279,6 +316,29 @@ describe('webhooks', () => {
     for (const { id } of endpoints) await server.graphql(DELETE_ENDPOINT, { id }, { token: admin });
   });
 
+  it('hands an attempt cut by a shutdown back, neither logged nor counted, and makes it again after the restart with the same webhook-id', async () => {
+    const cut = await startWebhookReceiver();
+    try {
+      // The first request hangs until the server shuts down; the next ones are answered.
+      cut.answerWith((n) => (n === 1 ? 'hang' : 204));
+      const { id, secret } = await createEndpoint(cut.url, ['user.created']);
+      const account = await registerAccount(server);
+      const first = await cut.waitFor(about(account.user.id));
+      await server.restart();
+      admin = await startUpAdminToken(server);
+      const again = await cut.waitFor((hook) => hook.answered && hook.headers['webhook-id'] === first.headers['webhook-id']);
+      expect(verified(secret, again).data.user.id).toBe(account.user.id);
+      const log = await waitUntil(async () => {
+        const entries = await deliveriesOf(id);
+        return entries.length > 0 ? entries : undefined;
+      }, 'the attempt after the restart is logged');
+      expect(log).toEqual([{ webhookId: first.headers['webhook-id'], eventType: 'user.created', attempt: 1, status: 204, error: null, createdAt: expect.any(String) }]);
+      await server.graphql(DELETE_ENDPOINT, { id }, { token: admin });
+    } finally {
+      await cut.close();
+    }
+  });
+
   it('is for admins only, and takes only known event types', async () => {
     const account = await registerAccount(server);
     const asUser = await server.graphql(CREATE_ENDPOINT, { url: receiver.url, events: ['user.created'] }, { token: account.accessToken });
@@ -298,4 +358,97 @@ describe('webhooks', () => {
     expect(audit.data?.auditEvents.edges.map((edge: { node: { type: string } }) => edge.node.type)).toContain('WEBHOOK_ENDPOINT_CREATED');
     await server.graphql(DELETE_ENDPOINT, { id }, { token: admin });
   });
+});
+
+describe('a webhook host whose DNS hangs', () => {
+  let server: TestServer;
+  let admin: string;
+  let healthy: WebhookReceiver;
+  let slow: WebhookReceiver;
+  // Stands in for DNS: both names resolve to the receivers on loopback (allow-listed), and
+  // hang.test stops answering while `hanging` is set, until the test lets its lookups go.
+  let hanging = false;
+  const stalled: Array<() => void> = [];
+  const resolveHost = async (host: string) => {
+    if (host === 'hang.test' && hanging) await new Promise<void>((resolve) => stalled.push(resolve));
+    if (host === 'hang.test' || host === 'healthy.test') return [{ address: '127.0.0.1', family: 4 }];
+    throw Object.assign(new Error(`no address for ${host}`), { code: 'ENOTFOUND' });
+  };
+  const answerDns = () => {
+    hanging = false;
+    for (const release of stalled.splice(0)) release();
+  };
+
+  /** `promise`, or a failure once `ms` have passed without it settling. */
+  function within<T>(ms: number, what: string, promise: Promise<T>): Promise<T> {
+    let timer: NodeJS.Timeout;
+    const late = new Promise<never>((_resolve, reject) => {
+      timer = setTimeout(() => reject(new Error(`${what} took more than ${ms} ms`)), ms);
+    });
+    return Promise.race([promise, late]).finally(() => clearTimeout(timer));
+  }
+
+  beforeAll(async () => {
+    healthy = await startWebhookReceiver();
+    slow = await startWebhookReceiver();
+    server = await startTestServer(
+      { ...START_UP_ADMIN, WEBHOOK_ALLOWED_HOSTS: 'healthy.test,hang.test' },
+      { webhooks: { pollIntervalMs: 100, retryDelaysMs: Array(6).fill(RETRY_DELAY_MS) }, resolveHost },
+    );
+    admin = await startUpAdminToken(server);
+  });
+  afterAll(async () => {
+    answerDns();
+    await server?.stop();
+    await healthy?.close();
+    await slow?.close();
+  });
+
+  const create = (url: string) => server.graphql(CREATE_ENDPOINT, { url, events: ['user.created'] }, { token: admin });
+  const logOf = async (endpointId: string): Promise<Array<{ attempt: number; status: number | null; error: string | null }>> =>
+    (await server.graphql(ENDPOINTS, {}, { token: admin })).data!.webhookEndpoints.find((endpoint: { id: string }) => endpoint.id === endpointId).deliveries;
+
+  it('delays neither the deliveries to other hosts nor the registration of endpoints, and holds one lookup at a time', async () => {
+    const stuck: string[] = [];
+    for (let n = 0; n < 2; n += 1) stuck.push((await create(`http://hang.test:${slow.port}/hooks`)).data!.createWebhookEndpoint.endpoint.id);
+    const fine = (await create(`http://healthy.test:${healthy.port}/hooks`)).data!.createWebhookEndpoint.endpoint.id;
+    hanging = true;
+    try {
+      const accounts = [];
+      for (let n = 0; n < 3; n += 1) accounts.push(await registerAccount(server));
+      // Every event reaches the healthy host while hang.test's lookup hangs, well within the time
+      // limit of an attempt at it (8 s for its lookup).
+      for (const account of accounts) await healthy.waitFor(about(account.user.id), 3_000);
+      expect(slow.received).toEqual([]);
+      // Both endpoints' attempts at hang.test wait for its one lookup rather than starting another.
+      expect(stalled).toHaveLength(1);
+
+      // Admin requests for other hosts answer at once; one for the hanging host answers within its limit.
+      const other = await within(3_000, 'registering an endpoint on another host', create(`http://healthy.test:${healthy.port}/other`));
+      expect(other.errors).toBeUndefined();
+      const refused = await within(12_000, 'registering an endpoint on the hanging host', create(`http://hang.test:${slow.port}/more`));
+      expect(errorCode(refused)).toBe('BAD_USER_INPUT');
+      expect(errorField(refused)).toBe('url');
+      expect(refused.errors![0].message).toBe('The host hang.test did not resolve within 8 s; check the name, or try again later.');
+      expect(stalled).toHaveLength(1);
+
+      const [attempt] = await waitUntil(async () => {
+        const log = await logOf(stuck[0]);
+        return log.length > 0 ? log : undefined;
+      }, 'the attempt at the hanging host is given up', 12_000);
+      expect(attempt).toMatchObject({ attempt: 1, status: null, error: 'the host hang.test did not resolve within 8 s' });
+      expect(await logOf(fine)).toHaveLength(3);
+      expect((await logOf(fine)).every((entry) => entry.status === 204)).toBe(true);
+
+      // Once DNS answers again, the endpoints behind it get their events.
+      answerDns();
+      for (const account of accounts) {
+        await slow.waitFor((hook) => about(account.user.id)(hook) && slow.received.filter(about(account.user.id)).length === 2);
+      }
+      await server.graphql(DELETE_ENDPOINT, { id: other.data!.createWebhookEndpoint.endpoint.id }, { token: admin });
+    } finally {
+      answerDns();
+      for (const id of [...stuck, fine]) await server.graphql(DELETE_ENDPOINT, { id }, { token: admin });
+    }
+  }, 60_000);
 });

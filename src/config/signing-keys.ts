@@ -15,7 +15,10 @@ export type JwtSigning =
     };
 
 const PRIVATE_KEY_FILE = 'jwt-ed25519-key.pem';
-const PEM_BLOCK = /-----BEGIN ([A-Z ]+)-----[\s\S]*?-----END \1-----/g;
+/** A PEM block: its BEGIN line, a body with no other `-----` line in it, and the END line of the same label. */
+const PEM_BLOCK = /-----BEGIN ([A-Z ]+)-----(?:(?!-----)[\s\S])*-----END \1-----/g;
+/** The text between PEM blocks, for splitting around them (split would return a capture group too). */
+const PEM_BLOCK_SPLIT = /-----BEGIN (?:[A-Z ]+)-----(?:(?!-----)[\s\S])*-----END (?:[A-Z ]+)-----/;
 
 /** Environment values may carry a PEM with its line breaks written as `\n`. */
 const unescape = (pem: string): string => pem.replace(/\\n/g, '\n').trim();
@@ -32,7 +35,15 @@ export function parseJwtSigning(
 ): JwtSigning {
   const verifyKeys = parseVerifyKeys(raw.verifyKeys, problems);
   const algorithm = raw.algorithm ?? 'HS256';
-  if (algorithm === 'HS256') return Object.freeze({ algorithm, verifyKeys });
+  if (algorithm === 'HS256') {
+    // A key that was meant to sign, silently unused: tokens would still be HS256 and the JWKS empty.
+    if (raw.privateKey !== undefined) {
+      problems.push(
+        `JWT_PRIVATE_KEY is set but JWT_ALGORITHM is HS256${raw.algorithm === undefined ? ' (the default)' : ''}, which does not use it: set JWT_ALGORITHM=EdDSA to sign with it, or unset JWT_PRIVATE_KEY (its public key in JWT_VERIFY_KEYS keeps its tokens valid)`,
+      );
+    }
+    return Object.freeze({ algorithm, verifyKeys });
+  }
   if (algorithm !== 'EdDSA') {
     problems.push(`JWT_ALGORITHM must be HS256 or EdDSA (got "${algorithm}")`);
     return Object.freeze({ algorithm: 'HS256', verifyKeys });
@@ -55,12 +66,32 @@ export function parseJwtSigning(
   return Object.freeze({ algorithm, privateKey, generated: false, verifyKeys });
 }
 
-/** The public keys of `JWT_VERIFY_KEYS`: PEM blocks, one after the other (blank lines between them are fine). */
+/**
+ * The public keys of `JWT_VERIFY_KEYS`: PEM blocks, one after the other (blank lines between them
+ * are fine), and nothing else. Anything beside the blocks, or a block cut short, is refused rather
+ * than skipped: it is most likely a key pasted incompletely, and the tokens it should verify would
+ * fail with nothing in the log to say why.
+ */
 function parseVerifyKeys(raw: string | undefined, problems: string[]): KeyObject[] {
   if (raw === undefined) return [];
-  const blocks = unescape(raw).match(PEM_BLOCK) ?? [];
-  if (blocks.length === 0) {
+  const text = unescape(raw);
+  const blocks = text.match(PEM_BLOCK) ?? [];
+  if (blocks.length === 0 && !text.includes('-----BEGIN ')) {
     problems.push('JWT_VERIFY_KEYS must hold Ed25519 public keys in PEM (-----BEGIN PUBLIC KEY----- …)');
+    return [];
+  }
+  // What lies before, between and after the complete blocks: only blank space may.
+  const gaps = text.split(PEM_BLOCK_SPLIT);
+  for (const [index, gap] of gaps.entries()) {
+    if (gap.trim() === '') continue;
+    const where =
+      blocks.length === 0 ? '' : index === 0 ? ' before key 1' : index === gaps.length - 1 ? ` after key ${index}` : ` between keys ${index} and ${index + 1}`;
+    const begin = /-----BEGIN ([A-Z ]+)-----/.exec(gap);
+    problems.push(
+      begin
+        ? `JWT_VERIFY_KEYS has a "-----BEGIN ${begin[1]}-----" line without its "-----END ${begin[1]}-----" line${where}: the key is cut short; paste it whole`
+        : `JWT_VERIFY_KEYS holds text${where} that is not part of a PEM key: list only PEM public keys, separated by blank lines`,
+    );
     return [];
   }
   return blocks.flatMap((block, index) => ed25519Key(`JWT_VERIFY_KEYS (key ${index + 1})`, block, 'public', problems) ?? []);
@@ -81,10 +112,21 @@ function ed25519Key(name: string, pem: string, kind: 'private' | 'public', probl
     return null;
   }
   if (key.asymmetricKeyType !== 'ed25519') {
-    problems.push(`${name} must be an Ed25519 key (got ${key.asymmetricKeyType ?? 'an unknown type'}): EdDSA here means Ed25519`);
+    problems.push(`${name} must be an Ed25519 key (got ${keyKind(key)}): EdDSA here means Ed25519`);
     return null;
   }
   return key;
+}
+
+/** JOSE's names of the curves of EC keys (ES256, ES384, ES512, ES256K), by OpenSSL's name. */
+const JOSE_CURVES: Record<string, string> = { prime256v1: 'P-256', secp384r1: 'P-384', secp521r1: 'P-521', secp256k1: 'secp256k1' };
+
+/** The type of a key as an error names it, with its curve for an EC key (`ec P-256`). */
+function keyKind(key: KeyObject): string {
+  const type = key.asymmetricKeyType;
+  if (type !== 'ec') return type ?? 'an unknown type';
+  const curve = key.asymmetricKeyDetails?.namedCurve;
+  return curve ? `ec ${JOSE_CURVES[curve] ?? curve}` : 'ec';
 }
 
 /**

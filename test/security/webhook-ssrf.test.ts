@@ -6,6 +6,10 @@ import { CREATE_ENDPOINT, DELETE_ENDPOINT, startWebhookReceiver, type WebhookRec
 
 const DELIVERIES = '{ webhookEndpoints { id deliveries { attempt status error } } }';
 
+/** The one refusal of a host that does not resolve to public addresses only, whatever it resolves to, if anything. */
+const notPublic = (host: string) =>
+  `The host ${host} does not resolve to public addresses only; webhooks only go to public addresses unless the host is in WEBHOOK_ALLOWED_HOSTS.`;
+
 /**
  * Server-side request forgery through webhooks: an admin account (or whoever took one over) must
  * not be able to make the server call its own loopback services, the cloud metadata endpoint or the
@@ -58,10 +62,12 @@ describe('webhook endpoints cannot reach loopback, link-local or private address
     ['a relative URL', '/hooks'],
     ['credentials in the URL', 'https://user:secret@example.com/hooks'],
     ['a URL of 3000 characters', `https://example.com/${'a'.repeat(3000)}`],
+    ['port 0', 'https://93.184.216.34:0/hooks'],
   ])('refuses %s', async (_name, url) => {
     const response = await create(url);
     expect(errorCode(response)).toBe('BAD_USER_INPUT');
     expect(errorField(response)).toBe('url');
+    expect((await server.graphql(DELIVERIES, {}, { token: admin })).data?.webhookEndpoints).toEqual([]);
   });
 
   it('checks again at every attempt: an endpoint allowed when registered is refused once its address is no longer allowed', async () => {
@@ -131,9 +137,23 @@ describe('webhook host names are resolved for every attempt, and the connection 
     answers.set('rebind.test', '127.0.0.1');
     await registerAccount(server);
     const attempt = await firstAttemptOf(created.data!.createWebhookEndpoint.endpoint.id);
-    expect(attempt).toMatchObject({ status: null, error: 'refused: The host rebind.test resolves to a loopback address; webhooks only go to public addresses unless the host is in WEBHOOK_ALLOWED_HOSTS.' });
+    expect(attempt).toMatchObject({ status: null, error: `refused: ${notPublic('rebind.test')}` });
     expect(internal.received).toEqual([]);
     await server.graphql(DELETE_ENDPOINT, { id: created.data!.createWebhookEndpoint.endpoint.id }, { token: admin });
+  });
+
+  it('refuses a name that does not resolve and one that resolves to any non-public address with the same message', async () => {
+    // Whoever holds an admin account must not learn which internal names exist, or what they point at.
+    answers.set('internal.test', '10.1.2.3');
+    answers.set('loopback.test', '127.0.0.1');
+    answers.set('metadata.test', '169.254.169.254');
+    answers.set('unique-local.test', 'fd00::1');
+    for (const host of ['nowhere.test', 'internal.test', 'loopback.test', 'metadata.test', 'unique-local.test']) {
+      const response = await server.graphql(CREATE_ENDPOINT, { url: `https://${host}/hooks`, events: ['user.created'] }, { token: admin });
+      expect(errorCode(response), host).toBe('BAD_USER_INPUT');
+      expect(response.errors![0].message, host).toBe(notPublic(host));
+    }
+    expect((await server.graphql(DELIVERIES, {}, { token: admin })).data?.webhookEndpoints).toEqual([]);
   });
 
   it('connects to the address it checked, not to what a second lookup would say', async () => {

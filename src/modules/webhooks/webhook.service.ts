@@ -8,7 +8,7 @@ import type { SecretBox } from '../../secret-box.js';
 import { AuditEventType } from '../audit/audit-event.entity.js';
 import type { AuditService } from '../audit/audit.service.js';
 import type { RequestMeta } from '../sessions/request-meta.js';
-import { type DestinationPolicy, DestinationRefusedError } from './destination.js';
+import { type DestinationPolicy, DestinationRefusedError, LOOKUP_TIMEOUT_MS, LookupTimeoutError } from './destination.js';
 import { WEBHOOK_EVENT_TYPES, type WebhookEvent, type WebhookEventType } from './user-events.js';
 import { WebhookDelivery } from './webhook-delivery.entity.js';
 import type { WebhookDispatcher } from './webhook-dispatcher.js';
@@ -56,7 +56,8 @@ export class WebhookService {
 
   /**
    * Registers an endpoint for `events` and returns its new secret (`whsec_` and 32 random bytes in
-   * base64, as Standard Webhooks libraries expect). The URL must pass the destination policy now.
+   * base64, as Standard Webhooks libraries expect). The URL must pass the destination policy now;
+   * its host gets at most the lookup time limit to resolve.
    */
   async create(em: EntityManager, actorId: string, rawUrl: string, events: readonly string[], meta: RequestMeta): Promise<CreatedEndpoint> {
     const subscribed = eventTypes(events);
@@ -66,6 +67,9 @@ export class WebhookService {
       await this.policy.resolve(url);
     } catch (error) {
       if (error instanceof DestinationRefusedError) throw new BadUserInputError(error.message, 'url');
+      if (error instanceof LookupTimeoutError) {
+        throw new BadUserInputError(`The host ${error.host} did not resolve within ${LOOKUP_TIMEOUT_MS / 1000} s; check the name, or try again later.`, 'url');
+      }
       throw error;
     }
     const secret = `whsec_${randomBytes(32).toString('base64')}`;
@@ -135,18 +139,34 @@ export class WebhookService {
   }
 
   /**
-   * Queues `event` for every endpoint subscribed to its type that existed when it happened. Run by
-   * the outbox (at least once): the unique (endpoint, event) index makes a second run add nothing.
+   * Queues `event` for every endpoint subscribed to its type that existed when it happened, together
+   * with the events its change announced before it (`earlier`), in one statement. Run by the outbox
+   * (at least once, and the jobs of one change in any order): the unique (endpoint, event) index
+   * makes a second run, or an event queued already by a later one of its change, add nothing.
+   *
+   * The dispatcher sends an endpoint's messages in `next_attempt_at` order, and the first attempt
+   * of each is due when its change announced it: the first event's timestamp, and a microsecond
+   * more for each one after it. Whichever job queues an event, it gets the same time, so the events
+   * of one change go out in the order they were announced.
    */
   private async fanOut(event: WebhookEvent): Promise<void> {
-    const body = JSON.stringify({ type: event.type, timestamp: event.timestamp, data: { user: event.user } });
+    const announced = [...(event.earlier ?? []), event];
+    const events = announced.map(({ id, type, timestamp, user }, position) => ({
+      id,
+      type,
+      at: timestamp,
+      position,
+      body: JSON.stringify({ type, timestamp, data: { user } }),
+    }));
     const queued = await this.orm.em.fork().getConnection().execute<Array<{ id: string }>>(
       `insert into "webhook_messages" ("id", "created_at", "endpoint_id", "event_id", "event_type", "body", "attempts", "next_attempt_at")
-       select gen_random_uuid(), now(), "id", ?, ?, ?, 0, now()
-         from "webhook_endpoints" where ? = any("events") and "created_at" <= ?
+       select gen_random_uuid(), now(), "e"."id", "v"."id", "v"."type", "v"."body", 0, ?::timestamptz + "v"."position" * interval '1 microsecond'
+         from jsonb_to_recordset(?::jsonb) as "v"("id" text, "type" text, "at" timestamptz, "position" int, "body" text)
+         join "webhook_endpoints" "e" on "v"."type" = any("e"."events") and "e"."created_at" <= "v"."at"
+        order by "v"."position"
        on conflict ("endpoint_id", "event_id") do nothing
        returning "id"`,
-      [event.id, event.type, body, event.type, new Date(event.timestamp)],
+      [announced[0]!.timestamp, JSON.stringify(events)],
     );
     if (queued.length > 0) this.dispatcher.wake();
   }
