@@ -94,7 +94,8 @@ export function clientIp(req: IncomingMessage, hops: number): string | null {
  * `[::1]:5678`), or `null` when it is no address: such an entry is never stored or counted as one.
  */
 function forwardedAddress(entry: string | undefined): string | null {
-  if (!entry) return null;
+  // No IPv6 zone (`fe80::1%eth0`, of any length): it names an interface of the proxy, not a client.
+  if (!entry || entry.includes('%')) return null;
   if (isIP(entry)) return entry;
   const withPort = /^\[([^\]]+)\]:(\d{1,5})$/.exec(entry) ?? /^([^:]+):(\d{1,5})$/.exec(entry);
   return withPort && isIP(withPort[1]) && Number(withPort[2]) <= 65_535 ? withPort[1] : null;

@@ -65,6 +65,9 @@ describe('loadConfig', () => {
     expect(problems.filter((problem) => /^(RESET_PASSWORD_URL|LOCKDOWN_URL) must use https/.test(problem))).toHaveLength(2);
     expect(problemsOf({ ...production, RESET_PASSWORD_URL: 'http://localhost:5173/reset', LOCKDOWN_URL: 'myapp://lockdown' }).filter((problem) => /_URL /.test(problem))).toEqual([]);
     expect(problemsOf({ DATA_DIR: tempDir(), RESET_PASSWORD_URL: 'http://app.example.com/reset' })).toEqual([]);
+    // The defaults under APP_URL too.
+    expect(problemsOf({ ...production, APP_URL: 'http://auth.example.com' }).filter((problem) => /^(RESET_PASSWORD_URL|LOCKDOWN_URL) \(by default under APP_URL\) must use https/.test(problem))).toHaveLength(2);
+    expect(problemsOf({ ...production, APP_URL: 'https://auth.example.com' })).toEqual([]);
   });
 
   it('reads token lifetimes within their ranges', () => {

@@ -382,6 +382,10 @@ function replicaUrls(raw: string | undefined, hasPrimary: boolean, problems: str
 
 const LOOPBACK_HOSTS = new Set(['localhost', '127.0.0.1', '[::1]']);
 
+function plainHttpBeyondLoopback(url: URL): boolean {
+  return url.protocol === 'http:' && !LOOPBACK_HOSTS.has(url.hostname);
+}
+
 /** Schemes that run script or read local files when a link is opened: never a link target. */
 const UNSAFE_LINK_SCHEMES = new Set(['javascript:', 'data:', 'vbscript:', 'file:', 'blob:']);
 
@@ -391,7 +395,10 @@ const UNSAFE_LINK_SCHEMES = new Set(['javascript:', 'data:', 'vbscript:', 'file:
  * swallow the `?token=` added after it; in production not plain `http:` beyond loopback.
  */
 function linkTarget(name: string, raw: string | undefined, fallback: string, isProduction: boolean, problems: string[]): string {
-  if (raw === undefined) return fallback;
+  if (raw === undefined) {
+    if (isProduction && plainHttpBeyondLoopback(new URL(fallback))) problems.push(`${name} (by default under APP_URL) must use https:// in production (its links carry tokens): set APP_URL to the https:// address clients use`);
+    return fallback;
+  }
   let parsed: URL;
   try {
     parsed = new URL(raw);
@@ -401,7 +408,7 @@ function linkTarget(name: string, raw: string | undefined, fallback: string, isP
   }
   if (UNSAFE_LINK_SCHEMES.has(parsed.protocol)) {
     problems.push(`${name} must not use the ${parsed.protocol} scheme`);
-  } else if (isProduction && parsed.protocol === 'http:' && !LOOPBACK_HOSTS.has(parsed.hostname)) {
+  } else if (isProduction && plainHttpBeyondLoopback(parsed)) {
     problems.push(`${name} must use https:// in production (its links carry tokens)`);
   } else if (parsed.hash !== '' || raw.includes('#')) {
     problems.push(`${name} must not have a #fragment (the token is added as a query parameter)`);

@@ -413,7 +413,7 @@ describe('X-Forwarded-For from a trusted proxy hop', () => {
 
   test('is believed only when it is an IP address: junk is neither stored nor a 500', async () => {
     const account = await registerAccount(proxied);
-    const junk = ['x'.repeat(100), '<script>alert(1)</script>', '999.1.1.1', '1.2.3.4:99999', 'unknown'];
+    const junk = ['x'.repeat(100), '<script>alert(1)</script>', '999.1.1.1', '1.2.3.4:99999', 'unknown', `fe80::1%${'a'.repeat(200)}`];
     for (const entry of junk) {
       const response = await proxied.graphql(LOGIN, { input: { identifier: account.user.email, password: 'not the password at all' } }, { headers: { 'x-forwarded-for': entry } });
       expect(response.errors?.[0].extensions?.code, entry).toBe('UNAUTHENTICATED');

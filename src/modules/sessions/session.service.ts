@@ -140,16 +140,15 @@ export class SessionService {
   /**
    * After a new device session has committed: when shutdown cut the request meanwhile (its write
    * waited past the drain limit), its answer reaches no client, so the session is ended again and
-   * SERVICE_UNAVAILABLE answered, and no device session is left that nobody holds. A rotation's new
-   * row is left alone: its device still holds the token it presented, which gets the same successor
-   * (see successorRefreshToken) from another instance within the reuse interval.
+   * SERVICE_UNAVAILABLE answered, and no device session is left that nobody holds. A rotation is
+   * answered as usual, in case its connection is still open: it belongs to a device session its
+   * device holds anyway, and that device's token gets the same successor (see successorRefreshToken)
+   * from another instance within the reuse interval.
    */
   async withdrawIfCut(em: EntityManager, issued: IssuedSession): Promise<void> {
     const { session } = issued;
-    if (!this.gate.isClosed) return;
-    if (session.family === session.id) {
-      await em.nativeUpdate(Session, { family: session.family, revokedAt: null }, { revokedAt: new Date(), revokedReason: SessionEndReason.REVOKED });
-    }
+    if (!this.gate.isClosed || session.family !== session.id) return;
+    await em.nativeUpdate(Session, { family: session.family, revokedAt: null }, { revokedAt: new Date(), revokedReason: SessionEndReason.REVOKED });
     throw shuttingDown();
   }
 
