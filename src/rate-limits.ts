@@ -12,6 +12,11 @@ export const LIMITS = {
   loginPerIdentifier: { points: 10, durationSeconds: 15 * 60 },
   /** Sign-in attempts presenting one device's valid device token (a success starts over). */
   loginPerDevice: { points: 10, durationSeconds: 60 * 60 },
+  /**
+   * Sign-in attempts of an account's former devices together (tokens from before its last reset or
+   * change of the password): beyond it they sign in like any other client, in the account's backoff.
+   */
+  formerDevicesPerAccount: { points: 100, durationSeconds: 7 * 24 * 60 * 60 },
   registerPerIp: { points: 10, durationSeconds: 60 * 60 },
   /** forgotPassword and sendVerificationEmail requests from one IP address. */
   mailRequestsPerIp: { points: 20, durationSeconds: 60 * 60 },

@@ -61,40 +61,35 @@ describe('strangers against an MFA account', () => {
   });
 });
 
-describe('a thief who knows the password and kept a device token from before MFA was on', () => {
-  it("gets that device's budget of codes and no more, and spends nothing of the owner's devices", async () => {
+describe('a thief who knows the password and kept device tokens from before MFA was on', () => {
+  it('gets 10 codes in 15 minutes however many tokens they collected, and no free restart per challenge', async () => {
     const account = await registerAccount(server, {});
-    // The thief signed in once while the account had no second factor: a trusted device token.
-    const thiefDevice = (await login(account.user.email, account.password)).data!.login.deviceToken as string;
+    // The thief signed in three times while the account had no second factor: three trusted devices.
+    const thiefDevices: string[] = [];
+    for (let device = 0; device < 3; device += 1) thiefDevices.push((await login(account.user.email, account.password)).data!.login.deviceToken as string);
     const owner = await enableMfa(server, account);
-    const ownerFirst = await login(owner.user.email, owner.password);
-    const ownerDevice = (await server.graphql(VERIFY_MFA, { mfaToken: ownerFirst.errors![0].extensions!.mfaToken, code: owner.recoveryCodes[0] }, { headers: fromFreshAddress() })).data!
-      .verifyMfa.deviceToken as string;
 
-    // Round after round of a correct password and wrong codes: a fresh challenge each time used to
-    // start the count over for a trusted device, and wrong codes spent the account's code budget.
+    // Round after round of a correct password and wrong codes, from each token in turn: a fresh
+    // challenge used to start the count over, and each token used to bring a budget of its own.
     const answers: string[] = [];
-    for (let round = 0; round < 6 && !answers.includes('RATE_LIMITED'); round += 1) {
-      const challenged = await login(owner.user.email, owner.password, thiefDevice);
+    for (let round = 0; round < 9 && !answers.includes('RATE_LIMITED'); round += 1) {
+      const challenged = await login(owner.user.email, owner.password, thiefDevices[round % thiefDevices.length]);
       if (errorCode(challenged) !== 'MFA_REQUIRED') {
         answers.push(errorCode(challenged)!);
         break;
       }
       for (let guess = 0; guess < 5; guess += 1) {
-        const response = await server.graphql(VERIFY_MFA, { mfaToken: challenged.errors![0].extensions!.mfaToken, code: String(300_000 + round * 10 + guess), deviceToken: thiefDevice }, { headers: fromFreshAddress() });
+        const response = await server.graphql(
+          VERIFY_MFA,
+          { mfaToken: challenged.errors![0].extensions!.mfaToken, code: String(300_000 + round * 10 + guess), deviceToken: thiefDevices[round % thiefDevices.length] },
+          { headers: fromFreshAddress() },
+        );
         answers.push(errorCode(response)!);
         if (errorCode(response) === 'RATE_LIMITED') break;
       }
     }
-    console.log(`thief's device: ${answers.filter((code) => code === 'BAD_USER_INPUT').length} wrong codes before RATE_LIMITED`);
+    console.log(`thief's devices: ${answers.filter((code) => code === 'BAD_USER_INPUT').length} wrong codes before RATE_LIMITED`);
     expect(answers).toContain('RATE_LIMITED');
     expect(answers.filter((code) => code === 'BAD_USER_INPUT').length).toBeLessThanOrEqual(10);
-
-    // The owner's device signs in with its code at once.
-    const challenged = await login(owner.user.email, owner.password, ownerDevice);
-    expect(errorCode(challenged)).toBe('MFA_REQUIRED');
-    const finished = await server.graphql(VERIFY_MFA, { mfaToken: challenged.errors![0].extensions!.mfaToken, code: owner.recoveryCodes[1], deviceToken: ownerDevice }, { headers: fromFreshAddress() });
-    expect(finished.errors).toBeUndefined();
-    expect(finished.data!.verifyMfa.deviceToken).toBe(ownerDevice);
   });
 });

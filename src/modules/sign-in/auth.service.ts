@@ -55,6 +55,8 @@ interface MfaChallenge {
   credentialsVersion: number;
   /** The device of the valid device token the sign-in presented, if any. */
   trustedDevice: string | null;
+  /** Whether that token was a former device's (see LoginGuard.admitFormer). */
+  formerDevice?: boolean;
 }
 
 const INVALID_MFA = 'The code is incorrect, or this sign-in has expired. Sign in again if it keeps failing.';
@@ -146,7 +148,7 @@ export class AuthService {
    * counted until a code succeeds, so knowing the password buys no free guesses.
    */
   private async challenge(em: EntityManager, user: User, attempt: LoginAttempt, upgradedHash: string | null, meta: RequestMeta): Promise<never> {
-    const bound: MfaChallenge = { credentialsVersion: user.credentialsVersion, trustedDevice: attempt.trusted ? attempt.deviceId : null };
+    const bound: MfaChallenge = { credentialsVersion: user.credentialsVersion, trustedDevice: attempt.trusted ? attempt.deviceId : null, formerDevice: attempt.formerDeviceOf !== undefined };
     const mfaToken = await this.tokens.issue(em, user, OneTimeTokenPurpose.MFA_CHALLENGE, JSON.stringify(bound));
     if (upgradedHash) await em.nativeUpdate(User, { id: user.id, passwordHash: user.passwordHash }, { passwordHash: upgradedHash });
     this.audit.record(em, AuditEventType.MFA_CHALLENGED, { userId: user.id }, meta);
@@ -172,9 +174,10 @@ export class AuthService {
       const waiting = (await this.guard.backoff.reserve(em, LoginBackoff.byId(userId)))?.refusal;
       if (waiting) throw new RateLimitedError(waiting.retryAfterSeconds, 'Too many failed sign-ins for this account. Try again later.');
     }
-    // A trusted device's codes are limited per device: a stranger's guesses spend nothing the
-    // owner's devices need.
-    if (!(await this.secondFactor.check(em, userId, code, meta, device ? `device:${device}` : userId))) throw new BadUserInputError(INVALID_MFA, 'code');
+    // The codes of sign-ins from the account's devices share a budget of their own, apart from the
+    // one strangers' sign-ins spend: strangers' guesses cost the owner's devices nothing, and one
+    // who collected many device tokens gets no more codes than one who has a single token.
+    if (!(await this.secondFactor.check(em, userId, code, meta, device ? `devices:${userId}` : userId))) throw new BadUserInputError(INVALID_MFA, 'code');
     const issued = await withLockedAccount(em, userId, async (account) => {
       const { user } = account;
       // Spent here, under the account's lock: of two requests with one challenge, one signs in.
@@ -191,6 +194,7 @@ export class AuthService {
     });
     if (!issued) throw new BadUserInputError(INVALID_MFA, 'code');
     if (device) await this.guard.forgetDevice(device);
+    if (bound.formerDevice) await this.guard.forgetFormerDevices(userId);
     return this.signIn(em, issued);
   }
 

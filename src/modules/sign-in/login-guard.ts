@@ -13,10 +13,10 @@ export interface LoginAttempt {
   /** Whether a valid device token of the account was presented: then the device pays for failures. */
   trusted: boolean;
   /**
-   * For a former device (a token from before the last reset or change of the password): the budget
-   * every former device of the account shares, paid besides the device's own.
+   * For a former device (a token from before the last reset or change of the password): the
+   * account, whose former devices share a budget besides each device's own.
    */
-  formerDevicesKey?: string;
+  formerDeviceOf?: string;
   /** What the per-identifier limit counts: the account named, or the identifier when it names none. */
   identifierKey: string;
   /**
@@ -26,6 +26,9 @@ export interface LoginAttempt {
    */
   identifierFailures: number | null;
 }
+
+/** The key under which an account's former devices share the per-identifier limit. */
+const formerDevicesKey = (userId: string) => `former-devices:${userId}`;
 
 /**
  * The guard's answer, with the account the identifier names (`null` when none): go ahead, or a
@@ -79,7 +82,8 @@ export class LoginGuard {
         return { user, attempt: { deviceId: device, trusted: true, identifierKey: `account:${user.id}`, identifierFailures: null } };
       }
       const former = user && user.failedLoginCount < FAILED_LOGINS_BEFORE_RESET ? this.devices.verifyFormer(deviceToken, user) : null;
-      if (user && former) return this.admitFormer(user, former);
+      const admitted = user && former ? await this.admitFormer(user, former) : null;
+      if (admitted) return admitted;
       reservation = user ? await this.backoff.reserve(em, LoginBackoff.byId(user.id)) : null;
     } else {
       reservation = match ? await this.backoff.reserve(em, match) : null;
@@ -108,16 +112,19 @@ export class LoginGuard {
 
   /**
    * A device that signed in before the last reset or change of the password. It pays on its own and,
-   * with every other former device of the account, in one shared budget: a thief who collected
-   * tokens under the old password gets that budget once, not once per token, and strangers (who
-   * have no token) spend nothing of it. Not while the account waits for a reset (a lockdown, or the
-   * 100-failure cap): then only the reset opens it.
+   * with every other former device of the account, in one shared budget (10 per 15 minutes, 100 a
+   * week): a thief who collected tokens under the old password gets that budget once, not once per
+   * token, and strangers (who have no token) spend nothing of it. Beyond it, or while the account
+   * waits for a reset (a lockdown, or the 100-failure cap), the device signs in like any other
+   * client (`null`): never worse off than a stranger, and within NIST's cap.
    */
-  private async admitFormer(user: User, deviceId: string): Promise<Admission> {
-    const formerDevicesKey = `former-devices:${user.id}`;
-    const refused = (await this.limits.refusal('loginPerDevice', deviceId)) ?? (await this.limits.refusal('loginPerIdentifier', formerDevicesKey));
-    if (refused) return { user, refusal: new RateLimitedError(refused.retryAfter, 'Too many failed sign-ins on this device. Try again later.') };
-    return { user, attempt: { deviceId, trusted: true, formerDevicesKey, identifierKey: `account:${user.id}`, identifierFailures: null } };
+  private async admitFormer(user: User, deviceId: string): Promise<Admission | null> {
+    const refused =
+      (await this.limits.refusal('loginPerDevice', deviceId)) ??
+      (await this.limits.refusal('loginPerIdentifier', formerDevicesKey(user.id))) ??
+      (await this.limits.refusal('formerDevicesPerAccount', user.id));
+    if (refused) return null;
+    return { user, attempt: { deviceId, trusted: true, formerDeviceOf: user.id, identifierKey: `account:${user.id}`, identifierFailures: null } };
   }
 
   /** A failed comparison: counts it where the attempt was not counted before. */
@@ -135,7 +142,7 @@ export class LoginGuard {
 
   /** After a successful sign-in has committed: forgets the failures counted for whoever paid (if any). */
   async forget(attempt: LoginAttempt): Promise<void> {
-    if (attempt.formerDevicesKey) await this.limits.reset('loginPerIdentifier', attempt.formerDevicesKey);
+    if (attempt.formerDeviceOf) await this.forgetFormerDevices(attempt.formerDeviceOf);
     if (attempt.trusted) await this.forgetDevice(attempt.deviceId);
     else if (attempt.identifierFailures !== 0) await this.limits.reset('loginPerIdentifier', attempt.identifierKey);
   }
@@ -149,6 +156,12 @@ export class LoginGuard {
   async admitDeviceCode(deviceId: string): Promise<void> {
     const refused = await this.limits.refusal('loginPerDevice', deviceId);
     if (refused) throw new RateLimitedError(refused.retryAfter, 'Too many failed sign-ins on this device. Try again later.');
+  }
+
+  /** After a sign-in from a former device has committed: the former devices' shared budget starts over. */
+  async forgetFormerDevices(userId: string): Promise<void> {
+    await this.limits.reset('loginPerIdentifier', formerDevicesKey(userId));
+    await this.limits.reset('formerDevicesPerAccount', userId);
   }
 
   /** After a sign-in from a trusted device has committed: forgets that device's failures. */
