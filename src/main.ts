@@ -1,20 +1,44 @@
 import 'reflect-metadata';
 import { createApp } from './app.js';
-import { loadConfig, processEnv, StartupError } from './config/config.js';
+import { type Config, ConfigError, loadConfig, processEnv, StartupError } from './config/config.js';
+import { dataDirProblem } from './config/paths.js';
+import { describeDatabase } from './db/database.js';
+import { isDatabaseUnavailable } from './db/outage.js';
+
+/**
+ * Why start-up failed, as the one line (or configuration report) the operator gets instead of a
+ * stack trace; `undefined` for a failure nobody could have fixed from outside (a bug).
+ */
+function startupFailure(error: unknown, config: Config | undefined): string | undefined {
+  if (error instanceof StartupError) return error.message;
+  // Until the configuration is loaded, the only files read are its own: .env and those it keeps in DATA_DIR.
+  const path = (error as NodeJS.ErrnoException | undefined)?.path;
+  const problem = dataDirProblem(error);
+  if (problem && (!config || (typeof path === 'string' && path.startsWith(config.dataDir)))) return new ConfigError([problem]).message;
+  if (config?.databaseUrl && isDatabaseUnavailable(error)) {
+    return `The database ${describeDatabase(config.databaseUrl)} stopped answering during start-up: ${error instanceof Error ? error.message : String(error)}`;
+  }
+  return undefined;
+}
+
+/**
+ * How long after SIGTERM the process ends whatever still waits: the grace period an orchestrator
+ * is told to give it (README "Shutdown": SHUTDOWN_DRAIN_SECONDS + 10 s), less a second for the log.
+ */
+const graceMs = (config: Config) => (config.shutdownDrainSeconds + 9) * 1000;
 
 /** Process entry: load config → create app → listen; SIGTERM/SIGINT → drain and close. */
 async function main(): Promise<void> {
-  let config;
+  let config: Config | undefined;
   let app;
   try {
     config = loadConfig(processEnv());
     app = await createApp(config);
   } catch (error) {
-    if (error instanceof StartupError) {
-      console.error(error.message);
-      process.exit(1);
-    }
-    throw error;
+    const failure = startupFailure(error, config);
+    if (failure === undefined) throw error;
+    console.error(failure);
+    process.exit(1);
   }
   const url = await app.listen();
   app.logger.info(
@@ -31,6 +55,12 @@ async function main(): Promise<void> {
     if (stopping) return;
     stopping = true;
     app.logger.info({ signal }, 'shutting down');
+    // Every step of shutdown is bounded (requests, workers and the database's statements alike);
+    // this is the last resort, should one of them still wait when the grace period ends.
+    setTimeout(() => {
+      app.logger.error({ signal, graceSeconds: graceMs(config) / 1000 }, 'shutdown did not finish within its grace period; exiting');
+      process.exit(1);
+    }, graceMs(config)).unref();
     app.close().then(
       () => {
         app.logger.info('stopped');

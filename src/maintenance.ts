@@ -1,6 +1,7 @@
 import type { MikroORM } from '@mikro-orm/postgresql';
 import type { Retention } from './config/config.js';
 import { withLease } from './db/lease.js';
+import { withStatementTimeout } from './db/statement-timeout.js';
 import type { OutageLog } from './db/outage.js';
 import type { Logger } from './logger.js';
 import { PollingWorker } from './polling-worker.js';
@@ -12,17 +13,119 @@ const DONE_ROWS_DAYS = 7;
 const WEBHOOK_LOG_DAYS = 30;
 /** Rows deleted per statement: short statements that never hold many row locks at once. */
 const BATCH = 1000;
+/**
+ * How long one batch may take (see STATEMENT_TIMEOUT_MS): with the indexes below a batch takes
+ * milliseconds; this is room for a loaded server, short enough that shutdown, which waits for the
+ * run in progress, still ends within its grace period when the database stops answering.
+ */
+const BATCH_TIMEOUT_MS = 5000;
 const DAY_MS = 86_400_000;
 /** The lease that makes one instance at a time run maintenance; renewed after every batch. */
 const LEASE = { name: 'maintenance', ttlSeconds: 300 };
 
-/** What one purge removes: a table (rows named by `key`), and the condition (with `?` for the cutoff) its dead rows meet. */
+/** An index that lets a purge find its rows without reading the whole table. */
+export interface PurgeIndex {
+  name: string;
+  /** The `create index` statement. */
+  expression: string;
+}
+
+/**
+ * An index on one column a purge compares with its cutoff; `partial` leaves out the rows where the
+ * column is null (most of them, or the ones never to be purged by it): the purge's `<` never matches
+ * those, so the planner uses the smaller index just the same.
+ */
+function columnIndex(table: string, column: string, partial: boolean): PurgeIndex {
+  const name = `${table}_${column}_idx`;
+  return { name, expression: `create index "${name}" on "${table}" ("${column}")${partial ? ` where "${column}" is not null` : ''}` };
+}
+
+/**
+ * What one purge removes: a table (rows named by `key`), and the condition (with `?` for the cutoff)
+ * its dead rows meet. A condition of several comparisons joined by `or` is served by one index per
+ * column, combined by a bitmap OR; the ones already made for other queries are named in a comment.
+ */
 interface Purge {
   name: string;
   table: string;
   key: string;
   where: string;
-  cutoff(now: number): Date | number;
+  cutoff(now: number, retention: Retention): Date | number;
+  /** The indexes this purge relies on that exist for it alone. */
+  indexes: PurgeIndex[];
+}
+
+const daysAgo = (days: number, now: number) => new Date(now - days * DAY_MS);
+
+/** Every purge, in the order a run makes them. */
+const PURGES: readonly Purge[] = [
+  {
+    name: 'sessions',
+    table: 'sessions',
+    key: 'id',
+    where: '"revoked_at" < ? or "expires_at" < ?',
+    cutoff: (now, retention) => daysAgo(retention.sessionDays, now),
+    indexes: [columnIndex('sessions', 'revoked_at', true), columnIndex('sessions', 'expires_at', false)],
+  },
+  // audit_events_created_idx
+  { name: 'auditEvents', table: 'audit_events', key: 'id', where: '"created_at" < ?', cutoff: (now, retention) => daysAgo(retention.auditDays, now), indexes: [] },
+  {
+    name: 'mail',
+    table: 'mail_outbox',
+    key: 'id',
+    where: '"sent_at" < ? or "failed_at" < ?',
+    cutoff: (now) => daysAgo(DONE_ROWS_DAYS, now),
+    indexes: [columnIndex('mail_outbox', 'sent_at', true), columnIndex('mail_outbox', 'failed_at', true)],
+  },
+  {
+    name: 'webhookMessages',
+    table: 'webhook_messages',
+    key: 'id',
+    where: '"delivered_at" < ? or "failed_at" < ?',
+    cutoff: (now) => daysAgo(DONE_ROWS_DAYS, now),
+    indexes: [columnIndex('webhook_messages', 'delivered_at', true), columnIndex('webhook_messages', 'failed_at', true)],
+  },
+  // webhook_deliveries_created_idx
+  { name: 'webhookDeliveries', table: 'webhook_deliveries', key: 'id', where: '"created_at" < ?', cutoff: (now) => daysAgo(WEBHOOK_LOG_DAYS, now), indexes: [] },
+  {
+    name: 'oneTimeTokens',
+    table: 'one_time_tokens',
+    key: 'id',
+    where: '"used_at" < ? or "expires_at" < ?',
+    cutoff: (now) => daysAgo(DONE_ROWS_DAYS, now),
+    indexes: [columnIndex('one_time_tokens', 'used_at', true), columnIndex('one_time_tokens', 'expires_at', false)],
+  },
+  // rate-limiter-flexible keeps `expire` in epoch milliseconds (null: never). The table has no
+  // entity: its index is made by a migration written by hand.
+  { name: 'rateLimits', table: RATE_LIMIT_TABLE, key: 'key', where: '"expire" < ?', cutoff: (now) => now, indexes: [columnIndex(RATE_LIMIT_TABLE, 'expire', true)] },
+];
+
+/**
+ * The indexes the purges of `table` rely on, for the ORM to declare on the table's entity (see
+ * `discovery.onMetadata` in src/db/orm.ts), so that the schema tools know them as their own.
+ */
+export function purgeIndexes(table: string): PurgeIndex[] {
+  return PURGES.filter((purge) => purge.table === table).flatMap((purge) => purge.indexes);
+}
+
+/** One batch of a purge: the statement and its parameters. */
+export interface PurgeStatement {
+  name: string;
+  sql: string;
+  params: Array<Date | number>;
+}
+
+/** The statement that deletes one batch of each purge, with the cutoffs of a run at `now`. */
+export function purgeStatements(retention: Retention, now: number): PurgeStatement[] {
+  return PURGES.map((purge) => {
+    const cutoff = purge.cutoff(now, retention);
+    const key = `"${purge.key}"`;
+    return {
+      name: purge.name,
+      sql: `delete from "${purge.table}" where ${key} in (select ${key} from "${purge.table}" where ${purge.where} limit ${BATCH})`,
+      params: purge.where.split('?').slice(1).map(() => cutoff),
+    };
+  });
 }
 
 /** Counts of rows deleted by one run, per purge. */
@@ -38,7 +141,6 @@ export type MaintenanceReport = Record<string, number>;
  */
 export class Maintenance {
   private readonly worker: PollingWorker;
-  private readonly purges: Purge[];
 
   constructor(
     private readonly orm: MikroORM,
@@ -55,17 +157,6 @@ export class Maintenance {
         if (!outages.record(error)) this.logger.error({ err: error }, 'maintenance failed; trying again at the next interval');
       },
     );
-    const daysAgo = (days: number) => (now: number) => new Date(now - days * DAY_MS);
-    this.purges = [
-      { name: 'sessions', table: 'sessions', key: 'id', where: '"revoked_at" < ? or "expires_at" < ?', cutoff: daysAgo(retention.sessionDays) },
-      { name: 'auditEvents', table: 'audit_events', key: 'id', where: '"created_at" < ?', cutoff: daysAgo(retention.auditDays) },
-      { name: 'mail', table: 'mail_outbox', key: 'id', where: '"sent_at" < ? or "failed_at" < ?', cutoff: daysAgo(DONE_ROWS_DAYS) },
-      { name: 'webhookMessages', table: 'webhook_messages', key: 'id', where: '"delivered_at" < ? or "failed_at" < ?', cutoff: daysAgo(DONE_ROWS_DAYS) },
-      { name: 'webhookDeliveries', table: 'webhook_deliveries', key: 'id', where: '"created_at" < ?', cutoff: daysAgo(WEBHOOK_LOG_DAYS) },
-      { name: 'oneTimeTokens', table: 'one_time_tokens', key: 'id', where: '"used_at" < ? or "expires_at" < ?', cutoff: daysAgo(DONE_ROWS_DAYS) },
-      // rate-limiter-flexible keeps `expire` in epoch milliseconds (null: never).
-      { name: 'rateLimits', table: RATE_LIMIT_TABLE, key: 'key', where: '"expire" < ?', cutoff: (now) => now },
-    ];
   }
 
   /** Runs every interval; the first run comes after one interval or a minute, whichever is sooner (not amid start-up). */
@@ -83,7 +174,10 @@ export class Maintenance {
     const report = await withLease(this.orm.em.fork(), LEASE.name, LEASE.ttlSeconds, async (renew) => {
       const startedAt = Date.now();
       const report: MaintenanceReport = {};
-      for (const purge of this.purges) report[purge.name] = await this.purge(purge, startedAt, renew);
+      // A batch may take longer than a request's statement, never as long as a stuck one.
+      await withStatementTimeout(BATCH_TIMEOUT_MS, async () => {
+        for (const statement of purgeStatements(this.retention, startedAt)) report[statement.name] = await this.purge(statement, renew);
+      });
       this.logger.info({ purged: report, ms: Date.now() - startedAt }, 'maintenance done');
       return report;
     });
@@ -91,18 +185,11 @@ export class Maintenance {
     return report;
   }
 
-  private async purge(purge: Purge, now: number, renew: () => Promise<void>): Promise<number> {
-    const cutoff = purge.cutoff(now);
-    const parameters = purge.where.split('?').slice(1).map(() => cutoff);
+  private async purge(statement: PurgeStatement, renew: () => Promise<void>): Promise<number> {
     const connection = this.orm.em.fork().getConnection();
     let total = 0;
-    const key = `"${purge.key}"`;
     for (;;) {
-      const result = await connection.execute<{ affectedRows: number }>(
-        `delete from "${purge.table}" where ${key} in (select ${key} from "${purge.table}" where ${purge.where} limit ${BATCH})`,
-        parameters,
-        'run',
-      );
+      const result = await connection.execute<{ affectedRows: number }>(statement.sql, statement.params, 'run');
       total += result.affectedRows;
       if (result.affectedRows < BATCH) return total;
       await renew();

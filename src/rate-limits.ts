@@ -2,7 +2,10 @@ import type { MikroORM } from '@mikro-orm/postgresql';
 import { Redis } from 'ioredis';
 import { type RateLimiterAbstract, RateLimiterPostgres, RateLimiterRedis, RateLimiterRes } from 'rate-limiter-flexible';
 import type { Config } from './config/config.js';
-import { RateLimitedError } from './errors.js';
+import { OUTAGE_RETRY_AFTER_SECONDS, OutageLog } from './db/outage.js';
+import { STATEMENT_TIMEOUT_MS } from './db/statement-timeout.js';
+import { RateLimitedError, ServiceUnavailableError } from './errors.js';
+import { createLogger, type Logger } from './logger.js';
 
 /** Every limit the server applies, per window. Each is multiplied by `RATE_LIMIT_SCALE`. */
 export const LIMITS = {
@@ -46,38 +49,79 @@ class UnpreparedRateLimiterPostgres extends RateLimiterPostgres {
 /** The table rate-limiter-flexible keeps its counters in (created by a migration). */
 export const RATE_LIMIT_TABLE = 'rate_limits';
 
+/** Every failure of Redis is an outage of the counters kept there. */
+const REDIS_OUTAGE = { name: 'Redis', matches: () => true };
+
 /**
  * The one rate limiter (rate-limiter-flexible). Counters live in PostgreSQL by default — shared by
  * every instance on the database — or in Redis with `REDIS_URL`. Services call it once per field
  * executed, so fifty aliased `login` fields in one document count fifty.
+ *
+ * Expired rows of the PostgreSQL table are purged by maintenance (src/maintenance.ts), in batches
+ * and by one instance at a time; the library's own purge (one unbatched DELETE every 5 minutes on
+ * every instance) stays off. While Redis cannot be reached, whatever needs a counter answers
+ * SERVICE_UNAVAILABLE (HTTP 503), like a request that needs an unreachable database, and the
+ * outage is logged once per interval ({@link OutageLog}) however many requests or reconnection
+ * attempts fail.
  */
 export class RateLimits {
   private constructor(
     private readonly limiters: ReadonlyMap<LimitName, RateLimiterAbstract>,
     private readonly close: () => Promise<void>,
+    /** With Redis: where its failures are logged; they answer SERVICE_UNAVAILABLE. */
+    private readonly redisOutages?: OutageLog,
   ) {}
 
-  /** Builds the limiters; with `RATE_LIMIT_SCALE=0` every limit is off. */
-  static create(config: Pick<Config, 'rateLimitScale' | 'redisUrl'>, orm: MikroORM): RateLimits {
+  /**
+   * Builds the limiters; with `RATE_LIMIT_SCALE=0` every limit is off. A Redis outage is logged
+   * through `logger` (by default a logger of its own, configured as the app's).
+   */
+  static create(config: Pick<Config, 'rateLimitScale' | 'redisUrl'> & Partial<Pick<Config, 'logLevel'>>, orm: MikroORM, logger?: Logger): RateLimits {
     if (config.rateLimitScale === 0) return new RateLimits(new Map(), async () => {});
-    const redis = config.redisUrl ? new Redis(config.redisUrl, { enableOfflineQueue: false, lazyConnect: false }) : undefined;
+    let redis: Redis | undefined;
+    let redisOutages: OutageLog | undefined;
+    if (config.redisUrl) {
+      redisOutages = new OutageLog((logger ?? createLogger({ logLevel: config.logLevel ?? 'info' })).child({ component: 'rate-limits' }), undefined, REDIS_OUTAGE);
+      // No offline queue and a bound on every command: without Redis a request fails at once, or
+      // after the time a database statement may take, instead of waiting for a reconnection.
+      redis = new Redis(config.redisUrl, { enableOfflineQueue: false, lazyConnect: false, commandTimeout: STATEMENT_TIMEOUT_MS });
+      // The client reconnects by itself; each failed attempt is an `error` event, which unheard
+      // would be printed to stderr with its stack.
+      const outages = redisOutages;
+      redis.on('error', (error: unknown) => outages.record(error));
+    }
     const knex = orm.em.getConnection().getKnex();
     const limiters = new Map<LimitName, RateLimiterAbstract>();
-    let first = true;
     for (const [name, limit] of Object.entries(LIMITS) as Array<[LimitName, (typeof LIMITS)[LimitName]]>) {
       const options = { keyPrefix: name, points: Math.max(1, Math.round(limit.points * config.rateLimitScale)), duration: limit.durationSeconds };
       limiters.set(
         name,
         redis
           ? new RateLimiterRedis({ ...options, storeClient: redis })
-          : // One limiter is enough to purge expired rows of the shared table (hourly, unref'd timer).
-            new UnpreparedRateLimiterPostgres({ ...options, storeClient: knex, storeType: 'knex', tableName: RATE_LIMIT_TABLE, tableCreated: true, clearExpiredByTimeout: first }),
+          : new UnpreparedRateLimiterPostgres({ ...options, storeClient: knex, storeType: 'knex', tableName: RATE_LIMIT_TABLE, tableCreated: true, clearExpiredByTimeout: false }),
       );
-      first = false;
     }
-    return new RateLimits(limiters, async () => {
-      redis?.disconnect();
-    });
+    return new RateLimits(
+      limiters,
+      async () => {
+        redis?.disconnect();
+      },
+      redisOutages,
+    );
+  }
+
+  /**
+   * Runs one call of a limiter. A failure of Redis is logged as an outage and answered
+   * SERVICE_UNAVAILABLE; PostgreSQL's failures go on as they are (the error formatter knows them).
+   */
+  private async store<T>(call: () => Promise<T>): Promise<T> {
+    try {
+      return await call();
+    } catch (error) {
+      if (error instanceof RateLimiterRes || !this.redisOutages) throw error;
+      this.redisOutages.record(error);
+      throw new ServiceUnavailableError(OUTAGE_RETRY_AFTER_SECONDS);
+    }
   }
 
   /** Counts one attempt under `name` for `key`; RATE_LIMITED (with `retryAfter`) beyond the limit. */
@@ -102,7 +146,7 @@ export class RateLimits {
     const limiter = this.limiters.get(name);
     if (!limiter || key === null) return null;
     try {
-      await limiter.consume(key);
+      await this.store(() => limiter.consume(key));
       return null;
     } catch (rejection) {
       if (rejection instanceof RateLimiterRes) return rejection;
@@ -117,7 +161,7 @@ export class RateLimits {
    */
   async peek(name: LimitName, key: string): Promise<{ counted: number; refusal: RateLimitedError | null }> {
     const limiter = this.limiters.get(name);
-    const state = limiter ? await limiter.get(key) : null;
+    const state = limiter ? await this.store(() => limiter.get(key)) : null;
     if (!limiter || !state) return { counted: 0, refusal: null };
     const refusal = state.consumedPoints >= limiter.points ? refusalAfter(state.msBeforeNext) : null;
     return { counted: state.consumedPoints, refusal };
@@ -125,12 +169,14 @@ export class RateLimits {
 
   /** Counts one attempt after the fact (see {@link peek}); never refuses. */
   async count(name: LimitName, key: string): Promise<void> {
-    await this.limiters.get(name)?.penalty(key, 1);
+    const limiter = this.limiters.get(name);
+    if (limiter) await this.store(() => limiter.penalty(key, 1));
   }
 
   /** Forgets the counts of `key` (e.g. a successful sign-in clears its identifier's failures). */
   async reset(name: LimitName, key: string): Promise<void> {
-    await this.limiters.get(name)?.delete(key);
+    const limiter = this.limiters.get(name);
+    if (limiter) await this.store(() => limiter.delete(key));
   }
 
   /** Releases the Redis connection, if any. */

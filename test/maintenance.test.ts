@@ -1,7 +1,10 @@
 import { randomUUID } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { processEnv } from '../src/config/config.js';
+import { purgeStatements } from '../src/maintenance.js';
+import { RATE_LIMIT_TABLE, RateLimits } from '../src/rate-limits.js';
 import { LOGIN, ME, REFRESH, registerAccount } from './support/accounts.js';
+import { queriesDuring } from './support/database.js';
 import { startTestServer, type TestServer } from './support/server.js';
 import { waitUntil } from './support/wait.js';
 
@@ -93,6 +96,51 @@ describe('maintenance', () => {
     // The next run finds nothing more.
     expect(await nextRun()).toEqual({ sessions: 0, auditEvents: 0, mail: 0, webhookMessages: 0, webhookDeliveries: 0, oneTimeTokens: 0, rateLimits: 0 });
   }, 60_000);
+});
+
+/** Every node of an `EXPLAIN (FORMAT JSON)` plan. */
+function planNodes(node: Record<string, any>): Array<Record<string, any>> {
+  return [node, ...((node.Plans as Array<Record<string, any>> | undefined) ?? []).flatMap(planNodes)];
+}
+
+describe('what maintenance purges is found through indexes', () => {
+  it('plans every purge statement without reading its whole table', async () => {
+    const statements = purgeStatements(server.config.retention, Date.now());
+    expect(statements.map((statement) => statement.name)).toEqual(['sessions', 'auditEvents', 'mail', 'webhookMessages', 'webhookDeliveries', 'oneTimeTokens', 'rateLimits']);
+    for (const statement of statements) {
+      // With sequential scans priced out, the planner still takes one when no index serves the condition.
+      const plan = await server.app.orm.em.fork().transactional(async (em) => {
+        const connection = em.getConnection();
+        await connection.execute('set local enable_seqscan = off', [], 'run', em.getTransactionContext());
+        const rows = await connection.execute<Array<Record<string, any>>>(`explain (format json) ${statement.sql}`, statement.params, 'all', em.getTransactionContext());
+        const json = rows[0]['QUERY PLAN'];
+        return (typeof json === 'string' ? JSON.parse(json) : json)[0].Plan as Record<string, any>;
+      });
+      const scans = planNodes(plan).filter((node) => node['Node Type'] === 'Seq Scan').map((node) => node['Relation Name']);
+      expect(scans, `${statement.name}: ${statement.sql}`).toEqual([]);
+    }
+  });
+
+  it('leaves expired rate-limit rows to maintenance: the limiter schedules no purge of its own', async () => {
+    // What the library would schedule: a DELETE of the whole table's expired rows every 5 minutes.
+    const scheduled: Array<() => unknown> = [];
+    const setTimeoutSpy = vi.spyOn(globalThis, 'setTimeout').mockImplementation(((callback: () => unknown) => {
+      scheduled.push(callback);
+      return { unref() {}, ref() {}, hasRef: () => false, refresh() {}, [Symbol.toPrimitive]: () => 0 } as unknown as NodeJS.Timeout;
+    }) as unknown as typeof setTimeout);
+    let limits: RateLimits;
+    try {
+      limits = RateLimits.create({ rateLimitScale: 1, redisUrl: undefined }, server.app.orm);
+    } finally {
+      setTimeoutSpy.mockRestore();
+    }
+    const statements = await queriesDuring(async () => {
+      for (const callback of scheduled) callback();
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    });
+    await limits.stop();
+    expect(statements.filter((text) => text.includes(RATE_LIMIT_TABLE))).toEqual([]);
+  });
 });
 
 describe.skipIf(!DATABASE_URL)('several instances on one database (PostgreSQL)', () => {

@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { processEnv } from '../src/config/config.js';
 import { FORGOT_PASSWORD, LOGIN, ME, newAccountInput, REFRESH, REGISTER, RESET_PASSWORD } from './support/accounts.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
+import { pgBouncerBinary, postgresBinaries, type PrivatePgBouncer, type PrivatePostgres, startPgBouncer, startPrivatePostgres } from './support/private-postgres.js';
 import { build, exitOf, type GraphQLAnswer, killServerProcesses, postGraphQL, type ServerProcess, serverProcessEnv, startServerProcess } from './support/server-process.js';
 import { resetTokenOf, startSmtpServer, type TestSmtpServer } from './support/smtp.js';
 
@@ -129,5 +130,84 @@ describe.skipIf(!DATABASE_URL || !PGBOUNCER_URL)('two instances behind PgBouncer
       expect(outcome, instance.output.slice(-20).join('\n')).toEqual({ code: 0, signal: null });
       expect(instance.logs.filter((line) => line.level >= 50).map((line) => line.msg)).toEqual([]);
     }
+  });
+});
+
+/** "Within 2 s": the longest a request waits for a connection or for one statement, plus room for a loaded machine. */
+const ANSWER_WITHIN_MS = 4000;
+
+/** Runs `call`, failing if it takes longer than {@link ANSWER_WITHIN_MS}. */
+async function answeredPromptly<T>(what: string, call: () => Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ANSWER_WITHIN_MS} ms`)), ANSWER_WITHIN_MS);
+  });
+  try {
+    return await Promise.race([call(), late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+describe.skipIf(!DATABASE_URL || !postgresBinaries() || !pgBouncerBinary())('PostgreSQL stopped behind PgBouncer (a server and a pooler of the test\'s own)', () => {
+  let postgres: PrivatePostgres | undefined;
+  let bouncer: PrivatePgBouncer | undefined;
+  let dataDir: string;
+  beforeAll(async () => {
+    await build();
+    postgres = await startPrivatePostgres();
+    bouncer = await startPgBouncer(postgres);
+    dataDir = mkdtempSync(join(tmpdir(), 'user-server-pgbouncer-down-'));
+  }, START_TIMEOUT_MS);
+  afterAll(async () => {
+    await killServerProcesses();
+    await bouncer?.stop();
+    await postgres?.remove();
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  it('answers SERVICE_UNAVAILABLE (503) promptly, forgotPassword included, and recovers when PostgreSQL is back', { timeout: 90_000 }, async () => {
+    // Rate limits off: forgotPassword's only statement is the one that queues its job.
+    const instance = await startServerProcess('behind pgbouncer', serverProcessEnv({ DATA_DIR: dataDir, DATABASE_URL: bouncer!.url, RATE_LIMIT_SCALE: '0' }), START_TIMEOUT_MS);
+    const input = newAccountInput();
+    dataOf(await call(instance, REGISTER, { input }), 'register');
+    const logFrom = instance.logs.length;
+    await postgres!.stop('fast');
+    const calls = [
+      ['login', () => call(instance, LOGIN, { input: { identifier: input.email, password: input.password } })],
+      ['forgotPassword', () => call(instance, FORGOT_PASSWORD, { input: { identifier: input.email } })],
+      ['register', () => call(instance, REGISTER, { input: newAccountInput() })],
+    ] as const;
+    for (let round = 0; round < 2; round += 1) {
+      for (const [what, send] of calls) {
+        const answer = await answeredPromptly(what, send);
+        expect(answer.status, `${what}: ${JSON.stringify(answer.errors)}`).toBe(503);
+        expect(answer.errors?.[0]?.extensions?.code, what).toBe('SERVICE_UNAVAILABLE');
+      }
+    }
+    expect(instance.logs.slice(logFrom).filter((line) => line.level >= 50 && !/unreachable/.test(String(line.msg))).map((line) => line.msg)).toEqual([]);
+    await postgres!.start();
+    const deadline = Date.now() + 30_000;
+    let last: GraphQLAnswer | undefined;
+    while (Date.now() < deadline) {
+      last = await call(instance, FORGOT_PASSWORD, { input: { identifier: input.email } });
+      if (!last.errors) break;
+      await sleep(500);
+    }
+    expect(last?.errors, JSON.stringify(last?.errors)).toBeUndefined();
+
+    // PostgreSQL stops answering, its connections open (SIGSTOP): the pooler waits for it (up to its
+    // query_wait_timeout of 2 minutes), the server does not.
+    await postgres!.freeze();
+    try {
+      for (const [what, send] of calls) {
+        const answer = await answeredPromptly(what, send);
+        expect(answer.status, `${what}: ${JSON.stringify(answer.errors)}`).toBe(503);
+        expect(answer.errors?.[0]?.extensions?.code, what).toBe('SERVICE_UNAVAILABLE');
+      }
+    } finally {
+      postgres!.thaw();
+    }
+    expect(instance.logs.slice(logFrom).filter((line) => line.level >= 50 && !/unreachable/.test(String(line.msg))).map((line) => line.msg)).toEqual([]);
   });
 });

@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server, type Socket, connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -24,11 +24,11 @@ interface Run {
   ms: number;
 }
 
-/** Runs `node dist/src/main.js` with `env` until it exits (bounded). */
-function runToExit(env: Record<string, string>, timeoutMs = 60_000): Promise<Run> {
+/** Runs `node dist/src/main.js` with `env` until it exits (bounded); `as` runs it as another user. */
+function runToExit(env: Record<string, string>, timeoutMs = 60_000, as?: { uid: number; gid: number }): Promise<Run> {
   const startedAt = Date.now();
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [join(PROJECT_ROOT, 'dist/src/main.js')], { cwd: tmpdir(), env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [join(PROJECT_ROOT, 'dist/src/main.js')], { cwd: tmpdir(), env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'], ...as });
     const stdout: string[] = [];
     const stderr: string[] = [];
     child.stdout.setEncoding('utf8').on('data', (chunk: string) => stdout.push(...chunk.split('\n').filter(Boolean)));
@@ -65,6 +65,8 @@ describe('an unreachable database', () => {
     expect(attempts.length).toBeGreaterThanOrEqual(2);
     expect(run.stderr).toEqual([`Cannot reach the database 127.0.0.1:${port}/users after 3 s (${attempts.length + 1} attempts): connect ECONNREFUSED 127.0.0.1:${port}`]);
     expect([...run.stdout, ...run.stderr].join('\n')).not.toContain('secret-password');
+    // "after 3 s" is true: it kept trying until then.
+    expect(run.ms).toBeGreaterThanOrEqual(3000);
   });
 
   describe.skipIf(!DATABASE_URL)('that comes back during the wait (PostgreSQL)', () => {
@@ -115,6 +117,109 @@ describe('an unreachable database', () => {
       expect(run.ms).toBeLessThan(30_000);
     });
   });
+});
+
+describe.skipIf(!DATABASE_URL)('a database lost right after the start-up check (PostgreSQL through a relay that passes only its first connection)', () => {
+  let database: TestDatabase;
+  let relay: Server | undefined;
+  const sockets = new Set<Socket>();
+  beforeAll(async () => {
+    database = await createTestDatabase(DATABASE_URL);
+  });
+  afterAll(async () => {
+    for (const socket of sockets) socket.destroy();
+    await new Promise((resolve) => (relay ? relay.close(resolve) : resolve(undefined)));
+    await database?.drop();
+  });
+
+  it('is retried until DATABASE_CONNECT_TIMEOUT, then exit 1 with one clear line and no stack trace', async () => {
+    const target = new URL(database.url!);
+    const port = await unusedPort();
+    let connections = 0;
+    relay = createServer((client) => {
+      sockets.add(client);
+      client.on('error', () => client.destroy());
+      connections += 1;
+      // Every connection after the first is accepted and dropped at once, as by a failing balancer.
+      if (connections > 1) return client.destroy();
+      const upstream = connect(Number(target.port || 5432), target.hostname);
+      sockets.add(upstream);
+      upstream.on('error', () => upstream.destroy());
+      client.pipe(upstream).pipe(client);
+    }).listen(port, '127.0.0.1');
+    const url = new URL(database.url!);
+    url.hostname = '127.0.0.1';
+    url.port = String(port);
+    const run = await runToExit({ ...baseEnv(dataDir), DATABASE_URL: url.toString(), DATABASE_CONNECT_TIMEOUT: '4' }, 30_000);
+    expect(run.code).toBe(1);
+    expect(connections).toBeGreaterThan(1);
+    expect(run.stderr, run.stderr.join('\n')).toHaveLength(1);
+    expect(run.stderr[0]).toMatch(new RegExp(`^Cannot reach the database 127\\.0\\.0\\.1:${port}/\\w+ after \\d+ s \\(\\d+ attempts\\): .+`));
+    expect(run.ms).toBeGreaterThanOrEqual(4000);
+    for (const line of run.stdout) expect(() => JSON.parse(line), line).not.toThrow();
+  });
+});
+
+/** When the tests run as root: a user without a home here (nobody), to run the server as. */
+const otherUser = process.getuid?.() === 0 ? { uid: 65534, gid: 65534 } : undefined;
+
+describe('a DATA_DIR with contents this process cannot use', () => {
+  /** A data folder of its own for one case, owned by whoever the server runs as. */
+  function freshDataDir(): string {
+    const folder = mkdtempSync(join(dataDir, 'case-'));
+    if (otherUser) {
+      chmodSync(dataDir, 0o711);
+      chownSync(folder, otherUser.uid, otherUser.gid);
+    }
+    return folder;
+  }
+
+  it('is one clear configuration error and exit 1 when jwt-secret is a folder', async () => {
+    const folder = freshDataDir();
+    mkdirSync(join(folder, 'jwt-secret'));
+    const { JWT_SECRET: _, ...env } = baseEnv(folder);
+    const run = await runToExit(env, 60_000, otherUser);
+    expect(run.code).toBe(1);
+    // Reading a folder fails without naming it: the message names the files kept there.
+    expect(run.stderr.join('\n')).toBe('Invalid configuration:\n  - a file the server keeps in DATA_DIR (jwt-secret, jwt-ed25519-key.pem) is a folder, not a file: remove it, or point DATA_DIR elsewhere');
+  });
+
+  it('is one clear configuration error and exit 1 when the generated EdDSA key is a folder', async () => {
+    const folder = freshDataDir();
+    mkdirSync(join(folder, 'jwt-ed25519-key.pem'));
+    const run = await runToExit({ ...baseEnv(folder), JWT_ALGORITHM: 'EdDSA' }, 60_000, otherUser);
+    expect(run.code).toBe(1);
+    expect(run.stderr[0]).toBe('Invalid configuration:');
+    expect(run.stderr).toHaveLength(2);
+    expect(run.stderr[1]).toContain(join(folder, 'jwt-ed25519-key.pem'));
+  });
+
+  it.skipIf(!otherUser)('is one clear configuration error and exit 1 when jwt-secret belongs to another user', async () => {
+    const folder = freshDataDir();
+    writeFileSync(join(folder, 'jwt-secret'), 'a'.repeat(64), { mode: 0o600 });
+    chownSync(join(folder, 'jwt-secret'), 0, 0);
+    const { JWT_SECRET: _, ...env } = baseEnv(folder);
+    const run = await runToExit(env, 60_000, otherUser);
+    expect(run.code).toBe(1);
+    expect(run.stderr.join('\n')).toBe(`Invalid configuration:\n  - ${join(folder, 'jwt-secret')} is not accessible to this process (EACCES): make it readable and writable by the user the server runs as`);
+  });
+
+  it('is one clear line and exit 1, without PGlite\'s own output, when the embedded database belongs to another user', async () => {
+    const folder = freshDataDir();
+    // A database made by a process of another user (root, here): readable, but not writable.
+    const owner = join(dataDir, 'owner');
+    mkdirSync(owner);
+    const first = await startServerProcess('embedded database owner', baseEnv(owner));
+    first.child.kill('SIGTERM');
+    await first.exited;
+    cpSync(join(owner, 'pglite'), join(folder, 'pglite'), { recursive: true });
+    if (!otherUser) chmodSync(join(folder, 'pglite'), 0o500);
+    const run = await runToExit(baseEnv(folder), 60_000, otherUser);
+    if (!otherUser) chmodSync(join(folder, 'pglite'), 0o700);
+    expect(run.code).toBe(1);
+    expect(run.stderr, run.stderr.join('\n').slice(0, 2000)).toHaveLength(1);
+    expect(run.stderr[0]).toMatch(new RegExp(`^The embedded database in ${join(folder, 'pglite')} cannot be opened: .*${join(folder, 'pglite')}.* is not writable by this process`));
+  }, 120_000);
 });
 
 describe('a DATA_DIR that cannot be one', () => {

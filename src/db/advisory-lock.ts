@@ -1,5 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
+import { CONNECT_TIMEOUT_MS, KEEPALIVE_DELAY_MS, STATEMENT_TIMEOUT_MS } from './statement-timeout.js';
 
 /** Keys of the application's PostgreSQL advisory locks: any constants, the same in every instance. */
 export const ADVISORY_LOCKS = {
@@ -26,7 +27,15 @@ const RETRY_MS = 250;
  *   needs.
  */
 export async function withAdvisoryLock<T>(clientUrl: string, key: number, mode: 'wait' | 'try', work: () => Promise<T>): Promise<T | null> {
-  const client = new pg.Client({ connectionString: clientUrl });
+  // Its statements are short (the lock is held by an idle open transaction), and bounded like a
+  // request's: a database that stops answering fails start-up instead of hanging it.
+  const client = new pg.Client({
+    connectionString: clientUrl,
+    connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+    query_timeout: STATEMENT_TIMEOUT_MS,
+    keepAlive: true,
+    keepAliveInitialDelayMillis: KEEPALIVE_DELAY_MS,
+  });
   client.on('error', () => {}); // a connection dropped while working surfaces through `work` or `end`
   await client.connect();
   try {

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { stripVTControlCharacters } from 'node:util';
 import type { MikroORM } from '@mikro-orm/postgresql';
 import pg from 'pg';
@@ -6,6 +7,8 @@ import type { Logger } from '../logger.js';
 import { lockDataDir } from './data-dir-lock.js';
 import { startEmbeddedPostgres } from './embedded.js';
 import { openOrm } from './orm.js';
+import { isDatabaseUnavailable } from './outage.js';
+import { CONNECT_TIMEOUT_MS } from './statement-timeout.js';
 
 /** Pool size against a real PostgreSQL server; the embedded database always gets exactly one. */
 const SERVER_POOL_SIZE = 10;
@@ -35,38 +38,66 @@ async function openEmbedded(dataDir: string, logger: Logger) {
 
 /** PostgreSQL error classes that waiting cannot cure: bad password or role (28), no such database (3D). */
 const PERMANENT_SQLSTATE = /^(28|3D)/;
-const CONNECT_ATTEMPT_TIMEOUT_MS = 5000;
+
+/** `host:port/database` of `url`: what messages name (never the password). */
+export function describeDatabase(url: string): string {
+  const { hostname, port, pathname } = new URL(url);
+  return `${hostname}:${port || 5432}${pathname}`;
+}
+
+/** What went wrong, in a few words for an operator. */
+function reasonOf(error: unknown): string {
+  const message = error instanceof Error ? error.message : String(error);
+  return /Timeout acquiring a connection/.test(message) ? 'no connection could be opened in time' : message;
+}
 
 /**
- * Waits for `url` to accept a connection, for up to `timeoutSeconds`: one log line per failed
- * attempt, retries after 0.5 s, 1 s, 2 s … 5 s. Gives up with one clear {@link StartupError} when
- * the time is up, or at once when the server refuses the credentials or the database (the password
- * never appears: only host, port and database are named).
+ * One check that `url` answers (connect, `select 1`), each step bounded by `timeoutMs`, on a
+ * connection of its own.
  */
-async function waitForDatabase(url: string, timeoutSeconds: number, logger: Logger): Promise<void> {
-  const { hostname, port, pathname } = new URL(url);
-  const where = `${hostname}:${port || 5432}${pathname}`;
-  const deadline = Date.now() + timeoutSeconds * 1000;
+async function probe(url: string, timeoutMs: number): Promise<void> {
+  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: timeoutMs, query_timeout: timeoutMs });
+  client.on('error', () => {}); // a connection dropped after the check is not this check's problem
+  try {
+    await client.connect();
+    await client.query('select 1');
+  } finally {
+    await client.end().catch(() => {});
+  }
+}
+
+/**
+ * Opens the ORM on `url` and migrates, retrying the whole sequence — the first check that the
+ * server answers, the ORM's own connections, the migrations lock — for up to `timeoutSeconds`
+ * while the database cannot be reached: one log line per failed attempt, retries after 0.5 s, 1 s,
+ * 2 s … 5 s (the last one when the time is up). Gives up with one clear {@link StartupError} saying
+ * how long it tried, or at once when the server refuses the credentials or the database (the
+ * password never appears: only host, port and database are named).
+ */
+async function openServer(url: string, timeoutSeconds: number, open: () => Promise<MikroORM>, logger: Logger): Promise<MikroORM> {
+  const where = describeDatabase(url);
+  const startedAt = Date.now();
+  const deadline = startedAt + timeoutSeconds * 1000;
   for (let attempt = 1; ; attempt += 1) {
-    const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: CONNECT_ATTEMPT_TIMEOUT_MS });
-    client.on('error', () => {}); // a connection dropped after the check is not this check's problem
     try {
-      await client.connect();
-      await client.query('select 1');
+      // Each attempt gets its full connection timeout, and at least a second, whatever is left.
+      await probe(url, Math.max(1000, Math.min(CONNECT_TIMEOUT_MS, deadline - Date.now())));
       if (attempt > 1) logger.info({ attempt }, `database ${where} reachable`);
-      return;
+      return await open();
     } catch (error) {
-      const reason = error instanceof Error ? error.message : String(error);
-      const code = (error as { code?: string }).code ?? '';
-      if (PERMANENT_SQLSTATE.test(code)) throw new StartupError(`The database ${where} refused the connection: ${reason}`);
-      const delay = Math.min(500 * 2 ** (attempt - 1), 5000);
-      if (Date.now() + delay > deadline) {
-        throw new StartupError(`Cannot reach the database ${where} after ${timeoutSeconds} s (${attempt} attempts): ${reason}`);
+      const reason = reasonOf(error);
+      const code = (error as { code?: unknown }).code;
+      if (typeof code === 'string' && PERMANENT_SQLSTATE.test(code)) throw new StartupError(`The database ${where} refused the connection: ${reason}`);
+      // Anything else (a migration that fails, say) is not cured by waiting either.
+      if (!isDatabaseUnavailable(error)) throw error;
+      const remaining = deadline - Date.now();
+      if (remaining <= 0) {
+        const seconds = Math.round((Date.now() - startedAt) / 1000);
+        throw new StartupError(`Cannot reach the database ${where} after ${seconds} s (${attempt} ${attempt === 1 ? 'attempt' : 'attempts'}): ${reason}`);
       }
+      const delay = Math.min(500 * 2 ** (attempt - 1), 5000, remaining);
       logger.warn({ attempt, retryInMs: delay, reason }, `database ${where} unreachable; retrying`);
-      await new Promise((resolve) => setTimeout(resolve, delay));
-    } finally {
-      await client.end().catch(() => {});
+      await sleep(delay);
     }
   }
 }
@@ -79,7 +110,8 @@ export interface Database {
 }
 
 /**
- * Connects to `DATABASE_URL`, or starts the embedded database in `DATA_DIR`, and applies pending
+ * Connects to `DATABASE_URL` (retried for `DATABASE_CONNECT_TIMEOUT` seconds, see
+ * {@link openServer}), or starts the embedded database in `DATA_DIR`, and applies pending
  * migrations, always on the primary. With `databaseReplicaUrls` MikroORM also opens a pool per read
  * replica, used only by queries that ask for a `'read'` connection. Used by the server and by the
  * command-line tools.
@@ -88,31 +120,33 @@ export async function openDatabase(
   config: Pick<Config, 'databaseUrl' | 'dataDir'> & Partial<Pick<Config, 'databaseReplicaUrls' | 'databaseConnectTimeoutSeconds'>>,
   logger: Logger,
 ): Promise<Database> {
-  if (config.databaseUrl) await waitForDatabase(config.databaseUrl, config.databaseConnectTimeoutSeconds ?? 0, logger);
-  const server = config.databaseUrl
-    ? {
-        clientUrl: config.databaseUrl,
-        poolSize: SERVER_POOL_SIZE,
-        embedded: false,
-        // Read replicas only ever stand beside a real server (loadConfig refuses them otherwise).
-        replicaUrls: config.databaseReplicaUrls ?? [],
-        stop: async () => {},
-      }
-    : await openEmbedded(config.dataDir, logger);
   const ormLogger = logger.child({ component: 'mikro-orm' });
+  // MikroORM colours its messages for terminals; JSON log lines want plain text.
+  const log = (message: string) => ormLogger.info(stripVTControlCharacters(message));
+  if (config.databaseUrl) {
+    const server = {
+      clientUrl: config.databaseUrl,
+      poolSize: SERVER_POOL_SIZE,
+      embedded: false,
+      // Read replicas only ever stand beside a real server (loadConfig refuses them otherwise).
+      replicaUrls: config.databaseReplicaUrls ?? [],
+    };
+    const orm = await openServer(config.databaseUrl, config.databaseConnectTimeoutSeconds ?? 0, () => openOrm(server, log), logger);
+    return { orm, close: () => orm.close(true) };
+  }
+  const embedded = await openEmbedded(config.dataDir, logger);
   let orm: MikroORM;
   try {
-    // MikroORM colours its messages for terminals; JSON log lines want plain text.
-    orm = await openOrm(server, (message) => ormLogger.info(stripVTControlCharacters(message)));
+    orm = await openOrm(embedded, log);
   } catch (error) {
-    await server.stop();
+    await embedded.stop();
     throw error;
   }
   return {
     orm,
     async close() {
       await orm.close(true);
-      await server.stop();
+      await embedded.stop();
     },
   };
 }

@@ -4,10 +4,13 @@ import { pathToFileURL } from 'node:url';
 import type { Constructor, MigrationObject } from '@mikro-orm/core';
 import { Migration, Migrator } from '@mikro-orm/migrations';
 import { defineConfig, MikroORM, type Options } from '@mikro-orm/postgresql';
+import type pg from 'pg';
 import { ADVISORY_LOCKS, withAdvisoryLock } from './advisory-lock.js';
 import { BUILD_ROOT, PROJECT_ROOT, RUNNING_FROM_SOURCE } from '../config/paths.js';
+import { purgeIndexes } from '../maintenance.js';
 import { RATE_LIMIT_TABLE } from '../rate-limits.js';
 import { LEASE_TABLE } from './lease.js';
+import { boundStatements, CONNECT_TIMEOUT_MS, KEEPALIVE_DELAY_MS, STATEMENT_TIMEOUT_MS, withStatementTimeout } from './statement-timeout.js';
 import { MailMessage } from '../mail/mail-message.entity.js';
 import { AuditEvent } from '../modules/audit/audit-event.entity.js';
 import { OneTimeToken } from '../modules/one-time-tokens/one-time-token.entity.js';
@@ -52,10 +55,39 @@ export function createOrmConfig(connection: OrmConnection, settings: OrmSettings
     clientUrl: connection.clientUrl,
     entities: ENTITIES,
     baseDir: PROJECT_ROOT,
-    // On a server a request waits at most 2 s for a connection: during a database outage it is
-    // answered SERVICE_UNAVAILABLE then, instead of hanging for knex's default minute. The embedded
-    // database cannot be "down", and its one connection may have a queue: it keeps the minute.
-    pool: { min: 0, max: connection.poolSize, acquireTimeoutMillis: connection.embedded ? 60_000 : 2000 },
+    // On a server a request waits at most 2 s for a connection, and as long for each statement
+    // (statement-timeout.ts): while the database is down, unreachable or not answering, requests
+    // are answered SERVICE_UNAVAILABLE then, instead of hanging for knex's default minute or for
+    // good. The embedded database cannot be "down", and its one connection may have a queue: it
+    // keeps the minute. Closing a connection waits 2 s at most for the server to say goodbye.
+    pool: {
+      min: 0,
+      max: connection.poolSize,
+      acquireTimeoutMillis: connection.embedded ? 60_000 : 2000,
+      destroyTimeoutMillis: 2000,
+      afterCreate(client: pg.Client, done: (error: Error | null, client: pg.Client) => void) {
+        // The embedded database runs in this process: it cannot hang while the process does not.
+        // The CLI (snapshot) runs what the operator asks of it, for as long as that takes.
+        if (!connection.embedded && !settings.snapshot) boundStatements(client, STATEMENT_TIMEOUT_MS);
+        done(null, client);
+      },
+    },
+    driverOptions: {
+      // Opening a connection to a server is bounded too, and idle connections are probed (TCP
+      // keepalive), so one whose server vanished without a word (a network partition) is noticed
+      // and replaced.
+      connection: connection.embedded ? {} : { connectionTimeoutMillis: CONNECT_TIMEOUT_MS, keepAlive: true, keepAliveInitialDelayMillis: KEEPALIVE_DELAY_MS },
+      log: {
+        // "Connection Error: …": the pool dropping a connection that broke while idle, which an
+        // outage does to all of them at once (the outage itself is logged by OutageLog).
+        warn: (message: string) => {
+          if (!message.startsWith('Connection Error:')) settings.log?.(message);
+        },
+        error: (message: string) => settings.log?.(message),
+        deprecate: () => {},
+        debug: () => {},
+      },
+    },
     // Read replicas may lag behind the primary, so nothing reads from them by default: sessions,
     // sign-in, tokens and every transaction must see the latest write. A query opts in with
     // `em.getConnection('read')` (as `keysetPage` does) only where a few seconds of lag is
@@ -67,7 +99,13 @@ export function createOrmConfig(connection: OrmConnection, settings: OrmSettings
     ...(settings.log ? { logger: settings.log } : {}),
     // A fresh fork per request is the rule; a global context would leak identity maps between users.
     allowGlobalContext: false,
-    discovery: { disableDynamicFileAccess: true },
+    discovery: {
+      disableDynamicFileAccess: true,
+      // The indexes maintenance's purges rely on are declared beside the purges (maintenance.ts).
+      onMetadata(meta) {
+        for (const index of purgeIndexes(meta.tableName)) meta.indexes.push({ name: index.name, expression: index.expression });
+      },
+    },
     // Tables kept by hand-written migrations for code that has no entity (the rate limiter, leases).
     schemaGenerator: { skipTables: [RATE_LIMIT_TABLE, LEASE_TABLE] },
     metadataCache: { enabled: false },
@@ -106,11 +144,13 @@ export async function loadMigrations(): Promise<MigrationObject[]> {
   );
 }
 
-/** Connects and applies pending migrations. */
+/** Connects and applies pending migrations; whatever fails, nothing is left open. */
 export async function openOrm(connection: OrmConnection, log: (message: string) => void): Promise<MikroORM> {
-  const orm = await MikroORM.init(createOrmConfig(connection, { migrationsList: await loadMigrations(), log }));
+  const orm = await MikroORM.init({ ...createOrmConfig(connection, { migrationsList: await loadMigrations(), log }), connect: false });
   try {
-    const migrate = () => orm.getMigrator().up();
+    await orm.connect();
+    // A migration may rewrite a big table: its statements are not bounded like a request's.
+    const migrate = () => withStatementTimeout(0, () => orm.getMigrator().up());
     // Of several instances starting together on one database exactly one migrates; the others then
     // find nothing pending. (The embedded database belongs to one process and needs no lock.)
     await (connection.embedded ? migrate() : withAdvisoryLock(connection.clientUrl, ADVISORY_LOCKS.migrations, 'wait', migrate));
