@@ -9,11 +9,12 @@ const SOCKET_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE'
 /**
  * SQLSTATEs that say the database cannot do the work now, whatever the statement: class 08
  * (connection exception), class 53 (insufficient resources: too many connections, disk full, out of
- * memory), 57014 (a statement cancelled, as by `statement_timeout`), 57P01–57P03 (shutting down,
+ * memory), 57014 (a statement cancelled, as by `statement_timeout`), 55P03 (a lock not had within
+ * `lock_timeout`, as the README advises setting), 57P01–57P03 (shutting down,
  * crashed, not accepting connections yet), and 25006 (a read-only transaction was asked to write:
  * the server is a standby, or the primary was made read-only, as during a failover).
  */
-const SQLSTATE = /^(08|53|57014|57P0[123]|25006)/;
+const SQLSTATE = /^(08|53|57014|55P03|57P0[123]|25006)/;
 /**
  * Messages of pg, knex, the embedded socket and PgBouncer when the connection went away, never
  * came, or stopped answering ("timeout expired": pg gave up opening one). "Transaction query
