@@ -221,10 +221,12 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     const timeout = new Promise<boolean>((resolve) => {
       timer = setTimeout(() => resolve(false), READINESS_TIMEOUT_MS);
     });
+    // Not ready either when the database answers but refuses writes (a standby, or a primary made
+    // read-only during a failover): every sign-in would answer 503.
     const ping = orm.em
       .getConnection()
-      .execute('select 1')
-      .then(() => true)
+      .execute<Array<{ read_only: string }>>(`select current_setting('transaction_read_only') as "read_only"`)
+      .then(([row]) => row?.read_only === 'off')
       .catch(() => false);
     try {
       return await Promise.race([ping, timeout]);

@@ -92,7 +92,7 @@ export async function createServices(config: Config, orm: MikroORM, logger: Logg
   const destinations = new DestinationPolicy(config.webhooks, workers.resolveHost);
   const webhookSecrets = new SecretBox(keys.webhookSecrets);
   const dispatcher = new WebhookDispatcher(orm, destinations, webhookSecrets, logger.child({ component: 'webhooks' }), outages, workers.webhooks ?? DEFAULT_WEBHOOK_OPTIONS);
-  const limits = RateLimits.create(config, orm);
+  const limits = RateLimits.create(config, orm, logger.child({ component: 'rate-limits' }));
   const backoff = new LoginBackoff();
   const totp = new TotpAuthenticator(new SecretBox(keys.totpSecrets), new URL(config.appUrl).host);
   const recoveryCodes = new RecoveryCodes(keys.recoveryCodes);

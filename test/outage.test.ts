@@ -231,8 +231,11 @@ describe.skipIf(!DATABASE_URL)('a primary that refuses writes (default_transacti
       expect(response.errors?.[0]?.extensions?.retryAfter, what).toEqual(expect.any(Number));
     }
     expect(unexpectedErrorLines(server.logs.slice(logFrom))).toEqual([]);
+    // Not ready: every sign-in would be refused.
+    expect((await server.raw('/readyz')).status).toBe(503);
     await readOnly(false);
     await waitUntil(async () => (await server.graphql(REGISTER, { input: newAccountInput() })).data?.register, 'writes to work again');
+    await waitUntil(async () => (await server.raw('/readyz')).status === 200, '/readyz to answer 200 again');
   });
 });
 
