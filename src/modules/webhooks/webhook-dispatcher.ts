@@ -9,7 +9,7 @@ import type { Logger } from '../../logger.js';
 import { claimDue } from '../../db/queue.js';
 import { PollingWorker } from '../../polling-worker.js';
 import type { SecretBox } from '../../secret-box.js';
-import { type DestinationPolicy, DestinationRefusedError } from './destination.js';
+import { abortable, type DestinationPolicy, DestinationRefusedError } from './destination.js';
 
 /** Tuning of the webhook dispatcher; tests shorten the delays. */
 export interface WebhookDispatchOptions {
@@ -315,16 +315,6 @@ function send(url: URL, addresses: LookupAddress[], signal: AbortSignal, body: s
     request.once('response', resolve);
     request.once('error', reject);
     request.end(body);
-  });
-}
-
-/** `promise`, or a rejection as soon as `signal` aborts. */
-function abortable<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(signal.reason);
-  return new Promise((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    signal.addEventListener('abort', onAbort, { once: true });
-    promise.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
   });
 }
 
