@@ -15,7 +15,7 @@ import { postgresBinaries, type PrivatePostgres, startPrivatePostgres } from './
 import { build, exitOf, type GraphQLAnswer, killServerProcesses, postGraphQL, serverProcessEnv, startServerProcess } from './support/server-process.js';
 import { errorCode, type GraphQLResponse, startTestServer, type TestServer } from './support/server.js';
 import { unusedPort } from './support/smtp.js';
-import { waitUntil } from './support/wait.js';
+import { waitUntil, within } from './support/wait.js';
 
 // A real database outage the test controls: the server reaches PostgreSQL only through a TCP relay
 // that the test cuts (every connection dropped, new ones refused) and brings back. Meanwhile every
@@ -78,18 +78,6 @@ describe.skipIf(!DATABASE_URL)('a database outage (PostgreSQL through a relay th
     await database?.drop();
   });
 
-  /** Runs `call`, failing if it takes longer than the bound. */
-  async function bounded<T>(call: () => Promise<T>): Promise<T> {
-    let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`no answer within ${ANSWER_WITHIN_MS} ms`)), ANSWER_WITHIN_MS);
-    });
-    try {
-      return await Promise.race([call(), late]);
-    } finally {
-      clearTimeout(timer);
-    }
-  }
 
   function expectUnavailable(response: GraphQLResponse, what: string): void {
     expect(response.status, what).toBe(503);
@@ -104,17 +92,17 @@ describe.skipIf(!DATABASE_URL)('a database outage (PostgreSQL through a relay th
     await relay.cut();
 
     // A signed-in query (the viewer lookup fails), sign-in and sign-up (their resolvers fail).
-    expectUnavailable(await bounded(() => server.graphql(ME, {}, { token: account.accessToken })), 'me');
-    expectUnavailable(await bounded(() => server.graphql(LOGIN, { input: { identifier: account.user.email, password: account.password } })), 'login');
-    expectUnavailable(await bounded(() => server.graphql(REGISTER, { input: newAccountInput() })), 'register');
+    expectUnavailable(await within(ANSWER_WITHIN_MS, () => server.graphql(ME, {}, { token: account.accessToken }), 'me'), 'me');
+    expectUnavailable(await within(ANSWER_WITHIN_MS, () => server.graphql(LOGIN, { input: { identifier: account.user.email, password: account.password } })), 'login');
+    expectUnavailable(await within(ANSWER_WITHIN_MS, () => server.graphql(REGISTER, { input: newAccountInput() })), 'register');
     // What needs no database still works.
-    const typename = await bounded(() => server.graphql('{ __typename }'));
+    const typename = await within(ANSWER_WITHIN_MS, () => server.graphql('{ __typename }'));
     expect(typename.status).toBe(200);
-    expect((await bounded(() => server.raw('/readyz'))).status).toBe(503);
-    expect((await bounded(() => server.raw('/healthz'))).status).toBe(200);
+    expect((await within(ANSWER_WITHIN_MS, () => server.raw('/readyz'))).status).toBe(503);
+    expect((await within(ANSWER_WITHIN_MS, () => server.raw('/healthz'))).status).toBe(200);
 
     // Forty more refusals add no log line per request.
-    const burst = await Promise.all(Array.from({ length: 40 }, () => bounded(() => server.graphql(ME, {}, { token: account.accessToken }))));
+    const burst = await Promise.all(Array.from({ length: 40 }, () => within(ANSWER_WITHIN_MS, () => server.graphql(ME, {}, { token: account.accessToken }))));
     for (const response of burst) expectUnavailable(response, 'burst');
     const outageLines = server.logs.slice(logLinesBefore).filter((line) => line.level >= 50);
     expect(outageLines.length, JSON.stringify(outageLines.map((line) => line.msg))).toBeLessThanOrEqual(2);
@@ -128,18 +116,6 @@ describe.skipIf(!DATABASE_URL)('a database outage (PostgreSQL through a relay th
   }, 60_000);
 });
 
-/** Runs `call`, failing if it takes longer than `ms`. */
-async function within<T>(ms: number, call: () => Promise<T>, what = 'the call'): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms);
-  });
-  try {
-    return await Promise.race([call(), late]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 /** Log lines at error level or above that are not the outage log's own. */
 function unexpectedErrorLines(lines: Array<Record<string, any>>): string[] {

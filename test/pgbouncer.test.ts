@@ -8,6 +8,7 @@ import { FORGOT_PASSWORD, LOGIN, ME, newAccountInput, REFRESH, REGISTER, RESET_P
 import { createTestDatabase, type TestDatabase } from './support/database.js';
 import { pgBouncerBinary, postgresBinaries, type PrivatePgBouncer, type PrivatePostgres, startPgBouncer, startPrivatePostgres } from './support/private-postgres.js';
 import { build, exitOf, type GraphQLAnswer, killServerProcesses, postGraphQL, type ServerProcess, serverProcessEnv, startServerProcess } from './support/server-process.js';
+import { within } from './support/wait.js';
 import { resetTokenOf, startSmtpServer, type TestSmtpServer } from './support/smtp.js';
 
 // Many PostgreSQL deployments put PgBouncer in transaction pooling mode in front of the server:
@@ -136,18 +137,6 @@ describe.skipIf(!DATABASE_URL || !PGBOUNCER_URL)('two instances behind PgBouncer
 /** "Within 2 s": the longest a request waits for a connection or for one statement, plus room for a loaded machine. */
 const ANSWER_WITHIN_MS = 4000;
 
-/** Runs `call`, failing if it takes longer than {@link ANSWER_WITHIN_MS}. */
-async function answeredPromptly<T>(what: string, call: () => Promise<T>): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ANSWER_WITHIN_MS} ms`)), ANSWER_WITHIN_MS);
-  });
-  try {
-    return await Promise.race([call(), late]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 describe.skipIf(!DATABASE_URL || !postgresBinaries() || !pgBouncerBinary())('PostgreSQL stopped behind PgBouncer (a server and a pooler of the test\'s own)', () => {
   let postgres: PrivatePostgres | undefined;
@@ -180,7 +169,7 @@ describe.skipIf(!DATABASE_URL || !postgresBinaries() || !pgBouncerBinary())('Pos
     ] as const;
     for (let round = 0; round < 2; round += 1) {
       for (const [what, send] of calls) {
-        const answer = await answeredPromptly(what, send);
+        const answer = await within(ANSWER_WITHIN_MS, send, what);
         expect(answer.status, `${what}: ${JSON.stringify(answer.errors)}`).toBe(503);
         expect(answer.errors?.[0]?.extensions?.code, what).toBe('SERVICE_UNAVAILABLE');
       }
@@ -201,7 +190,7 @@ describe.skipIf(!DATABASE_URL || !postgresBinaries() || !pgBouncerBinary())('Pos
     await postgres!.freeze();
     try {
       for (const [what, send] of calls) {
-        const answer = await answeredPromptly(what, send);
+        const answer = await within(ANSWER_WITHIN_MS, send, what);
         expect(answer.status, `${what}: ${JSON.stringify(answer.errors)}`).toBe(503);
         expect(answer.errors?.[0]?.extensions?.code, what).toBe('SERVICE_UNAVAILABLE');
       }

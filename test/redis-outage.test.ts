@@ -7,9 +7,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { processEnv } from '../src/config/config.js';
 import { FORGOT_PASSWORD, LOGIN, newAccountInput, REGISTER } from './support/accounts.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
-import { build, type GraphQLAnswer, killServerProcesses, postGraphQL, type ServerProcess, serverProcessEnv, startServerProcess } from './support/server-process.js';
+import { build, killServerProcesses, postGraphQL, type ServerProcess, serverProcessEnv, startServerProcess } from './support/server-process.js';
 import { unusedPort } from './support/smtp.js';
-import { waitUntil } from './support/wait.js';
+import { waitUntil, within } from './support/wait.js';
 
 // Rate-limit counters in Redis (REDIS_URL), and Redis goes away: a real redis-server the test starts
 // and kills. What needs a counter answers SERVICE_UNAVAILABLE (HTTP 503, retryAfter) until Redis is
@@ -63,17 +63,6 @@ describe.skipIf(!REDIS_SERVER)('a Redis outage with REDIS_URL (a redis-server of
     rmSync(dataDir, { recursive: true, force: true });
   });
 
-  async function promptly(what: string, call: () => Promise<GraphQLAnswer>): Promise<GraphQLAnswer> {
-    let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ANSWER_WITHIN_MS} ms`)), ANSWER_WITHIN_MS);
-    });
-    try {
-      return await Promise.race([call(), late]);
-    } finally {
-      clearTimeout(timer);
-    }
-  }
 
   it('answers SERVICE_UNAVAILABLE (503) with retryAfter, logs it once per interval, prints nothing else, and recovers', async () => {
     const input = newAccountInput();
@@ -89,7 +78,7 @@ describe.skipIf(!REDIS_SERVER)('a Redis outage with REDIS_URL (a redis-server of
       ['register', () => postGraphQL(instance.origin, REGISTER, { input: newAccountInput() })],
       ['forgotPassword', () => postGraphQL(instance.origin, FORGOT_PASSWORD, { input: { identifier: input.email } })],
     ] as const) {
-      const answer = await promptly(what, call);
+      const answer = await within(ANSWER_WITHIN_MS, call, what);
       expect(answer.status, `${what}: ${JSON.stringify(answer.errors)}`).toBe(503);
       expect(answer.errors?.[0]?.extensions?.code, what).toBe('SERVICE_UNAVAILABLE');
       expect(answer.errors?.[0]?.extensions?.retryAfter, what).toEqual(expect.any(Number));

@@ -10,3 +10,16 @@ export async function waitUntil<T>(condition: () => T | Promise<T>, what: string
     await sleep(intervalMs);
   }
 }
+
+/** Runs `call`, failing if it has not answered within `ms` (a bounded wait, never a timing assertion). */
+export async function within<T>(ms: number, call: () => Promise<T>, what = 'the call'): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([call(), late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
