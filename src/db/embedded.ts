@@ -1,4 +1,5 @@
-import { accessSync, constants, mkdirSync, readdirSync } from 'node:fs';
+import { accessSync, constants, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PGlite } from '@electric-sql/pglite';
 import { pg_trgm } from '@electric-sql/pglite/contrib/pg_trgm';
@@ -18,9 +19,18 @@ export interface EmbeddedPostgres {
  */
 const SOCKET_MAX_CONNECTIONS = 8;
 
+/** Only names the socket file; nothing listens on a TCP port. */
+const SOCKET_PORT = 5432;
+
 /**
- * Starts PGlite with its files under `dataDir/pglite` and serves it on 127.0.0.1 on a free port, so
- * the application talks to it through the same `pg` driver as to a real server.
+ * Starts PGlite with its files under `dataDir/pglite` and serves it on a Unix socket, so the
+ * application talks to it through the same `pg` driver as to a real server.
+ *
+ * PGlite answers any user name without a password. On a loopback TCP port every local account (and
+ * anything that can make this host open a connection) could read and change every account; a socket
+ * in a fresh directory only this user may enter (mode 0700) is reachable by this user alone. The
+ * directory sits in the system's temporary folder rather than in `dataDir` because socket paths are
+ * limited to about 100 bytes.
  */
 export async function startEmbeddedPostgres(dataDir: string): Promise<EmbeddedPostgres> {
   const directory = join(dataDir, 'pglite');
@@ -41,18 +51,25 @@ export async function startEmbeddedPostgres(dataDir: string): Promise<EmbeddedPo
   } catch (error) {
     throw cannotOpen(error instanceof Error && error.message ? error.message : String((error as { name?: string })?.name ?? error));
   }
-  const server = new PGLiteSocketServer({ db, host: '127.0.0.1', port: 0, maxConnections: SOCKET_MAX_CONNECTIONS });
+  let socketDirectory: string | undefined;
+  const removeSocketDirectory = () => socketDirectory && rmSync(socketDirectory, { recursive: true, force: true });
+  let server: PGLiteSocketServer;
   try {
+    socketDirectory = mkdtempSync(join(tmpdir(), 'user-server-db-'));
+    // libpq and `pg` look for the socket `.s.PGSQL.<port>` in the directory named as the host.
+    server = new PGLiteSocketServer({ db, path: join(socketDirectory, `.s.PGSQL.${SOCKET_PORT}`), maxConnections: SOCKET_MAX_CONNECTIONS });
     await server.start();
   } catch (error) {
+    removeSocketDirectory();
     await db.close();
     throw error;
   }
   return {
-    clientUrl: `postgresql://postgres@${server.getServerConn()}/postgres`,
+    clientUrl: `postgresql://postgres@${encodeURIComponent(socketDirectory)}:${SOCKET_PORT}/postgres`,
     async stop() {
       await server.stop();
       await db.close();
+      removeSocketDirectory();
     },
   };
 }

@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PROJECT_ROOT } from '../../src/config/paths.js';
 import { LOGIN, START_UP_ADMIN } from '../support/accounts.js';
@@ -54,6 +54,32 @@ async function signIn(server: ServerProcess, identifier: string, password: strin
   return (await response.json()) as { data?: { login?: { user: { id: string; role: string } } }; errors?: Array<{ extensions?: { code?: string } }> };
 }
 
+/**
+ * What process `pid` listens on, read from /proc (Linux): the TCP ports (IPv4 and IPv6) and the
+ * paths of its Unix sockets.
+ */
+function listeningSockets(pid: number): { tcpPorts: number[]; unixPaths: string[] } {
+  const inodes = new Set<string>();
+  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+    try {
+      const target = readlinkSync(`/proc/${pid}/fd/${fd}`);
+      const inode = /^socket:\[(\d+)\]$/.exec(target)?.[1];
+      if (inode) inodes.add(inode);
+    } catch {} // closed meanwhile
+  }
+  const rows = (file: string) => readFileSync(file, 'utf8').trim().split('\n').slice(1).map((line) => line.trim().split(/\s+/));
+  // tcp: sl local_address rem_address st … inode (column 9); st 0A = LISTEN
+  const tcpPorts = ['/proc/net/tcp', '/proc/net/tcp6']
+    .flatMap(rows)
+    .filter((columns) => columns[3] === '0A' && inodes.has(columns[9]))
+    .map((columns) => parseInt(columns[1].split(':')[1], 16));
+  // unix: Num RefCount Protocol Flags Type St Inode Path
+  const unixPaths = rows('/proc/net/unix')
+    .filter((columns) => inodes.has(columns[6]) && columns[7]?.startsWith('/'))
+    .map((columns) => columns[7]);
+  return { tcpPorts: [...new Set(tcpPorts)], unixPaths: [...new Set(unixPaths)] };
+}
+
 beforeAll(async () => {
   await build();
   dataDir = mkdtempSync(join(tmpdir(), 'user-server-lock-'));
@@ -76,6 +102,17 @@ describe('one process at a time on an embedded DATA_DIR', () => {
     expect(run.stderr).not.toMatch(/\n\s+at /); // a message, not a stack trace
     // Nothing was written: the account does not exist for the running server.
     expect((await signIn(server, 'ops', 'a long operator passphrase')).errors?.[0]?.extensions?.code).toBe('UNAUTHENTICATED');
+  });
+
+  // PGlite takes any user name without a password: on a loopback TCP port every local account could
+  // read and rewrite every user (CWE-668). Only this server's HTTP port may listen on TCP.
+  it('serves the embedded database on no TCP port, only on a socket in a folder no other user may enter', async () => {
+    const { tcpPorts, unixPaths } = listeningSockets(server.child.pid!);
+    expect(tcpPorts).toEqual([server.port]);
+    const databaseSockets = unixPaths.filter((path) => /\.s\.PGSQL\.\d+$/.test(path));
+    expect(databaseSockets).toHaveLength(1);
+    expect(statSync(dirname(databaseSockets[0])).mode & 0o077).toBe(0);
+    expect(statSync(dirname(databaseSockets[0])).uid).toBe(process.getuid!());
   });
 
   it('a second server on the same folder refuses to start, naming the first', async () => {
