@@ -10,7 +10,8 @@
  * server when a target is missed; always; never), BCRYPT_COST (default 12, as the server).
  * BENCH_KEEP=1 keeps the temporary folder (logs, profiles). `--no-write` leaves BENCHMARKS.md alone.
  * REDIS_URL (PostgreSQL runs only): also measures the database cost of a login with the rate-limit
- * counters in that Redis.
+ * counters in that Redis. BENCH_ONLY=login-cost (PostgreSQL runs only) measures that cost alone,
+ * printed and not written, for quick comparisons while working on the sign-in path.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
@@ -50,7 +51,8 @@ const RSS_MAX_SECONDS = 90;
 const PROFILE_MODE = process.env.BENCH_PROFILE ?? 'auto';
 const PROFILE_SECONDS = Math.min(6, DURATION);
 const BCRYPT_COST = positive('BCRYPT_COST', 12);
-const WRITE = !process.argv.includes('--no-write');
+const ONLY_LOGIN_COST = process.env.BENCH_ONLY === 'login-cost';
+const WRITE = !process.argv.includes('--no-write') && !ONLY_LOGIN_COST;
 
 const ME_CONNECTIONS = 50;
 const USERS_CONNECTIONS = 10;
@@ -364,6 +366,12 @@ async function main(): Promise<void> {
     ...(database.url ? { DATABASE_URL: database.url } : {}),
   };
 
+  if (ONLY_LOGIN_COST) {
+    if (!database.url) throw new Error('BENCH_ONLY=login-cost needs DATABASE_URL');
+    await measureLoginCosts(database.url, serverEnv, work);
+    return;
+  }
+
   // -- the server under test
   const serverLog = join(work, 'server.log');
   // --expose-gc only lets the bench trigger full collections before reading memory; nothing else calls gc().
@@ -490,12 +498,7 @@ async function main(): Promise<void> {
   await server.stop();
   step('server stopped');
 
-  const loginCost: LoginCost[] = [];
-  if (database.url) {
-    loginCost.push(await measureLoginCost('PostgreSQL', database.url, { ...serverEnv, RATE_LIMIT_SCALE: '1000' }, work));
-    const redisUrl = process.env.REDIS_URL?.trim();
-    if (redisUrl) loginCost.push(await measureLoginCost('Redis', database.url, { ...serverEnv, RATE_LIMIT_SCALE: '1000', REDIS_URL: redisUrl }, work));
-  }
+  const loginCost = database.url ? await measureLoginCosts(database.url, serverEnv, work) : [];
 
   const partial: Omit<BenchRun, 'targets' | 'profiles'> = {
     kind: database.kind,
@@ -556,6 +559,14 @@ async function main(): Promise<void> {
     updateBenchmarksFile(path, run);
     step(`wrote the ${run.kind} section of ${path}`);
   }
+}
+
+/** {@link measureLoginCost} with the counters in PostgreSQL, then (with REDIS_URL) in Redis. */
+async function measureLoginCosts(databaseUrl: string, serverEnv: NodeJS.ProcessEnv, work: string): Promise<LoginCost[]> {
+  const costs = [await measureLoginCost('PostgreSQL', databaseUrl, { ...serverEnv, RATE_LIMIT_SCALE: '1000' }, work)];
+  const redisUrl = process.env.REDIS_URL?.trim();
+  if (redisUrl) costs.push(await measureLoginCost('Redis', databaseUrl, { ...serverEnv, RATE_LIMIT_SCALE: '1000', REDIS_URL: redisUrl }, work));
+  return costs;
 }
 
 /**
