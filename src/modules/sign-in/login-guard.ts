@@ -51,7 +51,8 @@ export type Admission = { user: User | null } & ({ attempt: LoginAttempt } | { r
  *   every attempt before the comparison, and the per-identifier limit, which for an existing
  *   account counts only failures, after the comparison: the backoff already holds parallel guesses
  *   back (the limit is passed by one attempt at most), and a successful sign-in then writes no
- *   counter at all. An identifier naming no account is counted before, by the per-identifier
+ *   counter at all; the first attempt since the account's last success or reset does not even
+ *   read it (a stranger gets one guess past the limit after each reset). An identifier naming no account is counted before, by the per-identifier
  *   limit alone.
  *
  * The per-IP limit applies to everyone before this, in AuthService.
@@ -93,7 +94,12 @@ export class LoginGuard {
     // counts as written.
     const identifierKey = user ? `account:${user.id}` : identifier.trim().toLowerCase().slice(0, 254);
     let identifierFailures: number | null = null;
-    if (user) {
+    if (user && user.failedLoginCount === 1) {
+      // The backoff counted this attempt as the first since the account's last successful sign-in
+      // or reset, so it holds nobody's failures the per-identifier limit would refuse for (the
+      // next attempt, from anyone, reads it): the common sign-in skips the read.
+      identifierFailures = 0;
+    } else if (user) {
       const { counted, refusal } = await this.limits.peek('loginPerIdentifier', identifierKey);
       if (refusal) throw refusal;
       identifierFailures = counted;
