@@ -143,8 +143,29 @@ describe('names: what a person can write, nothing that hides or reorders text', 
     ['a noncharacter', 'Ada\uFFFF'],
     ['an interlinear annotation', '\uFFF9Ada\uFFFAx\uFFFB'],
     ['an Arabic number sign', '\u0600Ada'],
+    // Joiners and variation selectors only where a script or an emoji uses them: anywhere else they
+    // are invisible, and "Ad\u200Dmin" shows as "Admin".
+    ['a zero-width joiner between Latin letters', 'Ad\u200Dmin'],
+    ['a zero-width non-joiner between Latin letters', 'Ad\u200Cmin'],
+    ['a variation selector after a Latin letter', 'Admin\uFE0F'],
+    ['an ideographic variation selector after a Latin letter', 'Admin\u{E0100}'],
+    ['an emoji variation selector after a digit that is no keycap', 'Admin1\uFE0F'],
+    ['a zero-width joiner between a letter and an emoji', 'Ana\u200D👩'],
+    ['a zero-width non-joiner between emoji', '👩\u200C💻'],
+    ['a zero-width non-joiner between Arabic and Latin letters', 'می\u200Cmin'],
+    ['a zero-width joiner between a Devanagari and a Latin letter', 'क्\u200DA'],
+    // Zalgo: combining marks stacked on one letter (Unicode TR #39, 5.4).
+    ['eight acute accents on one letter', `A${'\u0301'.repeat(8)}dmin`],
+    ['70 different combining marks on one letter', `A${Array.from({ length: 70 }, (_, i) => String.fromCodePoint(0x300 + i)).join('')}da`],
+    ['five different combining marks on one letter', 'A\u0300\u0301\u0302\u0303\u0304da'],
+    ['one combining mark twice on a letter, which can show as once', 'A\u0301\u0301dmin'],
   ])('refuses %s', async (_name, firstName) => {
     expectBadInput(await updateName(firstName), 'firstName');
+  });
+
+  it('refuses a hidden joiner in lastName on lastName', async () => {
+    const account = await registerAccount();
+    expectBadInput(await call(UPDATE_ME, { input: { lastName: 'Ad\u200Dmin' } }, account.accessToken), 'lastName');
   });
 
   it.each([
@@ -154,6 +175,24 @@ describe('names: what a person can write, nothing that hides or reorders text', 
     ['a Persian word with a zero-width non-joiner', 'می‌خواهم'],
     ['accents, composed or not', 'Zoe\u0308 Éowyn'],
     ['right-to-left script', 'עדה'],
+    ['an emoji ZWJ sequence before a name', '👩\u200D💻 Ana'],
+    ['an emoji ZWJ sequence with a skin tone', '👩🏽\u200D💻'],
+    ['the rainbow flag (variation selector, then ZWJ)', '🏳\uFE0F\u200D🌈'],
+    ['a keycap emoji', '1\uFE0F\u20E3'],
+    ['a Persian surname with a zero-width non-joiner', 'حسن\u200Cزاده'],
+    ['a Hindi name with ZWJ (half form of क)', 'लक्\u200Dष्मी'],
+    ['a Hindi name with ZWNJ (visible virama)', 'लक्\u200Cष्मी'],
+    ['a Sinhala name with ZWJ (ශ්‍රී)', 'ශ්\u200Dරී'],
+    ['a Bengali name with ZWJ (র‍্য)', 'র\u200D্যাচেল'],
+    ['a Malayalam name ending in a chillu written with ZWJ', 'ഉണ്ണികൃഷ്ണന്\u200D'],
+    ['a Vietnamese name, composed', 'Nguyễn Thị Ánh Tuyết'],
+    ['a Vietnamese name, decomposed', 'Nguye\u0302\u0303n'],
+    ['Hindi names with a nukta and vowel signs', 'ज़ीनत हिमांशु'],
+    ['a Thai name with vowel and tone marks', 'สมศักดิ์ กิ๊ฟ'],
+    ['a Hebrew name with niqqud', 'יְהוֹשֻׁעַ שְׁלֹמֹה'],
+    ['an Arabic name with harakat', 'مُحَمَّد'],
+    ['a Burmese name', 'ကျော် မြို့'],
+    ['a CJK ideograph with an ideographic variation selector', '辻\u{E0100}'],
   ])('accepts %s, stored as sent (NFC)', async (_name, firstName) => {
     const response = await updateName(firstName);
     expect(response.errors, JSON.stringify(response.errors)).toBeUndefined();
