@@ -51,7 +51,8 @@ export function contextUnavailableError(cause: unknown): GraphQLError {
 }
 /** The one production answer to a document or variables that do not fit the schema. */
 export const INVALID_OPERATION = 'The request is not a valid operation for this API.';
-const INTROSPECTION_DISABLED = 'Introspection is disabled.';
+/** The production answer to a document that asks for `__schema` or `__type`. */
+export const INTROSPECTION_DISABLED = 'Introspection is disabled.';
 
 /**
  * Whether an error is, or was caused by, a stack overflow: a resource failure of the server, never

@@ -24,9 +24,16 @@ beforeAll(async () => {
 afterAll(() => server?.stop());
 
 /** The whole answer a client sees, but for the request id: status and body, byte for byte. */
-async function answer(query: string, variables?: Record<string, unknown>, token?: string): Promise<{ status: number; body: string }> {
-  const response: RawResponse = await server.postJson(JSON.stringify({ query, variables }), token ? { authorization: `Bearer ${token}` } : {});
+async function answer(query: string, variables?: Record<string, unknown>, token?: string, operationName?: string): Promise<{ status: number; body: string }> {
+  const response: RawResponse = await server.postJson(JSON.stringify({ query, variables, operationName }), token ? { authorization: `Bearer ${token}` } : {});
   return { status: response.status, body: response.text };
+}
+
+/** The same over GET (with the header that passes CSRF prevention), and the `Allow` header a 405 would carry. */
+async function answerOverGet(query: string, token?: string): Promise<{ status: number; allow: string | null; body: string }> {
+  const headers: Record<string, string> = { 'x-requested-with': 'fetch', ...(token ? { authorization: `Bearer ${token}` } : {}) };
+  const response = await server.raw(`/graphql?query=${encodeURIComponent(query)}`, { headers });
+  return { status: response.status, allow: response.headers.get('allow'), body: response.text };
 }
 
 /** A genuine token of the same account and device session as `accessToken`, expired a minute ago. */
@@ -70,6 +77,64 @@ describe('a clairvoyance-style probe in production', () => {
       expect(JSON.parse(a.body)).toEqual({ errors: [{ message: INVALID_OPERATION, extensions: { code: 'BAD_USER_INPUT' } }] });
     });
   }
+
+  // Validation covers every operation in a document, not only the one that runs: an admin-only
+  // operation sent next to a harmless one must not pass validation for real names and fail it for
+  // made-up ones while the harmless one is selected (or none is).
+  const MULTI_OPERATION_PROBES: Array<[string, string, string, string | undefined]> = [
+    ['an enum value in an admin-only query not selected', 'query A { users(filter: { role: ADMIN }) { totalCount } } query B { __typename }', 'query A { users(filter: { role: ADMINZ }) { totalCount } } query B { __typename }', 'B'],
+    ['an input type in an admin-only mutation not selected', 'mutation A($i: CreateUserInput!) { createUser(input: $i) { id } } query B { __typename }', 'mutation A($i: CreateUserInputz!) { createUser(input: $i) { id } } query B { __typename }', 'B'],
+    ['a field of an admin-only type in a query not selected', 'query A { auditEvents { edges { node { type actorId ip } } } } query B { __typename }', 'query A { auditEvents { edges { node { type actorIdz ip } } } } query B { __typename }', 'B'],
+    ['an admin-only field in a fragment of a query not selected', 'query A { ...F } query B { __typename } fragment F on Query { users(filter: { role: ADMIN }) { totalCount } }', 'query A { ...F } query B { __typename } fragment F on Query { users(filter: { role: ADMINZ }) { totalCount } }', 'B'],
+    ['an admin-only field in a document with no operation selected', 'query A { users { totalCount } } query B { __typename }', 'query A { userz { totalCount } } query B { __typename }', undefined],
+  ];
+
+  // Apollo refuses introspection by a validation rule: next to a real name it is the only error,
+  // next to a made-up one it is one of two, unless every validation failure is one answer.
+  const hundredUnknown = Array.from({ length: 99 }, (_, index) => `z${index}`).join(' ');
+  const INTROSPECTION_PROBES: Array<[string, string, string]> = [
+    ['an admin-only field next to __type', '{ __type(name: "X") { name } users { totalCount } }', '{ __type(name: "X") { name } userz { totalCount } }'],
+    ['an enum value next to __type', '{ __type(name: "X") { name } users(filter: { role: ADMIN }) { totalCount } }', '{ __type(name: "X") { name } users(filter: { role: ADMINZ }) { totalCount } }'],
+    ['an admin-only field in a fragment next to __schema', '{ __schema { queryType { name } } ...F } fragment F on Query { auditEvents { totalCount } }', '{ __schema { queryType { name } } ...F } fragment F on Query { auditEventz { totalCount } }'],
+    ['an admin-only field next to __type, beyond the 100-error cap of validation', `{ ${hundredUnknown} users { totalCount } __type(name: "X") { name } }`, `{ ${hundredUnknown} userz { totalCount } __type(name: "X") { name } }`],
+  ];
+
+  for (const [caller, token] of [
+    ['without a token', () => undefined],
+    ['as a USER', () => user.accessToken],
+  ] as const) {
+    it.each(MULTI_OPERATION_PROBES)(`${caller}: %s gets the same answer as a name that does not exist`, async (_name, real, madeUp, operationName) => {
+      const [a, b] = [await answer(real, undefined, token(), operationName), await answer(madeUp, undefined, token(), operationName)];
+      expect(a).toEqual(b);
+      expect(a.status).toBe(400);
+      expect(JSON.parse(a.body)).toEqual({ errors: [{ message: INVALID_OPERATION, extensions: { code: 'BAD_USER_INPUT' } }] });
+    });
+
+    it.each(INTROSPECTION_PROBES)(`${caller}: %s gets one refusal, the same as for a name that does not exist`, async (_name, real, madeUp) => {
+      const [a, b] = [await answer(real, undefined, token()), await answer(madeUp, undefined, token())];
+      expect(a).toEqual(b);
+      expect(a.status).toBe(400);
+      expect(JSON.parse(a.body)).toEqual({ errors: [{ message: 'Introspection is disabled.', extensions: { code: 'BAD_USER_INPUT' } }] });
+    });
+
+    it(`${caller}: an admin-only mutation over GET gets the same answer as a name that does not exist`, async () => {
+      // Apollo refuses a mutation over GET (405) before any plugin sees the operation.
+      const [a, b] = [await answerOverGet('mutation { deleteUser(id: "x") }', token()), await answerOverGet('mutation { deleteUzer(id: "x") }', token())];
+      expect(a).toEqual(b);
+      expect(a.status).toBe(400);
+      expect(a.allow).toBeNull();
+      expect(JSON.parse(a.body)).toEqual({ errors: [{ message: INVALID_OPERATION, extensions: { code: 'BAD_USER_INPUT' } }] });
+    });
+  }
+
+  it('lets an admin run the harmless operation of a document that also holds an admin-only one, and refuses them a mutation over GET as usual (control)', async () => {
+    const response = await answer('query A { users(filter: { role: ADMIN }) { totalCount } } query B { __typename }', undefined, adminToken, 'B');
+    expect(response.status).toBe(200);
+    expect(JSON.parse(response.body)).toEqual({ data: { __typename: 'Query' } });
+    const overGet = await answerOverGet('mutation { deleteUser(id: "x") }', adminToken);
+    expect(overGet.status).toBe(405);
+    expect(overGet.allow).toBe('POST');
+  });
 
   it('tells an admin the truth (control: the probes above are real fields)', async () => {
     const response = await answer('{ users(first: 1) { totalCount } }', undefined, adminToken);
