@@ -94,7 +94,7 @@ export async function createServices(config: Config, orm: MikroORM, logger: Logg
   const dispatcher = new WebhookDispatcher(orm, destinations, webhookSecrets, logger.child({ component: 'webhooks' }), outages, workers.webhooks ?? DEFAULT_WEBHOOK_OPTIONS);
   const limits = RateLimits.create(config, orm, logger.child({ component: 'rate-limits' }));
   const backoff = new LoginBackoff();
-  const totp = new TotpAuthenticator(new SecretBox(keys.totpSecrets), new URL(config.appUrl).host);
+  const totp = new TotpAuthenticator(new SecretBox(keys.totpSecrets), new URL(config.appUrl).hostname);
   const recoveryCodes = new RecoveryCodes(keys.recoveryCodes);
   const secondFactor = new SecondFactor(totp, recoveryCodes, audit, limits);
   const reauthentication = new Reauthentication(backoff, passwords, secondFactor);
