@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { auditEventsOf, LOGIN, ME, registerAccount, type SignedInAccount, START_UP_ADMIN, startUpAdminToken } from './support/accounts.js';
+import { auditEventsOf, CHANGE_PASSWORD, LOGIN, ME, registerAccount, type SignedInAccount, START_UP_ADMIN, startUpAdminToken } from './support/accounts.js';
 import {
   Authenticator,
   CONFIRM_TOTP,
@@ -247,6 +247,22 @@ describe('operations that ask for a code where MFA is on', () => {
     const account = await enableMfa(server, await registerAccount(server));
     const missing = await server.graphql(REQUEST_EMAIL_CHANGE, { newEmail: `moved-${account.user.username}@example.com`, password: account.password }, { token: account.accessToken });
     expect(errorField(missing)).toBe('code');
+  });
+
+  // With a stolen session and the password alone, changePassword would end the owner's other
+  // sessions and take the password away from them: where MFA is on, it asks for a code too.
+  it('changePassword refuses a missing or wrong code, and changes the password with password and code', async () => {
+    const account = await enableMfa(server, await registerAccount(server));
+    const auth = { token: account.accessToken };
+    const input = (code?: string) => ({ input: { currentPassword: account.password, newPassword: 'a brand new passphrase 5', ...(code === undefined ? {} : { code }) } });
+    const missing = await server.graphql(CHANGE_PASSWORD, input(), auth);
+    expect(errorCode(missing)).toBe('BAD_USER_INPUT');
+    expect(errorField(missing)).toBe('code');
+    expect(errorField(await server.graphql(CHANGE_PASSWORD, input('000000'), auth))).toBe('code');
+    expect((await server.graphql(LOGIN, { input: { identifier: account.user.email, password: account.password } })).errors?.[0].extensions?.code).toBe('MFA_REQUIRED');
+    const changed = await server.graphql(CHANGE_PASSWORD, input(await account.authenticator.next()), auth);
+    expect(changed.data?.changePassword).toBe(true);
+    expect((await server.graphql(LOGIN, { input: { identifier: account.user.email, password: 'a brand new passphrase 5' } })).errors?.[0].extensions?.code).toBe('MFA_REQUIRED');
   });
 
   it('regenerateRecoveryCodes replaces the codes: the old ones stop working, the new ones work', async () => {

@@ -1,5 +1,5 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
-import { BadUserInputError, UnauthenticatedError, UnauthenticatedReason } from '../../errors.js';
+import { BadUserInputError } from '../../errors.js';
 import type { MailOutbox } from '../../mail/outbox.js';
 import type { RateLimits } from '../../rate-limits.js';
 import type { AuditService } from '../audit/audit.service.js';
@@ -9,10 +9,9 @@ import { MAILBOX_PURPOSES, OneTimeTokenPurpose } from '../one-time-tokens/one-ti
 import type { OneTimeTokenService } from '../one-time-tokens/one-time-token.service.js';
 import type { RequestMeta } from '../sessions/request-meta.js';
 import { SessionEndReason } from '../sessions/session.entity.js';
-import type { SessionService } from '../sessions/session.service.js';
+import { type SessionService, withLiveViewer } from '../sessions/session.service.js';
 import type { Viewer } from '../sign-in/auth.service.js';
 import type { Reauthentication } from '../sign-in/reauthentication.js';
-import { withLockedAccount } from '../users/account-lock.js';
 import { User } from '../users/user.entity.js';
 import { normalizeEmail } from '../users/user.rules.js';
 import { translatingConflicts, type UserService } from '../users/user.service.js';
@@ -52,14 +51,12 @@ export class EmailChangeService {
     const available = () => this.deps.users.assertEmailAvailable(em, email, 'newEmail', viewer.user.id);
     await this.deps.reauthentication.confirm(em, viewer, { password, passwordField: 'password', code, beforeCode: available }, meta);
     await this.deps.limits.consume('mailRequestsPerIdentifier', `email-change:${viewer.user.id}`);
-    const done = await withLockedAccount(em, viewer.user.id, async (account) => {
+    await withLiveViewer(em, viewer, async (account) => {
       const secret = await this.deps.tokens.issue(account.em, account.user, OneTimeTokenPurpose.EMAIL_CHANGE, email);
       this.deps.outbox.enqueue(account.em, email, { name: 'email-change-code', code: secret });
       await this.deps.notices.send(account.em, account.user, { name: 'email-change-requested', newEmail: email });
       this.deps.audit.record(account.em, AuditEventType.EMAIL_CHANGE_REQUESTED, { userId: account.user.id, actorId: account.user.id }, meta);
-      return true;
     });
-    if (!done) throw UnauthenticatedError.because(UnauthenticatedReason.SESSION_ENDED);
     return true;
   }
 
@@ -72,7 +69,7 @@ export class EmailChangeService {
     await this.deps.limits.consume('codeAttemptsPerIp', meta.ip);
     await this.deps.limits.consume('codeAttemptsPerAccount', viewer.user.id);
     // A wrong try commits (it is counted); a CONFLICT rolls the whole change back, code included.
-    const changed = await withLockedAccount(em, viewer.user.id, async (account) => {
+    const changed = await withLiveViewer(em, viewer, async (account) => {
       const { user } = account;
       const matched = await this.deps.tokens.attempt(account.em, OneTimeTokenPurpose.EMAIL_CHANGE, user.id, code.trim());
       if (!matched?.target) return 'wrong code';
@@ -86,10 +83,10 @@ export class EmailChangeService {
       await this.deps.notices.send(account.em, user, { name: 'email-changed', newEmail: email }, oldEmail);
       this.deps.audit.record(account.em, AuditEventType.EMAIL_CHANGED, { userId: user.id, actorId: user.id }, meta);
       const fresh = await account.em.findOneOrFail(User, { id: user.id }, { refresh: true });
-      await this.deps.users.announce(account.em, 'user.updated', fresh);
+      // An address confirmed by a code is verified: an account that was not says so too.
+      await this.deps.users.announce(account.em, user.emailVerifiedAt ? 'user.updated' : ['user.updated', 'user.email_verified'], fresh);
       return userView(fresh);
     });
-    if (changed === null) throw UnauthenticatedError.because(UnauthenticatedReason.SESSION_ENDED);
     if (changed === 'wrong code') throw new BadUserInputError(INVALID_CODE, 'code');
     return changed;
   }

@@ -36,10 +36,15 @@ export const INVALID_LOCKDOWN_TOKEN = 'This link is invalid, was used already or
 /**
  * "This wasn't me": the owner of a hijacked account takes it back with the link of any security
  * notice from the last 7 days (the link's lifetime). One transaction under the account's lock:
- * every session ends; the address the account had 7 days ago comes back if it was replaced; an MFA
- * enrollment of the last 7 days is turned off; sign-in is refused until a password reset; every
- * other pending link and code dies, except the lockdown links mailed to the address kept; and a
- * reset link goes to that address.
+ * every session ends; the address the followed link was mailed to comes back if an email change
+ * has replaced it; an MFA enrollment of the last 7 days is turned off; sign-in is refused until a
+ * password reset; every other pending link and code dies, and so do the lockdown links of every
+ * address the account had after that one; and a reset link goes to the address kept.
+ *
+ * So each address the account had in the last 7 days can take it back to itself, and an earlier
+ * address overrides a later one, never the reverse: a hijacker who moved the account on (A → B → C)
+ * gets nothing from the links mailed to B or C that the owner's link from A does not undo for good,
+ * and an owner who moved from A to B on purpose, then was hijacked to C, gets B back with B's link.
  */
 export class LockdownService {
   constructor(private readonly deps: LockdownDependencies) {}
@@ -52,7 +57,7 @@ export class LockdownService {
       ? await withLockedAccount(em, ownerId, async (account) => {
           const link = await this.deps.tokens.consume(account.em, OneTimeTokenPurpose.LOCKDOWN, token);
           if (link?.userId !== ownerId) return false;
-          await this.lockDown(account, meta);
+          await this.lockDown(account, link.target ?? account.user.email, meta);
           return true;
         })
       : null;
@@ -60,22 +65,23 @@ export class LockdownService {
     return true;
   }
 
-  private async lockDown(account: LockedAccount, meta: RequestMeta): Promise<void> {
+  /** Locks the account down for the holder of a link mailed to `linkAddress`. */
+  private async lockDown(account: LockedAccount, linkAddress: string, meta: RequestMeta): Promise<void> {
     const { em, user } = account;
-    const restored = await this.restorableEmail(account);
+    const restored = await this.restorableEmail(account, linkAddress);
     const address = restored ?? user.email;
-    // Every pending link and code dies. So does every lockdown link mailed anywhere but the address
-    // the account keeps, spent ones included: a hijacker's own notices must neither lock the account
-    // again once its owner has reset the password, nor later count as an address the account had
-    // (restorableEmail), nor cancel the owner's links (which keep the address reserved).
+    // Every pending link and code dies. So does every lockdown link mailed to an address the account
+    // had after the link's, spent ones included: a hijacker's later addresses must neither lock the
+    // account again once its owner has reset the password, nor take it back to themselves. The
+    // links of the link's own address and of earlier ones stay (they keep those addresses reserved).
     await this.deps.tokens.voidAll(em, user.id, Object.values(OneTimeTokenPurpose).filter((purpose) => purpose !== OneTimeTokenPurpose.LOCKDOWN));
-    await this.deps.tokens.forgetAllBut(em, user.id, OneTimeTokenPurpose.LOCKDOWN, address);
+    await this.deps.tokens.forgetTargetsAfter(em, user.id, OneTimeTokenPurpose.LOCKDOWN, linkAddress);
     // Any enrollment of the last 7 days, whenever the link was mailed: a hijacker who turned MFA on
-    // before changing the address must not keep the account behind their authenticator.
-    if (user.mfaEnabledAt && user.mfaEnabledAt.getTime() > Date.now() - LOCKDOWN_WINDOW_MS) {
-      await this.deps.mfa.turnOff(account);
-      this.deps.audit.record(em, AuditEventType.MFA_DISABLED, { userId: user.id }, meta);
-    }
+    // before changing the address must not keep the account behind their authenticator. A started,
+    // unconfirmed enrollment goes too, so it cannot be confirmed afterwards.
+    const recentEnrollment = user.mfaEnabledAt !== null && user.mfaEnabledAt.getTime() > Date.now() - LOCKDOWN_WINDOW_MS;
+    if (recentEnrollment || (user.totpSecret !== null && user.mfaEnabledAt === null)) await this.deps.mfa.turnOff(account);
+    if (recentEnrollment) this.deps.audit.record(em, AuditEventType.MFA_DISABLED, { userId: user.id }, meta);
     const now = new Date();
     // Sign-in waits for a password reset (the backoff's "reset required" state), and device tokens
     // issued before (a hijacker's devices skip the backoff) are disowned with the credentials.
@@ -94,21 +100,21 @@ export class LockdownService {
       this.deps.outbox.enqueue(em, address, { name: 'account-locked', token: resetToken });
     }
     this.deps.audit.record(em, AuditEventType.ACCOUNT_LOCKED, { userId: user.id }, meta);
-    // Mirrors that follow only user.updated learn of the restored address too.
-    await this.deps.users.announce(em, restored ? ['user.locked', 'user.updated'] : 'user.locked', user.id);
+    // Mirrors that follow only user.updated learn of the restored address too, and a restored
+    // address counts as verified (its owner followed a link mailed to it).
+    const verified = restored && !user.emailVerifiedAt ? (['user.email_verified'] as const) : [];
+    await this.deps.users.announce(em, restored ? ['user.locked', 'user.updated', ...verified] : 'user.locked', user.id);
   }
 
   /**
-   * The address the account had 7 days ago (the first one a security notice went to since), when an
-   * email change has replaced it: it comes back, whichever notice's link was followed — the
-   * hijacker's own link restores the owner's address too. `null` when no address was replaced, or
-   * when another account holds it now despite the reservation (see UserService.isEmailAvailable) —
-   * then the account is still locked, at its current address.
+   * The address the followed link was mailed to, when an email change has replaced it since: it
+   * comes back. `null` when it is the account's address now, or when another account holds it
+   * despite the reservation (see UserService.isEmailAvailable) — then the account is still locked,
+   * at its current address.
    */
-  private async restorableEmail(account: LockedAccount): Promise<string | null> {
+  private async restorableEmail(account: LockedAccount, original: string): Promise<string | null> {
     const { user } = account;
-    const original = await this.deps.tokens.oldestTarget(account.em, user.id, OneTimeTokenPurpose.LOCKDOWN);
-    if (!original || original === user.email) return null;
+    if (original === user.email) return null;
     if (await this.deps.users.isEmailAvailable(account.em, original, user.id)) return original;
     this.deps.logger.warn({ userId: user.id }, 'lockdown could not restore the previous email address: another account holds it');
     return null;

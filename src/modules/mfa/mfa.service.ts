@@ -1,5 +1,5 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
-import { BadUserInputError, NotFoundError, UnauthenticatedError, UnauthenticatedReason } from '../../errors.js';
+import { BadUserInputError, NotFoundError } from '../../errors.js';
 import type { RateLimits } from '../../rate-limits.js';
 import type { AuditService } from '../audit/audit.service.js';
 import { AuditEventType } from '../audit/audit-event.entity.js';
@@ -7,6 +7,7 @@ import type { SecurityNotices } from '../lockdown/security-notices.js';
 import { OneTimeTokenPurpose } from '../one-time-tokens/one-time-token.entity.js';
 import type { OneTimeTokenService } from '../one-time-tokens/one-time-token.service.js';
 import type { RequestMeta } from '../sessions/request-meta.js';
+import { withLiveViewer } from '../sessions/session.service.js';
 import type { Viewer } from '../sign-in/auth.service.js';
 import type { Reauthentication } from '../sign-in/reauthentication.js';
 import { type LockedAccount, withLockedAccount } from '../users/account-lock.js';
@@ -59,7 +60,7 @@ export class MfaService {
   async confirmEnrollment(em: EntityManager, viewer: Viewer, code: string, meta: RequestMeta): Promise<string[]> {
     await this.deps.limits.consume('codeAttemptsPerIp', meta.ip);
     await this.deps.limits.consume('codeAttemptsPerAccount', viewer.user.id);
-    const outcome = await withLockedAccount(em, viewer.user.id, async (account) => {
+    const outcome = await withLiveViewer(em, viewer, async (account) => {
       const { user } = account;
       if (!user.totpSecret || user.mfaEnabledAt) return NO_ENROLLMENT;
       const step = this.deps.totp.matchingStep(user.totpSecret, code.replace(/\s/g, ''));
@@ -71,7 +72,6 @@ export class MfaService {
       await this.deps.notices.send(account.em, user, { name: 'mfa-enabled' });
       return codes;
     });
-    if (outcome === null) throw UnauthenticatedError.because(UnauthenticatedReason.SESSION_ENDED);
     if (typeof outcome === 'string') throw new BadUserInputError(outcome, 'code');
     viewer.user.mfaEnabledAt = new Date();
     return outcome;
@@ -81,7 +81,7 @@ export class MfaService {
   async disable(em: EntityManager, viewer: Viewer, password: string, code: string, meta: RequestMeta): Promise<true> {
     this.assertOn(viewer);
     await this.deps.reauthentication.confirm(em, viewer, { password, passwordField: 'password', code }, meta);
-    await withLockedAccount(em, viewer.user.id, (account) => this.turnOffAndNotify(account, viewer.user.id, meta));
+    await withLiveViewer(em, viewer, (account) => this.turnOffAndNotify(account, viewer.user.id, meta));
     viewer.user.mfaEnabledAt = null;
     return true;
   }
@@ -90,7 +90,7 @@ export class MfaService {
   async regenerateRecoveryCodes(em: EntityManager, viewer: Viewer, password: string, code: string, meta: RequestMeta): Promise<string[]> {
     this.assertOn(viewer);
     await this.deps.reauthentication.confirm(em, viewer, { password, passwordField: 'password', code }, meta);
-    const codes = await withLockedAccount(em, viewer.user.id, async (account) => {
+    const codes = await withLiveViewer(em, viewer, async (account) => {
       if (!account.user.mfaEnabledAt) return null;
       const fresh = await this.deps.recoveryCodes.replace(account.em, account.user);
       this.deps.audit.record(account.em, AuditEventType.MFA_RECOVERY_CODES_REGENERATED, { userId: account.user.id, actorId: account.user.id }, meta);

@@ -85,11 +85,22 @@ export class OneTimeTokenService {
   }
 
   /**
-   * Forgets every token of `purpose` the user holds, used or not, but those issued for `keepTarget`:
-   * neither they nor the record that they were issued (see {@link oldestTarget}) remain.
+   * Forgets every token of `purpose` the user holds, used or not, that was issued for a target first
+   * seen after `target` (and any without a target): neither they nor the record that they were
+   * issued remain, while the tokens of `target` and of the targets before it stay.
    */
-  async forgetAllBut(em: EntityManager, userId: string, purpose: OneTimeTokenPurpose, keepTarget: string): Promise<void> {
-    await em.nativeDelete(OneTimeToken, { user: userId, purpose, $or: [{ target: null }, { target: { $ne: keepTarget } }] });
+  async forgetTargetsAfter(em: EntityManager, userId: string, purpose: OneTimeTokenPurpose, target: string): Promise<void> {
+    await em.getConnection().execute(
+      `delete from "one_time_tokens"
+        where "user_id" = ? and "purpose" = ?
+          and ("target" is null or "target" in (
+            select "target" from "one_time_tokens" where "user_id" = ? and "purpose" = ? and "target" is not null
+             group by "target"
+            having min("created_at") > (select min("created_at") from "one_time_tokens" where "user_id" = ? and "purpose" = ? and "target" = ?)))`,
+      [userId, purpose, userId, purpose, userId, purpose, target],
+      'run',
+      em.getTransactionContext(),
+    );
   }
 
   /**
@@ -106,20 +117,6 @@ export class OneTimeTokenService {
       em.getTransactionContext(),
     );
     return held.length > 0;
-  }
-
-  /**
-   * The target of the user's oldest token of `purpose` issued within its lifetime, used or not
-   * (for lockdown links: the first address a security notice went to in the last 7 days).
-   */
-  async oldestTarget(em: EntityManager, userId: string, purpose: OneTimeTokenPurpose): Promise<string | null> {
-    const since = new Date(Date.now() - TOKEN_KINDS[purpose].ttlMs);
-    const oldest = await em.findOne(
-      OneTimeToken,
-      { user: userId, purpose, target: { $ne: null }, createdAt: { $gt: since } },
-      { orderBy: { createdAt: 'asc' }, fields: ['target'] },
-    );
-    return oldest?.target ?? null;
   }
 
   /**

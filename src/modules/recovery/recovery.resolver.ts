@@ -43,6 +43,6 @@ export class RecoveryResolver {
     @Arg('input', () => ChangePasswordInput, { description: 'The current and the new password.' }) input: ChangePasswordInput,
     @Ctx() ctx: AppContext,
   ): Promise<boolean> {
-    return ctx.services.recovery.changePassword(ctx.em, requireViewer(ctx), input.currentPassword, input.newPassword, ctx.meta);
+    return ctx.services.recovery.changePassword(ctx.em, requireViewer(ctx), input.currentPassword, input.newPassword, input.code ?? null, ctx.meta);
   }
 }

@@ -1,6 +1,6 @@
 import { LockMode } from '@mikro-orm/core';
 import type { EntityManager } from '@mikro-orm/postgresql';
-import { BadUserInputError, UnauthenticatedError, UnauthenticatedReason } from '../../errors.js';
+import { BadUserInputError } from '../../errors.js';
 import type { MailOutbox } from '../../mail/outbox.js';
 import type { RateLimits } from '../../rate-limits.js';
 import type { AuditService } from '../audit/audit.service.js';
@@ -17,7 +17,7 @@ import type { PasswordHasher } from '../passwords/password.js';
 import { checkNewPassword } from '../passwords/password-policy.js';
 import { type RequestMeta, storedUserAgent } from '../sessions/request-meta.js';
 import { SessionEndReason } from '../sessions/session.entity.js';
-import type { SessionService } from '../sessions/session.service.js';
+import { type SessionService, withLiveViewer } from '../sessions/session.service.js';
 
 /** One message for unknown, expired, used and voided reset tokens. */
 export const INVALID_RESET_TOKEN = 'This password reset link is invalid or has expired. Ask for a new one.';
@@ -122,24 +122,24 @@ export class RecoveryService {
   }
 
   /**
-   * Changes the signed-in user's password after checking the current one; every other session
-   * ends, the calling one stays, and a notice is mailed.
+   * Changes the signed-in user's password after checking the current one (and, where MFA is on, a
+   * code: with a stolen session and the password alone, a hijacker could otherwise end every other
+   * session and lock the owner out); every other session ends, the calling one stays, and a notice
+   * is mailed.
    */
-  async changePassword(em: EntityManager, viewer: Viewer, currentPassword: string, newPassword: string, meta: RequestMeta): Promise<true> {
+  async changePassword(em: EntityManager, viewer: Viewer, currentPassword: string, newPassword: string, code: string | null, meta: RequestMeta): Promise<true> {
     const { user } = viewer;
-    await this.reauthentication.confirm(em, viewer, { password: currentPassword, passwordField: 'currentPassword' }, meta);
+    await this.reauthentication.confirm(em, viewer, { password: currentPassword, passwordField: 'currentPassword', code }, meta);
     const password = checkNewPassword(newPassword, user, 'newPassword');
     if (await this.passwords.verify(password, viewer.passwordHash)) {
       throw new BadUserInputError('The new password must be different from the current one.', 'newPassword');
     }
     const passwordHash = await this.passwords.hash(password);
     const now = new Date();
-    const changed = await withLockedAccount(em, user.id, async (account) => {
+    const changed = await withLiveViewer(em, viewer, async (account) => {
       // Checked against the credentials read with the request: a reset or change since then wins.
-      // Either it ended this session too, or (a second submit of one form) this very session made it.
-      if (account.user.credentialsVersion !== viewer.credentialsVersion) {
-        return (await this.sessions.isLive(account, viewer.session.family)) ? 'changed meanwhile' : 'session ended';
-      }
+      // It ended this session too (SESSION_ENDED), or (a second submit of one form) this very session made it.
+      if (account.user.credentialsVersion !== viewer.credentialsVersion) return 'changed meanwhile';
       await account.em.nativeUpdate(User, { id: user.id }, { passwordHash, credentialsVersion: account.user.credentialsVersion + 1, updatedAt: now });
       await this.sessions.endAllOf(account, SessionEndReason.PASSWORD_CHANGED, viewer.session.family);
       this.audit.record(account.em, AuditEventType.PASSWORD_CHANGED, { userId: user.id, actorId: user.id }, meta);
@@ -148,7 +148,6 @@ export class RecoveryService {
       await this.notices.send(account.em, account.user, { name: 'password-changed' });
       return true;
     });
-    if (changed === 'session ended') throw UnauthenticatedError.because(UnauthenticatedReason.SESSION_ENDED);
     if (changed === 'changed meanwhile') throw new BadUserInputError('The password was changed by another request just now. Use the new password.', 'currentPassword');
     viewer.passwordHash = passwordHash;
     viewer.credentialsVersion += 1;

@@ -1,7 +1,8 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { isUuid } from '../../db/base.entity.js';
 import { pooledQuery } from '../../db/pooled-query.js';
-import type { LockedAccount } from '../users/account-lock.js';
+import { UnauthenticatedError, UnauthenticatedReason } from '../../errors.js';
+import { type LockedAccount, lockAccount } from '../users/account-lock.js';
 import { User } from '../users/user.entity.js';
 import { type UserView, userView } from '../users/user.view.js';
 import type { AuditRow } from '../audit/audit.service.js';
@@ -215,9 +216,8 @@ export class SessionService {
   }
 
   /** Whether the account's device session `family` still has a live row. */
-  async isLive(account: LockedAccount, family: string): Promise<boolean> {
-    const live = await account.em.count(Session, { family, user: account.user.id, revokedAt: null, expiresAt: { $gt: new Date() } });
-    return live > 0;
+  isLive(account: LockedAccount, family: string): Promise<boolean> {
+    return isLiveFamily(account, family);
   }
 
   /** A new row (refresh token) in the family of `predecessor`, on the same device. */
@@ -300,4 +300,27 @@ export class SessionService {
       credentialsVersion: user.credentialsVersion,
     };
   }
+}
+
+/** Whether the locked account's device session `family` still has a live row. */
+async function isLiveFamily(account: LockedAccount, family: string): Promise<boolean> {
+  const live = await account.em.count(Session, { family, user: account.user.id, revokedAt: null, expiresAt: { $gt: new Date() } });
+  return live > 0;
+}
+
+/**
+ * Locks the account of a signed-in caller in the transaction of `tx` and checks, under that lock,
+ * that the caller's device session is still live; SESSION_ENDED otherwise (the account deleted, or
+ * the session ended by a lockdown, logoutAll or revocation that committed while this request was on
+ * its way: the ending wins, and a hijacker's request in flight changes nothing after it).
+ */
+export async function lockLiveViewer(tx: EntityManager, viewer: LiveSession): Promise<LockedAccount> {
+  const account = await lockAccount(tx, viewer.user.id);
+  if (!account || !(await isLiveFamily(account, viewer.session.family))) throw UnauthenticatedError.because(UnauthenticatedReason.SESSION_ENDED);
+  return account;
+}
+
+/** Runs `work` in a transaction holding the account of a signed-in caller whose session is still live (see {@link lockLiveViewer}). */
+export function withLiveViewer<T>(em: EntityManager, viewer: LiveSession, work: (account: LockedAccount) => Promise<T>): Promise<T> {
+  return em.transactional(async (tx) => work(await lockLiveViewer(tx, viewer)));
 }

@@ -56,4 +56,7 @@ export class ChangePasswordInput {
 
   @Field(() => String, { description: '12–256 characters; not a common password, not containing the email or username.' })
   newPassword!: string;
+
+  @Field(() => String, { nullable: true, description: 'A TOTP or recovery code, required when MFA is on.' })
+  code?: string | null;
 }

@@ -16,7 +16,7 @@ export interface Proof {
   password: string;
   /** The input field the password came in (named by BAD_USER_INPUT). */
   passwordField: string;
-  /** Asked for only where MFA is on; `undefined` for operations that never ask (changePassword). */
+  /** Asked for only where MFA is on; `undefined` for operations that never ask (enrolling MFA). */
   code?: string | null;
   /**
    * Checks of the operation itself that need the right password but must not spend a code when
@@ -54,8 +54,8 @@ export class Reauthentication {
       if (!proof.code) throw new BadUserInputError('Enter a code from your authenticator app, or a recovery code.', 'code');
       if (!(await this.secondFactor.check(em, caller.user.id, proof.code, meta))) throw new BadUserInputError('The code is incorrect or was used already.', 'code');
     }
-    // Only a complete proof forgets the failures: with MFA on, a password alone (changePassword)
-    // must not wipe the wrong codes counted before it.
+    // Only a complete proof forgets the failures: with MFA on, a password alone must not wipe the
+    // wrong codes counted before it.
     if (!mfaOn || proof.code !== undefined) await this.backoff.clear(em, caller.user.id);
   }
 }

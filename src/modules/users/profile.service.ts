@@ -1,11 +1,11 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
-import { ForbiddenError, UnauthenticatedError, UnauthenticatedReason } from '../../errors.js';
+import { ForbiddenError } from '../../errors.js';
 import type { AuditService } from '../audit/audit.service.js';
 import { AuditEventType } from '../audit/audit-event.entity.js';
 import type { Viewer } from '../sign-in/auth.service.js';
 import type { Reauthentication } from '../sign-in/reauthentication.js';
 import type { RequestMeta } from '../sessions/request-meta.js';
-import { withLockedAccount } from './account-lock.js';
+import { lockLiveViewer, withLiveViewer } from '../sessions/session.service.js';
 import { Role } from './role.js';
 import type { UserView } from './user.view.js';
 import type { UserService } from './user.service.js';
@@ -36,14 +36,13 @@ export class ProfileService {
     if (Object.keys(changes).length === 0) return viewer.user;
     // Under the account's lock, in one transaction: the change, its audit event and its webhook
     // event commit together, and "did anything change" is judged against the row as it is now.
-    const updated = await withLockedAccount(em, viewer.user.id, async (account) => {
-      const fresh = await this.users.applyChanges(account.em, account.user, changes);
-      if (fresh) this.audit.record(account.em, AuditEventType.USER_UPDATED, { userId: viewer.user.id, actorId: viewer.user.id }, meta);
+    // A session ended (or an account deleted) while this request was on its way changes nothing.
+    return withLiveViewer(em, viewer, async (account) => {
+      // The row exists: it is locked.
+      const fresh = (await this.users.applyChanges(account.em, account.user, changes))!;
+      this.audit.record(account.em, AuditEventType.USER_UPDATED, { userId: viewer.user.id, actorId: viewer.user.id }, meta);
       return fresh;
     });
-    // Deleted while this request was on its way: the caller no longer has an account.
-    if (!updated) throw UnauthenticatedError.because(UnauthenticatedReason.SESSION_ENDED);
-    return updated;
   }
 
   /**
@@ -54,6 +53,7 @@ export class ProfileService {
   async deleteSelf(em: EntityManager, viewer: Viewer, password: string, code: string | null, meta: RequestMeta): Promise<true> {
     await this.reauthentication.confirm(em, viewer, { password, passwordField: 'password', code }, meta);
     await this.users.underAdminSetLock(em, async (tx) => {
+      await lockLiveViewer(tx, viewer);
       await this.users.assertNotLastAdmin(tx, viewer.user.id);
       await this.users.delete(tx, viewer.user.id);
       this.audit.record(tx, AuditEventType.USER_DELETED, { userId: viewer.user.id, actorId: viewer.user.id }, meta);
