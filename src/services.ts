@@ -109,7 +109,7 @@ export async function createServices(config: Config, orm: MikroORM, logger: Logg
     profile: new ProfileService(users, audit, reauthentication),
     userAdmin: new UserAdminService(users, sessions, audit, notices),
     audit,
-    recovery: new RecoveryService(users, sessions, passwords, tokens, outbox, audit, limits, reauthentication, notices, () => orm.em.fork()),
+    recovery: new RecoveryService({ users, sessions, passwords, tokens, outbox, audit, limits, reauthentication, notices, guard, fork: () => orm.em.fork() }),
     verification,
     mfa,
     accessTokens,

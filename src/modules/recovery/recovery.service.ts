@@ -11,6 +11,7 @@ import type { UserService } from '../users/user.service.js';
 import type { Viewer } from '../sign-in/auth.service.js';
 import { OneTimeTokenPurpose } from '../one-time-tokens/one-time-token.entity.js';
 import type { OneTimeTokenService } from '../one-time-tokens/one-time-token.service.js';
+import type { LoginGuard } from '../sign-in/login-guard.js';
 import type { Reauthentication } from '../sign-in/reauthentication.js';
 import type { SecurityNotices } from '../lockdown/security-notices.js';
 import type { PasswordHasher } from '../passwords/password.js';
@@ -23,22 +24,27 @@ import { type SessionService, withLiveViewer } from '../sessions/session.service
 export const INVALID_RESET_TOKEN = 'This password reset link is invalid or has expired. Ask for a new one.';
 const IDENTIFIER_MAX_LENGTH = 254;
 
+/** What RecoveryService needs. */
+export interface RecoveryDependencies {
+  users: UserService;
+  sessions: SessionService;
+  passwords: PasswordHasher;
+  tokens: OneTimeTokenService;
+  outbox: MailOutbox;
+  audit: AuditService;
+  limits: RateLimits;
+  reauthentication: Reauthentication;
+  notices: SecurityNotices;
+  guard: LoginGuard;
+  /** A fresh unit of work, for the jobs the outbox worker runs. */
+  fork: () => EntityManager;
+}
+
 /** Forgot / reset password by email, and change of password by a signed-in user. */
 export class RecoveryService {
-  constructor(
-    private readonly users: UserService,
-    private readonly sessions: SessionService,
-    private readonly passwords: PasswordHasher,
-    private readonly tokens: OneTimeTokenService,
-    private readonly outbox: MailOutbox,
-    private readonly audit: AuditService,
-    private readonly limits: RateLimits,
-    private readonly reauthentication: Reauthentication,
-    private readonly notices: SecurityNotices,
-    fork: () => EntityManager,
-  ) {
-    outbox.handle('password-reset-request', (job) =>
-      this.queueReset(fork(), job.identifier, { ip: job.ip, userAgent: job.userAgent }),
+  constructor(private readonly deps: RecoveryDependencies) {
+    deps.outbox.handle('password-reset-request', (job) =>
+      this.queueReset(deps.fork(), job.identifier, { ip: job.ip, userAgent: job.userAgent }),
     );
   }
 
@@ -53,8 +59,8 @@ export class RecoveryService {
     if (identifier.length > IDENTIFIER_MAX_LENGTH && [...identifier].length > IDENTIFIER_MAX_LENGTH) {
       throw new BadUserInputError(`Identifier must be at most ${IDENTIFIER_MAX_LENGTH} characters.`, 'identifier');
     }
-    await this.limits.consume('mailRequestsPerIp', meta.ip);
-    this.outbox.enqueueJob(em, { name: 'password-reset-request', identifier, ip: meta.ip, userAgent: storedUserAgent(meta) });
+    await this.deps.limits.consume('mailRequestsPerIp', meta.ip);
+    this.deps.outbox.enqueueJob(em, { name: 'password-reset-request', identifier, ip: meta.ip, userAgent: storedUserAgent(meta) });
     await em.flush();
     return true;
   }
@@ -64,19 +70,19 @@ export class RecoveryService {
    * the token it issued and sends nothing more).
    */
   private async queueReset(em: EntityManager, identifier: string, meta: RequestMeta): Promise<void> {
-    const found = await this.users.findByIdentifier(em, identifier);
+    const found = await this.deps.users.findByIdentifier(em, identifier);
     if (!found?.active) return;
     // Counted per account, so no spelling of its address or username (full-width letters, another
     // case) earns more emails. Silent: beyond the limit the request is dropped, and nobody learns
     // whether the account exists (this runs after the answer).
-    if (!(await this.limits.allows('mailRequestsPerIdentifier', `account:${found.id}`))) return;
+    if (!(await this.deps.limits.allows('mailRequestsPerIdentifier', `account:${found.id}`))) return;
     await em.transactional(async (tx) => {
       // The row lock serializes concurrent requests for one account, so the throttle holds.
       const user = await tx.findOneOrFail(User, { id: found.id }, { lockMode: LockMode.PESSIMISTIC_WRITE });
-      if (await this.tokens.issuedRecently(tx, user.id, OneTimeTokenPurpose.PASSWORD_RESET)) return;
-      const token = await this.tokens.issue(tx, user, OneTimeTokenPurpose.PASSWORD_RESET);
-      this.outbox.enqueue(tx, user.email, { name: 'password-reset', token });
-      this.audit.record(tx, AuditEventType.PASSWORD_RESET_REQUESTED, { userId: user.id }, meta);
+      if (await this.deps.tokens.issuedRecently(tx, user.id, OneTimeTokenPurpose.PASSWORD_RESET)) return;
+      const token = await this.deps.tokens.issue(tx, user, OneTimeTokenPurpose.PASSWORD_RESET);
+      this.deps.outbox.enqueue(tx, user.email, { name: 'password-reset', token });
+      this.deps.audit.record(tx, AuditEventType.PASSWORD_RESET_REQUESTED, { userId: user.id }, meta);
     });
   }
 
@@ -87,19 +93,19 @@ export class RecoveryService {
    * sign the user in.
    */
   async resetPassword(em: EntityManager, token: string, newPassword: string, meta: RequestMeta): Promise<true> {
-    await this.limits.consume('codeAttemptsPerIp', meta.ip);
-    const ownerId = await this.tokens.ownerOf(em, OneTimeTokenPurpose.PASSWORD_RESET, token);
+    await this.deps.limits.consume('codeAttemptsPerIp', meta.ip);
+    const ownerId = await this.deps.tokens.ownerOf(em, OneTimeTokenPurpose.PASSWORD_RESET, token);
     const user = ownerId ? await em.findOne(User, { id: ownerId, active: true }) : null;
     if (!user) throw new BadUserInputError(INVALID_RESET_TOKEN, 'token');
-    await this.limits.consume('codeAttemptsPerAccount', user.id);
+    await this.deps.limits.consume('codeAttemptsPerAccount', user.id);
     // Policy and hashing come before the token is spent: a rejected password leaves the link usable.
-    const passwordHash = await this.passwords.hash(checkNewPassword(newPassword, user, 'newPassword'));
+    const passwordHash = await this.deps.passwords.hash(checkNewPassword(newPassword, user, 'newPassword'));
     const now = new Date();
     // The account is locked before the token is spent: every path that touches an account's tokens
     // and sessions locks the user row first, so none of them can deadlock against another.
     const done = await withLockedAccount(em, user.id, async (account) => {
       // Throwing rolls the consumption back: a link that changed nothing stays as it was.
-      if ((await this.tokens.consume(account.em, OneTimeTokenPurpose.PASSWORD_RESET, token))?.userId !== user.id || !account.user.active) throw new BadUserInputError(INVALID_RESET_TOKEN, 'token');
+      if ((await this.deps.tokens.consume(account.em, OneTimeTokenPurpose.PASSWORD_RESET, token))?.userId !== user.id || !account.user.active) throw new BadUserInputError(INVALID_RESET_TOKEN, 'token');
       // Following the emailed link proves the mailbox is the user's; it also lifts any sign-in backoff.
       await account.em.nativeUpdate(User, { id: user.id }, {
         passwordHash,
@@ -109,12 +115,12 @@ export class RecoveryService {
         failedLoginCount: 0,
         loginBlockedUntil: null,
       });
-      await this.sessions.endAllOf(account, SessionEndReason.PASSWORD_RESET);
-      this.audit.record(account.em, AuditEventType.PASSWORD_RESET_COMPLETED, { userId: user.id }, meta);
+      await this.deps.sessions.endAllOf(account, SessionEndReason.PASSWORD_RESET);
+      this.deps.audit.record(account.em, AuditEventType.PASSWORD_RESET_COMPLETED, { userId: user.id }, meta);
       // Following the link verified the address too, if it was not yet.
-      await this.users.announce(account.em, account.user.emailVerifiedAt ? 'user.password_changed' : ['user.email_verified', 'user.password_changed'], user.id);
-      await this.tokens.voidAll(account.em, user.id, [OneTimeTokenPurpose.MFA_CHALLENGE]);
-      await this.notices.send(account.em, account.user, { name: 'password-changed' });
+      await this.deps.users.announce(account.em, account.user.emailVerifiedAt ? 'user.password_changed' : ['user.email_verified', 'user.password_changed'], user.id);
+      await this.deps.tokens.voidAll(account.em, user.id, [OneTimeTokenPurpose.MFA_CHALLENGE]);
+      await this.deps.notices.send(account.em, account.user, { name: 'password-changed' });
       return true;
     });
     if (!done) throw new BadUserInputError(INVALID_RESET_TOKEN, 'token');
@@ -129,23 +135,23 @@ export class RecoveryService {
    */
   async changePassword(em: EntityManager, viewer: Viewer, currentPassword: string, newPassword: string, code: string | null, meta: RequestMeta): Promise<true> {
     const { user } = viewer;
-    await this.reauthentication.confirm(em, viewer, { password: currentPassword, passwordField: 'currentPassword', code }, meta);
+    await this.deps.reauthentication.confirm(em, viewer, { password: currentPassword, passwordField: 'currentPassword', code }, meta);
     const password = checkNewPassword(newPassword, user, 'newPassword');
-    if (await this.passwords.verify(password, viewer.passwordHash)) {
+    if (await this.deps.passwords.verify(password, viewer.passwordHash)) {
       throw new BadUserInputError('The new password must be different from the current one.', 'newPassword');
     }
-    const passwordHash = await this.passwords.hash(password);
+    const passwordHash = await this.deps.passwords.hash(password);
     const now = new Date();
     const changed = await withLiveViewer(em, viewer, async (account) => {
       // Checked against the credentials read with the request: a reset or change since then wins.
       // It ended this session too (SESSION_ENDED), or (a second submit of one form) this very session made it.
       if (account.user.credentialsVersion !== viewer.credentialsVersion) return 'changed meanwhile';
       await account.em.nativeUpdate(User, { id: user.id }, { passwordHash, credentialsVersion: account.user.credentialsVersion + 1, updatedAt: now });
-      await this.sessions.endAllOf(account, SessionEndReason.PASSWORD_CHANGED, viewer.session.family);
-      this.audit.record(account.em, AuditEventType.PASSWORD_CHANGED, { userId: user.id, actorId: user.id }, meta);
-      await this.users.announce(account.em, 'user.password_changed', user.id);
-      await this.tokens.voidAll(account.em, user.id, [OneTimeTokenPurpose.MFA_CHALLENGE]);
-      await this.notices.send(account.em, account.user, { name: 'password-changed' });
+      await this.deps.sessions.endAllOf(account, SessionEndReason.PASSWORD_CHANGED, viewer.session.family);
+      this.deps.audit.record(account.em, AuditEventType.PASSWORD_CHANGED, { userId: user.id, actorId: user.id }, meta);
+      await this.deps.users.announce(account.em, 'user.password_changed', user.id);
+      await this.deps.tokens.voidAll(account.em, user.id, [OneTimeTokenPurpose.MFA_CHALLENGE]);
+      await this.deps.notices.send(account.em, account.user, { name: 'password-changed' });
       return true;
     });
     if (changed === 'changed meanwhile') throw new BadUserInputError('The password was changed by another request just now. Use the new password.', 'currentPassword');
