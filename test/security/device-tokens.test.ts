@@ -190,6 +190,50 @@ describe('device tokens', () => {
     expectSignedIn(await login(owner.user.email, newPassword, owner.deviceToken), owner);
   });
 
+  // A thief who knew the old password kept device tokens; after the owner's reset they spend the
+  // budget all former devices share, and strangers hold the account's backoff. The device that
+  // presented its token with the reset still signs in at once; one that did not, does not.
+  it('keep the device that reset the password in, however a thief with former tokens and strangers guess', async () => {
+    const owner = await newOwner();
+    const elsewhere = (await login(owner.user.email, owner.password)).data!.login.deviceToken as string;
+    const collected: string[] = [];
+    for (let device = 0; device < 4; device += 1) collected.push((await login(owner.user.email, owner.password)).data!.login.deviceToken);
+    await server.graphql('mutation F($input: ForgotPasswordInput!) { forgotPassword(input: $input) }', { input: { identifier: owner.user.email } }, { headers: fromFreshAddress() });
+    const newPassword = `${owner.password} after the reset`;
+    const resetToken = resetTokenOf(await smtp.waitFor((mail) => mail.to === owner.user.email && mail.subject === 'Reset your password'));
+    const reset = await server.graphql('mutation R($input: ResetPasswordInput!) { resetPassword(input: $input) }', { input: { token: resetToken, newPassword, deviceToken: owner.deviceToken } }, { headers: fromFreshAddress() });
+    expect(reset.data?.resetPassword).toBe(true);
+    // The thief spends the former devices' budget (and more), strangers the account's.
+    for (let guess = 0; guess < LOGIN_PER_IDENTIFIER + 2; guess += 1) await login(owner.user.email, wrongPassword(), collected[guess % collected.length]);
+    for (let attempt = 0; attempt < LOGIN_PER_IDENTIFIER + 2; attempt += 1) await login(owner.user.email, wrongPassword());
+    // Another of the owner's former devices is out with everyone else (it presented nothing at the reset)...
+    expect(errorCode(await login(owner.user.email, newPassword, elsewhere))).toBe('RATE_LIMITED');
+    // ...the device that reset the password signs in, and gets a token of the new credentials.
+    const back = await login(owner.user.email, newPassword, owner.deviceToken);
+    expectSignedIn(back, owner);
+    expect(back.data!.login.deviceToken.split('.')[0]).toBe(owner.deviceToken.split('.')[0]);
+    expect(back.data!.login.deviceToken).not.toBe(owner.deviceToken);
+    // Its failures count against that device only, never the account.
+    const failuresBefore = await failedLoginCount(owner.user.id);
+    expect(errorCode(await login(owner.user.email, wrongPassword(), owner.deviceToken))).toBe('UNAUTHENTICATED');
+    expect(await failedLoginCount(owner.user.id)).toBe(failuresBefore);
+  });
+
+  it('trust the device that reset the password only until the credentials change again', async () => {
+    const owner = await newOwner();
+    await server.graphql('mutation F($input: ForgotPasswordInput!) { forgotPassword(input: $input) }', { input: { identifier: owner.user.email } }, { headers: fromFreshAddress() });
+    const newPassword = `${owner.password} after the reset`;
+    const resetToken = resetTokenOf(await smtp.waitFor((mail) => mail.to === owner.user.email && mail.subject === 'Reset your password'));
+    await server.graphql('mutation R($input: ResetPasswordInput!) { resetPassword(input: $input) }', { input: { token: resetToken, newPassword, deviceToken: owner.deviceToken } }, { headers: fromFreshAddress() });
+    const signedIn = (await login(owner.user.email, newPassword, owner.deviceToken)).data!.login;
+    const third = `${newPassword} and again`;
+    await server.graphql('mutation C($input: ChangePasswordInput!) { changePassword(input: $input) }', { input: { currentPassword: newPassword, newPassword: third } }, { token: signedIn.accessToken, headers: fromFreshAddress() });
+    // The old token is former now (one of many); the token from the sign-in after the reset is too.
+    for (let attempt = 0; attempt < LOGIN_PER_IDENTIFIER + 2; attempt += 1) await login(owner.user.email, wrongPassword());
+    for (let guess = 0; guess < LOGIN_PER_IDENTIFIER + 2; guess += 1) await login(owner.user.email, wrongPassword(), signedIn.deviceToken);
+    expect(errorCode(await login(owner.user.email, third, owner.deviceToken))).toBe('RATE_LIMITED');
+  });
+
   it('are not accepted where an access token is expected', async () => {
     const owner = await newOwner();
     expect(errorCode(await server.graphql(ME, {}, { token: owner.deviceToken }))).toBe('UNAUTHENTICATED');

@@ -34,7 +34,7 @@ export class RecoveryResolver {
     @Arg('input', () => ResetPasswordInput, { description: 'The token and the new password.' }) input: ResetPasswordInput,
     @Ctx() ctx: AppContext,
   ): Promise<boolean> {
-    return ctx.services.recovery.resetPassword(ctx.em, input.token, input.newPassword, ctx.meta);
+    return ctx.services.recovery.resetPassword(ctx.em, input.token, input.newPassword, input.deviceToken ?? null, ctx.meta);
   }
 
   @Authorized()

@@ -90,9 +90,10 @@ export class RecoveryService {
    * Sets a new password with a mailed token. The token is consumed by one conditional UPDATE in the
    * same transaction that sets the hash, ends every session, records the event and queues the
    * notice, so of concurrent calls with one token exactly one changes the password. It does not
-   * sign the user in.
+   * sign the user in. A device token of the account presented with it (current or former) makes
+   * that device the one that reset the password: its token stays current (User.resetDevice).
    */
-  async resetPassword(em: EntityManager, token: string, newPassword: string, meta: RequestMeta): Promise<true> {
+  async resetPassword(em: EntityManager, token: string, newPassword: string, deviceToken: string | null, meta: RequestMeta): Promise<true> {
     await this.deps.limits.consume('codeAttemptsPerIp', meta.ip);
     const ownerId = await this.deps.tokens.ownerOf(em, OneTimeTokenPurpose.PASSWORD_RESET, token);
     const user = ownerId ? await em.findOne(User, { id: ownerId, active: true }) : null;
@@ -107,9 +108,12 @@ export class RecoveryService {
       // Throwing rolls the consumption back: a link that changed nothing stays as it was.
       if ((await this.deps.tokens.consume(account.em, OneTimeTokenPurpose.PASSWORD_RESET, token))?.userId !== user.id || !account.user.active) throw new BadUserInputError(INVALID_RESET_TOKEN, 'token');
       // Following the emailed link proves the mailbox is the user's; it also lifts any sign-in backoff.
+      const credentialsVersion = account.user.credentialsVersion + 1;
+      const device = deviceToken ? this.deps.guard.recognisedDevice(account.user, deviceToken) : null;
       await account.em.nativeUpdate(User, { id: user.id }, {
         passwordHash,
-        credentialsVersion: account.user.credentialsVersion + 1,
+        credentialsVersion,
+        resetDevice: device ? `${credentialsVersion}:${device}` : null,
         updatedAt: now,
         emailVerifiedAt: account.user.emailVerifiedAt ?? now,
         failedLoginCount: 0,

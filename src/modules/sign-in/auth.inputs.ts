@@ -47,6 +47,12 @@ export class ResetPasswordInput {
 
   @Field(() => String, { description: '12–256 characters; not a common password, not containing the email or username.' })
   newPassword!: string;
+
+  @Field(() => String, {
+    nullable: true,
+    description: "The device token this device got at its last sign-in, if any: after the reset it still counts as the owner's device, whoever spends the budget of the account's other former devices.",
+  })
+  deviceToken?: string | null;
 }
 
 @InputType({ description: 'A new password, authorized by the current one.' })

@@ -8,8 +8,8 @@ const DEVICE_TOKEN = /^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]
 /** How many changes of the credentials back a former device is still recognised. */
 const FORMER_VERSIONS = 5;
 
-/** What a device token is bound to. */
-export type DeviceOwner = Pick<User, 'id' | 'credentialsVersion'>;
+/** What a device token is bound to, and the device that reset the password (see User.resetDevice), if known. */
+export type DeviceOwner = Pick<User, 'id' | 'credentialsVersion'> & Partial<Pick<User, 'resetDevice'>>;
 
 /**
  * Device tokens ("device cookies", OWASP Authentication Cheat Sheet): a signed statement that a
@@ -24,7 +24,9 @@ export type DeviceOwner = Pick<User, 'id' | 'credentialsVersion'>;
  * token issued before it: such a *former* device no longer pays on its own, since whoever collected
  * tokens while they knew the old password must not get a budget per token to guess the new one. It
  * is still recognised (see LoginGuard): all former devices of an account share one budget, apart
- * from strangers', so strangers cannot keep the owner's devices out after a reset either.
+ * from strangers', so strangers cannot keep the owner's devices out after a reset either. The one
+ * device that presented its token with the reset itself stays current (User.resetDevice): a thief
+ * holding former tokens who spends that shared budget cannot keep it out.
  */
 export class DeviceTokens {
   constructor(private readonly key: Uint8Array) {}
@@ -39,9 +41,15 @@ export class DeviceTokens {
     return `${deviceId}.${this.mac(account, deviceId).toString('base64url')}`;
   }
 
-  /** The device id of a token issued for the account's current credentials; `null` for anything else. */
+  /**
+   * The device id of a token issued for the account's current credentials, or of the device that
+   * reset them (its token from before the reset); `null` for anything else.
+   */
   verify(token: string, account: DeviceOwner): string | null {
-    return this.verifyAt(token, account, account.credentialsVersion);
+    const current = this.verifyAt(token, account, account.credentialsVersion);
+    if (current || !account.resetDevice?.startsWith(`${account.credentialsVersion}:`)) return current;
+    const former = this.verifyFormer(token, account);
+    return former && account.resetDevice === `${account.credentialsVersion}:${former}` ? former : null;
   }
 
   /**

@@ -175,6 +175,14 @@ export class LoginGuard {
     await this.limits.reset('loginPerDevice', deviceId);
   }
 
+  /**
+   * The device of a token `account` issued, under its current credentials or its former ones;
+   * `null` for anything else (resetPassword remembers it as the device that reset the password).
+   */
+  recognisedDevice(account: DeviceOwner, deviceToken: string): string | null {
+    return this.devices.verify(deviceToken, account) ?? this.devices.verifyFormer(deviceToken, account);
+  }
+
   /** The device of a valid device token of `account`, or a new device (a sign-in finished by verifyMfa). */
   deviceFor(account: DeviceOwner, deviceToken: string | null | undefined): string {
     return (deviceToken ? this.devices.verify(deviceToken, account) : null) ?? this.devices.newDevice();

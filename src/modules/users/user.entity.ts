@@ -74,6 +74,15 @@ export class User extends BaseEntity {
   @Property({ type: 'integer', default: 0 })
   credentialsVersion: Opt<number> = 0;
 
+  /**
+   * The device that reset the password, as `<credentialsVersion>:<device id>`: its device token from
+   * before the reset counts as current (see LoginGuard) while the credentials stay at that version,
+   * so however many former devices others spend the shared budget of, the owner's resetting device
+   * is not among them. `null`, or another version, for none.
+   */
+  @Property({ type: 'varchar', length: 48, nullable: true, hidden: true })
+  resetDevice: string | null = null;
+
   /** Consecutive failed sign-ins (reset by a successful one or a password reset). */
   @Property({ type: 'smallint', default: 0 })
   failedLoginCount: Opt<number> = 0;
