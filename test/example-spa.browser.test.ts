@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import { type AddressInfo, connect, createServer as createTcpServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -13,8 +13,9 @@ import { chromiumAvailable, launchChromium } from './support/chromium.js';
 import { startTestServer, type TestServer } from './support/server.js';
 import { resetTokenOf, startSmtpServer, type TestSmtpServer, verificationCodeOf } from './support/smtp.js';
 
-// The example SPA (examples/spa) built the way its README says — codegen from schema.graphql, a
-// strict type-check, a Vite build — served from a second origin and driven in Debian's Chromium:
+// The example SPA (examples/spa) built the way its README says — `npm ci` from its own lockfile,
+// codegen from schema.graphql, a strict type-check, a Vite build — served from a second origin and
+// driven in Debian's Chromium:
 // two tabs of one browser and a second browser, against a real server with CORS_ORIGINS and the
 // refresh-token cookie. The app reaches the server through a relay the tests can cut, as if the
 // server were down. The build and type-check run without Chromium too.
@@ -22,6 +23,38 @@ const hasChromium = chromiumAvailable('test/example-spa.browser.test.ts', 'the b
 const EXAMPLE = join(PROJECT_ROOT, 'examples', 'spa');
 const run = promisify(execFile);
 const TYPES: Record<string, string> = { '.html': 'text/html; charset=utf-8', '.js': 'text/javascript', '.css': 'text/css' };
+/** How long `npm ci` in examples/spa may take (a cold npm cache downloads ~330 packages). */
+const INSTALL_TIMEOUT_MS = 300_000;
+const BUILD_TIMEOUT_MS = 180_000;
+
+/** What `npm ci` printed when this run installed the example's dependencies; undefined when they were already installed. */
+let installLog: string | undefined;
+
+/** Runs `npm ...args` in examples/spa, bounded by `timeout`; a failure names the command and carries everything it printed. */
+async function inExample(args: string[], timeout: number, env: NodeJS.ProcessEnv = process.env): Promise<string> {
+  try {
+    const { stdout, stderr } = await run('npm', args, { cwd: EXAMPLE, env, timeout, maxBuffer: 32 * 1024 * 1024 });
+    return `${stdout}${stderr}`;
+  } catch (error) {
+    const { stdout = '', stderr = '', killed } = error as { stdout?: string; stderr?: string; killed?: boolean };
+    const why = killed ? `did not finish within ${timeout / 1000} s` : 'failed';
+    throw new Error(`\`npm ${args.join(' ')}\` in examples/spa ${why}:\n${stdout}${stderr}`);
+  }
+}
+
+/**
+ * Installs the example's dependencies from its package-lock.json, as its README says (`npm ci`), when
+ * examples/spa/node_modules is missing or older than the lockfile. `--include=dev`: the build needs
+ * the dev dependencies even when NODE_ENV=production.
+ */
+async function installExample(): Promise<void> {
+  const [lock, installed] = await Promise.all([
+    stat(join(EXAMPLE, 'package-lock.json')),
+    stat(join(EXAMPLE, 'node_modules', '.package-lock.json')).catch(() => undefined),
+  ]);
+  if (installed && installed.mtimeMs >= lock.mtimeMs) return;
+  installLog = await inExample(['ci', '--no-audit', '--no-fund', '--include=dev'], INSTALL_TIMEOUT_MS);
+}
 
 let api: TestServer;
 let smtp: TestSmtpServer;
@@ -104,8 +137,9 @@ beforeAll(async () => {
   // localhost, not 127.0.0.1: the app and the API are then two origins of one site, as app.example.com
   // and api.example.com are, so the SameSite=Strict cookie travels between them.
   const graphqlUrl = `http://localhost:${relay.port}/graphql`;
-  await run('npm', ['run', 'build', '--', '--outDir', outDir, '--emptyOutDir'], { cwd: EXAMPLE, env: { ...process.env, VITE_GRAPHQL_URL: graphqlUrl } });
-}, 180_000);
+  await installExample();
+  await inExample(['run', 'build', '--', '--outDir', outDir, '--emptyOutDir'], BUILD_TIMEOUT_MS, { ...process.env, VITE_GRAPHQL_URL: graphqlUrl });
+}, 60_000 + INSTALL_TIMEOUT_MS + BUILD_TIMEOUT_MS);
 
 afterAll(async () => {
   await new Promise((resolve) => site?.close(resolve));
@@ -113,6 +147,12 @@ afterAll(async () => {
   await api?.stop();
   await smtp?.stop();
   if (outDir) await rm(outDir, { recursive: true, force: true });
+});
+
+it('installs from the example\'s own lockfile with no unsupported-engine warnings on this Node', (ctx) => {
+  // Only when this run installed them (a fresh checkout, or a lockfile newer than node_modules).
+  if (installLog === undefined) ctx.skip();
+  expect(installLog).not.toMatch(/EBADENGINE|Unsupported engine/);
 });
 
 it('builds from schema.graphql with codegen, a strict type-check and Vite', async () => {
@@ -260,9 +300,15 @@ describe.skipIf(!hasChromium)('the example SPA in Chromium: two tabs, a second b
     // The refresh token never reached script: no response body held one, and no cookie script can read.
     expect(exposedRefreshTokens).toEqual([]);
     expect(await tabA.evaluate('document.cookie')).not.toContain('refresh_token');
-    // Chromium accepted the __Host- cookie from http://localhost (a secure context), and keeps it host-only.
-    const cookies = await laptop.cookies(api.origin.replace('127.0.0.1', 'localhost'));
-    expect(cookies.find((cookie) => cookie.name === '__Host-refresh_token')).toMatchObject({ httpOnly: true, secure: true, sameSite: 'Strict', path: '/', domain: 'localhost' });
+    // Chromium accepted the __Secure- cookie from http://localhost (a secure context), keeps it host-only,
+    // and sends it to the GraphQL endpoint only: not to any other path of the host.
+    const apiOrigin = api.origin.replace('127.0.0.1', 'localhost');
+    const cookies = await laptop.cookies(`${apiOrigin}/graphql`);
+    expect(cookies.find((cookie) => cookie.name === '__Secure-refresh_token')).toMatchObject({ httpOnly: true, secure: true, sameSite: 'Strict', path: '/graphql', domain: 'localhost' });
+    expect((await laptop.cookies(`${apiOrigin}/`)).map((cookie) => cookie.name)).not.toContain('__Secure-refresh_token');
+    // Its binding (the token's hash, as a __Host- cookie no sibling subdomain can set) was accepted too.
+    expect(cookies.find((cookie) => cookie.name === '__Host-refresh_binding')).toMatchObject({ httpOnly: true, secure: true, sameSite: 'Strict', path: '/', domain: 'localhost' });
+    expect((await laptop.cookies()).map((cookie) => cookie.name)).not.toContain('__Host-refresh_token');
     expect(problems).toEqual([]);
     await laptop.close();
     await phone.close();
