@@ -465,7 +465,7 @@ describe('the audit_events table', () => {
     const withoutIdsAndTimes = JSON.stringify(rows.map(({ id: _id, user_id: _user, actor_id: _actor, created_at: _created, ...rest }) => rest));
     for (const code of codes) expect(withoutIdsAndTimes).not.toContain(code);
     // Nothing but the documented columns.
-    expect(Object.keys(rows[0]).sort()).toEqual(['actor_id', 'created_at', 'id', 'ip', 'type', 'user_agent', 'user_id']);
+    expect(Object.keys(rows[0]).sort()).toEqual(['actor_id', 'created_at', 'detail', 'id', 'ip', 'type', 'user_agent', 'user_id']);
   });
 });
 

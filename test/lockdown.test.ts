@@ -199,8 +199,17 @@ describe('lockAccount', () => {
     expect((await lock(ownersLink)).data?.lockAccount).toBe(true);
     expect(await emailOf(owner.user.id)).toBe(ownerAddress);
     await noticeTo(ownerAddress, 'Your account is locked: choose a new password');
-    const events = (await auditEventsOf(server, adminToken, owner.user.id)).map((event) => event.type);
-    expect(events).toEqual(expect.arrayContaining(['EMAIL_RESTORED', 'ACCOUNT_LOCKED']));
+    // The log says who locked with which link: the hijacker with the link at their address, then the
+    // owner with the one at theirs, and which address came back.
+    const events = (await auditEventsOf(server, adminToken, owner.user.id)).map(({ type, detail }) => ({ type, detail }));
+    expect(events).toEqual(
+      expect.arrayContaining([
+        { type: 'EMAIL_CHANGED', detail: `${ownerAddress} → ${theirs}` },
+        { type: 'ACCOUNT_LOCKED', detail: `link mailed to ${theirs}` },
+        { type: 'ACCOUNT_LOCKED', detail: `link mailed to ${ownerAddress}` },
+        { type: 'EMAIL_RESTORED', detail: `${theirs} → ${ownerAddress}` },
+      ]),
+    );
   });
 
   it("forgets the addresses that came after the followed link's: a later lockdown never hands the account to one of them", async () => {

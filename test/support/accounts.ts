@@ -73,8 +73,8 @@ export async function startUpAdminToken(server: TestServer): Promise<string> {
 }
 
 /** The audit events of one account, newest first, as an admin reads them. */
-export async function auditEventsOf(server: TestServer, adminToken: string, userId: string): Promise<Array<{ type: string; userId: string | null; actorId: string | null }>> {
-  const response = await server.graphql('query Audit($userId: ID) { auditEvents(first: 100, userId: $userId) { edges { node { type userId actorId } } } }', { userId }, { token: adminToken });
+export async function auditEventsOf(server: TestServer, adminToken: string, userId: string): Promise<Array<{ type: string; userId: string | null; actorId: string | null; detail: string | null }>> {
+  const response = await server.graphql('query Audit($userId: ID) { auditEvents(first: 100, userId: $userId) { edges { node { type userId actorId detail } } } }', { userId }, { token: adminToken });
   if (!response.data) throw new Error(`auditEvents failed: ${JSON.stringify(response.errors)}`);
-  return response.data.auditEvents.edges.map((edge: { node: { type: string; userId: string | null; actorId: string | null } }) => edge.node);
+  return response.data.auditEvents.edges.map((edge: { node: { type: string; userId: string | null; actorId: string | null; detail: string | null } }) => edge.node);
 }

@@ -50,7 +50,7 @@ export enum AuditEventType {
 export class AuditEvent extends BaseEntity {
   @Field(() => String, {
     description:
-      'e.g. LOGIN_SUCCEEDED, LOGIN_FAILED, PASSWORD_RESET_REQUESTED, PASSWORD_RESET_COMPLETED, PASSWORD_CHANGED, ROLE_CHANGED, USER_DELETED',
+      'e.g. LOGIN_SUCCEEDED, LOGIN_FAILED, PASSWORD_RESET_REQUESTED, PASSWORD_RESET_COMPLETED, PASSWORD_CHANGED, ROLE_CHANGED, USER_DELETED, MFA_ENABLED, MFA_DISABLED, EMAIL_CHANGE_REQUESTED, EMAIL_CHANGED, ACCOUNT_LOCKED, EMAIL_RESTORED',
   })
   @Enum({ items: () => AuditEventType, type: 'varchar', length: 40 })
   type!: AuditEventType;
@@ -72,7 +72,16 @@ export class AuditEvent extends BaseEntity {
   @Field(() => String, { nullable: true, description: 'User-Agent header of the request.' })
   @Property({ type: 'varchar', length: 512, nullable: true })
   userAgent: string | null = null;
+
+  /** What the event concerns beyond the account: addresses, never a password, token or code. */
+  @Field(() => String, {
+    nullable: true,
+    description:
+      'What the event concerns beyond the account, where that matters: the address a lockdown link was mailed to (ACCOUNT_LOCKED), the addresses of an email change (EMAIL_CHANGE_REQUESTED, EMAIL_CHANGED, EMAIL_RESTORED), "lockdown" for MFA undone by one (MFA_DISABLED).',
+  })
+  @Property({ type: 'varchar', length: 600, nullable: true })
+  detail: string | null = null;
 }
 
 /** Every property of an event: what the `AuditEvent` type shows, read by the listing. */
-export const AUDIT_EVENT_FIELDS = ['id', 'createdAt', 'type', 'userId', 'actorId', 'ip', 'userAgent'] as const satisfies ReadonlyArray<keyof AuditEvent>;
+export const AUDIT_EVENT_FIELDS = ['id', 'createdAt', 'type', 'userId', 'actorId', 'ip', 'userAgent', 'detail'] as const satisfies ReadonlyArray<keyof AuditEvent>;

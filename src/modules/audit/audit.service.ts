@@ -5,10 +5,11 @@ import { type Condition, keysetPage, type Page } from '../../graphql/pagination.
 import { type RequestMeta, storedUserAgent } from '../sessions/request-meta.js';
 import { AUDIT_EVENT_FIELDS, AuditEvent, type AuditEventType } from './audit-event.entity.js';
 
-/** Whom an event is about, and who caused it. */
+/** Whom an event is about, who caused it, and what it concerns beyond the account (see AuditEvent.detail). */
 export interface AuditSubject {
   userId?: string | null;
   actorId?: string | null;
+  detail?: string | null;
 }
 
 /** The columns of one event, for a statement that writes it together with other rows. */
@@ -29,7 +30,7 @@ export class AuditService {
   /** An event as the columns to insert, for a write that is a single statement (see SessionService.startSignIn). */
   row(type: AuditEventType, subject: AuditSubject, meta: RequestMeta): AuditRow {
     const { id, createdAt } = new AuditEvent();
-    return { id, createdAt, type, userId: subject.userId ?? null, actorId: subject.actorId ?? null, ip: meta.ip, userAgent: storedUserAgent(meta) };
+    return { id, createdAt, type, userId: subject.userId ?? null, actorId: subject.actorId ?? null, ip: meta.ip, userAgent: storedUserAgent(meta), detail: subject.detail ?? null };
   }
 
   /** Events newest first, optionally of one account (including a deleted one). */

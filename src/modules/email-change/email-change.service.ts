@@ -55,7 +55,7 @@ export class EmailChangeService {
       const secret = await this.deps.tokens.issue(account.em, account.user, OneTimeTokenPurpose.EMAIL_CHANGE, email);
       this.deps.outbox.enqueue(account.em, email, { name: 'email-change-code', code: secret });
       await this.deps.notices.send(account.em, account.user, { name: 'email-change-requested', newEmail: email });
-      this.deps.audit.record(account.em, AuditEventType.EMAIL_CHANGE_REQUESTED, { userId: account.user.id, actorId: account.user.id }, meta);
+      this.deps.audit.record(account.em, AuditEventType.EMAIL_CHANGE_REQUESTED, { userId: account.user.id, actorId: account.user.id, detail: `${account.user.email} → ${email}` }, meta);
     });
     return true;
   }
@@ -81,7 +81,7 @@ export class EmailChangeService {
       await this.deps.tokens.voidAll(account.em, user.id, MAILBOX_PURPOSES);
       await this.deps.sessions.endAllOf(account, SessionEndReason.EMAIL_CHANGED, viewer.session.family);
       await this.deps.notices.send(account.em, user, { name: 'email-changed', newEmail: email }, oldEmail);
-      this.deps.audit.record(account.em, AuditEventType.EMAIL_CHANGED, { userId: user.id, actorId: user.id }, meta);
+      this.deps.audit.record(account.em, AuditEventType.EMAIL_CHANGED, { userId: user.id, actorId: user.id, detail: `${oldEmail} → ${email}` }, meta);
       const fresh = await account.em.findOneOrFail(User, { id: user.id }, { refresh: true });
       // An address confirmed by a code is verified: an account that was not says so too.
       await this.deps.users.announce(account.em, user.emailVerifiedAt ? 'user.updated' : ['user.updated', 'user.email_verified'], fresh);

@@ -81,7 +81,7 @@ export class LockdownService {
     // unconfirmed enrollment goes too, so it cannot be confirmed afterwards.
     const recentEnrollment = user.mfaEnabledAt !== null && user.mfaEnabledAt.getTime() > Date.now() - LOCKDOWN_WINDOW_MS;
     if (recentEnrollment || (user.totpSecret !== null && user.mfaEnabledAt === null)) await this.deps.mfa.turnOff(account);
-    if (recentEnrollment) this.deps.audit.record(em, AuditEventType.MFA_DISABLED, { userId: user.id }, meta);
+    if (recentEnrollment) this.deps.audit.record(em, AuditEventType.MFA_DISABLED, { userId: user.id, detail: 'lockdown' }, meta);
     const now = new Date();
     // Sign-in waits for a password reset (the backoff's "reset required" state), and device tokens
     // issued before (a hijacker's devices skip the backoff) are disowned with the credentials.
@@ -92,14 +92,15 @@ export class LockdownService {
       credentialsVersion: user.credentialsVersion + 1,
       updatedAt: now,
     });
-    if (restored) this.deps.audit.record(em, AuditEventType.EMAIL_RESTORED, { userId: user.id }, meta);
+    if (restored) this.deps.audit.record(em, AuditEventType.EMAIL_RESTORED, { userId: user.id, detail: `${user.email} → ${restored}` }, meta);
     await this.deps.sessions.endAllOf(account, SessionEndReason.LOCKED);
     // A deactivated account cannot be reset (an admin reactivates it first): no dead link is sent.
     if (user.active) {
       const resetToken = await this.deps.tokens.issue(em, user, OneTimeTokenPurpose.PASSWORD_RESET);
       this.deps.outbox.enqueue(em, address, { name: 'account-locked', token: resetToken });
     }
-    this.deps.audit.record(em, AuditEventType.ACCOUNT_LOCKED, { userId: user.id }, meta);
+    // Who locked: the request's address and browser; with which link: the address it was mailed to.
+    this.deps.audit.record(em, AuditEventType.ACCOUNT_LOCKED, { userId: user.id, detail: `link mailed to ${linkAddress}` }, meta);
     // Mirrors that follow only user.updated learn of the restored address too, and a restored
     // address counts as verified (its owner followed a link mailed to it).
     const verified = restored && !user.emailVerifiedAt ? (['user.email_verified'] as const) : [];
