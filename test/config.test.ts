@@ -76,6 +76,7 @@ describe('loadConfig', () => {
     const problems = problemsOf({ DATA_DIR: tempDir(), ACCESS_TOKEN_TTL: '59', REFRESH_TOKEN_TTL: '31536001', REFRESH_TOKEN_REUSE_INTERVAL: '-1' });
     for (const name of ['ACCESS_TOKEN_TTL', 'REFRESH_TOKEN_TTL', 'REFRESH_TOKEN_REUSE_INTERVAL']) expect(problems.some((problem) => problem.startsWith(name)), name).toBe(true);
     expect(problemsOf({ DATA_DIR: tempDir(), ACCESS_TOKEN_TTL: '60', REFRESH_TOKEN_REUSE_INTERVAL: '300' })).toEqual(['REFRESH_TOKEN_REUSE_INTERVAL (300) must not be longer than ACCESS_TOKEN_TTL (60)']);
+    expect(problemsOf({ DATA_DIR: tempDir(), ACCESS_TOKEN_TTL: '86400', REFRESH_TOKEN_TTL: '3600' })).toEqual(['REFRESH_TOKEN_TTL (3600) must not be shorter than ACCESS_TOKEN_TTL (86400)']);
   });
 
   it('reads CORS_ORIGINS as exact origins and refuses anything else', () => {

@@ -220,6 +220,10 @@ export function loadConfig(env: Env): Config {
   if (tokenLifetimes.refreshReuseIntervalSeconds > tokenLifetimes.accessTokenSeconds) {
     problems.push(`REFRESH_TOKEN_REUSE_INTERVAL (${tokenLifetimes.refreshReuseIntervalSeconds}) must not be longer than ACCESS_TOKEN_TTL (${tokenLifetimes.accessTokenSeconds})`);
   }
+  // A refresh token that dies before the access token it renews would sign clients out early.
+  if (tokenLifetimes.refreshTokenSeconds < tokenLifetimes.accessTokenSeconds) {
+    problems.push(`REFRESH_TOKEN_TTL (${tokenLifetimes.refreshTokenSeconds}) must not be shorter than ACCESS_TOKEN_TTL (${tokenLifetimes.accessTokenSeconds})`);
+  }
   const corsOrigins = allowedOrigins(value('CORS_ORIGINS'), isProduction, problems);
   const smtpUrl = url('SMTP_URL', ['smtp:', 'smtps:']);
   const mailFrom = value('MAIL_FROM') ?? 'no-reply@localhost';
