@@ -141,7 +141,7 @@ export class Auth {
   constructor(options: AuthOptions) {
     this.options = { transport: 'cookie', refreshAheadSeconds: 30, channelName: 'user-server-auth', ...options };
     if (this.options.transport === 'store' && !this.options.refreshTokenStore) throw new Error('transport "store" needs a refreshTokenStore');
-    if (this.options.deviceTokenStorage === undefined) this.options.deviceTokenStorage = typeof localStorage === 'undefined' ? null : localStorage;
+    if (this.options.deviceTokenStorage === undefined) this.options.deviceTokenStorage = defaultStorage();
     this.lockName = `${this.options.channelName}:tokens`;
     const cookieMode = this.options.transport === 'cookie';
     this.httpOptions = {
@@ -174,7 +174,11 @@ export class Auth {
 
   /** The device token to send with `login` (`LoginInput.deviceToken`). */
   deviceToken(): string | null {
-    return this.options.deviceTokenStorage?.getItem(DEVICE_TOKEN_KEY) ?? null;
+    try {
+      return this.options.deviceTokenStorage?.getItem(DEVICE_TOKEN_KEY) ?? null;
+    } catch {
+      return null; // storage blocked: sign in without one
+    }
   }
 
   /**
@@ -394,7 +398,11 @@ export class Auth {
 
   private async adopt(payload: AuthPayloadFields): Promise<void> {
     if (this.options.transport === 'store' && payload.refreshToken) await this.options.refreshTokenStore!.set(payload.refreshToken);
-    this.options.deviceTokenStorage?.setItem(DEVICE_TOKEN_KEY, payload.deviceToken);
+    try {
+      this.options.deviceTokenStorage?.setItem(DEVICE_TOKEN_KEY, payload.deviceToken);
+    } catch {
+      // storage full or blocked: the next sign-in goes without a device token
+    }
     const message: TabMessage = { type: 'tokens', epoch: this.epoch, accessToken: payload.accessToken, localExpiry: localExpiry(payload), userId: payload.user.id };
     this.useTokens(message);
     this.channel?.postMessage(message);
@@ -555,4 +563,16 @@ function unauthenticatedReason(result: ApolloLink.Result | GraphQLAnswer): strin
 function withLock<T>(name: string, work: () => Promise<T>): Promise<T> {
   const locks = typeof navigator === 'undefined' ? undefined : navigator.locks;
   return locks ? (locks.request(name, work) as Promise<T>) : work();
+}
+
+/**
+ * localStorage where the page may use it, else `null`. Merely reading `localStorage` throws where
+ * storage is blocked (sandboxed or third-party iframes, some privacy settings).
+ */
+function defaultStorage(): Storage | null {
+  try {
+    return typeof localStorage === 'undefined' ? null : localStorage;
+  } catch {
+    return null;
+  }
 }
