@@ -46,6 +46,9 @@ async function main(): Promise<void> {
     `GraphQL API ready at ${url}`,
   );
   if (config.jwtSecretGenerated) app.logger.warn(`JWT_SECRET not set: using a generated secret kept in ${config.dataDir}`);
+  if (config.jwtSigning.algorithm === 'EdDSA' && config.jwtSigning.generated) {
+    app.logger.warn(`JWT_PRIVATE_KEY not set: signing with a generated Ed25519 key kept in ${config.dataDir}`);
+  }
   if (config.isProduction && !config.hmacSecret) {
     app.logger.warn('HMAC_SECRET not set: password hashes are keyed from JWT_SECRET, so rotating JWT_SECRET would invalidate every password');
   }

@@ -1,5 +1,5 @@
 import { generateKeyPairSync, type KeyObject } from 'node:crypto';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { calculateJwkThumbprint, createRemoteJWKSet, decodeProtectedHeader, exportJWK, jwtVerify, SignJWT } from 'jose';
@@ -167,6 +167,16 @@ describe('signing-key configuration', () => {
     expect(problemsOf({ ...base, JWT_ALGORITHM: 'RS256' })).toEqual(['JWT_ALGORITHM must be HS256 or EdDSA (got "RS256")']);
     // With its line breaks escaped, as some environments hold a PEM, it is accepted.
     expect(problemsOf({ ...base, JWT_PRIVATE_KEY: pem(newKey().privateKey, 'pkcs8').replace(/\n/g, '\\n') })).toEqual([]);
+    // Exactly one key: a second block, or text around the key, would otherwise be ignored unseen.
+    const two = `${pem(newKey().privateKey, 'pkcs8')}\n${pem(newKey().privateKey, 'pkcs8')}`;
+    expect(problemsOf({ ...base, JWT_PRIVATE_KEY: two })).toEqual([expect.stringMatching(/^JWT_PRIVATE_KEY holds 2 PEM blocks/)]);
+    expect(problemsOf({ ...base, JWT_PRIVATE_KEY: `${pem(newKey().privateKey, 'pkcs8')}\ntrailing junk` })).toEqual([expect.stringMatching(/^JWT_PRIVATE_KEY holds text before or after its PEM key/)]);
+  });
+
+  it('refuses a generated key file that holds no Ed25519 key, saying what to do', () => {
+    const directory = dataDir();
+    writeFileSync(join(directory, 'jwt-ed25519-key.pem'), pem(generateKeyPairSync('ed448').privateKey, 'pkcs8'));
+    expect(problemsOf({ DATA_DIR: directory, JWT_ALGORITHM: 'EdDSA' })).toEqual([expect.stringMatching(/jwt-ed25519-key\.pem cannot be used: it holds an ed448 key, not Ed25519: delete it/)]);
   });
 
   it('refuses private keys and non-keys in JWT_VERIFY_KEYS', () => {

@@ -61,7 +61,18 @@ export function parseJwtSigning(
       return Object.freeze({ algorithm: 'HS256', verifyKeys });
     }
   }
-  const privateKey = ed25519Key('JWT_PRIVATE_KEY', unescape(raw.privateKey), 'private', problems);
+  // One key, nothing around it: a second block or stray text would otherwise be ignored unseen.
+  const pem = unescape(raw.privateKey);
+  const blocks = pem.match(PEM_BLOCK) ?? [];
+  if (blocks.length > 1 || (blocks.length === 1 && blocks[0] !== pem)) {
+    problems.push(
+      blocks.length > 1
+        ? `JWT_PRIVATE_KEY holds ${blocks.length} PEM blocks: it takes exactly one Ed25519 private key (older keys' public keys go in JWT_VERIFY_KEYS)`
+        : 'JWT_PRIVATE_KEY holds text before or after its PEM key: paste the key alone, from -----BEGIN to -----END',
+    );
+    return Object.freeze({ algorithm: 'HS256', verifyKeys });
+  }
+  const privateKey = ed25519Key('JWT_PRIVATE_KEY', pem, 'private', problems);
   if (!privateKey) return Object.freeze({ algorithm: 'HS256', verifyKeys });
   return Object.freeze({ algorithm, privateKey, generated: false, verifyKeys });
 }
@@ -135,7 +146,11 @@ function keyKind(key: KeyObject): string {
  */
 function developmentPrivateKey(dataDir: string): KeyObject {
   const path = join(dataDir, PRIVATE_KEY_FILE);
-  if (existsSync(path)) return createPrivateKey(readFileSync(path, 'utf8'));
+  if (existsSync(path)) {
+    const kept = createPrivateKey(readFileSync(path, 'utf8'));
+    if (kept.asymmetricKeyType !== 'ed25519') throw new Error(`it holds an ${keyKind(kept)} key, not Ed25519: delete it to have a new key generated (tokens signed with it stop working)`);
+    return kept;
+  }
   mkdirSync(dataDir, { recursive: true });
   const { privateKey } = generateKeyPairSync('ed25519');
   writeFileSync(path, privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
