@@ -1,13 +1,17 @@
 import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Webhook } from 'standardwebhooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { processEnv } from '../src/config/config.js';
-import { LOGIN, newAccountInput, REGISTER, START_UP_ADMIN } from './support/accounts.js';
+import { LOGIN, newAccountInput, REGISTER, registerAccount, START_UP_ADMIN, startUpAdminToken } from './support/accounts.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
 import { build, exitOf, killServerProcesses, postGraphQL, serverProcessEnv, startServerProcess } from './support/server-process.js';
-import { CREATE_ENDPOINT, startWebhookReceiver, type WebhookReceiver } from './support/webhooks.js';
+import { startTestServer, type TestServer } from './support/server.js';
+import { waitUntil, within } from './support/wait.js';
+import { CREATE_ENDPOINT, DELETE_ENDPOINT, type ReceivedWebhook, startWebhookReceiver, type WebhookReceiver } from './support/webhooks.js';
 
 // A webhook attempt cut by a SIGKILL of its process is made again by the next process, with the
 // same webhook-id, once the dead process's claim lapses (the 10 s time limit plus 5 s). Real
@@ -61,4 +65,102 @@ describe('SIGKILL during a webhook attempt', () => {
     expect((new Webhook(secret).verify(again.body, again.headers as Record<string, string>) as any).data.user).toMatchObject({ id: userId, email: input.email });
     await killServerProcesses();
   }, 180_000);
+});
+
+/**
+ * A receiver that accepts every connection, reads the request and never answers: each attempt at it
+ * waits the full 10 s time limit. Counts, per path (one endpoint each), the requests open at once.
+ */
+async function startDeadReceiver() {
+  const open = new Map<string, number>();
+  const mostOpen = new Map<string, number>();
+  const server = createServer((req, res) => {
+    const path = req.url!;
+    open.set(path, (open.get(path) ?? 0) + 1);
+    mostOpen.set(path, Math.max(mostOpen.get(path) ?? 0, open.get(path)!));
+    res.on('close', () => open.set(path, open.get(path)! - 1));
+    req.resume();
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (server.address() as AddressInfo).port,
+    /** The most requests to `path` that were open at once (0: it was never called). */
+    mostOpen: (path: string) => mostOpen.get(path) ?? 0,
+    async close() {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
+}
+
+// Endpoints that hang take no delivery slot from those that answer, however many there are: with
+// fifteen endpoints that never answer (each attempt waits the real 10 s time limit) and one that
+// does, every event reaches the one that answers within a few seconds, before, while and after the
+// dead ones time out and are retried. In process, on a real listener, through the API.
+describe('endpoints that never answer', () => {
+  const DEAD_ENDPOINTS = 15;
+  const ACCOUNTS = 10;
+  /** Well under the 10 s time limit of an attempt: a delivery that waited behind a dead one is later. */
+  const PROMPTLY_MS = 5_000;
+  const ENDPOINT_LOGS = '{ webhookEndpoints { id deliveries(first: 5) { attempt status error } } }';
+  let server: TestServer;
+  let admin: string;
+  let healthy: WebhookReceiver;
+  let dead: Array<Awaited<ReturnType<typeof startDeadReceiver>>>;
+
+  beforeAll(async () => {
+    healthy = await startWebhookReceiver();
+    // Several listeners (hosts by port), so no limit per host could be what keeps them apart.
+    dead = [await startDeadReceiver(), await startDeadReceiver(), await startDeadReceiver()];
+    // Fast retries: the dead endpoints are tried again as soon as they time out.
+    server = await startTestServer({ ...START_UP_ADMIN, WEBHOOK_ALLOWED_HOSTS: '127.0.0.1' }, { webhooks: { pollIntervalMs: 100, retryDelaysMs: Array(6).fill(300) } });
+    admin = await startUpAdminToken(server);
+  });
+  afterAll(async () => {
+    await server?.stop();
+    await healthy?.close();
+    for (const receiver of dead ?? []) await receiver.close();
+  });
+
+  const create = async (url: string) => {
+    const response = await server.graphql(CREATE_ENDPOINT, { url, events: ['user.created'] }, { token: admin });
+    if (!response.data) throw new Error(`createWebhookEndpoint failed: ${JSON.stringify(response.errors)}`);
+    return { id: response.data.createWebhookEndpoint.endpoint.id as string, secret: response.data.createWebhookEndpoint.secret as string };
+  };
+  const logs = async (): Promise<Map<string, Array<{ attempt: number; status: number | null; error: string | null }>>> =>
+    new Map((await server.graphql(ENDPOINT_LOGS, {}, { token: admin })).data!.webhookEndpoints.map((endpoint: any) => [endpoint.id, endpoint.deliveries]));
+  const about = (userId: string) => (hook: ReceivedWebhook) => JSON.parse(hook.body).data.user.id === userId;
+
+  it('delays no delivery to an endpoint that answers, and gives each dead one one attempt at a time', async () => {
+    const stuck: Array<{ id: string; receiver: (typeof dead)[number]; path: string }> = [];
+    for (let n = 0; n < DEAD_ENDPOINTS; n += 1) {
+      const receiver = dead[n % dead.length]!;
+      const path = `/dead/${n}`;
+      stuck.push({ id: (await create(`http://127.0.0.1:${receiver.port}${path}`)).id, receiver, path });
+    }
+    const fine = await create(healthy.url);
+    try {
+      // About 25 s of sign-ups: before the dead endpoints' first attempts time out, while they do,
+      // and while their retries (and the new events queued for them) are made.
+      for (let n = 0; n < ACCOUNTS; n += 1) {
+        const account = await registerAccount(server);
+        const hook = await within(PROMPTLY_MS, () => healthy.waitFor(about(account.user.id), 2 * PROMPTLY_MS), `the delivery of sign-up ${n + 1} to the endpoint that answers`);
+        expect((new Webhook(fine.secret).verify(hook.body, hook.headers as Record<string, string>) as any).data.user.id).toBe(account.user.id);
+        await new Promise((resolve) => setTimeout(resolve, 2_000));
+      }
+      // Every dead endpoint was tried, one attempt at a time, and its timeout logged.
+      const logged = await waitUntil(async () => {
+        const all = await logs();
+        return stuck.every(({ id }) => all.get(id)!.length > 0) ? all : undefined;
+      }, 'every dead endpoint has a logged attempt', 15_000);
+      for (const { id, receiver, path } of stuck) {
+        expect(receiver.mostOpen(path)).toBe(1);
+        expect(logged.get(id)!.at(-1)).toMatchObject({ attempt: 1, status: null, error: 'no answer within 10 s' });
+      }
+      expect(logged.get(fine.id)!.every((entry) => entry.attempt === 1 && entry.status === 204)).toBe(true);
+      expect(healthy.received).toHaveLength(ACCOUNTS);
+    } finally {
+      for (const { id } of [...stuck, fine]) await server.graphql(DELETE_ENDPOINT, { id }, { token: admin });
+    }
+  }, 120_000);
 });

@@ -160,6 +160,29 @@ describe('webhooks', () => {
     await server.graphql(DELETE_ENDPOINT, { id }, { token: admin });
   });
 
+  it('announces user.email_verified for the address a confirmed email change or a lockdown makes the verified one', async () => {
+    const { id, secret } = await createEndpoint(receiver.url, ['user.email_verified']);
+    const account = await registerAccount(server); // never verified
+    const owners = account.user.email;
+    const theirs = `verified-${account.user.id.slice(0, 8)}@example.com`;
+    const token = { token: account.accessToken };
+    expect((await server.graphql(REQUEST_EMAIL_CHANGE, { newEmail: theirs, password: account.password }, token)).data?.requestEmailChange).toBe(true);
+    const code = verificationCodeOf(await smtp.waitFor((mail) => mail.to === theirs && mail.subject.startsWith('Confirm your new email address')));
+    expect((await server.graphql(CONFIRM_EMAIL_CHANGE, { code }, token)).data?.confirmEmailChange.email).toBe(theirs);
+    const notice = await smtp.waitFor((mail) => mail.to === owners && mail.subject === 'Your email address was changed');
+    expect((await server.graphql(LOCK_ACCOUNT, { token: lockdownTokenOf(notice) })).data?.lockAccount).toBe(true);
+
+    const events = await waitUntil(() => {
+      const mine = receiver.received.filter(about(account.user.id)).map((hook) => verified(secret, hook));
+      return mine.length >= 2 ? mine : undefined;
+    }, 'both verifications are announced');
+    expect(events.map((event: any) => [event.type, event.data.user.email, event.data.user.emailVerified])).toEqual([
+      ['user.email_verified', theirs, true],
+      ['user.email_verified', owners, true],
+    ]);
+    await server.graphql(DELETE_ENDPOINT, { id }, { token: admin });
+  });
+
   it('delivers the events of one change in the order they were announced', async () => {
     // A lockdown that gives the owner's address back announces user.locked, then user.updated;
     // several accounts at once, so the order cannot come out right by chance.

@@ -38,6 +38,12 @@ export interface ClaimSpec {
    * hangs then holds one worker slot, not all of them, and its rows go in order.
    */
   onePer?: string;
+  /**
+   * A further condition on the rows that may be claimed (`"candidate"` is the row; no parameters),
+   * applied before the order and the limit: rows it leaves out never take the place of rows it
+   * keeps, however much earlier they are due.
+   */
+  only?: string;
 }
 
 /**
@@ -48,7 +54,7 @@ export interface ClaimSpec {
  */
 export function claimDue<T>(em: EntityManager, spec: ClaimSpec, select = 'select * from "claimed"'): Promise<T[]> {
   const now = new Date();
-  const { table, doneColumn, onePer } = spec;
+  const { table, doneColumn, onePer, only } = spec;
   const open = (row: string) => `${row}."${doneColumn}" is null and ${row}."failed_at" is null`;
   const due = (row: string) => `${open(row)} and ${row}."next_attempt_at" <= ? and (${row}."locked_until" is null or ${row}."locked_until" < ?)`;
   const grouped = onePer
@@ -61,7 +67,7 @@ export function claimDue<T>(em: EntityManager, spec: ClaimSpec, select = 'select
        update "${table}" set "locked_until" = ?, "attempts" = "attempts" + 1
         where "id" in (
           select "id" from "${table}" "candidate"
-           where ${due('"candidate"')} ${grouped}
+           where ${due('"candidate"')} ${grouped} ${only ? `and (${only})` : ''}
            order by "next_attempt_at"
            limit ?
            for update skip locked)

@@ -83,8 +83,8 @@ export class EmailChangeService {
       await this.deps.notices.send(account.em, user, { name: 'email-changed', newEmail: email }, oldEmail);
       this.deps.audit.record(account.em, AuditEventType.EMAIL_CHANGED, { userId: user.id, actorId: user.id, detail: `${oldEmail} → ${email}` }, meta);
       const fresh = await account.em.findOneOrFail(User, { id: user.id }, { refresh: true });
-      // An address confirmed by a code is verified: an account that was not says so too.
-      await this.deps.users.announce(account.em, user.emailVerifiedAt ? 'user.updated' : ['user.updated', 'user.email_verified'], fresh);
+      // The new address is verified by the code: a verified address of the account, new to it.
+      await this.deps.users.announce(account.em, ['user.updated', 'user.email_verified'], fresh);
       return userView(fresh);
     });
     if (changed === 'wrong code') throw new BadUserInputError(INVALID_CODE, 'code');

@@ -101,10 +101,9 @@ export class LockdownService {
     }
     // Who locked: the request's address and browser; with which link: the address it was mailed to.
     this.deps.audit.record(em, AuditEventType.ACCOUNT_LOCKED, { userId: user.id, detail: `link mailed to ${linkAddress}` }, meta);
-    // Mirrors that follow only user.updated learn of the restored address too, and a restored
-    // address counts as verified (its owner followed a link mailed to it).
-    const verified = restored && !user.emailVerifiedAt ? (['user.email_verified'] as const) : [];
-    await this.deps.users.announce(em, restored ? ['user.locked', 'user.updated', ...verified] : 'user.locked', user.id);
+    // Mirrors that follow only user.updated learn of the restored address too, and it counts as
+    // verified (its owner followed a link mailed to it): a verified address, new to the account again.
+    await this.deps.users.announce(em, restored ? ['user.locked', 'user.updated', 'user.email_verified'] : 'user.locked', user.id);
   }
 
   /**

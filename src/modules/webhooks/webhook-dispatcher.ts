@@ -19,8 +19,12 @@ export interface WebhookDispatchOptions {
   retryDelaysMs: readonly number[];
   /** An attempt that has no answer (status line) this soon after it started is abandoned and counts as failed. */
   timeoutMs: number;
-  /** Attempts in flight at once, across all endpoints. */
+  /** Slots of the lane of endpoints in good standing (their latest logged attempt succeeded, or they have none). */
   concurrency: number;
+  /** Slots of the lane of failing endpoints (their latest logged attempt failed or got no answer). */
+  failingConcurrency: number;
+  /** An attempt still without an answer this long after it started gives its slot back (it goes on, up to `timeoutMs`). */
+  stallMs: number;
 }
 
 const SECOND = 1000;
@@ -36,6 +40,8 @@ export const DEFAULT_WEBHOOK_OPTIONS: WebhookDispatchOptions = {
   retryDelaysMs: [5 * SECOND, 30 * SECOND, 2 * MINUTE, 10 * MINUTE, 30 * MINUTE, HOUR, 2 * HOUR, 4 * HOUR, 8 * HOUR, 12 * HOUR, 12 * HOUR],
   timeoutMs: 10 * SECOND,
   concurrency: 10,
+  failingConcurrency: 5,
+  stallMs: SECOND,
 };
 
 /**
@@ -45,6 +51,22 @@ export const DEFAULT_WEBHOOK_OPTIONS: WebhookDispatchOptions = {
 const CLAIM_MARGIN_MS = 5 * SECOND;
 
 const USER_AGENT = 'graphql-user-server-webhooks/1';
+
+/** Which slots an attempt takes: see {@link WebhookDispatcher}. */
+type Lane = 'good' | 'failing';
+const LANES: readonly Lane[] = ['good', 'failing'];
+
+/**
+ * The endpoints whose latest logged attempt failed (through the log's (endpoint, created_at) index;
+ * an endpoint with no attempt in the log, a new one, is in good standing). Not correlated with the
+ * candidate row, so it is read once per claim however many rows the claim looks at.
+ */
+const FAILING_ENDPOINTS = `select "e"."id" from "webhook_endpoints" "e"
+   where (select "d"."error" is not null from "webhook_deliveries" "d" where "d"."endpoint_id" = "e"."id" order by "d"."created_at" desc limit 1)`;
+const IN_LANE: Record<Lane, string> = {
+  good: `"candidate"."endpoint_id" not in (${FAILING_ENDPOINTS})`,
+  failing: `"candidate"."endpoint_id" in (${FAILING_ENDPOINTS})`,
+};
 
 interface ClaimedMessage {
   id: string;
@@ -82,9 +104,26 @@ interface Outcome {
  * (redirects included: they are not followed) or no answer within {@link WebhookDispatchOptions.timeoutMs}
  * is retried after the next delay of {@link WebhookDispatchOptions.retryDelaysMs}.
  *
- * Up to `concurrency` attempts run at once and a new message is claimed as soon as one finishes,
- * so an endpoint that hangs holds one slot for at most the time limit and never blocks the others.
- * No request of a client waits for any of this.
+ * No endpoint that hangs or fails delays the deliveries to those that answer, however many there
+ * are. Each endpoint has at most one attempt in flight (the claim sees to it, across instances), and
+ * the attempts share two lanes of slots:
+ *
+ * - the **good** lane (`concurrency` slots) takes the messages of endpoints in good standing: their
+ *   latest logged attempt succeeded, or they have none yet;
+ * - the **failing** lane (`failingConcurrency` slots) takes the messages of endpoints whose latest
+ *   logged attempt failed — retries and new events alike — until one of their attempts succeeds.
+ *   Each claim asks for one lane's messages only, so a failing endpoint's backlog, however much
+ *   earlier it is due, never fills a claim of the good lane.
+ *
+ * And an attempt holds its slot only until it answers or `stallMs` (1 s) passes: an attempt still
+ * waiting then gives its slot back and goes on, up to the time limit, outside the lanes. A good
+ * endpoint that starts hanging thus costs its lane one slot for 1 s, once (its timeout is then
+ * logged, and it is failing); dead endpoints cost the failing lane 1 s of a slot per attempt. The
+ * attempts outside the lanes are bounded all the same: a slot can start at most one attempt that
+ * stalls per `stallMs`, each lasting at most `timeoutMs`, so at most `(concurrency +
+ * failingConcurrency) × timeoutMs / stallMs` (150 with the defaults), and never more than one per
+ * endpoint. A new message is claimed as soon as a slot is free. No request of a client waits for
+ * any of this.
  */
 export class WebhookDispatcher {
   private readonly worker: PollingWorker;
@@ -131,28 +170,42 @@ export class WebhookDispatcher {
     await stopped;
   }
 
-  /** Delivers due messages until none is left, keeping up to `concurrency` attempts in flight. */
+  /** Delivers due messages until none is left, keeping each lane's slots busy. */
   private async drain(): Promise<void> {
     const running = new Set<Promise<void>>();
+    /** Attempts holding a slot of each lane (an attempt that stalled holds none). */
+    const holding: Record<Lane, number> = { good: 0, failing: 0 };
+    const free = (lane: Lane) => (lane === 'good' ? this.options.concurrency : this.options.failingConcurrency) - holding[lane];
     try {
       while (!this.worker.stopping) {
-        const free = this.options.concurrency - running.size;
         this.woken = false;
-        const claimed = free > 0 ? await this.claim(free) : [];
+        const claimed: Array<{ lane: Lane; message: ClaimedMessage }> = [];
+        for (const lane of LANES) {
+          if (free(lane) > 0) for (const message of await this.claim(lane, free(lane))) claimed.push({ lane, message });
+        }
         if (this.worker.stopping) {
           // Claimed while shutdown began: handed back untouched rather than attempted.
-          await Promise.all(claimed.map((message) => this.release(message)));
+          await Promise.all(claimed.map(({ message }) => this.release(message)));
           break;
         }
-        for (const message of claimed) {
-          const attempt = this.attempt(message).finally(() => running.delete(attempt));
+        for (const { lane, message } of claimed) {
+          holding[lane] += 1;
+          const giveBack = (stalled: boolean) => {
+            holding[lane] -= 1;
+            // A slot freed by a stall: claim again now (an attempt that ends ends the wait anyway).
+            if (stalled) {
+              this.woken = true;
+              this.nudge?.();
+            }
+          };
+          const attempt = this.attempt(message, giveBack).finally(() => running.delete(attempt));
           running.add(attempt);
         }
         if (running.size === 0) return;
-        // While slots are free and messages were found, claim again at once; otherwise wait for a
-        // slot, a wake (new messages) or the poll interval (other instances' messages), whichever
-        // comes first: an attempt that hangs holds its slot, never the round.
-        if (claimed.length === 0 || running.size >= this.options.concurrency) await this.nextChance(running);
+        // While slots are free and messages were found, claim again at once; otherwise wait for an
+        // attempt to end or stall, a wake (new messages) or the poll interval (other instances'
+        // messages), whichever comes first: an attempt that hangs holds its slot, never the round.
+        if (claimed.length === 0 || LANES.every((lane) => free(lane) <= 0)) await this.nextChance(running);
       }
     } finally {
       await Promise.all(running);
@@ -174,7 +227,8 @@ export class WebhookDispatcher {
     });
   }
 
-  private claim(limit: number): Promise<ClaimedMessage[]> {
+  /** Claims up to `limit` due messages of the endpoints of one lane. */
+  private claim(lane: Lane, limit: number): Promise<ClaimedMessage[]> {
     return claimDue<ClaimedMessage>(
       this.orm.em.fork(),
       {
@@ -184,22 +238,41 @@ export class WebhookDispatcher {
         leaseMs: this.options.timeoutMs + CLAIM_MARGIN_MS,
         limit,
         onePer: 'endpoint_id',
+        only: IN_LANE[lane],
       },
       'select "claimed".*, "e"."url", "e"."secret" from "claimed" join "webhook_endpoints" "e" on "e"."id" = "claimed"."endpoint_id"',
     );
   }
 
-  private async attempt(message: ClaimedMessage): Promise<void> {
+  /**
+   * Makes one attempt and settles it. `giveBack` frees the attempt's slot, once: when the attempt
+   * has had no answer for `stallMs` (`true`), or when it is settled.
+   */
+  private async attempt(message: ClaimedMessage, giveBack: (stalled: boolean) => void): Promise<void> {
+    let holds = true;
+    const letGo = (stalled: boolean) => {
+      if (!holds) return;
+      holds = false;
+      giveBack(stalled);
+    };
+    const stall = setTimeout(() => letGo(true), this.options.stallMs);
     const controller = new AbortController();
     this.inFlight.add(controller);
-    let outcome: Outcome;
     try {
-      outcome = await this.post(message, controller);
+      let outcome: Outcome;
+      try {
+        outcome = await this.post(message, controller);
+      } finally {
+        this.inFlight.delete(controller);
+        // The attempt has its outcome: a slot it still holds is held while the outcome is written,
+        // so a slow database slows the claims rather than letting attempts pile up.
+        clearTimeout(stall);
+      }
+      if (outcome.cut) await this.release(message);
+      else await this.record(message, outcome);
     } finally {
-      this.inFlight.delete(controller);
+      letGo(false);
     }
-    if (outcome.cut) await this.release(message);
-    else await this.record(message, outcome);
   }
 
   /** Hands a claimed message back as it was before the claim (the attempt it counted is undone). */
