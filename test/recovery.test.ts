@@ -620,6 +620,9 @@ describe('development mode without SMTP', () => {
     expect(files).toHaveLength(1);
     expect(files[0].to).toBe(account.user.email);
     expect(resetTokenOf(files[0])).toBe(token);
+    // The outbox row's id, as over SMTP: every attempt at one email carries the same Message-ID.
+    const [row] = await devServer.sql<{ id: string }>(`select "id" from "mail_outbox" where "template" = 'password-reset' order by "created_at" desc limit 1`);
+    expect(files[0].messageId).toBe(`<${row.id}@localhost>`);
 
     const newPassword = `from the log line ${suffix()}`;
     const reset = await resetPassword(devServer, token, newPassword);

@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, chownSync, cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, cpSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server, type Socket, connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -231,5 +231,14 @@ describe('a DATA_DIR that cannot be one', () => {
       expect(run.code).toBe(1);
       expect(run.stderr.join('\n')).toBe(`Invalid configuration:\n  - DATA_DIR (${bad}) is not a directory (a file is in the way)`);
     }
+  });
+
+  // Some file systems answer ENOENT for a folder that cannot be created under a parent that exists
+  // (procfs here); Node's recursive mkdir then spins forever at full CPU, deaf to SIGTERM.
+  it.skipIf(!existsSync('/proc/sys'))('is one clear configuration error where the file system answers ENOENT under an existing parent (/proc/sys)', async () => {
+    const bad = '/proc/sys/user-server-data';
+    const run = await runToExit({ ...baseEnv(bad) }, 20_000);
+    expect(run.code).toBe(1);
+    expect(run.stderr.join('\n')).toMatch(new RegExp(`^Invalid configuration:\\n  - DATA_DIR \\(${bad.replace(/\//g, '\\/')}\\) cannot be used: ENOENT`));
   });
 });

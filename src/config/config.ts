@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { accessSync, constants, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { isAbsolute, join, resolve } from 'node:path';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { parseEnv } from 'node:util';
 import { type JwtSigning, parseJwtSigning } from './signing-keys.js';
 
@@ -456,8 +456,8 @@ function allowedOrigins(raw: string | undefined, isProduction: boolean, problems
  */
 function unusableDirectory(path: string): string | undefined {
   try {
-    mkdirSync(path, { recursive: true });
-    if (!statSync(path).isDirectory()) return 'is not a directory';
+    createDirectories(path);
+    if (!statSync(path).isDirectory()) return 'is not a directory (a file is in the way)';
     accessSync(path, constants.W_OK | constants.X_OK);
     return undefined;
   } catch (error) {
@@ -465,6 +465,25 @@ function unusableDirectory(path: string): string | undefined {
     if (code === 'EEXIST' || code === 'ENOTDIR') return 'is not a directory (a file is in the way)';
     if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS') return 'is not writable by this process';
     return `cannot be used: ${(error as Error).message}`;
+  }
+}
+
+/**
+ * `mkdir -p`, one level at a time. Node's recursive mkdirSync loops forever where the kernel answers
+ * ENOENT for a parent that exists (`/proc/sys/x`); here that ENOENT is thrown.
+ */
+function createDirectories(path: string): void {
+  const missing: string[] = [];
+  for (let current = resolve(path); !existsSync(current); current = dirname(current)) {
+    missing.unshift(current);
+    if (dirname(current) === current) break;
+  }
+  for (const directory of missing) {
+    try {
+      mkdirSync(directory);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error; // created meanwhile: fine
+    }
   }
 }
 

@@ -28,12 +28,14 @@ const SMTP_TIMEOUTS = { connectionTimeout: 10_000, greetingTimeout: 10_000, sock
  * logged.
  */
 export function createMailTransport(config: Pick<Config, 'smtpUrl' | 'mailFrom' | 'dataDir' | 'isProduction'>, logger: Logger): MailTransport {
+  // Every attempt at one email carries the same Message-ID (its outbox row), so a repeat is recognised.
+  const message = (mail: OutgoingMail) => ({ from: config.mailFrom, to: mail.to, subject: mail.subject, text: mail.text, html: mail.html, messageId: `<${mail.id}@${hostOf(config.mailFrom)}>` });
   if (config.smtpUrl) {
     const options: SMTPPool.Options = { url: config.smtpUrl, pool: true, ...SMTP_TIMEOUTS };
     const transporter = nodemailer.createTransport(options);
     return {
       async send(mail) {
-        await transporter.sendMail({ from: config.mailFrom, to: mail.to, subject: mail.subject, text: mail.text, html: mail.html, messageId: `<${mail.id}@${hostOf(config.mailFrom)}>` });
+        await transporter.sendMail(message(mail));
       },
       close: () => transporter.close(),
     };
@@ -42,7 +44,7 @@ export function createMailTransport(config: Pick<Config, 'smtpUrl' | 'mailFrom' 
   const writer = nodemailer.createTransport({ streamTransport: true, buffer: true, newline: 'unix' });
   return {
     async send(mail) {
-      const info = await writer.sendMail({ from: config.mailFrom, to: mail.to, subject: mail.subject, text: mail.text, html: mail.html });
+      const info = await writer.sendMail(message(mail));
       await mkdir(outbox, { recursive: true, mode: 0o700 });
       const file = join(outbox, `${new Date().toISOString().replace(/[:.]/g, '-')}-${mail.id}.eml`);
       await writeFile(file, info.message as Buffer, { mode: 0o600 });
