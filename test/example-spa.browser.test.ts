@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import { type AddressInfo, connect, createServer as createTcpServer, type Socket } from 'node:net';
@@ -61,6 +62,9 @@ let smtp: TestSmtpServer;
 let relay: Relay;
 let site: Server;
 let spaOrigin: string;
+/** The same app served from a second origin of the same site: a second app sharing the browser's cookie jar, with its own lock and channel. */
+let otherSite: Server;
+let otherSpaOrigin: string;
 let outDir: string;
 
 /** Serves the built app, with index.html for every path that is not a file (as an SPA host does). */
@@ -78,17 +82,59 @@ function serveStatic(root: string): Promise<Server> {
   return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server)));
 }
 
+/** A `refreshToken` request the relay passed to the API, as it went over the wire. */
+interface RelayedRefresh {
+  /** The page's origin (its `Origin` header). */
+  origin: string | undefined;
+  /** The refresh token the request's cookie presented. */
+  presented: string | undefined;
+  /** The refresh token the answer's Set-Cookie gave; `undefined` until the answer's headers have reached the relay, `null` when it set none. */
+  issued?: string | null;
+}
+
+/** The answer to one refresh request, kept from the browser by the relay (the server has answered, the browser has not heard). */
+interface HeldAnswer {
+  /** The request, once it has been sent. */
+  readonly refresh: RelayedRefresh | undefined;
+  /** Whether the server's answer (its headers at least) has reached the relay. */
+  readonly answered: boolean;
+  /** Passes the answer on to the browser, and the rest of the connection's traffic from then on. */
+  release(): void;
+}
+
 /** A TCP relay to the API: while down it cuts every connection, as a stopped server would. */
 interface Relay {
   port: number;
   down(): void;
   up(): void;
   close(): Promise<void>;
+  /** Every `refreshToken` request relayed, in order. */
+  readonly refreshes: RelayedRefresh[];
+  /** Holds back the answer to the next `refreshToken` request from the browser until it is released. */
+  holdNextRefresh(): HeldAnswer;
+}
+
+/** The value of the cookie `name` in the raw head of an HTTP request (`cookie`) or response (`set-cookie`). */
+function cookieIn(head: string, header: 'cookie' | 'set-cookie', name: string): string | undefined {
+  for (const line of head.split('\r\n')) {
+    const colon = line.indexOf(':');
+    if (colon < 0 || line.slice(0, colon).trim().toLowerCase() !== header) continue;
+    const value = line.slice(colon + 1);
+    // A Cookie header lists name=value pairs; a Set-Cookie header sets one, followed by its attributes.
+    for (const pair of header === 'cookie' ? value.split(';') : [value.split(';')[0]!]) {
+      const equals = pair.indexOf('=');
+      if (pair.slice(0, equals).trim() === name) return decodeURIComponent(pair.slice(equals + 1).trim());
+    }
+  }
+  return undefined;
 }
 
 function startRelay(targetPort: number): Promise<Relay> {
   const sockets = new Set<Socket>();
+  const refreshes: RelayedRefresh[] = [];
   let open = true;
+  /** The hold the next refresh request takes: it keeps what the server answers on that connection. */
+  let nextHold: ((refresh: RelayedRefresh, forward: (chunk: Buffer | null) => void) => (chunk: Buffer | null) => void) | undefined;
   const track = (socket: Socket) => {
     sockets.add(socket);
     socket.on('close', () => sockets.delete(socket));
@@ -103,7 +149,43 @@ function startRelay(targetPort: number): Promise<Relay> {
     track(upstream);
     client.on('error', () => upstream.destroy());
     upstream.on('error', () => client.destroy());
-    client.pipe(upstream).pipe(client);
+    // What the browser sent since the last refresh request on this connection, and the head of the
+    // answer to a refresh request while it is coming in.
+    let sent = '';
+    let answering: { refresh: RelayedRefresh; head: string } | undefined;
+    let keep: ((chunk: Buffer | null) => void) | undefined;
+    const forward = (chunk: Buffer | null) => {
+      if (client.destroyed || client.writableEnded) return;
+      if (chunk) client.write(chunk);
+      else client.end();
+    };
+    client.on('data', (chunk: Buffer) => {
+      sent = (sent + chunk.toString('latin1')).slice(-65_536);
+      const at = sent.indexOf('AuthModuleRefresh');
+      if (at < 0) return;
+      const head = sent.slice(Math.max(0, sent.lastIndexOf('POST ', at)), at);
+      sent = '';
+      const refresh: RelayedRefresh = { origin: /^origin:\s*(\S+)/im.exec(head)?.[1], presented: cookieIn(head, 'cookie', '__Secure-refresh_token') };
+      refreshes.push(refresh);
+      answering = { refresh, head: '' };
+      if (nextHold) {
+        keep = nextHold(refresh, forward);
+        nextHold = undefined;
+      }
+    });
+    client.pipe(upstream);
+    upstream.on('data', (chunk: Buffer) => {
+      if (answering) {
+        answering.head += chunk.toString('latin1');
+        const end = answering.head.indexOf('\r\n\r\n');
+        if (end >= 0) {
+          answering.refresh.issued = cookieIn(answering.head.slice(0, end), 'set-cookie', '__Secure-refresh_token') ?? null;
+          answering = undefined;
+        }
+      }
+      (keep ?? forward)(chunk);
+    });
+    upstream.on('end', () => (keep ?? forward)(null));
   });
   return new Promise((resolve) =>
     server.listen(0, '127.0.0.1', () =>
@@ -120,6 +202,28 @@ function startRelay(targetPort: number): Promise<Relay> {
           for (const socket of sockets) socket.destroy();
           return new Promise((done) => server.close(() => done()));
         },
+        refreshes,
+        holdNextRefresh() {
+          const kept: Array<Buffer | null> = [];
+          let held: { refresh: RelayedRefresh; forward: (chunk: Buffer | null) => void } | undefined;
+          let released = false;
+          nextHold = (refresh, forward) => {
+            held = { refresh, forward };
+            return (chunk) => (released ? forward(chunk) : kept.push(chunk));
+          };
+          return {
+            get refresh() {
+              return held?.refresh;
+            },
+            get answered() {
+              return held?.refresh.issued !== undefined;
+            },
+            release() {
+              released = true;
+              for (const chunk of kept.splice(0)) held?.forward(chunk);
+            },
+          };
+        },
       }),
     ),
   );
@@ -130,9 +234,11 @@ beforeAll(async () => {
   outDir = await mkdtemp(join(tmpdir(), 'example-spa-'));
   site = await serveStatic(outDir);
   spaOrigin = `http://localhost:${(site.address() as AddressInfo).port}`;
+  otherSite = await serveStatic(outDir);
+  otherSpaOrigin = `http://localhost:${(otherSite.address() as AddressInfo).port}`;
   smtp = await startSmtpServer();
   // The shortest access-token lifetime, so one test can outlive a token (see the last test).
-  api = await startTestServer({ SMTP_URL: smtp.url, CORS_ORIGINS: spaOrigin, ACCESS_TOKEN_TTL: '60' });
+  api = await startTestServer({ SMTP_URL: smtp.url, CORS_ORIGINS: `${spaOrigin},${otherSpaOrigin}`, ACCESS_TOKEN_TTL: '60' });
   relay = await startRelay(Number(new URL(api.origin).port));
   // localhost, not 127.0.0.1: the app and the API are then two origins of one site, as app.example.com
   // and api.example.com are, so the SameSite=Strict cookie travels between them.
@@ -143,6 +249,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await new Promise((resolve) => site?.close(resolve));
+  await new Promise((resolve) => otherSite?.close(resolve));
   await relay?.close();
   await api?.stop();
   await smtp?.stop();
@@ -313,6 +420,108 @@ describe.skipIf(!hasChromium)('the example SPA in Chromium: two tabs, a second b
     await laptop.close();
     await phone.close();
   });
+  it('one refresh token presented twice — by a second app of the site, then by a reload, while its first refresh is unanswered — leaves every tab signed in on one device session', async () => {
+    // The module lets one refresh run at a time in a browser (Web Locks) and shares its result, so
+    // two tabs of one app never present one refresh token twice. Two apps of one site (two origins:
+    // two locks, one cookie jar) and a reload during a refresh do. The relay holds back the answer
+    // to tab A's refresh: the server has rotated the cookie's token, the browser still holds it.
+    const input = newAccountInput();
+    const [email, password] = [input.email as string, input.password as string];
+    await api.graphql('mutation R($input: RegisterInput!) { register(input: $input) { accessToken } }', { input });
+    const laptop = await browser.newContext();
+    // Every sign-out the module announces to the tabs of an app (its BroadcastChannel also reaches a second channel of the same page).
+    const signOuts: string[] = [];
+    await laptop.addInitScript(
+      "if (location.protocol === 'http:') new BroadcastChannel('user-server-auth').onmessage = (event) => { if (event.data && event.data.type === 'signed-out') console.warn('auth test: signed out, ' + event.data.reason); };",
+    );
+    const watch = (page: Page) => page.on('console', (message) => message.text().startsWith('auth test: ') && signOuts.push(`${page.url()} ${message.text()}`));
+    laptop.on('page', watch);
+    const refreshCookie = async () => (await laptop.cookies(`http://localhost:${relay.port}/graphql`)).find((cookie) => cookie.name === '__Secure-refresh_token')?.value;
+    const rowOf = async (token: string) =>
+      (await api.sql<{ family: string; revoked_reason: string | null }>('select family, revoked_reason from sessions where refresh_token_hash = ?', [createHash('sha256').update(token).digest('hex')]))[0];
+    const presentations = (token: string) => relay.refreshes.filter((refresh) => refresh.presented === token);
+    async function expectWorking(page: Page): Promise<void> {
+      expect((await devices(page)).sort()).toEqual(['Other device', 'This device']);
+      await expect.poll(() => page.locator('#profile').textContent(), { timeout: 10_000 }).toContain(email);
+      await expectStatus(page, 'Signed in.');
+    }
+
+    const tabA = await openTab(laptop);
+    await expectStatus(tabA, 'Signed out.');
+    await signIn(tabA, email, password);
+    const tabB = await openTab(laptop);
+    await expectStatus(tabB, 'Signed in.');
+    // An access token tab A holds before the refreshes.
+    const profileCall = tabA.waitForRequest((request) => request.method() === 'POST' && (request.postData() ?? '').includes('"operationName":"Me"'));
+    await expectWorking(tabA);
+    const earlierAccessToken = (await (await profileCall).headerValue('authorization'))?.replace(/^Bearer /, '');
+    expect(earlierAccessToken).toBeTruthy();
+    const signedIn = await refreshCookie();
+    expect(signedIn).toBeTruthy();
+    const { family } = (await rowOf(signedIn!))!;
+
+    // 1. Tab A refreshes; its answer is held back. The server has rotated the token, the cookie jar still holds it.
+    const firstHold = relay.holdNextRefresh();
+    await tabA.getByRole('button', { name: 'Refresh tokens' }).click();
+    await expect.poll(() => firstHold.answered, { timeout: 10_000 }).toBe(true);
+    expect(firstHold.refresh).toMatchObject({ origin: spaOrigin, presented: signedIn });
+    const rotated = firstHold.refresh!.issued!;
+    expect(rotated).toBeTruthy();
+    expect(rotated).not.toBe(signedIn);
+    expect(await rowOf(signedIn!)).toEqual({ family, revoked_reason: 'ROTATED' });
+    expect(await refreshCookie()).toBe(signedIn);
+    // Meanwhile the second app starts in this browser and restores its session from the same, rotated cookie.
+    const otherApp = await openTab(laptop, otherSpaOrigin);
+    await expectStatus(otherApp, 'Signed in.');
+    expect(await tabA.locator('#message').textContent()).toBe('');
+    // The server saw one token twice and gave both the same successor: the device session stays one chain.
+    expect(presentations(signedIn!)).toEqual([
+      { origin: spaOrigin, presented: signedIn, issued: rotated },
+      { origin: otherSpaOrigin, presented: signedIn, issued: rotated },
+    ]);
+    firstHold.release();
+    await expectMessage(tabA, 'Tokens refreshed.');
+    expect(await refreshCookie()).toBe(rotated);
+    for (const page of [tabA, tabB, otherApp]) await expectWorking(page);
+
+    // 2. Tab A refreshes again and reloads while the answer is held back: the reloaded tab presents the rotated token again.
+    const secondHold = relay.holdNextRefresh();
+    await tabA.getByRole('button', { name: 'Refresh tokens' }).click();
+    await expect.poll(() => secondHold.answered, { timeout: 10_000 }).toBe(true);
+    expect(secondHold.refresh).toMatchObject({ origin: spaOrigin, presented: rotated });
+    const rotatedAgain = secondHold.refresh!.issued!;
+    expect(rotatedAgain).toBeTruthy();
+    expect(rotatedAgain).not.toBe(rotated);
+    expect(await rowOf(rotated)).toEqual({ family, revoked_reason: 'ROTATED' });
+    expect(await refreshCookie()).toBe(rotated);
+    await tabA.reload();
+    await expectStatus(tabA, 'Signed in.');
+    secondHold.release();
+    expect(presentations(rotated)).toEqual([
+      { origin: spaOrigin, presented: rotated, issued: rotatedAgain },
+      { origin: spaOrigin, presented: rotated, issued: rotatedAgain },
+    ]);
+    expect(await refreshCookie()).toBe(rotatedAgain);
+    for (const page of [tabA, tabB, otherApp]) await expectWorking(page);
+
+    // Nobody was signed out, the device session lives on in one row, and the access token from before
+    // the refreshes still works (until it expires).
+    expect(signOuts).toEqual([]);
+    expect([tabA, tabB, otherApp].flatMap((page) => calls.get(page)!).filter((call) => call.reason !== undefined)).toEqual([]);
+    const rows = await api.sql<{ family: string; revoked_reason: string | null; refresh_token_hash: string }>(
+      'select family, revoked_reason, refresh_token_hash from sessions where revoked_at is null and expires_at > now() and user_id = (select id from users where email = ?) and family = ?',
+      [email, family],
+    );
+    expect(rows).toEqual([{ family, revoked_reason: null, refresh_token_hash: createHash('sha256').update((await refreshCookie())!).digest('hex') }]);
+    const [reused] = await api.sql<{ count: string | number }>("select count(*) as count from sessions where revoked_reason = 'REUSE_DETECTED' and family = ?", [family]);
+    expect(Number(reused?.count)).toBe(0);
+    const me = await api.graphql<{ me: { email: string } }>('{ me { email } }', {}, { token: earlierAccessToken });
+    expect(me.errors).toBeUndefined();
+    expect(me.data?.me.email).toBe(email);
+    expect(problems).toEqual([]);
+    await laptop.close();
+  }, 90_000);
+
   it('signing out in one tab while another refreshes leaves every tab, and a reload, signed out (5 trials)', async () => {
     const input = newAccountInput();
     await api.graphql('mutation R($input: RegisterInput!) { register(input: $input) { accessToken } }', { input });
