@@ -260,11 +260,11 @@ describe('the drain limit on SIGTERM', () => {
   it.skipIf(!processEnv().DATABASE_URL)('withdraws a session whose write committed after the cut', async () => {
     await build();
     const blocked = await createTestDatabase(processEnv().DATABASE_URL);
-    // As the README advises: the server stops a statement's wait for a lock before the client's 2 s
+    // As the README advises: the server stops a statement's wait for a lock before the client's 1.8 s
     // bound gives up on it, so none commits after its request was answered.
     const admin = new pg.Client({ connectionString: blocked.url });
     await admin.connect();
-    await admin.query(`alter database "${new URL(blocked.url!).pathname.slice(1)}" set lock_timeout = '1900ms'`);
+    await admin.query(`alter database "${new URL(blocked.url!).pathname.slice(1)}" set lock_timeout = '1700ms'`);
     await admin.end();
     const lockDir = mkdtempSync(join(tmpdir(), 'user-server-drain-lock-'));
     const env = serverProcessEnv({ DATABASE_URL: blocked.url!, DATA_DIR: lockDir, SHUTDOWN_DRAIN_SECONDS: '1', RATE_LIMIT_SCALE: '0' });

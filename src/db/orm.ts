@@ -10,7 +10,7 @@ import { BUILD_ROOT, PROJECT_ROOT, RUNNING_FROM_SOURCE } from '../config/paths.j
 import { purgeIndexes } from '../maintenance.js';
 import { RATE_LIMIT_TABLE } from '../rate-limits.js';
 import { LEASE_TABLE } from './lease.js';
-import { boundStatements, CONNECT_TIMEOUT_MS, KEEPALIVE_DELAY_MS, STATEMENT_TIMEOUT_MS, withStatementTimeout } from './statement-timeout.js';
+import { ACQUIRE_TIMEOUT_MS, boundStatements, CONNECT_TIMEOUT_MS, KEEPALIVE_DELAY_MS, STATEMENT_TIMEOUT_MS, withStatementTimeout } from './statement-timeout.js';
 import { MailMessage } from '../mail/mail-message.entity.js';
 import { AuditEvent } from '../modules/audit/audit-event.entity.js';
 import { OneTimeToken } from '../modules/one-time-tokens/one-time-token.entity.js';
@@ -55,7 +55,7 @@ export function createOrmConfig(connection: OrmConnection, settings: OrmSettings
     clientUrl: connection.clientUrl,
     entities: ENTITIES,
     baseDir: PROJECT_ROOT,
-    // On a server a request waits at most 2 s for a connection, and as long for each statement
+    // On a server a request waits at most 1.8 s for a connection, and as long for each statement
     // (statement-timeout.ts): while the database is down, unreachable or not answering, requests
     // are answered SERVICE_UNAVAILABLE then, instead of hanging for knex's default minute or for
     // good. The embedded database cannot be "down", and its one connection may have a queue: it
@@ -63,7 +63,7 @@ export function createOrmConfig(connection: OrmConnection, settings: OrmSettings
     pool: {
       min: 0,
       max: connection.poolSize,
-      acquireTimeoutMillis: connection.embedded ? 60_000 : 2000,
+      acquireTimeoutMillis: connection.embedded ? 60_000 : ACQUIRE_TIMEOUT_MS,
       destroyTimeoutMillis: 2000,
       afterCreate(client: pg.Client, done: (error: Error | null, client: pg.Client) => void) {
         // The embedded database runs in this process: it cannot hang while the process does not.
