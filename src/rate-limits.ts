@@ -2,6 +2,7 @@ import type { MikroORM } from '@mikro-orm/postgresql';
 import { Redis } from 'ioredis';
 import { type RateLimiterAbstract, RateLimiterPostgres, RateLimiterRedis, RateLimiterRes } from 'rate-limiter-flexible';
 import type { Config } from './config/config.js';
+import { sendNamed, type Statement } from './db/named-statements.js';
 import { OUTAGE_RETRY_AFTER_SECONDS, OutageLog } from './db/outage.js';
 import { STATEMENT_TIMEOUT_MS } from './db/statement-timeout.js';
 import { RateLimitedError, ServiceUnavailableError } from './errors.js';
@@ -34,15 +35,15 @@ export const LIMITS = {
 export type LimitName = keyof typeof LIMITS;
 
 /**
- * rate-limiter-flexible's PostgreSQL limiter, sending its statements unnamed. Named (prepared)
- * statements belong to one server connection, and a pooler in transaction mode (PgBouncer before
- * 1.21, the Debian package among them) runs each transaction on whichever connection is free, where
- * the name is unknown or already taken. Unnamed, each statement is parsed where it runs.
+ * rate-limiter-flexible's PostgreSQL limiter, its statements named while the database keeps them
+ * (see named-statements.ts): the per-IP count of every sign-in then costs PostgreSQL less. The
+ * library's names are fixed and its texts the same in every instance.
  */
-class UnpreparedRateLimiterPostgres extends RateLimiterPostgres {
+class NamedRateLimiterPostgres extends RateLimiterPostgres {
   // The library's one place that runs a statement (rate-limiter-flexible 11, lib/RateLimiterPostgres.js).
-  _query(query: { name?: string; text: string; values?: unknown[] }): Promise<unknown> {
-    return (RateLimiterPostgres.prototype as unknown as { _query(query: unknown): Promise<unknown> })._query.call(this, { text: query.text, values: query.values });
+  _query(query: Statement): Promise<unknown> {
+    const run = (RateLimiterPostgres.prototype as unknown as { _query(query: Statement): Promise<unknown> })._query;
+    return query.name ? sendNamed(query, (statement) => run.call(this, statement)) : run.call(this, query);
   }
 }
 
@@ -98,7 +99,7 @@ export class RateLimits {
         name,
         redis
           ? new RateLimiterRedis({ ...options, storeClient: redis })
-          : new UnpreparedRateLimiterPostgres({ ...options, storeClient: knex, storeType: 'knex', tableName: RATE_LIMIT_TABLE, tableCreated: true, clearExpiredByTimeout: false }),
+          : new NamedRateLimiterPostgres({ ...options, storeClient: knex, storeType: 'knex', tableName: RATE_LIMIT_TABLE, tableCreated: true, clearExpiredByTimeout: false }),
       );
     }
     return new RateLimits(

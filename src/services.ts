@@ -3,6 +3,7 @@ import type { Config } from './config/config.js';
 import { OutageLog } from './db/outage.js';
 import { deriveKeys } from './keys.js';
 import type { Logger } from './logger.js';
+import { namedStatements } from './db/named-statements.js';
 import { MailOutbox, type OutboxOptions } from './mail/outbox.js';
 import { createMailTransport } from './mail/transport.js';
 import { AuditService } from './modules/audit/audit.service.js';
@@ -83,6 +84,8 @@ export async function createServices(config: Config, orm: MikroORM, logger: Logg
   const passwords = await PasswordHasher.create(config.bcryptCost, keys.passwordPepper);
   const mailLogger = logger.child({ component: 'mail' });
   const outages = new OutageLog(logger);
+  namedStatements.onTurnedOff = (error) =>
+    logger.warn({ err: error }, 'the database cannot keep named statements (a pooler in transaction mode?): statements are sent unnamed from now on');
   const outbox = new MailOutbox(orm, createMailTransport(config, mailLogger), keys.mailOutbox, config.links, mailLogger, outages, workers.outbox);
   const tokens = new OneTimeTokenService(keys.oneTimeTokens);
   const users = new UserService(passwords, new UserEvents(outbox), tokens);

@@ -1,18 +1,19 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
+import { sendNamed, type Statement } from './named-statements.js';
 
 /**
  * Runs one parameterized statement (`$1`, `$2`… placeholders) on a connection of the ORM's own
  * pool, skipping the ORM's query pipeline: value inlining, query logging and knex's runner. That
  * pipeline costs more than a primary-key lookup itself, so this is for the hottest statements: the
  * one that runs on every authenticated request and the one that commits a sign-in (see
- * BENCHMARKS.md); everything else goes through the ORM. Statements are unnamed (parsed each time),
- * so they also work through a pooler in transaction mode.
+ * BENCHMARKS.md); everything else goes through the ORM. Statements are named while the database
+ * keeps them (see named-statements.ts), and unnamed behind a pooler in transaction mode.
  *
  * Rows come back as the driver returns them (timestamps as strings): map them with the ORM's
  * result mapper. Not for use inside a transaction, whose statements must run on its connection.
  */
 export async function pooledQuery<Row>(em: EntityManager, text: string, values: unknown[]): Promise<Row[]> {
-  return withPooledConnection(em, 'pooledQuery', async (connection) => (await connection.query<Row>({ text, values })).rows);
+  return withPooledConnection(em, 'pooledQuery', async (connection) => (await sendNamed({ text, values }, (statement) => connection.query<Row>(statement))).rows);
 }
 
 /**
@@ -41,7 +42,7 @@ export async function pooledQueryCommittedLazily<Row>(em: EntityManager, sql: st
 
 /** A driver connection of the ORM's pool, as the functions above use it. */
 interface PooledConnection {
-  query<Row>(query: string | { text: string; values: unknown[] }): Promise<{ rows: Row[] }>;
+  query<Row>(query: string | Statement): Promise<{ rows: Row[] }>;
 }
 
 /**
