@@ -107,13 +107,18 @@ function stripIpv4Mapping(ip: string): string {
 
 /**
  * CORS for CORS_ORIGINS only, with credentials; other origins get no CORS headers at all. The
- * options are decided synchronously, as `serve` expects of the cors middleware.
+ * options are decided synchronously, as `serve` expects of the cors middleware. Every answer varies
+ * by `Origin`, refusals included, so a shared cache never hands one origin's answer to another.
  */
 function credentialedCors(origins: readonly string[]) {
   const allowed = { origin: true, credentials: true, maxAge: 600, exposedHeaders: ['x-request-id'] };
-  return cors((req: cors.CorsRequest, decide: (error: Error | null, options: cors.CorsOptions) => void) => {
+  const handler = cors((req: cors.CorsRequest, decide: (error: Error | null, options: cors.CorsOptions) => void) => {
     decide(null, origins.includes(String(req.headers.origin)) ? allowed : { origin: false });
   });
+  return (req: IncomingMessage, res: ServerResponse, next: (error?: unknown) => void) => {
+    res.setHeader('vary', 'Origin');
+    handler(req as cors.CorsRequest, res, next);
+  };
 }
 
 function sendJson(res: ServerResponse, status: number, body: unknown): void {

@@ -94,6 +94,7 @@ describe('cookie mode', () => {
     // The credentialed CORS answer names the origin, never `*`.
     expect(response.headers.get('access-control-allow-origin')).toBe(SPA);
     expect(response.headers.get('access-control-allow-credentials')).toBe('true');
+    expect(response.headers.get('vary')).toBe('Origin');
   });
 
   it('refreshes from the cookie alone, rotating it; a dead cookie is cleared', async () => {
@@ -220,6 +221,8 @@ describe('who may use the cookie', () => {
     expect(response.json.data).toBeNull();
     expect(refreshCookieOf(response)).toBeUndefined();
     expect(response.headers.get('access-control-allow-origin')).toBeNull();
+    // A refusal varies by Origin too: a shared cache never hands it to a listed origin.
+    expect(response.headers.get('vary')).toBe('Origin');
     expect(await sessionRows(server, identifier)).toBe(before);
   });
 
