@@ -1,5 +1,4 @@
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer, type Server, type Socket, connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -15,6 +14,7 @@ import { postgresBinaries, type PrivatePostgres, startPrivatePostgres } from './
 import { build, exitOf, type GraphQLAnswer, killServerProcesses, postGraphQL, serverProcessEnv, startServerProcess } from './support/server-process.js';
 import { errorCode, type GraphQLResponse, startTestServer, type TestServer } from './support/server.js';
 import { unusedPort } from './support/smtp.js';
+import { Relay } from './support/tcp-relay.js';
 import { waitUntil, within } from './support/wait.js';
 
 // A real database outage the test controls: the server reaches PostgreSQL only through a TCP relay
@@ -22,37 +22,8 @@ import { waitUntil, within } from './support/wait.js';
 // request that needs the database must answer SERVICE_UNAVAILABLE with HTTP 503 and a retry hint,
 // promptly, and the log must not fill with one line per request.
 const DATABASE_URL = processEnv().DATABASE_URL;
-/** "Within 2 s": the pool's wait for a connection or for a statement's answer, plus room for a loaded machine. */
-const ANSWER_WITHIN_MS = 4000;
-
-/** A TCP relay to `target` that can be cut and restored. */
-class Relay {
-  private server: Server | undefined;
-  private readonly sockets = new Set<Socket>();
-  constructor(
-    readonly port: number,
-    private readonly target: { host: string; port: number },
-  ) {}
-  async up(): Promise<void> {
-    if (this.server) return;
-    this.server = createServer((client) => {
-      const upstream = connect(this.target.port, this.target.host);
-      for (const socket of [client, upstream]) {
-        this.sockets.add(socket);
-        socket.on('error', () => socket.destroy());
-        socket.on('close', () => this.sockets.delete(socket));
-      }
-      client.pipe(upstream).pipe(client);
-    });
-    await new Promise<void>((resolve) => this.server!.listen(this.port, '127.0.0.1', resolve));
-  }
-  async cut(): Promise<void> {
-    const closed = new Promise((resolve) => (this.server ? this.server.close(resolve) : resolve(undefined)));
-    for (const socket of this.sockets) socket.destroy();
-    await closed;
-    this.server = undefined;
-  }
-}
+/** "Within 2 s": the pool's wait for a connection or for a statement's answer (1.8 s), plus room for a loaded machine. */
+const ANSWER_WITHIN_MS = 3000;
 
 describe.skipIf(!DATABASE_URL)('a database outage (PostgreSQL through a relay the test cuts)', () => {
   let database: TestDatabase;

@@ -42,6 +42,16 @@ export const DEFAULT_OUTBOX_OPTIONS: OutboxOptions = {
 const MARK_RETRY_DELAYS_MS = [50, 200, 500, 1000, 2000];
 
 /**
+ * After the database last failed this worker, it claims nothing for this long: a worker of another
+ * instance that was sending when the database went away retries its "sent" marks every
+ * {@link MARK_RETRY_DELAYS_MS} at most (2 s), so its marks land before anyone takes back the
+ * messages whose claims lapsed meanwhile and sends them again. Every instance polls the database
+ * (during the pause too), so every instance sees an outage of it, and the pause ends at least 4 s
+ * after the database answers again.
+ */
+const CLAIM_PAUSE_AFTER_FAILURE_MS = 3 * MARK_RETRY_DELAYS_MS[MARK_RETRY_DELAYS_MS.length - 1];
+
+/**
  * Work queued like an email, in the caller's transaction, and done by the worker afterwards: a
  * reset request (its lookup must not be timed by the client, and it must survive a crash), and an
  * event about an account for the webhooks (it must exist exactly when the change commits).
@@ -86,6 +96,8 @@ export class MailOutbox {
   private readonly cipher: SecretBox;
   private readonly worker: PollingWorker;
   private readonly handlers = new Map<OutboxJob['name'], OutboxJobHandler>();
+  /** When the database last failed this worker (a claim, a renewal, a mark); see {@link CLAIM_PAUSE_AFTER_FAILURE_MS}. */
+  private lastFailureAt = Number.NEGATIVE_INFINITY;
 
   constructor(
     private readonly orm: MikroORM,
@@ -98,6 +110,7 @@ export class MailOutbox {
   ) {
     this.cipher = new SecretBox(key);
     this.worker = new PollingWorker(() => this.drain(), options.pollIntervalMs, (error) => {
+      this.lastFailureAt = Date.now();
       if (!this.outages.record(error)) this.logger.error({ err: error }, 'mail outbox worker failed; retrying later');
     });
     orm.em.getEventManager().registerSubscriber(new WakeAfterCommit(() => this.wake()));
@@ -137,14 +150,26 @@ export class MailOutbox {
     this.transport.close();
   }
 
-  /** Sends due messages until none is left, renewing the claims of each batch while it is out. */
+  /**
+   * Sends due messages until none is left, renewing the claims of each batch until every message of
+   * it is settled (sent and marked, or its failure recorded), however the others fared.
+   */
   private async drain(): Promise<void> {
     while (!this.worker.stopping) {
+      // Just after the database failed us: the marks of a worker that was sending land first. The
+      // database is still asked meanwhile, so the pause runs from when it answers again (a failure
+      // here is recorded by the worker like any other), however long the outage.
+      if (Date.now() - this.lastFailureAt < CLAIM_PAUSE_AFTER_FAILURE_MS) {
+        await this.orm.em.fork().getConnection().execute('select 1');
+        return;
+      }
       const claimed = await this.claim();
       if (claimed.length === 0) return;
       const renewal = setInterval(() => void this.renew(claimed.map((row) => row.id)), this.options.leaseMs / 3);
       try {
-        await Promise.all(claimed.map((row) => this.deliver(row)));
+        const settled = await Promise.allSettled(claimed.map((row) => this.deliver(row)));
+        const failed = settled.find((outcome): outcome is PromiseRejectedResult => outcome.status === 'rejected');
+        if (failed) throw failed.reason;
       } finally {
         clearInterval(renewal);
       }
@@ -169,7 +194,9 @@ export class MailOutbox {
         [new Date(Date.now() + this.options.leaseMs), pgArray(ids)],
       );
     } catch (error) {
-      this.logger.warn({ err: error }, 'could not renew the claims of emails being sent');
+      this.lastFailureAt = Date.now();
+      // An outage of the database is logged once per interval (OutageLog); anything else each time.
+      if (!this.outages.record(error)) this.logger.warn({ err: error }, 'could not renew the claims of emails being sent');
     }
   }
 
@@ -190,11 +217,13 @@ export class MailOutbox {
       const reason = (error instanceof Error ? error.message : String(error)).slice(0, 500);
       const givingUp = row.attempts >= this.options.maxAttempts;
       const delay = Math.min(this.options.retryBaseMs * 2 ** (row.attempts - 1), MAX_RETRY_DELAY_MS) * (0.8 + Math.random() * 0.4);
-      await connection.execute(
-        `update "mail_outbox" set "locked_until" = null, "last_error" = ?, "next_attempt_at" = ?,
-                "failed_at" = ?, "payload" = case when ? then null else "payload" end
-          where "id" = ?`,
-        [reason, new Date(Date.now() + delay), givingUp ? new Date() : null, givingUp, row.id],
+      await this.recordUntilItLands(row, () =>
+        connection.execute(
+          `update "mail_outbox" set "locked_until" = null, "last_error" = ?, "next_attempt_at" = ?,
+                  "failed_at" = ?, "payload" = case when ? then null else "payload" end
+            where "id" = ?`,
+          [reason, new Date(Date.now() + delay), givingUp ? new Date() : null, givingUp, row.id],
+        ),
       );
       const details = { mailId: row.id, template: row.template, attempt: row.attempts, reason };
       if (givingUp) this.logger.error(details, 'email delivery failed; giving up');
@@ -210,21 +239,34 @@ export class MailOutbox {
    */
   private async markDone(row: ClaimedRow): Promise<void> {
     const connection = this.orm.em.fork().getConnection();
-    for (let attempt = 0; ; attempt += 1) {
-      try {
-        await connection.execute(`update "mail_outbox" set "sent_at" = ?, "payload" = null, "locked_until" = null, "last_error" = null where "id" = ?`, [new Date(), row.id]);
-        break;
-      } catch (error) {
-        if (this.worker.stopping && attempt >= MARK_RETRY_DELAYS_MS.length) {
-          this.logger.error({ err: error, mailId: row.id, template: row.template }, 'email sent, but recording it failed; it may be sent again');
-          return;
-        }
-        if (attempt === 0) this.logger.warn({ err: error, mailId: row.id }, 'email sent; recording it failed, retrying');
-        await new Promise((resolve) => setTimeout(resolve, MARK_RETRY_DELAYS_MS[Math.min(attempt, MARK_RETRY_DELAYS_MS.length - 1)]));
-      }
+    const marked = await this.recordUntilItLands(row, () =>
+      connection.execute(`update "mail_outbox" set "sent_at" = ?, "payload" = null, "locked_until" = null, "last_error" = null where "id" = ?`, [new Date(), row.id]),
+    );
+    if (!marked) {
+      this.logger.error({ mailId: row.id, template: row.template }, 'email sent, but recording it failed; it may be sent again');
+      return;
     }
     // (A job's emails are committed by now: the drain loop claims them next.)
     if (!isJobName(row.template)) this.logger.info({ mailId: row.id, template: row.template, attempt: row.attempts }, 'email sent');
+  }
+
+  /**
+   * Runs `write` (what became of a claimed message) until it lands, while the batch's claims are
+   * still renewed; gives up only once the worker is stopping and a few more tries failed (`false`).
+   * Failures count as an outage of the database (logged once per interval).
+   */
+  private async recordUntilItLands(row: ClaimedRow, write: () => Promise<unknown>): Promise<boolean> {
+    for (let attempt = 0; ; attempt += 1) {
+      try {
+        await write();
+        return true;
+      } catch (error) {
+        this.lastFailureAt = Date.now();
+        if (this.worker.stopping && attempt >= MARK_RETRY_DELAYS_MS.length) return false;
+        if (!this.outages.record(error) && attempt === 0) this.logger.warn({ err: error, mailId: row.id }, 'recording what became of an email failed; retrying');
+        await new Promise((resolve) => setTimeout(resolve, MARK_RETRY_DELAYS_MS[Math.min(attempt, MARK_RETRY_DELAYS_MS.length - 1)]));
+      }
+    }
   }
 }
 
