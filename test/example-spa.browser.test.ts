@@ -460,16 +460,25 @@ describe.skipIf(!hasChromium)('the example SPA in Chromium: two tabs, a second b
     expect(signedIn).toBeTruthy();
     const { family } = (await rowOf(signedIn!))!;
 
+    /**
+     * Tab A refreshes with the cookie holding `presented`, and the answer is held back: the server
+     * has rotated the token (its row says so), the cookie jar still holds it.
+     */
+    const refreshHeld = async (presented: string) => {
+      const hold = relay.holdNextRefresh();
+      await tabA.getByRole('button', { name: 'Refresh tokens' }).click();
+      await expect.poll(() => hold.answered, { timeout: 10_000 }).toBe(true);
+      expect(hold.refresh).toMatchObject({ origin: spaOrigin, presented });
+      const issued = hold.refresh!.issued!;
+      expect(issued).toBeTruthy();
+      expect(issued).not.toBe(presented);
+      expect(await rowOf(presented)).toEqual({ family, revoked_reason: 'ROTATED' });
+      expect(await refreshCookie()).toBe(presented);
+      return { hold, issued };
+    };
+
     // 1. Tab A refreshes; its answer is held back. The server has rotated the token, the cookie jar still holds it.
-    const firstHold = relay.holdNextRefresh();
-    await tabA.getByRole('button', { name: 'Refresh tokens' }).click();
-    await expect.poll(() => firstHold.answered, { timeout: 10_000 }).toBe(true);
-    expect(firstHold.refresh).toMatchObject({ origin: spaOrigin, presented: signedIn });
-    const rotated = firstHold.refresh!.issued!;
-    expect(rotated).toBeTruthy();
-    expect(rotated).not.toBe(signedIn);
-    expect(await rowOf(signedIn!)).toEqual({ family, revoked_reason: 'ROTATED' });
-    expect(await refreshCookie()).toBe(signedIn);
+    const { hold: firstHold, issued: rotated } = await refreshHeld(signedIn!);
     // Meanwhile the second app starts in this browser and restores its session from the same, rotated cookie.
     const otherApp = await openTab(laptop, otherSpaOrigin);
     await expectStatus(otherApp, 'Signed in.');
@@ -485,15 +494,7 @@ describe.skipIf(!hasChromium)('the example SPA in Chromium: two tabs, a second b
     for (const page of [tabA, tabB, otherApp]) await expectWorking(page);
 
     // 2. Tab A refreshes again and reloads while the answer is held back: the reloaded tab presents the rotated token again.
-    const secondHold = relay.holdNextRefresh();
-    await tabA.getByRole('button', { name: 'Refresh tokens' }).click();
-    await expect.poll(() => secondHold.answered, { timeout: 10_000 }).toBe(true);
-    expect(secondHold.refresh).toMatchObject({ origin: spaOrigin, presented: rotated });
-    const rotatedAgain = secondHold.refresh!.issued!;
-    expect(rotatedAgain).toBeTruthy();
-    expect(rotatedAgain).not.toBe(rotated);
-    expect(await rowOf(rotated)).toEqual({ family, revoked_reason: 'ROTATED' });
-    expect(await refreshCookie()).toBe(rotated);
+    const { hold: secondHold, issued: rotatedAgain } = await refreshHeld(rotated);
     await tabA.reload();
     await expectStatus(tabA, 'Signed in.');
     secondHold.release();

@@ -54,6 +54,23 @@ function verified(secret: string, hook: ReceivedWebhook): any {
 
 const about = (userId: string) => (hook: ReceivedWebhook) => JSON.parse(hook.body).data.user.id === userId;
 
+/**
+ * A new account moved to another address (`<prefix>-…@example.com`) by an email change, then locked
+ * down with the link the notice to its first address carried: the first address is back.
+ */
+async function movedAndTakenBack(prefix: string) {
+  const account = await registerAccount(server);
+  const owners = account.user.email;
+  const theirs = `${prefix}-${account.user.id.slice(0, 8)}@example.com`;
+  const token = { token: account.accessToken };
+  expect((await server.graphql(REQUEST_EMAIL_CHANGE, { newEmail: theirs, password: account.password }, token)).data?.requestEmailChange).toBe(true);
+  const code = verificationCodeOf(await smtp.waitFor((mail) => mail.to === theirs && mail.subject.startsWith('Confirm your new email address')));
+  expect((await server.graphql(CONFIRM_EMAIL_CHANGE, { code }, token)).data?.confirmEmailChange.email).toBe(theirs);
+  const notice = await smtp.waitFor((mail) => mail.to === owners && mail.subject === 'Your email address was changed');
+  expect((await server.graphql(LOCK_ACCOUNT, { token: lockdownTokenOf(notice) })).data?.lockAccount).toBe(true);
+  return { account, owners, theirs };
+}
+
 describe('webhooks', () => {
   it('signs each event so a Standard Webhooks verifier accepts it, and carries the account without secrets', async () => {
     const { id, secret } = await createEndpoint(receiver.url, ['user.created']);
@@ -139,15 +156,7 @@ describe('webhooks', () => {
 
   it('announces a lockdown that restores a replaced address as user.locked and user.updated, both with the restored address', async () => {
     const { id, secret } = await createEndpoint(receiver.url, ['user.updated', 'user.locked']);
-    const account = await registerAccount(server);
-    const owners = account.user.email;
-    const theirs = `moved-${account.user.id.slice(0, 8)}@example.com`;
-    const token = { token: account.accessToken };
-    expect((await server.graphql(REQUEST_EMAIL_CHANGE, { newEmail: theirs, password: account.password }, token)).data?.requestEmailChange).toBe(true);
-    const code = verificationCodeOf(await smtp.waitFor((mail) => mail.to === theirs && mail.subject.startsWith('Confirm your new email address')));
-    expect((await server.graphql(CONFIRM_EMAIL_CHANGE, { code }, token)).data?.confirmEmailChange.email).toBe(theirs);
-    const notice = await smtp.waitFor((mail) => mail.to === owners && mail.subject === 'Your email address was changed');
-    expect((await server.graphql(LOCK_ACCOUNT, { token: lockdownTokenOf(notice) })).data?.lockAccount).toBe(true);
+    const { account, owners, theirs } = await movedAndTakenBack('moved');
 
     const events = await waitUntil(() => {
       const mine = receiver.received.filter(about(account.user.id)).map((hook) => verified(secret, hook));
@@ -162,15 +171,7 @@ describe('webhooks', () => {
 
   it('announces user.email_verified for the address a confirmed email change or a lockdown makes the verified one', async () => {
     const { id, secret } = await createEndpoint(receiver.url, ['user.email_verified']);
-    const account = await registerAccount(server); // never verified
-    const owners = account.user.email;
-    const theirs = `verified-${account.user.id.slice(0, 8)}@example.com`;
-    const token = { token: account.accessToken };
-    expect((await server.graphql(REQUEST_EMAIL_CHANGE, { newEmail: theirs, password: account.password }, token)).data?.requestEmailChange).toBe(true);
-    const code = verificationCodeOf(await smtp.waitFor((mail) => mail.to === theirs && mail.subject.startsWith('Confirm your new email address')));
-    expect((await server.graphql(CONFIRM_EMAIL_CHANGE, { code }, token)).data?.confirmEmailChange.email).toBe(theirs);
-    const notice = await smtp.waitFor((mail) => mail.to === owners && mail.subject === 'Your email address was changed');
-    expect((await server.graphql(LOCK_ACCOUNT, { token: lockdownTokenOf(notice) })).data?.lockAccount).toBe(true);
+    const { account, owners, theirs } = await movedAndTakenBack('verified'); // never verified before
 
     const events = await waitUntil(() => {
       const mine = receiver.received.filter(about(account.user.id)).map((hook) => verified(secret, hook));
