@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { Webhook } from 'standardwebhooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { processEnv } from '../src/config/config.js';
+import { DEFAULT_WEBHOOK_OPTIONS } from '../src/modules/webhooks/webhook-dispatcher.js';
 import { LOGIN, newAccountInput, REGISTER, registerAccount, START_UP_ADMIN, startUpAdminToken } from './support/accounts.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
 import { build, exitOf, killServerProcesses, postGraphQL, serverProcessEnv, startServerProcess } from './support/server-process.js';
@@ -18,6 +19,19 @@ import { CREATE_ENDPOINT, DELETE_ENDPOINT, type ReceivedWebhook, startWebhookRec
 // processes, a real receiver on loopback, a real kill; only bounded waits.
 const START_TIMEOUT_MS = 90_000;
 const RESUME_WITHIN_MS = 30_000;
+
+// The servers of this file retry within a second; production's schedule is pinned here: a failing
+// endpoint is retried for at least 24 hours (the floor), with the same webhook-id each time.
+describe('the default retry schedule', () => {
+  it('keeps retrying a failing endpoint for at least 24 hours, at growing intervals', () => {
+    const delays = DEFAULT_WEBHOOK_OPTIONS.retryDelaysMs;
+    const total = delays.reduce((sum, delay) => sum + delay, 0);
+    // Each delay may be shortened by its jitter (a tenth at most); the schedule still spans a day.
+    expect(total * 0.9).toBeGreaterThanOrEqual(24 * 60 * 60 * 1000);
+    expect([...delays].sort((a, b) => a - b)).toEqual(delays);
+    expect(delays[0]).toBeLessThanOrEqual(10_000);
+  });
+});
 
 describe('SIGKILL during a webhook attempt', () => {
   let database: TestDatabase;
