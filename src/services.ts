@@ -108,7 +108,7 @@ export async function createServices(config: Config, orm: MikroORM, logger: Logg
   const mfa = new MfaService({ totp, recoveryCodes, secondFactor, reauthentication, tokens, notices, audit, limits });
   return {
     users,
-    auth: new AuthService(users, sessions, passwords, accessTokens, verification, audit, limits, guard, tokens, secondFactor),
+    auth: new AuthService({ users, sessions, passwords, accessTokens, verification, audit, limits, guard, tokens, secondFactor }),
     profile: new ProfileService(users, audit, reauthentication),
     userAdmin: new UserAdminService(users, sessions, audit, notices),
     audit,

@@ -63,31 +63,34 @@ const INVALID_MFA = 'The code is incorrect, or this sign-in has expired. Sign in
 const INVALID_REFRESH_TOKEN = 'The refresh token is invalid or has expired. Sign in again.';
 const REFRESH_TOKEN_MAX_LENGTH = 128;
 
+/** What AuthService needs. */
+export interface AuthDependencies {
+  users: UserService;
+  sessions: SessionService;
+  passwords: PasswordHasher;
+  accessTokens: AccessTokens;
+  verification: VerificationService;
+  audit: AuditService;
+  limits: RateLimits;
+  guard: LoginGuard;
+  tokens: OneTimeTokenService;
+  secondFactor: SecondFactor;
+}
+
 /** Registration, sign-in, token refresh and sign-out. */
 export class AuthService {
-  constructor(
-    private readonly users: UserService,
-    private readonly sessions: SessionService,
-    private readonly passwords: PasswordHasher,
-    private readonly accessTokens: AccessTokens,
-    private readonly verification: VerificationService,
-    private readonly audit: AuditService,
-    private readonly limits: RateLimits,
-    private readonly guard: LoginGuard,
-    private readonly tokens: OneTimeTokenService,
-    private readonly secondFactor: SecondFactor,
-  ) {}
+  constructor(private readonly deps: AuthDependencies) {}
 
   /**
    * Opens a USER account, queues its verification code and signs it in: account, code, email and
    * session are written in one flush (one transaction).
    */
   async register(em: EntityManager, input: Omit<NewUserInput, 'role' | 'active'>, meta: RequestMeta): Promise<SignedIn> {
-    await this.limits.consume('registerPerIp', meta.ip);
-    const user = await this.users.build(em, { ...input, role: undefined, active: undefined });
-    this.audit.record(em, AuditEventType.USER_CREATED, { userId: user.id, actorId: user.id }, meta);
-    await this.verification.queueCode(em, user);
-    const issued = this.sessions.start(newAccount(em, user), meta, this.guard.newDevice());
+    await this.deps.limits.consume('registerPerIp', meta.ip);
+    const user = await this.deps.users.build(em, { ...input, role: undefined, active: undefined });
+    this.deps.audit.record(em, AuditEventType.USER_CREATED, { userId: user.id, actorId: user.id }, meta);
+    await this.deps.verification.queueCode(em, user);
+    const issued = this.deps.sessions.start(newAccount(em, user), meta, this.deps.guard.newDevice());
     await flushTranslatingConflicts(em);
     return this.signIn(em, issued);
   }
@@ -102,40 +105,40 @@ export class AuthService {
     const { identifier, password } = input;
     // No stored password is longer; refusing early keeps bcrypt from hashing megabytes for nothing.
     if (password.length > PASSWORD_LIMITS.maxLength * 4) throw new BadUserInputError('Password is too long.', 'password');
-    await this.limits.consume('loginPerIp', meta.ip);
-    const admission = await this.guard.admit(em, identifier, input.deviceToken);
+    await this.deps.limits.consume('loginPerIp', meta.ip);
+    const admission = await this.deps.guard.admit(em, identifier, input.deviceToken);
     const { user } = admission;
     if ('refusal' in admission) {
-      this.audit.record(em, AuditEventType.LOGIN_FAILED, { userId: user?.id }, meta);
+      this.deps.audit.record(em, AuditEventType.LOGIN_FAILED, { userId: user?.id }, meta);
       await em.flush();
       throw admission.refusal;
     }
     const { attempt } = admission;
-    const matches = user ? await this.passwords.verify(password, user.passwordHash) : await this.passwords.verifyNothing(password);
+    const matches = user ? await this.deps.passwords.verify(password, user.passwordHash) : await this.deps.passwords.verifyNothing(password);
     if (!user || !matches || !user.active) {
-      await this.guard.failed(attempt);
-      this.audit.record(em, AuditEventType.LOGIN_FAILED, { userId: user?.id }, meta);
+      await this.deps.guard.failed(attempt);
+      this.deps.audit.record(em, AuditEventType.LOGIN_FAILED, { userId: user?.id }, meta);
       await em.flush();
       throw new UnauthenticatedError(INVALID_CREDENTIALS);
     }
     // An imported plain-bcrypt hash or an old cost is upgraded now, while the password is at hand.
-    const upgradedHash = this.passwords.needsRehash(user.passwordHash) ? await this.passwords.hash(normalizePassword(password)) : null;
+    const upgradedHash = this.deps.passwords.needsRehash(user.passwordHash) ? await this.deps.passwords.hash(normalizePassword(password)) : null;
     if (user.mfaEnabledAt) return this.challenge(em, user, attempt, upgradedHash, meta);
     // Committed only if the account is still active with the credentials that were just checked: a
     // reset, change or deactivation that committed meanwhile wins, and this sign-in must not outlive it.
-    const issued = await this.sessions.startSignIn(
+    const issued = await this.deps.sessions.startSignIn(
       em,
       {
         user,
         deviceId: attempt.deviceId,
-        clearsBackoff: this.guard.clearsBackoff(attempt),
+        clearsBackoff: this.deps.guard.clearsBackoff(attempt),
         upgradedHash,
-        event: this.audit.row(AuditEventType.LOGIN_SUCCEEDED, { userId: user.id, actorId: user.id }, meta),
+        event: this.deps.audit.row(AuditEventType.LOGIN_SUCCEEDED, { userId: user.id, actorId: user.id }, meta),
       },
       meta,
     );
     if (!issued) throw new UnauthenticatedError(INVALID_CREDENTIALS);
-    await this.guard.forget(attempt);
+    await this.deps.guard.forget(attempt);
     return this.signIn(em, issued);
   }
 
@@ -149,9 +152,9 @@ export class AuthService {
    */
   private async challenge(em: EntityManager, user: User, attempt: LoginAttempt, upgradedHash: string | null, meta: RequestMeta): Promise<never> {
     const bound: MfaChallenge = { credentialsVersion: user.credentialsVersion, trustedDevice: attempt.trusted ? attempt.deviceId : null, formerDevice: attempt.formerDeviceOf !== undefined };
-    const mfaToken = await this.tokens.issue(em, user, OneTimeTokenPurpose.MFA_CHALLENGE, JSON.stringify(bound));
+    const mfaToken = await this.deps.tokens.issue(em, user, OneTimeTokenPurpose.MFA_CHALLENGE, JSON.stringify(bound));
     if (upgradedHash) await em.nativeUpdate(User, { id: user.id, passwordHash: user.passwordHash }, { passwordHash: upgradedHash });
-    this.audit.record(em, AuditEventType.MFA_CHALLENGED, { userId: user.id }, meta);
+    this.deps.audit.record(em, AuditEventType.MFA_CHALLENGED, { userId: user.id }, meta);
     await em.flush();
     throw new MfaRequiredError(mfaToken);
   }
@@ -163,25 +166,25 @@ export class AuthService {
    * challenge answer alike, with no tokens.
    */
   async verifyMfa(em: EntityManager, mfaToken: string, code: string, deviceToken: string | null | undefined, meta: RequestMeta): Promise<SignedIn> {
-    const challenge = await this.tokens.tryLink(em, OneTimeTokenPurpose.MFA_CHALLENGE, mfaToken);
+    const challenge = await this.deps.tokens.tryLink(em, OneTimeTokenPurpose.MFA_CHALLENGE, mfaToken);
     if (!challenge) throw new BadUserInputError(INVALID_MFA, 'code');
     const { userId } = challenge;
     const bound = JSON.parse(challenge.target ?? '{}') as MfaChallenge;
     const device = bound.trustedDevice;
     if (device) {
-      await this.guard.admitDeviceCode(device);
+      await this.deps.guard.admitDeviceCode(device);
     } else {
-      const waiting = (await this.guard.backoff.reserve(em, LoginBackoff.byId(userId)))?.refusal;
+      const waiting = (await this.deps.guard.backoff.reserve(em, LoginBackoff.byId(userId)))?.refusal;
       if (waiting) throw new RateLimitedError(waiting.retryAfterSeconds, 'Too many failed sign-ins for this account. Try again later.');
     }
     // The codes of sign-ins from the account's devices share a budget of their own, apart from the
     // one strangers' sign-ins spend: strangers' guesses cost the owner's devices nothing, and one
     // who collected many device tokens gets no more codes than one who has a single token.
-    if (!(await this.secondFactor.check(em, userId, code, meta, device ? `devices:${userId}` : userId))) throw new BadUserInputError(INVALID_MFA, 'code');
+    if (!(await this.deps.secondFactor.check(em, userId, code, meta, device ? `devices:${userId}` : userId))) throw new BadUserInputError(INVALID_MFA, 'code');
     const issued = await withLockedAccount(em, userId, async (account) => {
       const { user } = account;
       // Spent here, under the account's lock: of two requests with one challenge, one signs in.
-      if ((await this.tokens.consume(account.em, OneTimeTokenPurpose.MFA_CHALLENGE, mfaToken))?.userId !== user.id) return null;
+      if ((await this.deps.tokens.consume(account.em, OneTimeTokenPurpose.MFA_CHALLENGE, mfaToken))?.userId !== user.id) return null;
       // A reset or change of the password since the challenge, deactivation, MFA turned off: no sign-in.
       if (!user.active || !user.mfaEnabledAt || user.credentialsVersion !== bound.credentialsVersion) return null;
       // Written by statement, not through the entity: the code check above updated the row behind
@@ -189,12 +192,12 @@ export class AuthService {
       const now = new Date();
       const clearsBackoff = bound.trustedDevice ? {} : { failedLoginCount: 0, loginBlockedUntil: null };
       await account.em.nativeUpdate(User, { id: user.id }, { lastLoginAt: now, updatedAt: now, ...clearsBackoff });
-      this.audit.record(account.em, AuditEventType.LOGIN_SUCCEEDED, { userId: user.id, actorId: user.id }, meta);
-      return this.sessions.start(account, meta, bound.trustedDevice ?? this.guard.deviceFor(user, deviceToken));
+      this.deps.audit.record(account.em, AuditEventType.LOGIN_SUCCEEDED, { userId: user.id, actorId: user.id }, meta);
+      return this.deps.sessions.start(account, meta, bound.trustedDevice ?? this.deps.guard.deviceFor(user, deviceToken));
     });
     if (!issued) throw new BadUserInputError(INVALID_MFA, 'code');
-    if (device) await this.guard.forgetDevice(device);
-    if (bound.formerDevice) await this.guard.forgetFormerDevices(userId);
+    if (device) await this.deps.guard.forgetDevice(device);
+    if (bound.formerDevice) await this.deps.guard.forgetFormerDevices(userId);
     return this.signIn(em, issued);
   }
 
@@ -206,12 +209,12 @@ export class AuthService {
     if (refreshToken.length === 0 || refreshToken.length > REFRESH_TOKEN_MAX_LENGTH) {
       throw new UnauthenticatedError(INVALID_REFRESH_TOKEN);
     }
-    const owner = await this.sessions.ownerOf(em, refreshToken);
+    const owner = await this.deps.sessions.ownerOf(em, refreshToken);
     const outcome = owner
       ? await withLockedAccount(em, owner, async (account) => {
-          const rotated = await this.sessions.rotate(account, refreshToken, meta);
+          const rotated = await this.deps.sessions.rotate(account, refreshToken, meta);
           if (rotated && 'reusedByUserId' in rotated) {
-            this.audit.record(account.em, AuditEventType.REFRESH_REUSE_DETECTED, { userId: rotated.reusedByUserId }, meta);
+            this.deps.audit.record(account.em, AuditEventType.REFRESH_REUSE_DETECTED, { userId: rotated.reusedByUserId }, meta);
           }
           return rotated;
         })
@@ -222,14 +225,14 @@ export class AuthService {
 
   /** Ends the caller's device session; its access and refresh tokens stop working at once. */
   async logout(em: EntityManager, viewer: Viewer, meta: RequestMeta): Promise<boolean> {
-    await this.asViewer(em, viewer, meta, AuditEventType.LOGOUT, (account) => this.sessions.endFamily(account, viewer.session.family, SessionEndReason.LOGOUT));
+    await this.asViewer(em, viewer, meta, AuditEventType.LOGOUT, (account) => this.deps.sessions.endFamily(account, viewer.session.family, SessionEndReason.LOGOUT));
     return true;
   }
 
   /** Ends every session of the caller, on every device. */
   async logoutAll(em: EntityManager, viewer: Viewer, meta: RequestMeta): Promise<boolean> {
     await this.asViewer(em, viewer, meta, AuditEventType.LOGOUT, async (account) => {
-      await this.sessions.endAllOf(account, SessionEndReason.LOGOUT_ALL);
+      await this.deps.sessions.endAllOf(account, SessionEndReason.LOGOUT_ALL);
       return true;
     });
     return true;
@@ -238,7 +241,7 @@ export class AuthService {
   /** Ends one of the caller's device sessions by id; `false` when there is no such live session of theirs. */
   async revokeSession(em: EntityManager, viewer: Viewer, sessionId: string, meta: RequestMeta): Promise<boolean> {
     const ended = await this.asViewer(em, viewer, meta, AuditEventType.SESSION_REVOKED, (account) =>
-      this.sessions.endFamily(account, sessionId, SessionEndReason.REVOKED),
+      this.deps.sessions.endFamily(account, sessionId, SessionEndReason.REVOKED),
     );
     return ended === true;
   }
@@ -247,14 +250,14 @@ export class AuthService {
   private asViewer(em: EntityManager, viewer: Viewer, meta: RequestMeta, type: AuditEventType, end: (account: LockedAccount) => Promise<boolean>): Promise<boolean | null> {
     return withLockedAccount(em, viewer.user.id, async (account) => {
       const ended = await end(account);
-      if (ended) this.audit.record(account.em, type, { userId: viewer.user.id, actorId: viewer.user.id }, meta);
+      if (ended) this.deps.audit.record(account.em, type, { userId: viewer.user.id, actorId: viewer.user.id }, meta);
       return ended;
     });
   }
 
   /** The caller's live device sessions. */
   listSessions(em: EntityManager, viewer: Viewer): Promise<Session[]> {
-    return this.sessions.listActive(em, viewer.user.id);
+    return this.deps.sessions.listActive(em, viewer.user.id);
   }
 
   /**
@@ -263,28 +266,28 @@ export class AuthService {
    * user is inactive or deleted, is SESSION_ENDED. Role and status come from the database, never the token.
    */
   async authenticate(em: EntityManager, accessToken: string): Promise<Viewer | UnauthenticatedReason> {
-    const claims = await this.accessTokens.verify(accessToken);
+    const claims = await this.deps.accessTokens.verify(accessToken);
     if (typeof claims === 'string') return claims;
-    const live = await this.sessions.findLive(em, claims.sessionId, claims.userId);
+    const live = await this.deps.sessions.findLive(em, claims.sessionId, claims.userId);
     if (live || !claims.namesRow) return live ?? UnauthenticatedReason.SESSION_ENDED;
     // A token signed before access tokens named the device session names one of its rows: follow
     // it to its family. (Such tokens are all expired ACCESS_TOKEN_TTL after the upgrade.)
-    const family = await this.sessions.familyOfRow(em, claims.sessionId, claims.userId);
-    const upgraded = family && family !== claims.sessionId ? await this.sessions.findLive(em, family, claims.userId) : null;
+    const family = await this.deps.sessions.familyOfRow(em, claims.sessionId, claims.userId);
+    const upgraded = family && family !== claims.sessionId ? await this.deps.sessions.findLive(em, family, claims.userId) : null;
     return upgraded ?? UnauthenticatedReason.SESSION_ENDED;
   }
 
   /** Issues the access token for a session that has been written. */
   private async signIn(em: EntityManager, issued: IssuedSession): Promise<SignedIn> {
-    await this.sessions.withdrawIfCut(em, issued);
+    await this.deps.sessions.withdrawIfCut(em, issued);
     const { session } = issued;
-    const { token, expiresAt } = await this.accessTokens.sign({ userId: session.user.id, sessionId: session.family });
+    const { token, expiresAt } = await this.deps.accessTokens.sign({ userId: session.user.id, sessionId: session.family });
     return {
       accessToken: token,
       accessTokenExpiresAt: expiresAt,
       refreshToken: issued.refreshToken,
       refreshTokenExpiresAt: session.expiresAt,
-      deviceToken: this.guard.deviceToken(session.user, session.deviceId ?? session.family),
+      deviceToken: this.deps.guard.deviceToken(session.user, session.deviceId ?? session.family),
       user: session.user,
     };
   }
