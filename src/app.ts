@@ -135,7 +135,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
   const logger = createLogger(config, options.logDestination);
   const database = await openDatabase(config, logger);
   const { orm } = database;
-  const services = await createServices(config, orm, logger, {
+  const services = await createServices(config, database, logger, {
     outbox: { ...DEFAULT_OUTBOX_OPTIONS, ...options.outbox },
     webhooks: { ...DEFAULT_WEBHOOK_OPTIONS, ...options.webhooks },
     resolveHost: options.resolveHost,
@@ -145,7 +145,6 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
       await services.userAdmin.ensureFirstAdmin(orm.em.fork(), config.admin, logger);
     } catch (error) {
       await services.close();
-      await database.close();
       // A bad ADMIN_EMAIL / ADMIN_PASSWORD is a configuration problem, reported like one.
       if (error instanceof BadUserInputError) throw new ConfigError([`ADMIN_${(error.field ?? 'password').toUpperCase()}: ${error.message}`]);
       throw error;
@@ -335,7 +334,6 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
         await idle(CUT_LIMIT_MS);
         await maintenance.stop();
         await services.close();
-        await database.close();
       })();
       return closing;
     },

@@ -1,4 +1,4 @@
-import type { MikroORM } from '@mikro-orm/postgresql';
+import type { Database } from './db/database.js';
 import type { Config } from './config/config.js';
 import { OutageLog } from './db/outage.js';
 import { deriveKeys } from './keys.js';
@@ -64,8 +64,8 @@ export interface Services {
   /**
    * Stops what the services run and releases what they hold, in order: the mail worker (after its
    * round in progress), the webhook dispatcher (attempts in flight are cut short and retried later),
-   * the Redis connection of the rate limiter, the hashing workers. The database is the caller's,
-   * closed after this.
+   * the Redis connection of the rate limiter, the hashing workers, and last the database they run on.
+   * The one place that knows this order.
    */
   close(): Promise<void>;
 }
@@ -78,8 +78,9 @@ export interface WorkerOptions {
   resolveHost?: HostResolver;
 }
 
-/** Wires the services from configuration. */
-export async function createServices(config: Config, orm: MikroORM, logger: Logger, workers: WorkerOptions = {}): Promise<Services> {
+/** Wires the services from configuration, on `database` (which their `close()` closes last). */
+export async function createServices(config: Config, database: Database, logger: Logger, workers: WorkerOptions = {}): Promise<Services> {
+  const { orm } = database;
   const keys = deriveKeys(config);
   const passwords = await PasswordHasher.create(config.bcryptCost, keys.passwordPepper);
   const mailLogger = logger.child({ component: 'mail' });
@@ -133,6 +134,7 @@ export async function createServices(config: Config, orm: MikroORM, logger: Logg
       await dispatcher.stop();
       await limits.stop();
       await passwords.close();
+      await database.close();
     },
   };
 }

@@ -54,7 +54,7 @@ async function main(): Promise<number> {
   // The database first: when another process holds DATA_DIR, refuse before asking for anything.
   const database = await openDatabase(config, logger);
   const password = values.password ?? (await readPassword());
-  const services = await createServices(config, database.orm, logger);
+  const services = await createServices(config, database, logger);
   try {
     const user = await services.userAdmin.create(
       database.orm.em.fork(),
@@ -78,7 +78,6 @@ async function main(): Promise<number> {
     return 1;
   } finally {
     await services.close();
-    await database.close();
   }
 }
 
