@@ -86,7 +86,7 @@ export async function createServices(config: Config, database: Database, logger:
   const mailLogger = logger.child({ component: 'mail' });
   const outages = new OutageLog(logger);
   namedStatements.onTurnedOff = (error) =>
-    logger.warn({ err: error }, 'the database cannot keep named statements (a pooler in transaction mode?): statements are sent unnamed from now on');
+    logger.warn({ err: error }, 'the database cannot keep named statements (a pooler in transaction mode, or a table changed by a migration?): statements are sent unnamed from now on');
   const outbox = new MailOutbox(orm, createMailTransport(config, mailLogger), keys.mailOutbox, config.links, mailLogger, outages, workers.outbox);
   const tokens = new OneTimeTokenService(keys.oneTimeTokens);
   const users = new UserService(passwords, new UserEvents(outbox), tokens);

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PROJECT_ROOT } from '../src/config/paths.js';
 import { loadMigrations } from '../src/db/orm.js';
-import { REGISTER, newAccountInput } from './support/accounts.js';
+import { LOGIN, ME, REGISTER, newAccountInput } from './support/accounts.js';
 import { startTestServer, type TestServer } from './support/server.js';
 
 let server: TestServer;
@@ -46,6 +46,35 @@ describe('a database failure during a request', () => {
       expect(requestId).toBeTruthy();
       const logged = own.logs.find((line) => line.requestId === requestId && line.level >= 50);
       expect(logged?.err?.message).toMatch(/sessions/);
+    } finally {
+      await own.stop();
+    }
+  });
+});
+
+// A rolling deploy: the new version's migration adds a column while this instance runs. Its hottest
+// statements are prepared (`select "u".*`), which PostgreSQL then refuses ("cached plan must not
+// change result type"): the instance must go on answering, unnamed, with one log line.
+describe('a table changed under a running instance', () => {
+  it('keeps answering me and login after another instance added a column to users', async () => {
+    const own = await startTestServer();
+    try {
+      const input = newAccountInput();
+      const token = (await own.graphql(REGISTER, { input })).data!.register.accessToken as string;
+      const signIn = () => own.graphql(LOGIN, { input: { identifier: input.email, password: input.password } });
+      for (let round = 0; round < 3; round += 1) {
+        expect((await own.graphql(ME, {}, { token })).data?.me.email).toBe(input.email);
+        expect((await signIn()).data?.login.accessToken).toEqual(expect.any(String));
+      }
+      await own.sql('alter table "users" add column "added_by_a_newer_version" integer');
+      for (let round = 0; round < 3; round += 1) {
+        const me = await own.graphql(ME, {}, { token });
+        expect(me.errors, JSON.stringify(me.errors)).toBeUndefined();
+        expect(me.data?.me.email).toBe(input.email);
+        const again = await signIn();
+        expect(again.errors, JSON.stringify(again.errors)).toBeUndefined();
+      }
+      expect(own.logs.filter((line) => String(line.msg).startsWith('the database cannot keep named statements'))).toHaveLength(1);
     } finally {
       await own.stop();
     }

@@ -7,8 +7,11 @@ import { createHash } from 'node:crypto';
  * counts). A pooler in transaction mode (PgBouncer before 1.21, the Debian package among them) runs
  * each transaction on whichever server connection is free, where the name is unknown (SQLSTATE
  * 26000) or already taken (42P05): the first such error turns naming off for good in this process,
- * and the statement runs again unnamed (parsed where it runs). Names are derived from the statement's
- * text, so a statement another instance prepared under a name on a shared connection is the same one.
+ * and the statement runs again unnamed (parsed where it runs). So does the first "cached plan must
+ * not change result type" (0A000): a migration another instance ran (a rolling deploy adding a
+ * column) changed a table a prepared `select *` reads, and PostgreSQL refuses that statement on this
+ * connection from then on. Names are derived from the statement's text, so a statement another
+ * instance prepared under a name on a shared connection is the same one.
  */
 export const namedStatements = {
   on: true,
@@ -17,6 +20,12 @@ export const namedStatements = {
 };
 
 const PREPARED_STATEMENT_ERRORS: ReadonlySet<string> = new Set(['26000', '42P05']);
+
+/** Whether `error` says the database cannot (any longer) run a named statement as it was prepared. */
+function cannotKeepNamed(error: unknown): boolean {
+  const { code, message } = error as { code?: string; message?: string };
+  return PREPARED_STATEMENT_ERRORS.has(code ?? '') || (code === '0A000' && /cached plan must not change result type/.test(message ?? ''));
+}
 
 /** A statement as the `pg` driver takes it. */
 export interface Statement {
@@ -47,7 +56,7 @@ export async function sendNamed<T>(statement: Statement, send: (statement: State
   try {
     return await send({ ...unnamed, name: statement.name ?? nameOf(statement.text) });
   } catch (error) {
-    if (!PREPARED_STATEMENT_ERRORS.has((error as { code?: string }).code ?? '')) throw error;
+    if (!cannotKeepNamed(error)) throw error;
     if (namedStatements.on) {
       namedStatements.on = false;
       namedStatements.onTurnedOff(error);
