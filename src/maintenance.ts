@@ -41,63 +41,43 @@ function columnIndex(table: string, column: string, partial: boolean): PurgeInde
 }
 
 /**
- * What one purge removes: a table (rows named by `key`), and the condition (with `?` for the cutoff)
- * its dead rows meet. A condition of several comparisons joined by `or` is served by one index per
- * column, combined by a bitmap OR; the ones already made for other queries are named in a comment.
+ * A column a purge compares with its cutoff (`<`), and the index that serves the comparison: one of
+ * the purge's own (`partial` leaves out the rows where the column is null, see {@link columnIndex}),
+ * or one already made for other queries (named in a comment beside the purge).
+ */
+type Ended = { column: string; index: 'partial' | 'whole' | 'existing' };
+
+/**
+ * What one purge removes: a table (rows named by `key`) whose dead rows have any of the `ended`
+ * columns before the cutoff. A condition of several comparisons joined by `or` is served by one
+ * index per column, combined by a bitmap OR.
  */
 interface Purge {
   name: string;
   table: string;
   key: string;
-  where: string;
+  ended: Ended[];
   cutoff(now: number, retention: Retention): Date | number;
-  /** The indexes this purge relies on that exist for it alone. */
-  indexes: PurgeIndex[];
 }
 
 const daysAgo = (days: number, now: number) => new Date(now - days * DAY_MS);
+const partial = (column: string): Ended => ({ column, index: 'partial' });
+const whole = (column: string): Ended => ({ column, index: 'whole' });
+const existing = (column: string): Ended => ({ column, index: 'existing' });
 
 /** Every purge, in the order a run makes them. */
 const PURGES: readonly Purge[] = [
-  {
-    name: 'sessions',
-    table: 'sessions',
-    key: 'id',
-    where: '"revoked_at" < ? or "expires_at" < ?',
-    cutoff: (now, retention) => daysAgo(retention.sessionDays, now),
-    indexes: [columnIndex('sessions', 'revoked_at', true), columnIndex('sessions', 'expires_at', false)],
-  },
+  { name: 'sessions', table: 'sessions', key: 'id', ended: [partial('revoked_at'), whole('expires_at')], cutoff: (now, retention) => daysAgo(retention.sessionDays, now) },
   // audit_events_created_idx
-  { name: 'auditEvents', table: 'audit_events', key: 'id', where: '"created_at" < ?', cutoff: (now, retention) => daysAgo(retention.auditDays, now), indexes: [] },
-  {
-    name: 'mail',
-    table: 'mail_outbox',
-    key: 'id',
-    where: '"sent_at" < ? or "failed_at" < ?',
-    cutoff: (now) => daysAgo(DONE_ROWS_DAYS, now),
-    indexes: [columnIndex('mail_outbox', 'sent_at', true), columnIndex('mail_outbox', 'failed_at', true)],
-  },
-  {
-    name: 'webhookMessages',
-    table: 'webhook_messages',
-    key: 'id',
-    where: '"delivered_at" < ? or "failed_at" < ?',
-    cutoff: (now) => daysAgo(DONE_ROWS_DAYS, now),
-    indexes: [columnIndex('webhook_messages', 'delivered_at', true), columnIndex('webhook_messages', 'failed_at', true)],
-  },
+  { name: 'auditEvents', table: 'audit_events', key: 'id', ended: [existing('created_at')], cutoff: (now, retention) => daysAgo(retention.auditDays, now) },
+  { name: 'mail', table: 'mail_outbox', key: 'id', ended: [partial('sent_at'), partial('failed_at')], cutoff: (now) => daysAgo(DONE_ROWS_DAYS, now) },
+  { name: 'webhookMessages', table: 'webhook_messages', key: 'id', ended: [partial('delivered_at'), partial('failed_at')], cutoff: (now) => daysAgo(DONE_ROWS_DAYS, now) },
   // webhook_deliveries_created_idx
-  { name: 'webhookDeliveries', table: 'webhook_deliveries', key: 'id', where: '"created_at" < ?', cutoff: (now) => daysAgo(WEBHOOK_LOG_DAYS, now), indexes: [] },
-  {
-    name: 'oneTimeTokens',
-    table: 'one_time_tokens',
-    key: 'id',
-    where: '"used_at" < ? or "expires_at" < ?',
-    cutoff: (now) => daysAgo(DONE_ROWS_DAYS, now),
-    indexes: [columnIndex('one_time_tokens', 'used_at', true), columnIndex('one_time_tokens', 'expires_at', false)],
-  },
+  { name: 'webhookDeliveries', table: 'webhook_deliveries', key: 'id', ended: [existing('created_at')], cutoff: (now) => daysAgo(WEBHOOK_LOG_DAYS, now) },
+  { name: 'oneTimeTokens', table: 'one_time_tokens', key: 'id', ended: [partial('used_at'), whole('expires_at')], cutoff: (now) => daysAgo(DONE_ROWS_DAYS, now) },
   // rate-limiter-flexible keeps `expire` in epoch milliseconds (null: never). The table has no
   // entity: its index is made by a migration written by hand.
-  { name: 'rateLimits', table: RATE_LIMIT_TABLE, key: 'key', where: '"expire" < ?', cutoff: (now) => now, indexes: [columnIndex(RATE_LIMIT_TABLE, 'expire', true)] },
+  { name: 'rateLimits', table: RATE_LIMIT_TABLE, key: 'key', ended: [partial('expire')], cutoff: (now) => now },
 ];
 
 /**
@@ -105,7 +85,9 @@ const PURGES: readonly Purge[] = [
  * `discovery.onMetadata` in src/db/orm.ts), so that the schema tools know them as their own.
  */
 export function purgeIndexes(table: string): PurgeIndex[] {
-  return PURGES.filter((purge) => purge.table === table).flatMap((purge) => purge.indexes);
+  return PURGES.filter((purge) => purge.table === table).flatMap((purge) =>
+    purge.ended.flatMap(({ column, index }) => (index === 'existing' ? [] : [columnIndex(table, column, index === 'partial')])),
+  );
 }
 
 /** One batch of a purge: the statement and its parameters. */
@@ -120,10 +102,11 @@ export function purgeStatements(retention: Retention, now: number): PurgeStateme
   return PURGES.map((purge) => {
     const cutoff = purge.cutoff(now, retention);
     const key = `"${purge.key}"`;
+    const where = purge.ended.map(({ column }) => `"${column}" < ?`).join(' or ');
     return {
       name: purge.name,
-      sql: `delete from "${purge.table}" where ${key} in (select ${key} from "${purge.table}" where ${purge.where} limit ${BATCH})`,
-      params: purge.where.split('?').slice(1).map(() => cutoff),
+      sql: `delete from "${purge.table}" where ${key} in (select ${key} from "${purge.table}" where ${where} limit ${BATCH})`,
+      params: purge.ended.map(() => cutoff),
     };
   });
 }
