@@ -10,6 +10,7 @@ import { PROJECT_ROOT } from '../src/config/paths.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
 import { build, killServerProcesses, serverProcessEnv, startServerProcess } from './support/server-process.js';
 import { unusedPort } from './support/smtp.js';
+import { Relay } from './support/tcp-relay.js';
 
 // Start-up against a database that is not there yet, or never comes, and with a data folder that
 // cannot be one: the operator gets one log line per attempt and, at the end, one clear line and
@@ -71,33 +72,23 @@ describe('an unreachable database', () => {
 
   describe.skipIf(!DATABASE_URL)('that comes back during the wait (PostgreSQL)', () => {
     let database: TestDatabase;
-    let relay: Server | undefined;
-    const sockets = new Set<Socket>();
+    let relay: Relay | undefined;
     beforeAll(async () => {
       database = await createTestDatabase(DATABASE_URL);
     });
     afterAll(async () => {
-      for (const socket of sockets) socket.destroy();
-      await new Promise((resolve) => (relay ? relay.close(resolve) : resolve(undefined)));
+      await relay?.cut();
       await database?.drop();
     });
 
     it('starts as soon as it answers', async () => {
       const target = new URL(database.url!);
-      const port = await unusedPort();
+      relay = new Relay(await unusedPort(), { host: target.hostname, port: Number(target.port || 5432) });
       const url = new URL(database.url!);
-      url.port = String(port);
+      url.port = String(relay.port);
       url.hostname = '127.0.0.1';
-      setTimeout(() => {
-        relay = createServer((client) => {
-          const upstream = connect(Number(target.port || 5432), target.hostname);
-          for (const socket of [client, upstream]) {
-            sockets.add(socket);
-            socket.on('error', () => socket.destroy());
-          }
-          client.pipe(upstream).pipe(client);
-        }).listen(port, '127.0.0.1');
-      }, 2500);
+      // Nothing listens on the relay's port until then: connections are refused.
+      setTimeout(() => void relay!.up(), 2500);
       const server = await startServerProcess('late database', { ...baseEnv(dataDir), DATABASE_URL: url.toString(), DATABASE_CONNECT_TIMEOUT: '30' });
       const attempts = server.logs.filter((line) => String(line.msg).includes('unreachable; retrying'));
       expect(attempts.length).toBeGreaterThanOrEqual(1);
