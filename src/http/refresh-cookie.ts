@@ -71,13 +71,14 @@ export function refreshTokenCookie(req: IncomingMessage, res: ServerResponse, op
   const path = options.path ?? REFRESH_COOKIE_PATH;
   // Answers to browsers that still hold the old Path=/ cookie expire it (once), so it stops
   // travelling with every request to the host; the others' answers stay as small as they were.
-  let legacyToExpire = valuesOf(header, LEGACY_REFRESH_COOKIE).length > 0;
+  // Looked for only when a cookie is set: most requests never set one.
+  let legacyExpired = false;
   const set = (value: string, maxAge: number) => {
     res.appendHeader('set-cookie', serialize(REFRESH_COOKIE, value, { httpOnly: true, secure: true, sameSite: 'strict', path, maxAge }));
     res.appendHeader('set-cookie', serialize(REFRESH_BINDING_COOKIE, value && bindingOf(value), { httpOnly: true, secure: true, sameSite: 'strict', path: '/', maxAge }));
-    if (legacyToExpire) {
+    if (!legacyExpired && valuesOf(header, LEGACY_REFRESH_COOKIE).length > 0) {
       res.appendHeader('set-cookie', serialize(LEGACY_REFRESH_COOKIE, '', { httpOnly: true, secure: true, sameSite: 'strict', path: '/', maxAge: 0 }));
-      legacyToExpire = false;
+      legacyExpired = true;
     }
   };
   return {
