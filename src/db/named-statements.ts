@@ -51,16 +51,16 @@ export function nameOf(text: string): string {
  * its text); unnamed once the database has said it cannot keep named statements.
  */
 export async function sendNamed<T>(statement: Statement, send: (statement: Statement) => Promise<T>): Promise<T> {
-  const unnamed = { text: statement.text, values: statement.values };
-  if (!namedStatements.on) return send(unnamed);
+  const { text, values } = statement;
+  if (!namedStatements.on) return send({ text, values });
   try {
-    return await send({ ...unnamed, name: statement.name ?? nameOf(statement.text) });
+    return await send({ name: statement.name ?? nameOf(text), text, values });
   } catch (error) {
     if (!cannotKeepNamed(error)) throw error;
     if (namedStatements.on) {
       namedStatements.on = false;
       namedStatements.onTurnedOff(error);
     }
-    return send(unnamed);
+    return send({ text, values });
   }
 }
