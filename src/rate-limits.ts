@@ -30,6 +30,12 @@ export const LIMITS = {
   codeAttemptsPerIp: { points: 30, durationSeconds: 15 * 60 },
   /** verifyEmail and resetPassword attempts for one account. */
   codeAttemptsPerAccount: { points: 10, durationSeconds: 15 * 60 },
+  /**
+   * Second-factor codes tried by sign-ins from an account's trusted devices since one last signed
+   * in (a success starts over): NIST SP 800-63B §5.2.2's cap of 100 consecutive failures for the
+   * codes strangers' guesses cannot reach. Beyond it those tries count in the account's backoff.
+   */
+  deviceCodesPerAccount: { points: 100, durationSeconds: 30 * 24 * 60 * 60 },
 } as const;
 
 export type LimitName = keyof typeof LIMITS;

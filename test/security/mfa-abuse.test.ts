@@ -93,3 +93,50 @@ describe('a thief who knows the password and kept device tokens from before MFA 
     expect(answers.filter((code) => code === 'BAD_USER_INPUT').length).toBeLessThanOrEqual(10);
   });
 });
+
+describe('a thief who knows the password and stole a trusted device token', () => {
+  // The hours such guessing takes pass here by expiring the device's and the devices' 15-minute and
+  // hourly windows between challenges (as the soak test ages rows); the cap under test is not aged.
+  const letTheHourPass = () => server.sql("update rate_limits set expire = 0 where key like 'loginPerDevice:%' or key like 'codeAttemptsPerAccount:devices:%'");
+  const failedLogins = async (userId: string) => (await server.sql<{ failed_login_count: number }>('select failed_login_count from users where id = ?', [userId]))[0].failed_login_count;
+
+  it('gets at most 100 codes from trusted devices, then pays in the account backoff like a stranger; a sign-in starts over', async () => {
+    const owner = await enableMfa(server, await registerAccount(server, {}));
+    const challenge = async (deviceToken: string) => {
+      const challenged = await login(owner.user.email, owner.password, deviceToken);
+      expect(errorCode(challenged)).toBe('MFA_REQUIRED');
+      return challenged.errors![0].extensions!.mfaToken as string;
+    };
+    const first = await challenge(undefined as unknown as string);
+    const device = (await server.graphql(VERIFY_MFA, { mfaToken: first, code: owner.recoveryCodes[0] }, { headers: fromFreshAddress() })).data!.verifyMfa.deviceToken as string;
+    const guess = async (mfaToken: string, code: string) =>
+      errorCode(await server.graphql(VERIFY_MFA, { mfaToken, code, deviceToken: device }, { headers: fromFreshAddress() }));
+
+    // Twenty challenges of five wrong codes, an hour apart: the device pays, the account does not.
+    const answers: Array<string | undefined> = [];
+    for (let round = 0; round < 20; round += 1) {
+      await letTheHourPass();
+      const mfaToken = await challenge(device);
+      for (let attempt = 0; attempt < 5; attempt += 1) answers.push(await guess(mfaToken, String(400_000 + round * 10 + attempt)));
+    }
+    expect(answers.filter((code) => code === 'BAD_USER_INPUT')).toHaveLength(100);
+    expect(await failedLogins(owner.user.id)).toBe(0);
+
+    // The 101st and later codes from the account's devices count where strangers' do, in the
+    // backoff that a reset alone opens after 100 (without the cap, a device token and the password
+    // guessed 240 codes a day, every day).
+    await letTheHourPass();
+    const beyond = await challenge(device);
+    for (let attempt = 0; attempt < 3; attempt += 1) expect(await guess(beyond, String(500_000 + attempt))).toBe('BAD_USER_INPUT');
+    expect(await failedLogins(owner.user.id)).toBe(3);
+    console.log(`trusted device: 100 wrong codes paid by the device, then ${await failedLogins(owner.user.id)} counted in the account backoff`);
+
+    // The owner's next sign-in, on the same device, starts the devices' count over.
+    await letTheHourPass();
+    const signedIn = await server.graphql(VERIFY_MFA, { mfaToken: await challenge(device), code: owner.recoveryCodes[1], deviceToken: device }, { headers: fromFreshAddress() });
+    expect(signedIn.errors).toBeUndefined();
+    expect(await failedLogins(owner.user.id)).toBe(0);
+    expect(await guess(await challenge(device), '600000')).toBe('BAD_USER_INPUT');
+    expect(await failedLogins(owner.user.id)).toBe(0);
+  });
+});

@@ -162,18 +162,18 @@ export class AuthService {
   /**
    * Finishes a sign-in that answered MFA_REQUIRED: a TOTP code (each time step once) or a recovery
    * code (once). Each try counts against the challenge (5) and, for a sign-in from a trusted device,
-   * that device's budget, otherwise the per-account code limit and the account's backoff; a wrong code and a dead
-   * challenge answer alike, with no tokens.
+   * that device's budget (up to a cap its account's devices share), otherwise the per-account code
+   * limit and the account's backoff; a wrong code and a dead challenge answer alike, with no tokens.
    */
   async verifyMfa(em: EntityManager, mfaToken: string, code: string, deviceToken: string | null | undefined, meta: RequestMeta): Promise<SignedIn> {
     const challenge = await this.deps.tokens.tryLink(em, OneTimeTokenPurpose.MFA_CHALLENGE, mfaToken);
     if (!challenge) throw new BadUserInputError(INVALID_MFA, 'code');
     const { userId } = challenge;
     const bound = JSON.parse(challenge.target ?? '{}') as MfaChallenge;
-    const device = bound.trustedDevice;
-    if (device) {
-      await this.deps.guard.admitDeviceCode(device);
-    } else {
+    // A trusted device pays for its codes on its own until the trusted devices' cap; beyond it the
+    // try is the account's, as a stranger's would be.
+    const device = bound.trustedDevice && (await this.deps.guard.admitDeviceCode(bound.trustedDevice, userId)) ? bound.trustedDevice : null;
+    if (!device) {
       const waiting = (await this.deps.guard.backoff.reserve(em, LoginBackoff.byId(userId)))?.refusal;
       if (waiting) throw new RateLimitedError(waiting.retryAfterSeconds, 'Too many failed sign-ins for this account. Try again later.');
     }
@@ -190,13 +190,14 @@ export class AuthService {
       // Written by statement, not through the entity: the code check above updated the row behind
       // the unit of work's back (the accepted TOTP step), and a flush must not write it back.
       const now = new Date();
-      const clearsBackoff = bound.trustedDevice ? {} : { failedLoginCount: 0, loginBlockedUntil: null };
+      const clearsBackoff = device ? {} : { failedLoginCount: 0, loginBlockedUntil: null };
       await account.em.nativeUpdate(User, { id: user.id }, { lastLoginAt: now, updatedAt: now, ...clearsBackoff });
       this.deps.audit.record(account.em, AuditEventType.LOGIN_SUCCEEDED, { userId: user.id, actorId: user.id }, meta);
       return this.deps.sessions.start(account, meta, bound.trustedDevice ?? this.deps.guard.deviceFor(user, deviceToken));
     });
     if (!issued) throw new BadUserInputError(INVALID_MFA, 'code');
-    if (device) await this.deps.guard.forgetDevice(device);
+    if (bound.trustedDevice) await this.deps.guard.forgetDevice(bound.trustedDevice);
+    await this.deps.guard.forgetDeviceCodes(userId);
     if (bound.formerDevice) await this.deps.guard.forgetFormerDevices(userId);
     return this.signIn(em, issued);
   }
