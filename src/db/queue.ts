@@ -11,8 +11,9 @@ export abstract class QueuedRow extends BaseEntity {
   @Property({ type: 'smallint', default: 0 })
   attempts: Opt<number> = 0;
 
-  @Property({ type: 'timestamptz' })
-  nextAttemptAt: Opt<Date> = new Date();
+  /** Due at once when written (on the database's clock, like every claim: see claimDue). */
+  @Property({ type: 'timestamptz', defaultRaw: 'now()' })
+  nextAttemptAt!: Opt<Date>;
 
   /** A worker that claimed the row holds it until then; a crashed worker's claim expires. */
   @Property({ type: 'timestamptz', nullable: true })
@@ -47,24 +48,32 @@ export interface ClaimSpec {
 }
 
 /**
+ * The end of a lease of `?` milliseconds from now, on the database's clock: every instance, whatever
+ * its own clock says, agrees when a claim lapses. Whole milliseconds, so the value a worker reads
+ * back (a JavaScript Date) matches the stored one exactly when it settles the row by it.
+ */
+export const LEASE_END = `date_trunc('milliseconds', now() + ? * interval '1 millisecond')`;
+
+/**
  * Claims up to `limit` due rows for `leaseMs` and counts an attempt on each, in one statement:
  * `FOR UPDATE SKIP LOCKED` keeps two workers from claiming one row, and the lease lets the rows of a
- * worker that died go to another once it lapses. `with` wraps the claim in a CTE named "claimed"
- * and selects from it (to join what the rows point at).
+ * worker that died go to another once it lapses. Due and lapsed are judged by the database's clock,
+ * never a worker's (an instance whose clock runs ahead must not take over a claim that still
+ * holds). `with` wraps the claim in a CTE named "claimed" and selects from it (to join what the rows
+ * point at).
  */
 export function claimDue<T>(em: EntityManager, spec: ClaimSpec, select = 'select * from "claimed"'): Promise<T[]> {
-  const now = new Date();
   const { table, doneColumn, onePer, only } = spec;
   const open = (row: string) => `${row}."${doneColumn}" is null and ${row}."failed_at" is null`;
-  const due = (row: string) => `${open(row)} and ${row}."next_attempt_at" <= ? and (${row}."locked_until" is null or ${row}."locked_until" < ?)`;
+  const due = (row: string) => `${open(row)} and ${row}."next_attempt_at" <= now() and (${row}."locked_until" is null or ${row}."locked_until" < now())`;
   const grouped = onePer
-    ? `and not exists (select 1 from "${table}" "busy" where "busy"."${onePer}" = "candidate"."${onePer}" and ${open('"busy"')} and "busy"."locked_until" >= ?)
+    ? `and not exists (select 1 from "${table}" "busy" where "busy"."${onePer}" = "candidate"."${onePer}" and ${open('"busy"')} and "busy"."locked_until" >= now())
        and not exists (select 1 from "${table}" "earlier" where "earlier"."${onePer}" = "candidate"."${onePer}" and ${due('"earlier"')}
                          and ("earlier"."next_attempt_at", "earlier"."id") < ("candidate"."next_attempt_at", "candidate"."id"))`
     : '';
   return em.getConnection().execute<T[]>(
     `with "claimed" as (
-       update "${table}" set "locked_until" = ?, "attempts" = "attempts" + 1
+       update "${table}" set "locked_until" = ${LEASE_END}, "attempts" = "attempts" + 1
         where "id" in (
           select "id" from "${table}" "candidate"
            where ${due('"candidate"')} ${grouped} ${only ? `and (${only})` : ''}
@@ -73,6 +82,6 @@ export function claimDue<T>(em: EntityManager, spec: ClaimSpec, select = 'select
            for update skip locked)
        returning ${spec.returning})
      ${select}`,
-    [new Date(now.getTime() + spec.leaseMs), now, now, ...(onePer ? [now, now, now] : []), spec.limit],
+    [spec.leaseMs, spec.limit],
   );
 }

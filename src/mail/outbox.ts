@@ -5,7 +5,7 @@ import type { OutageLog } from '../db/outage.js';
 import type { Logger } from '../logger.js';
 import type { WebhookEvent } from '../modules/webhooks/user-events.js';
 import { pgArray } from '../db/pg-array.js';
-import { claimDue } from '../db/queue.js';
+import { claimDue, LEASE_END } from '../db/queue.js';
 import { PollingWorker } from '../polling-worker.js';
 import { SecretBox } from '../secret-box.js';
 import { MailMessage } from './mail-message.entity.js';
@@ -190,8 +190,8 @@ export class MailOutbox {
   private async renew(ids: string[]): Promise<void> {
     try {
       await this.orm.em.fork().getConnection().execute(
-        `update "mail_outbox" set "locked_until" = ? where "id" = any(?::uuid[]) and "sent_at" is null and "failed_at" is null`,
-        [new Date(Date.now() + this.options.leaseMs), pgArray(ids)],
+        `update "mail_outbox" set "locked_until" = ${LEASE_END} where "id" = any(?::uuid[]) and "sent_at" is null and "failed_at" is null`,
+        [this.options.leaseMs, pgArray(ids)],
       );
     } catch (error) {
       this.lastFailureAt = Date.now();
@@ -219,10 +219,10 @@ export class MailOutbox {
       const delay = Math.min(this.options.retryBaseMs * 2 ** (row.attempts - 1), MAX_RETRY_DELAY_MS) * (0.8 + Math.random() * 0.4);
       await this.recordUntilItLands(row, () =>
         connection.execute(
-          `update "mail_outbox" set "locked_until" = null, "last_error" = ?, "next_attempt_at" = ?,
-                  "failed_at" = ?, "payload" = case when ? then null else "payload" end
+          `update "mail_outbox" set "locked_until" = null, "last_error" = ?, "next_attempt_at" = now() + ? * interval '1 millisecond',
+                  "failed_at" = case when ? then now() end, "payload" = case when ? then null else "payload" end
             where "id" = ?`,
-          [reason, new Date(Date.now() + delay), givingUp ? new Date() : null, givingUp, row.id],
+          [reason, Math.round(delay), givingUp, givingUp, row.id],
         ),
       );
       const details = { mailId: row.id, template: row.template, attempt: row.attempts, reason };
@@ -240,7 +240,7 @@ export class MailOutbox {
   private async markDone(row: ClaimedRow): Promise<void> {
     const connection = this.orm.em.fork().getConnection();
     const marked = await this.recordUntilItLands(row, () =>
-      connection.execute(`update "mail_outbox" set "sent_at" = ?, "payload" = null, "locked_until" = null, "last_error" = null where "id" = ?`, [new Date(), row.id]),
+      connection.execute(`update "mail_outbox" set "sent_at" = now(), "payload" = null, "locked_until" = null, "last_error" = null where "id" = ?`, [row.id]),
     );
     if (!marked) {
       this.logger.error({ mailId: row.id, template: row.template }, 'email sent, but recording it failed; it may be sent again');

@@ -334,22 +334,23 @@ export class WebhookDispatcher {
     const delays = this.options.retryDelaysMs;
     const givingUp = !delivered && message.attempts > delays.length;
     const delay = givingUp || delivered ? 0 : delays[message.attempts - 1]! * (0.9 + Math.random() * 0.2);
-    const now = new Date();
     let settled: unknown[];
     try {
+      // Times on the database's clock, like the claims (see claimDue).
       settled = await this.orm.em.fork().getConnection().execute<unknown[]>(
         `with "settled" as (
            update "webhook_messages"
-              set "locked_until" = null, "next_attempt_at" = ?, "delivered_at" = ?, "failed_at" = ?,
+              set "locked_until" = null, "next_attempt_at" = now() + ? * interval '1 millisecond',
+                  "delivered_at" = case when ? then now() end, "failed_at" = case when ? then now() end,
                   "body" = case when ? then null else "body" end
             where "id" = ? and "locked_until" = ?
             returning "endpoint_id")
          insert into "webhook_deliveries" ("id", "endpoint_id", "webhook_id", "event_type", "attempt", "status", "error", "created_at")
-         select ?, "endpoint_id", ?, ?, ?, ?, ?, ? from "settled"
+         select ?, "endpoint_id", ?, ?, ?, ?, ?, now() from "settled"
          returning "id"`,
         [
-          new Date(now.getTime() + delay), delivered ? now : null, givingUp ? now : null, delivered || givingUp, message.id, message.locked_until,
-          randomUUID(), message.event_id, message.event_type, message.attempts, outcome.status, outcome.error?.slice(0, 500) ?? null, now,
+          Math.round(delay), delivered, givingUp, delivered || givingUp, message.id, message.locked_until,
+          randomUUID(), message.event_id, message.event_type, message.attempts, outcome.status, outcome.error?.slice(0, 500) ?? null,
         ],
       );
     } catch (error) {

@@ -147,7 +147,9 @@ export class WebhookService {
    * The dispatcher sends an endpoint's messages in `next_attempt_at` order, and the first attempt
    * of each is due when its change announced it: the first event's timestamp, and a microsecond
    * more for each one after it. Whichever job queues an event, it gets the same time, so the events
-   * of one change go out in the order they were announced.
+   * of one change go out in the order they were announced. (An instance whose clock runs ahead of
+   * the database's announces from the future: its events are due at the database's now instead,
+   * not held back by the difference.)
    */
   private async fanOut(event: WebhookEvent): Promise<void> {
     const announced = [...(event.earlier ?? []), event];
@@ -160,7 +162,7 @@ export class WebhookService {
     }));
     const queued = await this.orm.em.fork().getConnection().execute<Array<{ id: string }>>(
       `insert into "webhook_messages" ("id", "created_at", "endpoint_id", "event_id", "event_type", "body", "attempts", "next_attempt_at")
-       select gen_random_uuid(), now(), "e"."id", "v"."id", "v"."type", "v"."body", 0, ?::timestamptz + "v"."position" * interval '1 microsecond'
+       select gen_random_uuid(), now(), "e"."id", "v"."id", "v"."type", "v"."body", 0, least(?::timestamptz, now()) + "v"."position" * interval '1 microsecond'
          from jsonb_to_recordset(?::jsonb) as "v"("id" text, "type" text, "at" timestamptz, "position" int, "body" text)
          join "webhook_endpoints" "e" on "v"."type" = any("e"."events") and "e"."created_at" <= "v"."at"
         order by "v"."position"
