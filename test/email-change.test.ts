@@ -157,6 +157,21 @@ describe('confirmEmailChange', () => {
     expect((await request(account, target, account.password, await account.authenticator.next())).data?.requestEmailChange).toBe(true);
   });
 
+  it('counts no failure against the owner for an address that is taken: six tries, then the owner still signs in (with MFA too)', async () => {
+    const plain = await registerAccount(server);
+    const withMfa = await enableMfa(server, await registerAccount(server));
+    const taken = (await registerAccount(server)).user.email;
+    for (const account of [plain, withMfa]) {
+      // Each answer proved the right password: before, the fifth opened the backoff's delays and
+      // the owner's own sign-in answered RATE_LIMITED (after 100, only a reset would open it).
+      for (let attempt = 0; attempt < 6; attempt += 1) expect(errorCode(await request(account, taken, account.password, account === withMfa ? '000000' : undefined))).toBe('CONFLICT');
+      const [row] = await server.sql<{ failed_login_count: number; login_blocked_until: Date | null }>('select failed_login_count, login_blocked_until from users where id = ?', [account.user.id]);
+      expect(row).toEqual({ failed_login_count: 0, login_blocked_until: null });
+    }
+    expect((await server.graphql(LOGIN, { input: { identifier: plain.user.email, password: plain.password } })).data?.login).toBeTruthy();
+    expect(errorCode(await server.graphql(LOGIN, { input: { identifier: withMfa.user.email, password: withMfa.password } }))).toBe('MFA_REQUIRED');
+  });
+
   it('spends no code on an address that is taken', async () => {
     const account = await enableMfa(server, await registerAccount(server));
     const taken = (await registerAccount(server)).user.email;

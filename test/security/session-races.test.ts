@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { processEnv } from '../../src/config/config.js';
 import { CHANGE_PASSWORD, DELETE_ME, DELETE_USER, FORGOT_PASSWORD, LOGIN, LOGOUT_ALL, ME, REFRESH, registerAccount, RESET_PASSWORD, REVOKE_SESSION, SESSIONS, type SignedInAccount, START_UP_ADMIN, UPDATE_USER } from '../support/accounts.js';
 import { errorCode, type GraphQLResponse, startTestServer, type TestServer } from '../support/server.js';
+import { lockdownTokenOf, LOCK_ACCOUNT, REQUEST_EMAIL_CHANGE, START_TOTP } from '../support/mfa.js';
 import { resetTokenOf, startSmtpServer, type TestSmtpServer } from '../support/smtp.js';
 
 // A thief holding stolen refresh tokens rotates them in a tight loop while the owner (or an admin)
@@ -267,6 +268,47 @@ describe.skipIf(!ON_POSTGRESQL)('ending sessions while a thief rotates stolen re
       if (working.includes(true)) survivors += 1;
     }
     console.log(`sign-in racing changePassword: ${survivors} survivors / ${TRIALS} trials (${SIGN_INS} sign-ins each, ${signedIn} succeeded in all)`);
+    expect(survivors).toBe(0);
+  });
+});
+
+describe.skipIf(!ON_POSTGRESQL)("a lockdown while the hijacker's requests are on their way (PostgreSQL)", () => {
+  it('no re-authentication or enrollment in flight undoes it: sign-in stays refused and no secret stays behind', { timeout: 240_000 }, async () => {
+    let survivors = 0;
+    for (let index = 0; index < TRIALS; index += 1) {
+      // The hijacker knows the password and is signed in; a notice of theirs gave the owner a link.
+      const account = await registerAccount(server);
+      const auth = { token: account.accessToken };
+      expect((await server.graphql(REQUEST_EMAIL_CHANGE, { newEmail: `elsewhere-${Date.now()}-${index}@example.org`, password: account.password }, auth)).errors).toBeUndefined();
+      const link = lockdownTokenOf(await smtp.waitFor((mail) => mail.to === account.user.email && mail.subject === 'Someone asked to change your email address'));
+
+      // Two loops of requests that prove the right password: a changePassword the policy refuses
+      // (the password check comes first, then clears the backoff), and starting an enrollment.
+      let stopped = false;
+      let sent = 0;
+      const loop = (send: () => Promise<GraphQLResponse>, goOn: (answer: GraphQLResponse) => boolean) =>
+        (async () => {
+          while (!stopped) {
+            const answer = await send();
+            sent += 1;
+            if (!goOn(answer)) return;
+          }
+        })();
+      const loops = [
+        loop(() => server.graphql(CHANGE_PASSWORD, { input: { currentPassword: account.password, newPassword: 'short' } }, auth), (answer) => errorCode(answer) === 'BAD_USER_INPUT'),
+        loop(() => server.graphql(START_TOTP, { password: account.password }, auth), (answer) => Boolean(answer.data?.startTotpEnrollment)),
+      ];
+      await until(() => sent >= 4);
+      const locked = await server.graphql(LOCK_ACCOUNT, { token: link });
+      expect(locked.data?.lockAccount, JSON.stringify(locked.errors)).toBe(true);
+      stopped = true;
+      await Promise.all(loops);
+
+      const signIn = await server.graphql(LOGIN, { input: { identifier: account.user.email, password: account.password } });
+      const [row] = await server.sql<{ failed_login_count: number; totp_secret: string | null }>('select failed_login_count, totp_secret from users where id = ?', [account.user.id]);
+      if (signIn.data?.login || row.failed_login_count < 100 || row.totp_secret !== null) survivors += 1;
+    }
+    console.log(`lockdown racing the hijacker's re-authentications and enrollments: ${survivors} survivors / ${TRIALS} trials`);
     expect(survivors).toBe(0);
   });
 });

@@ -48,7 +48,9 @@ export class MfaService {
     if (viewer.user.mfaEnabledAt) throw new BadUserInputError('Two-factor sign-in is already on. Turn it off first to enroll another authenticator.', 'password');
     await this.deps.reauthentication.confirm(em, viewer, { password, passwordField: 'password' }, meta);
     const { sealed, ...shown } = this.deps.totp.create(viewer.user.email);
-    const stored = await em.nativeUpdate(User, { id: viewer.user.id, mfaEnabledAt: null }, { totpSecret: sealed });
+    // Under the account's lock, with the session still live: a lockdown that committed during the
+    // password check ended it, and a pending secret written after that would outlive the lockdown.
+    const stored = await withLiveViewer(em, viewer, (account) => account.em.nativeUpdate(User, { id: viewer.user.id, mfaEnabledAt: null }, { totpSecret: sealed }));
     if (stored === 0) throw new BadUserInputError('Two-factor sign-in is already on.', 'password');
     return shown;
   }

@@ -25,7 +25,7 @@ export interface TokenKind {
    * ({@link OneTimeTokenService.tryLink}).
    */
   maxAttempts?: number;
-  /** Issuing one leaves the user's older live ones alone (lockdown links: every notice's link works). */
+  /** Issuing one leaves the user's older live ones alone (lockdown links: every notice's link works; MFA challenges). */
   keepsOlder?: boolean;
 }
 
@@ -34,7 +34,9 @@ export const TOKEN_KINDS: Readonly<Record<OneTimeTokenPurpose, TokenKind>> = {
   [OneTimeTokenPurpose.PASSWORD_RESET]: { form: 'link', ttlMs: 60 * 60 * 1000 },
   [OneTimeTokenPurpose.EMAIL_VERIFICATION]: { form: 'code', ttlMs: 15 * 60 * 1000, maxAttempts: 5 },
   [OneTimeTokenPurpose.EMAIL_CHANGE]: { form: 'code', ttlMs: 15 * 60 * 1000, maxAttempts: 5 },
-  [OneTimeTokenPurpose.MFA_CHALLENGE]: { form: 'link', ttlMs: 5 * 60 * 1000, maxAttempts: 5 },
+  // Every sign-in's challenge stands on its own: a second sign-in (another device, or a thief who
+  // knows the password) must not void the one the owner is finishing.
+  [OneTimeTokenPurpose.MFA_CHALLENGE]: { form: 'link', ttlMs: 5 * 60 * 1000, maxAttempts: 5, keepsOlder: true },
   [OneTimeTokenPurpose.LOCKDOWN]: { form: 'link', ttlMs: 7 * 24 * 60 * 60 * 1000, keepsOlder: true },
 };
 

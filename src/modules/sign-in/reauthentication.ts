@@ -47,15 +47,24 @@ export class Reauthentication {
     const reservation = await this.backoff.reserve(em, LoginBackoff.byId(caller.user.id));
     if (reservation?.refusal) throw new RateLimitedError(reservation.refusal.retryAfterSeconds, 'Too many wrong passwords or codes for this account. Try again later.');
     if (!(await this.passwords.verify(proof.password, caller.passwordHash))) throw new BadUserInputError('The password is incorrect.', proof.passwordField);
+    const counted = reservation?.user ?? null;
     // MFA as the row is now, not as the request began: an enrollment that just committed counts.
-    const mfaOn = (reservation?.user ?? caller.user).mfaEnabledAt !== null;
-    await proof.beforeCode?.();
+    const mfaOn = (counted ?? caller.user).mfaEnabledAt !== null;
+    // Only a complete proof forgets the failures: with MFA on, a password alone must not wipe the
+    // wrong codes counted before it.
+    const complete = !mfaOn || proof.code !== undefined;
+    try {
+      await proof.beforeCode?.();
+    } catch (error) {
+      // The right password, stopped by the operation's own check: no failure to count against the
+      // owner (a taken address, asked for five times, must not lock the account).
+      if (counted) await (mfaOn ? this.backoff.refund(em, counted) : this.backoff.clear(em, counted));
+      throw error;
+    }
     if (proof.code !== undefined && mfaOn) {
       if (!proof.code) throw new BadUserInputError('Enter a code from your authenticator app, or a recovery code.', 'code');
       if (!(await this.secondFactor.check(em, caller.user.id, proof.code, meta))) throw new BadUserInputError('The code is incorrect or was used already.', 'code');
     }
-    // Only a complete proof forgets the failures: with MFA on, a password alone must not wipe the
-    // wrong codes counted before it.
-    if (!mfaOn || proof.code !== undefined) await this.backoff.clear(em, caller.user.id);
+    if (complete && counted) await this.backoff.clear(em, counted);
   }
 }
