@@ -1,6 +1,6 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { auditEventsOf, CHANGE_PASSWORD, LOGIN, ME, newAccountInput, REFRESH, REGISTER, registerAccount, RESET_PASSWORD, type SignedInAccount, START_UP_ADMIN, startUpAdminToken } from './support/accounts.js';
+import { auditEventsOf, CHANGE_PASSWORD, FORGOT_PASSWORD, LOGIN, ME, newAccountInput, REFRESH, REGISTER, registerAccount, RESET_PASSWORD, type SignedInAccount, START_UP_ADMIN, startUpAdminToken, UPDATE_USER } from './support/accounts.js';
 import { CONFIRM_EMAIL_CHANGE, CONFIRM_TOTP, enableMfa, LOCK_ACCOUNT, lockdownTokenOf, ME_MFA, REQUEST_EMAIL_CHANGE, START_TOTP, Authenticator, VERIFY_MFA } from './support/mfa.js';
 import { errorCode, errorField, startTestServer, type TestServer } from './support/server.js';
 import { resetTokenOf, startSmtpServer, type TestSmtpServer, verificationCodeOf } from './support/smtp.js';
@@ -102,6 +102,43 @@ describe('an account hijacked by password, taken back with the lockdown link', (
 
     const events = (await auditEventsOf(server, adminToken, owner.user.id)).map((event) => event.type);
     expect(events).toEqual(expect.arrayContaining(['EMAIL_CHANGE_REQUESTED', 'EMAIL_CHANGED', 'MFA_ENABLED', 'ACCOUNT_LOCKED', 'MFA_DISABLED', 'PASSWORD_RESET_COMPLETED']));
+  });
+});
+
+describe("an admin's correction of the address after a hijack", () => {
+  it('stands: no lockdown link gives the account back to the address the admin moved it away from', async () => {
+    const owner = await registerAccount(server);
+    const ownerAddress = owner.user.email;
+    // The hijacker moves the account to their address and changes the password there: a notice
+    // with a link (to their address) lands in their mailbox.
+    const theirs = attackerAddress();
+    expect((await server.graphql(REQUEST_EMAIL_CHANGE, { newEmail: theirs, password: owner.password }, { token: owner.accessToken })).data?.requestEmailChange).toBe(true);
+    const changeCode = verificationCodeOf(await smtp.waitFor((mail) => mail.to === theirs && mail.subject.startsWith('Confirm your new email address')));
+    const moved = await server.graphql(CONFIRM_EMAIL_CHANGE, { code: changeCode }, { token: owner.accessToken });
+    expect(moved.data?.confirmEmailChange.email).toBe(theirs);
+    const hijacker = { ...owner, user: { ...owner.user, email: theirs } };
+    const theirPassword = 'the hijacker was here 31';
+    const linkFromTheirTime = await changePasswordNotice(hijacker, theirPassword);
+
+    // Support puts the owner's address back; the admin's change mails the previous (hijacker's) address.
+    const corrected = await server.graphql(UPDATE_USER.replace('{ id role active }', '{ id email }'), { id: owner.user.id, input: { email: ownerAddress } }, { token: adminToken });
+    expect(corrected.data?.updateUser.email).toBe(ownerAddress);
+    const linkFromAdminNotice = lockdownTokenOf(await noticeTo(theirs, 'Your email address was changed'));
+    // The owner resets the password at their address and signs in.
+    expect((await server.graphql(FORGOT_PASSWORD, { input: { identifier: ownerAddress } })).data?.forgotPassword).toBe(true);
+    const resetMail = await smtp.waitFor((mail) => mail.to === ownerAddress && mail.subject === 'Reset your password');
+    const ownersPassword = 'mine again after support 57';
+    expect((await server.graphql(RESET_PASSWORD, { input: { token: resetTokenOf(resetMail), newPassword: ownersPassword } })).data?.resetPassword).toBe(true);
+
+    // The link from the hijacker's time is dead. The admin's notice's link locks, but gives nothing
+    // back to the hijacker's address: the account stays at the owner's, where its reset link goes.
+    expect(errorField(await lock(linkFromTheirTime))).toBe('token');
+    expect((await lock(linkFromAdminNotice)).data?.lockAccount).toBe(true);
+    const [row] = await server.sql<{ email: string }>('select email from users where id = ?', [owner.user.id]);
+    expect(row.email).toBe(ownerAddress);
+    await noticeTo(ownerAddress, 'Your account is locked: choose a new password');
+    expect(smtp.messages.filter((mail) => mail.to === theirs && mail.subject === 'Your account is locked: choose a new password')).toEqual([]);
+    expect(errorCode(await login(theirs, ownersPassword))).toBe('UNAUTHENTICATED');
   });
 });
 

@@ -86,6 +86,11 @@ export class OneTimeTokenService {
     await em.nativeDelete(OneTimeToken, { user: userId, purpose: { $in: purposes }, usedAt: null });
   }
 
+  /** Forgets every token of `purpose` the user holds, used or not: neither they nor their record remain. */
+  async forgetAll(em: EntityManager, userId: string, purpose: OneTimeTokenPurpose): Promise<void> {
+    await em.nativeDelete(OneTimeToken, { user: userId, purpose });
+  }
+
   /**
    * Forgets every token of `purpose` the user holds, used or not, that was issued for a target first
    * seen after `target` (and any without a target): neither they nor the record that they were

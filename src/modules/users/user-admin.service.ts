@@ -93,8 +93,8 @@ export class UserAdminService {
       }
       const other = ['email', 'username', 'firstName', 'lastName'].some((field) => field in changes) || (!previous.active && updated.active);
       if (other) this.audit.record(tx, AuditEventType.USER_UPDATED, subject, meta);
-      // The old address hears of it, with a "this wasn't me" link, as after the owner's own change.
-      if (updated.email !== previous.email) await this.notices.send(tx, updated, { name: 'email-changed', newEmail: updated.email }, previous.email);
+      // The old address hears of it, with a "this wasn't me" link that cannot undo the admin's change.
+      if (updated.email !== previous.email) await this.notices.sendAfterAdminEmailChange(tx, updated, previous.email);
       await tx.flush();
       return updated;
     });
