@@ -14,7 +14,10 @@ export const LIMITS = {
   loginPerIp: { points: 50, durationSeconds: 15 * 60 },
   /** Sign-in attempts naming one email or username (existing or not), without a valid device token. */
   loginPerIdentifier: { points: 10, durationSeconds: 15 * 60 },
-  /** Sign-in attempts presenting one device's valid device token (a success starts over). */
+  /**
+   * Sign-in attempts presenting one device's valid device token, and re-authentications of one
+   * signed-in device session while strangers hold the account's backoff (a success starts over).
+   */
   loginPerDevice: { points: 10, durationSeconds: 60 * 60 },
   /**
    * Sign-in attempts of an account's former devices together (tokens from before its last reset or
@@ -31,11 +34,12 @@ export const LIMITS = {
   /** verifyEmail and resetPassword attempts for one account. */
   codeAttemptsPerAccount: { points: 10, durationSeconds: 15 * 60 },
   /**
-   * Second-factor codes tried by sign-ins from an account's trusted devices since one last signed
-   * in (a success starts over): NIST SP 800-63B §5.2.2's cap of 100 consecutive failures for the
-   * codes strangers' guesses cannot reach. Beyond it those tries count in the account's backoff.
+   * Tries the account's own devices make outside its backoff — second-factor codes of sign-ins from
+   * trusted devices, and re-authentications of signed-in sessions while strangers hold the backoff —
+   * since one of them last succeeded: NIST SP 800-63B §5.2.2's cap of 100 consecutive failures for
+   * the tries strangers cannot reach. Beyond it those tries are the account's, like a stranger's.
    */
-  deviceCodesPerAccount: { points: 100, durationSeconds: 30 * 24 * 60 * 60 },
+  ownDeviceTriesPerAccount: { points: 100, durationSeconds: 30 * 24 * 60 * 60 },
 } as const;
 
 export type LimitName = keyof typeof LIMITS;

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { fromFreshAddress, LOGIN, ME, REFRESH, type SignedInAccount } from '../support/accounts.js';
+import { CHANGE_PASSWORD, fromFreshAddress, LOGIN, ME, REFRESH, type SignedInAccount } from '../support/accounts.js';
 import { errorCode, type GraphQLResponse, startTestServer, type TestServer } from '../support/server.js';
 import { resetTokenOf, startSmtpServer, type TestSmtpServer } from '../support/smtp.js';
 
@@ -95,6 +95,27 @@ describe('device tokens', () => {
     expectSignedIn(await login(owner.user.email, owner.password, owner.deviceToken), owner);
     // The device's success does not forgive the strangers' failures.
     expect(await failedLoginCount(owner.user.id)).toBe(FAILURES_BEFORE_RESET);
+  });
+
+  it("keep strangers from blocking the signed-in owner's password change; a thief with the session gets the session's 10 guesses", async () => {
+    const owner = await newOwner();
+    const changePassword = (currentPassword: string, newPassword = `a fresh passphrase ${randomBytes(4).toString('hex')}`) =>
+      server.graphql(CHANGE_PASSWORD, { input: { currentPassword, newPassword } }, { token: owner.accessToken, headers: fromFreshAddress() });
+    // Strangers hold the account in its backoff (the owner's right password from a new device waits).
+    for (let attempt = 0; attempt < LOGIN_PER_IDENTIFIER; attempt += 1) await login(owner.user.username, wrongPassword());
+    expect(errorCode(await login(owner.user.username, owner.password))).toBe('RATE_LIMITED');
+
+    // Someone holding the owner's session (not the password) guesses on the session's own budget.
+    const guesses: Array<string | undefined> = [];
+    for (let attempt = 0; attempt <= DEVICE_ATTEMPTS; attempt += 1) guesses.push(errorCode(await changePassword(wrongPassword())));
+    expect(guesses.slice(0, DEVICE_ATTEMPTS).every((code) => code === 'BAD_USER_INPUT')).toBe(true);
+    expect(guesses.at(-1)).toBe('RATE_LIMITED');
+
+    // Another session of the owner's (a device that signed in with its token) changes the password at
+    // once: before, it answered RATE_LIMITED for as long as the strangers kept guessing.
+    const signedIn = (await login(owner.user.username, owner.password, owner.deviceToken)).data!.login;
+    const changed = await server.graphql(CHANGE_PASSWORD, { input: { currentPassword: owner.password, newPassword: `the owner's new passphrase ${randomBytes(4).toString('hex')}` } }, { token: signedIn.accessToken, headers: fromFreshAddress() });
+    expect(changed.errors, JSON.stringify(changed.errors)).toBeUndefined();
   });
 
   it('make failures count against that device only, never against the account', async () => {

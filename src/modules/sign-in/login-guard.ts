@@ -157,14 +157,14 @@ export class LoginGuard {
    * Counts a second-factor try of a sign-in from a trusted device (verifyMfa) like a password try
    * from that device, before the code is checked: such a device gets the device's budget of codes
    * and spends nothing of the account's, up to the cap all trusted devices of the account share
-   * (`deviceCodesPerAccount`, 100 since one of them last signed in). RATE_LIMITED beyond the
+   * (`ownDeviceTriesPerAccount`, 100 since one of them last succeeded). RATE_LIMITED beyond the
    * device's budget; `false` beyond the cap, where the try is the account's like a stranger's
    * (its backoff, and its own cap of 100). {@link forgetDevice} after the sign-in commits.
    */
   async admitDeviceCode(deviceId: string, userId: string): Promise<boolean> {
     const refused = await this.limits.refusal('loginPerDevice', deviceId);
     if (refused) throw new RateLimitedError(refused.retryAfter, 'Too many failed sign-ins on this device. Try again later.');
-    return this.limits.allows('deviceCodesPerAccount', userId);
+    return this.limits.allows('ownDeviceTriesPerAccount', userId);
   }
 
   /** After a sign-in from a former device has committed: the former devices' shared budget starts over. */
@@ -178,9 +178,9 @@ export class LoginGuard {
     await this.limits.reset('loginPerDevice', deviceId);
   }
 
-  /** After a sign-in with a second factor has committed: the trusted devices' codes start over. */
+  /** After a sign-in with a second factor has committed: the tries of the account's own devices start over. */
   async forgetDeviceCodes(userId: string): Promise<void> {
-    await this.limits.reset('deviceCodesPerAccount', userId);
+    await this.limits.reset('ownDeviceTriesPerAccount', userId);
   }
 
   /**
