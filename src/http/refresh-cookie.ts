@@ -12,7 +12,7 @@ export const REFRESH_TRANSPORT_HEADER = 'refresh-token-transport';
  * force `Path=/`), it does not stop an HTTPS page on a sibling subdomain from setting one for the
  * parent domain (cookie tossing: signing the victim into the attacker's account). So it only counts
  * together with {@link REFRESH_BINDING_COOKIE}, which a sibling cannot set, holding its hash; and two
- * cookies of that name in one request are refused.
+ * cookies of that name in one request are told apart by it.
  */
 export const REFRESH_COOKIE = '__Secure-refresh_token';
 /**
@@ -38,9 +38,9 @@ export interface RefreshTokenCookie {
    */
   wanted(): boolean;
   /**
-   * The refresh token the cookie holds, when the request asked for the cookie and sent one; null when
-   * it sent two of that name (one was planted: trust neither). Without {@link REFRESH_COOKIE}, a
-   * single {@link LEGACY_REFRESH_COOKIE} is read instead.
+   * The refresh token the cookie holds, when the request asked for the cookie and sent one that its
+   * binding cookie matches (others of that name were planted, and are ignored). Without
+   * {@link REFRESH_COOKIE}, a single {@link LEGACY_REFRESH_COOKIE} is read instead.
    */
   presented(): string | null;
   /** Sets the cookie to `token` until `expiresAt` (and expires a legacy cookie the request carried). */
@@ -90,14 +90,15 @@ export function refreshTokenCookie(req: IncomingMessage, res: ServerResponse, op
     },
     presented() {
       if (!this.wanted()) return null;
-      // Two cookies of one name mean one was planted (a sibling subdomain can set a __Secure- cookie
-      // for the parent domain): trust neither, and do not fall back to the legacy cookie either.
+      // A sibling subdomain can plant a __Secure- cookie of this name for the parent domain, beside
+      // ours or alone, but not a __Host- one: ours is the token cookie the one binding cookie matches,
+      // and a planted one is ignored (it neither signs the victim in elsewhere nor, sent beside ours
+      // on every request, signs them out). No fall back to the legacy cookie either.
       const current = valuesOf(header, REFRESH_COOKIE);
       if (current.length > 0) {
-        // Ours only with exactly one binding cookie that matches it: a sibling can plant the token
-        // cookie, not a __Host- one.
         const bindings = valuesOf(header, REFRESH_BINDING_COOKIE);
-        return current.length === 1 && current[0] && bindings.length === 1 && matches(bindings[0], bindingOf(current[0])) ? current[0] : null;
+        if (bindings.length !== 1) return null;
+        return current.find((token) => token !== '' && matches(bindings[0], bindingOf(token))) ?? null;
       }
       const legacy = valuesOf(header, LEGACY_REFRESH_COOKIE);
       return legacy.length === 1 ? legacy[0] || null : null;
