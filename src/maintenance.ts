@@ -45,7 +45,12 @@ function columnIndex(table: string, column: string, partial: boolean): PurgeInde
  * the purge's own (`partial` leaves out the rows where the column is null, see {@link columnIndex}),
  * or one already made for other queries (named in a comment beside the purge).
  */
-type Ended = { column: string; index: 'partial' | 'whole' | 'existing' };
+type Ended = {
+  column: string;
+  index: 'partial' | 'whole' | 'existing';
+  /** A further condition the row must meet to be purged by this column (no parameters). */
+  and?: string;
+};
 
 /**
  * What one purge removes: a table (rows named by `key`) whose dead rows have any of the `ended`
@@ -67,7 +72,15 @@ const existing = (column: string): Ended => ({ column, index: 'existing' });
 
 /** Every purge, in the order a run makes them. */
 const PURGES: readonly Purge[] = [
-  { name: 'sessions', table: 'sessions', key: 'id', ended: [partial('revoked_at'), whole('expires_at')], cutoff: (now, retention) => daysAgo(retention.sessionDays, now) },
+  // A rotated row is what recognises its refresh token presented again (reuse: the device session
+  // ends); it stays while that token would be valid, however short the retention.
+  {
+    name: 'sessions',
+    table: 'sessions',
+    key: 'id',
+    ended: [{ ...partial('revoked_at'), and: `"revoked_reason" is distinct from 'ROTATED' or "expires_at" < now()` }, whole('expires_at')],
+    cutoff: (now, retention) => daysAgo(retention.sessionDays, now),
+  },
   // audit_events_created_idx
   { name: 'auditEvents', table: 'audit_events', key: 'id', ended: [existing('created_at')], cutoff: (now, retention) => daysAgo(retention.auditDays, now) },
   { name: 'mail', table: 'mail_outbox', key: 'id', ended: [partial('sent_at'), partial('failed_at')], cutoff: (now) => daysAgo(DONE_ROWS_DAYS, now) },
@@ -102,7 +115,7 @@ export function purgeStatements(retention: Retention, now: number): PurgeStateme
   return PURGES.map((purge) => {
     const cutoff = purge.cutoff(now, retention);
     const key = `"${purge.key}"`;
-    const where = purge.ended.map(({ column }) => `"${column}" < ?`).join(' or ');
+    const where = purge.ended.map(({ column, and }) => (and ? `("${column}" < ? and (${and}))` : `"${column}" < ?`)).join(' or ');
     return {
       name: purge.name,
       sql: `delete from "${purge.table}" where ${key} in (select ${key} from "${purge.table}" where ${where} limit ${BATCH})`,

@@ -103,6 +103,27 @@ function planNodes(node: Record<string, any>): Array<Record<string, any>> {
   return [node, ...((node.Plans as Array<Record<string, any>> | undefined) ?? []).flatMap(planNodes)];
 }
 
+describe('rotated refresh tokens', () => {
+  it('stay while the token would be valid, however short the retention: replayed after it, the token still ends its device session', async () => {
+    const account = await registerAccount(server);
+    const successor = (await server.graphql(REFRESH, { refreshToken: account.refreshToken })).data!.refreshToken;
+    // The rotation happened three days ago (past SESSION_RETENTION_DAYS=1); the token it replaced
+    // would still be valid for weeks.
+    await server.sql("update sessions set revoked_at = now() - interval '3 days' where user_id = ? and revoked_reason = 'ROTATED'", [account.user.id]);
+    await nextRun();
+    await nextRun();
+    expect(await count("sessions where user_id = ? and revoked_reason = 'ROTATED'", [account.user.id])).toBe(1);
+    // A thief replays the old token: reuse is recognised, and the successor (the other holder's) ends.
+    expect((await server.graphql(REFRESH, { refreshToken: account.refreshToken })).errors?.[0].extensions?.code).toBe('UNAUTHENTICATED');
+    expect((await server.graphql(ME, {}, { token: successor.accessToken })).errors?.[0].extensions?.reason).toBe('SESSION_ENDED');
+    expect((await server.graphql(REFRESH, { refreshToken: successor.refreshToken })).errors?.[0].extensions?.code).toBe('UNAUTHENTICATED');
+
+    // Once the token has expired as well, the row goes.
+    await server.sql("update sessions set expires_at = now() - interval '1 second' where user_id = ? and revoked_reason = 'ROTATED'", [account.user.id]);
+    await waitUntil(async () => (await count("sessions where user_id = ? and revoked_reason = 'ROTATED'", [account.user.id])) === 0, 'the expired rotated row to go', 15_000);
+  }, 60_000);
+});
+
 describe('what maintenance purges is found through indexes', () => {
   it('plans every purge statement without reading its whole table', async () => {
     const statements = purgeStatements(server.config.retention, Date.now());
