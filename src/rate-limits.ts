@@ -184,6 +184,12 @@ export class RateLimits {
     if (limiter) await this.store(() => limiter.penalty(key, 1));
   }
 
+  /** Gives back one attempt counted under `name` for `key` (work it was counted for did not happen). */
+  async refund(name: LimitName, key: string): Promise<void> {
+    const limiter = this.limiters.get(name);
+    if (limiter) await this.store(() => limiter.reward(key, 1));
+  }
+
   /** Forgets the counts of `key` (e.g. a successful sign-in clears its identifier's failures). */
   async reset(name: LimitName, key: string): Promise<void> {
     const limiter = this.limiters.get(name);

@@ -128,6 +128,42 @@ describe.skipIf(!DATABASE_URL)('the database drops its connections right after t
   });
 });
 
+describe.skipIf(!DATABASE_URL)("a forgotPassword job whose transaction keeps failing (PostgreSQL: another transaction holds the account's row)", () => {
+  let smtp: TestSmtpServer;
+  let server: TestServer;
+  let holder: pg.Client;
+  beforeAll(async () => {
+    smtp = await startSmtpServer();
+    // The real per-account budget of reset emails (5 an hour).
+    server = await startTestServer({ SMTP_URL: smtp.url, RATE_LIMIT_SCALE: '1' });
+    holder = new pg.Client({ connectionString: server.config.databaseUrl! });
+    await holder.connect();
+  });
+  afterAll(async () => {
+    await holder?.end().catch(() => {});
+    await server?.stop();
+    await smtp?.stop();
+  });
+
+  it('keeps trying until its email goes out: its failed attempts spend none of the account budget', async () => {
+    const input = newAccountInput();
+    const registered = await postGraphQL(server.origin, REGISTER, { input });
+    expect(registered.errors).toBeUndefined();
+    await smtp.waitFor((mail) => mail.to === input.email, 15_000);
+    // Another transaction holds the account's row: each run of the job waits out its statement bound and fails.
+    await holder.query('begin');
+    await holder.query('select id from users where email = $1 for update', [input.email]);
+    expect((await postGraphQL(server.origin, FORGOT_PASSWORD, { input: { identifier: input.email } })).data?.forgotPassword).toBe(true);
+    const attempts = async () => Number((await server.sql<{ attempts: number }>("select max(attempts) as attempts from mail_outbox where template = 'password-reset-request'"))[0]?.attempts ?? 0);
+    // Past the budget of 5: before, the sixth run found it spent by the five that failed, dropped the
+    // request silently and recorded the job as done.
+    await waitUntil(async () => (await attempts()) >= 7, 'the job to fail seven times', 45_000);
+    await holder.query('rollback');
+    const reset = await smtp.waitFor((mail) => mail.to === input.email && mail.subject === 'Reset your password', 20_000);
+    expect(reset.text).toMatch(/token=/);
+  }, 90_000);
+});
+
 describe('SIGKILL', () => {
   let database: TestDatabase;
   let dataDir: string;

@@ -312,6 +312,23 @@ describe('forgotPassword', () => {
   });
 });
 
+describe('forgotPassword bursts', () => {
+  it("cost the account nothing beyond the one email they send: a stranger's burst leaves the owner's own request its email", async () => {
+    const account = await newAccount();
+    // A stranger's burst: one email (the minute's throttle drops the rest), one point of the budget.
+    for (let request = 0; request < MAIL_REQUESTS_PER_IDENTIFIER; request += 1) {
+      expect((await call(FORGOT_PASSWORD, { input: { identifier: account.email } }, { ip: freshIp() })).data?.forgotPassword).toBe(true);
+    }
+    await nthMail(account.email, RESET_SUBJECT, 1);
+    await waitUntil(async () => (await count("select count(*) as n from mail_outbox where template = 'password-reset-request' and sent_at is null")) === 0, 'the burst to be handled');
+    expect(await limiterPoints('mailRequestsPerIdentifier', `account:${account.id}`)).toBe(1);
+    // A minute later the owner asks: the email goes out (before, the burst had spent the budget).
+    await ageTokens(account.id);
+    expect((await call(FORGOT_PASSWORD, { input: { identifier: account.email } }, { ip: freshIp() })).data?.forgotPassword).toBe(true);
+    await nthMail(account.email, RESET_SUBJECT, 2);
+  });
+});
+
 describe('verifyEmail', () => {
   it('refuses the 11th code attempt for one account within 15 minutes with RATE_LIMITED, even with a fresh right code and from a new IP', async () => {
     const account = await newAccount();
