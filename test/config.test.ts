@@ -1,4 +1,5 @@
-import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { generateKeyPairSync } from 'node:crypto';
+import { existsSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -91,6 +92,49 @@ describe('loadConfig', () => {
     expect(problemsOf({ ...production, CORS_ORIGINS: 'https://app.example.com,http://localhost:5173' })).toEqual([]);
   });
 
+  it('refuses a wildcard in CORS_ORIGINS, which the URL parser would otherwise keep as a literal host no browser sends', () => {
+    for (const bad of ['https://*.example.com', '*', 'https://app.example.com,https://*.example.com', 'http://localhost:*']) {
+      expect(problemsOf({ DATA_DIR: tempDir(), CORS_ORIGINS: bad }), bad).toEqual([
+        `CORS_ORIGINS entry "${bad.split(',').at(-1)}" has a wildcard: CORS_ORIGINS lists exact origins (name each one, e.g. https://app.example.com,https://admin.example.com; leave it unset to allow any origin without credentials)`,
+      ]);
+    }
+  });
+
+  it('refuses an APP_URL with a ?query, #fragment or user info, which would misplace every default link and the issuer', () => {
+    const problem =
+      "APP_URL must be an origin with an optional path, such as https://auth.example.com or https://example.com/auth, without a ?query, #fragment or user:password@ (it is the access tokens' issuer and audience, and the base of the links in emails)";
+    for (const bad of ['http://localhost:41203#app', 'https://h.example.com/?a=b', 'https://h.example.com/auth?', 'https://h.example.com/#', 'https://user:pw@h.example.com', 'https://user@h.example.com/auth', 'https://@h.example.com']) {
+      expect(problemsOf({ DATA_DIR: tempDir(), APP_URL: bad }), bad).toEqual([problem]);
+      // One problem, also in production (the links' default is not reported a second time).
+      expect(problemsOf({ DATA_DIR: tempDir(), NODE_ENV: 'production', JWT_SECRET: SECRET, APP_URL: bad }), bad).toEqual([problem]);
+    }
+    // An origin with a path is fine; a path segment with "@" in it is a path, not user info.
+    const config = loadConfig({ DATA_DIR: tempDir(), APP_URL: 'https://example.com/auth/' });
+    expect(config.appUrl).toBe('https://example.com/auth');
+    expect(config.links).toEqual({ resetPassword: 'https://example.com/auth/reset-password', lockdown: 'https://example.com/auth/lockdown' });
+    expect(loadConfig({ DATA_DIR: tempDir(), APP_URL: 'https://example.com/@auth' }).appUrl).toBe('https://example.com/@auth');
+  });
+
+  it('keeps WEBHOOK_ALLOWED_HOSTS entries as the URL parser writes hosts, so an IP matches however it is spelt', () => {
+    const entries = ['0:0:0:0:0:0:0:1', '[::ffff:127.0.0.1]', '127.1', 'FD00::0001', '0x7f.0.0.2', 'Hooks.Example.com', 'hook_receiver'];
+    const { allowedHosts } = loadConfig({ DATA_DIR: tempDir(), WEBHOOK_ALLOWED_HOSTS: entries.join(' , ') }).webhooks;
+    expect(allowedHosts).toEqual(['::1', '::ffff:7f00:1', '127.0.0.1', 'fd00::1', '127.0.0.2', 'hooks.example.com', 'hook_receiver']);
+    // Each matches the host of the URL that names it, as that URL's parser writes it.
+    const urls = ['http://[0:0:0:0:0:0:0:1]:41510/', 'http://[::ffff:127.0.0.1]/', 'http://127.1/', 'http://[fd00::0001]/', 'http://0x7f.0.0.2/', 'https://HOOKS.example.com/', 'http://hook_receiver:8080/'];
+    expect(urls.map((url) => new URL(url).hostname.replace(/^\[(.*)\]$/, '$1'))).toEqual(allowedHosts);
+  });
+
+  it('refuses WEBHOOK_ALLOWED_HOSTS entries with a scheme, port, path, user or space, and IP addresses the URL parser refuses', () => {
+    for (const bad of ['https://hooks.example.com', 'hooks.example.com:8080', 'hooks.example.com/path', 'user@hooks.example.com', 'hook receiver', '[::1]:80', 'fe80::1%eth0']) {
+      expect(problemsOf({ DATA_DIR: tempDir(), WEBHOOK_ALLOWED_HOSTS: bad }), bad).toEqual([
+        `WEBHOOK_ALLOWED_HOSTS entry "${bad}" must be a host name or an IP address (no scheme, port or path)`,
+      ]);
+    }
+    for (const bad of ['999.1.1.1', '1.2.3.4.5', '1:2:3:4:5:6:7:8:9', ':::1']) {
+      expect(problemsOf({ DATA_DIR: tempDir(), WEBHOOK_ALLOWED_HOSTS: bad }), bad).toEqual([`WEBHOOK_ALLOWED_HOSTS entry "${bad}" is not a valid host name or IP address`]);
+    }
+  });
+
   it('reports every invalid variable at once, in one message', () => {
     const env = {
       NODE_ENV: 'staging',
@@ -119,6 +163,24 @@ describe('loadConfig', () => {
     expect(problemsOf({ NODE_ENV: 'production', DATA_DIR: tempDir() })).toEqual([
       'JWT_SECRET is required in production (at least 32 random bytes)',
     ]);
+  });
+
+  it('in production requires JWT_SECRET with EdDSA only when HMAC_SECRET, which would default to it, is unset', () => {
+    const dataDir = tempDir();
+    const privateKey = generateKeyPairSync('ed25519').privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+    const eddsa = { NODE_ENV: 'production', DATA_DIR: dataDir, JWT_ALGORITHM: 'EdDSA', JWT_PRIVATE_KEY: privateKey };
+    const config = loadConfig({ ...eddsa, HMAC_SECRET: 'h'.repeat(32) });
+    expect(config.jwtSigning.algorithm).toBe('EdDSA');
+    expect(config.jwtSecretGenerated).toBe(false);
+    // Nothing kept in DATA_DIR: production never generates a secret there.
+    expect(existsSync(join(dataDir, 'jwt-secret'))).toBe(false);
+    expect(problemsOf(eddsa)).toEqual([
+      'JWT_SECRET or HMAC_SECRET is required in production with JWT_ALGORITHM=EdDSA (at least 32 random bytes): the password pepper and other keys are derived from HMAC_SECRET, or from JWT_SECRET when HMAC_SECRET is unset; set HMAC_SECRET',
+    ]);
+    expect(problemsOf({ ...eddsa, JWT_SECRET: SECRET })).toEqual([]);
+    // HS256 signs with it: required whatever HMAC_SECRET says.
+    expect(problemsOf({ NODE_ENV: 'production', DATA_DIR: tempDir(), HMAC_SECRET: 'h'.repeat(32) })).toEqual(['JWT_SECRET is required in production (at least 32 random bytes)']);
+    expect(problemsOf({ NODE_ENV: 'production', DATA_DIR: tempDir(), JWT_ALGORITHM: 'HS256', HMAC_SECRET: 'h'.repeat(32) })).toEqual(['JWT_SECRET is required in production (at least 32 random bytes)']);
   });
 
   it('refuses a JWT secret shorter than 32 bytes', () => {

@@ -1,5 +1,5 @@
 import { generateKeyPairSync, type KeyObject } from 'node:crypto';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { calculateJwkThumbprint, createRemoteJWKSet, decodeProtectedHeader, exportJWK, jwtVerify, SignJWT } from 'jose';
@@ -177,6 +177,34 @@ describe('signing-key configuration', () => {
     const directory = dataDir();
     writeFileSync(join(directory, 'jwt-ed25519-key.pem'), pem(generateKeyPairSync('ed448').privateKey, 'pkcs8'));
     expect(problemsOf({ DATA_DIR: directory, JWT_ALGORITHM: 'EdDSA' })).toEqual([expect.stringMatching(/jwt-ed25519-key\.pem cannot be used: it holds an ed448 key, not Ed25519: delete it/)]);
+  });
+
+  it('generates a new key over an empty key file, as over an empty secret file, and writes it whole with mode 0600', () => {
+    for (const empty of ['', '\n  \n']) {
+      const directory = dataDir();
+      const path = join(directory, 'jwt-ed25519-key.pem');
+      writeFileSync(path, empty, { mode: 0o644 });
+      const config = loadConfig({ DATA_DIR: directory, JWT_ALGORITHM: 'EdDSA' });
+      if (config.jwtSigning.algorithm !== 'EdDSA') throw new Error('expected EdDSA');
+      expect(config.jwtSigning.generated).toBe(true);
+      expect(readFileSync(path, 'utf8')).toBe(pem(config.jwtSigning.privateKey, 'pkcs8'));
+      expect(statSync(path).mode & 0o777).toBe(0o600);
+      // Written through a temporary file renamed into place: nothing else is left in the folder.
+      expect(readdirSync(directory).filter((name) => name.includes('ed25519'))).toEqual(['jwt-ed25519-key.pem']);
+    }
+  });
+
+  it('refuses a key file cut short or damaged, saying that deleting it has a new key generated', () => {
+    const whole = pem(newKey().privateKey, 'pkcs8');
+    for (const damaged of [whole.slice(0, whole.length / 2), 'garbage', whole.replace(/\n[^-]+\n/, '\nMC4CAQAwBQYDK2VwBCIEI\n')]) {
+      const directory = dataDir();
+      writeFileSync(join(directory, 'jwt-ed25519-key.pem'), damaged);
+      expect(problemsOf({ DATA_DIR: directory, JWT_ALGORITHM: 'EdDSA' })).toEqual([
+        `${join(directory, 'jwt-ed25519-key.pem')} cannot be used: it holds no private key that can be read (damaged or cut short): delete it to have a new key generated (tokens signed with it stop working)`,
+      ]);
+      // Left as it was, for the operator to look at.
+      expect(readFileSync(join(directory, 'jwt-ed25519-key.pem'), 'utf8')).toBe(damaged);
+    }
   });
 
   it('refuses private keys and non-keys in JWT_VERIFY_KEYS', () => {

@@ -33,7 +33,11 @@ export interface Config {
   readonly databaseReplicaUrls: readonly string[];
   /** Absolute path of the local data folder (embedded database, generated secrets, outbox). */
   readonly dataDir: string;
-  /** HS256 key for access tokens. */
+  /**
+   * HS256 key for access tokens, and the key material `hmacSecret` defaults to. In production with
+   * EdDSA and `HMAC_SECRET` set, nothing uses it: when not configured it is then random bytes of
+   * this process, never kept anywhere.
+   */
   readonly jwtSecret: string;
   /** Whether `jwtSecret` was generated and kept in `dataDir` rather than configured. */
   readonly jwtSecretGenerated: boolean;
@@ -46,7 +50,8 @@ export interface Config {
   readonly hmacSecret: string | undefined;
   /**
    * This server's public URL, without a trailing slash: the issuer and audience of its access tokens,
-   * and the base of the default link targets below. Never where links point by itself.
+   * and the base of the default link targets below. Never where links point by itself. An origin
+   * with an optional path: no query, fragment or user info.
    */
   readonly appUrl: string;
   /** Where the links in emails point (`RESET_PASSWORD_URL`, `LOCKDOWN_URL`); the token is added as `?token=`. */
@@ -83,8 +88,9 @@ export interface WebhookDestinations {
   /** Only `https://` URLs (production). */
   readonly httpsOnly: boolean;
   /**
-   * Hosts (lower-cased, IPv6 without brackets) whose URLs may resolve to loopback, link-local or
-   * private addresses (`WEBHOOK_ALLOWED_HOSTS`); every other host must resolve to public ones only.
+   * Hosts whose URLs may resolve to loopback, link-local or private addresses
+   * (`WEBHOOK_ALLOWED_HOSTS`), each as the URL parser writes the host of a URL (see
+   * {@link urlHostname}); every other host must resolve to public ones only.
    */
   readonly allowedHosts: readonly string[];
 }
@@ -206,7 +212,7 @@ export function loadConfig(env: Env): Config {
   const dataDirRaw = value('DATA_DIR') ?? './.data';
   const dataDir = isAbsolute(dataDirRaw) ? dataDirRaw : resolve(dataDirRaw);
 
-  const appUrl = (url('APP_URL', ['http:', 'https:']) ?? `http://localhost:${port}`).replace(/\/+$/, '');
+  const appUrl = (appBase(url('APP_URL', ['http:', 'https:']), problems) ?? `http://localhost:${port}`).replace(/\/+$/, '');
   const links = Object.freeze({
     resetPassword: linkTarget('RESET_PASSWORD_URL', value('RESET_PASSWORD_URL'), `${appUrl}/reset-password`, isProduction, problems),
     lockdown: linkTarget('LOCKDOWN_URL', value('LOCKDOWN_URL'), `${appUrl}/lockdown`, isProduction, problems),
@@ -277,22 +283,32 @@ export function loadConfig(env: Env): Config {
   });
   const webhooks = Object.freeze({ httpsOnly: isProduction, allowedHosts: webhookAllowedHosts(value('WEBHOOK_ALLOWED_HOSTS'), problems) });
 
-  // The secret is not trimmed: every byte of it is key material.
+  // The secrets are not trimmed: every byte of them is key material.
   const jwtSecretRaw = env.JWT_SECRET === '' ? undefined : env.JWT_SECRET;
   if (jwtSecretRaw !== undefined && Buffer.byteLength(jwtSecretRaw) < MIN_JWT_SECRET_BYTES) {
     problems.push(`JWT_SECRET must be at least ${MIN_JWT_SECRET_BYTES} bytes long`);
-  }
-  if (jwtSecretRaw === undefined && isProduction) {
-    problems.push(`JWT_SECRET is required in production (at least ${MIN_JWT_SECRET_BYTES} random bytes)`);
   }
   const hmacSecret = env.HMAC_SECRET === '' ? undefined : env.HMAC_SECRET;
   if (hmacSecret !== undefined && Buffer.byteLength(hmacSecret) < MIN_JWT_SECRET_BYTES) {
     problems.push(`HMAC_SECRET must be at least ${MIN_JWT_SECRET_BYTES} bytes long`);
   }
+  // JWT_SECRET signs HS256 tokens, and is the key material HMAC_SECRET defaults to: with EdDSA and
+  // HMAC_SECRET set, nothing uses it.
+  const signsWithEdDSA = value('JWT_ALGORITHM') === 'EdDSA';
+  if (jwtSecretRaw === undefined && isProduction) {
+    if (!signsWithEdDSA) problems.push(`JWT_SECRET is required in production (at least ${MIN_JWT_SECRET_BYTES} random bytes)`);
+    else if (hmacSecret === undefined) {
+      problems.push(
+        `JWT_SECRET or HMAC_SECRET is required in production with JWT_ALGORITHM=EdDSA (at least ${MIN_JWT_SECRET_BYTES} random bytes): the password pepper and other keys are derived from HMAC_SECRET, or from JWT_SECRET when HMAC_SECRET is unset; set HMAC_SECRET`,
+      );
+    }
+  }
+  // Outside production a missing JWT_SECRET is generated into DATA_DIR; in production it never is.
+  const generatesJwtSecret = jwtSecretRaw === undefined && !isProduction;
 
-  const generatesSigningKey = value('JWT_ALGORITHM') === 'EdDSA' && value('JWT_PRIVATE_KEY') === undefined;
+  const generatesSigningKey = signsWithEdDSA && value('JWT_PRIVATE_KEY') === undefined;
   // The folder is needed for the embedded database, a generated secret or key, or mail kept as files.
-  if (!databaseUrl || jwtSecretRaw === undefined || generatesSigningKey || !smtpUrl) {
+  if (!databaseUrl || generatesJwtSecret || generatesSigningKey || !smtpUrl) {
     const unusable = unusableDirectory(dataDir);
     if (unusable) problems.push(`DATA_DIR (${dataDir}) ${unusable}`);
   }
@@ -315,8 +331,9 @@ export function loadConfig(env: Env): Config {
     shutdownDrainSeconds,
     databaseReplicaUrls,
     dataDir,
-    jwtSecret: jwtSecretRaw ?? developmentJwtSecret(dataDir),
-    jwtSecretGenerated: jwtSecretRaw === undefined,
+    // Unset in production only where nothing uses it (EdDSA with HMAC_SECRET): random, kept nowhere.
+    jwtSecret: jwtSecretRaw ?? (generatesJwtSecret ? developmentJwtSecret(dataDir) : randomBytes(48).toString('base64url')),
+    jwtSecretGenerated: generatesJwtSecret,
     jwtSigning,
     hmacSecret,
     appUrl,
@@ -347,17 +364,55 @@ function commaSeparated(raw: string | undefined): string[] {
 }
 
 /**
+ * The host of `http://<host>/` as the WHATWG URL parser writes it, IPv6 without brackets, or
+ * `undefined` when the parser refuses it. The parser lower-cases names and rewrites every IP address
+ * to one form (`127.1` → `127.0.0.1`, `[0:0:0:0:0:0:0:1]` → `::1`, `::ffff:127.0.0.1` → `::ffff:7f00:1`):
+ * a host put through it compares equal to the host of any URL that names the same one.
+ */
+export function urlHostname(host: string): string | undefined {
+  const bare = host.replace(/^\[(.*)\]$/, '$1');
+  try {
+    return new URL(`http://${bare.includes(':') ? `[${bare}]` : bare}/`).hostname.replace(/^\[(.*)\]$/, '$1');
+  } catch {
+    return undefined;
+  }
+}
+
+/**
  * `WEBHOOK_ALLOWED_HOSTS`: comma-separated host names or IP addresses, compared with the host of an
- * endpoint URL as written there (case-insensitive; IPv6 with or without brackets).
+ * endpoint URL as written there (case-insensitive; IPv6 with or without brackets). Each entry is
+ * kept as the URL parser writes a host ({@link urlHostname}), so an IP address matches however
+ * either side spells it. Names are letters, digits, dots, hyphens and underscores (Docker Compose
+ * service names such as `hook_receiver`).
  */
 function webhookAllowedHosts(raw: string | undefined, problems: string[]): readonly string[] {
   const hosts: string[] = [];
   for (const entry of commaSeparated(raw).map((part) => part.toLowerCase())) {
     const host = entry.replace(/^\[(.*)\]$/, '$1');
-    if (/^[a-z0-9.-]+$/.test(host) || (host.includes(':') && /^[0-9a-f:.]+$/.test(host))) hosts.push(host);
+    const written = /^[a-z0-9._-]+$/.test(host) || (host.includes(':') && /^[0-9a-f:.]+$/.test(host));
+    const parsed = written ? urlHostname(host) : undefined;
+    if (parsed !== undefined) hosts.push(parsed);
+    else if (written) problems.push(`WEBHOOK_ALLOWED_HOSTS entry "${entry}" is not a valid host name or IP address`);
     else problems.push(`WEBHOOK_ALLOWED_HOSTS entry "${entry}" must be a host name or an IP address (no scheme, port or path)`);
   }
   return Object.freeze(hosts);
+}
+
+/**
+ * `APP_URL`, already checked to be an `http(s)://` URL: the tokens' issuer and audience, and the
+ * base the default link targets are built on (`$APP_URL/reset-password?token=…`), so an origin and
+ * an optional path only. A `#fragment` or `?query` would end up before the path appended to it, and
+ * a `user:password@` in every issuer and email link. `undefined` (the default is used) when refused.
+ */
+function appBase(raw: string | undefined, problems: string[]): string | undefined {
+  if (raw === undefined) return undefined;
+  const parsed = new URL(raw);
+  const userInfo = parsed.username !== '' || parsed.password !== '' || /^[^:]+:\/*[^/?#]*@/.test(raw);
+  if (!userInfo && parsed.search === '' && parsed.hash === '' && !/[?#]/.test(raw)) return raw;
+  problems.push(
+    'APP_URL must be an origin with an optional path, such as https://auth.example.com or https://example.com/auth, without a ?query, #fragment or user:password@ (it is the access tokens\' issuer and audience, and the base of the links in emails)',
+  );
+  return undefined;
 }
 
 /**
@@ -424,7 +479,8 @@ function linkTarget(name: string, raw: string | undefined, fallback: string, isP
 
 /**
  * `CORS_ORIGINS`: comma-separated origins (`https://app.example.com`, `http://localhost:5173`),
- * each a scheme, host and optional port with nothing after it, compared exactly as browsers send them.
+ * each a scheme, host and optional port with nothing after it, compared exactly as browsers send them
+ * (no wildcards).
  * In production only `https:` (or loopback) origins: a page served over plain HTTP can be rewritten
  * by anyone on the network, and these origins may use the refresh-token cookie.
  */
@@ -432,6 +488,11 @@ function allowedOrigins(raw: string | undefined, isProduction: boolean, problems
   if (raw === undefined) return undefined;
   const origins: string[] = [];
   for (const entry of commaSeparated(raw)) {
+    // The URL parser takes `*` as part of a host name: stored, it would be an origin no browser sends.
+    if (entry.includes('*')) {
+      problems.push(`CORS_ORIGINS entry "${entry}" has a wildcard: CORS_ORIGINS lists exact origins (name each one, e.g. https://app.example.com,https://admin.example.com; leave it unset to allow any origin without credentials)`);
+      continue;
+    }
     let origin: string | undefined;
     try {
       const parsed = new URL(entry);

@@ -1,6 +1,6 @@
-import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject, randomBytes } from 'node:crypto';
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 
 /** How access tokens are signed (`JWT_ALGORITHM`) and which extra keys still verify them (`JWT_VERIFY_KEYS`). */
 export type JwtSigning =
@@ -142,17 +142,47 @@ function keyKind(key: KeyObject): string {
 
 /**
  * Outside production a missing private key is generated once and kept in `DATA_DIR`, like the HS256
- * secret, so tokens survive restarts.
+ * secret, so tokens survive restarts. An empty file (nothing but blank space) counts as missing, as
+ * an empty secret file does; a file with something else that is not an Ed25519 private key is
+ * refused with what to do, since replacing it would end the tokens it signed. The key is written
+ * whole or not at all (see {@link writeFileAtomically}).
  */
 function developmentPrivateKey(dataDir: string): KeyObject {
   const path = join(dataDir, PRIVATE_KEY_FILE);
-  if (existsSync(path)) {
-    const kept = createPrivateKey(readFileSync(path, 'utf8'));
+  const text = existsSync(path) ? readFileSync(path, 'utf8') : '';
+  if (text.trim() !== '') {
+    let kept: KeyObject;
+    try {
+      kept = createPrivateKey({ key: text, format: 'pem' });
+    } catch {
+      throw new Error('it holds no private key that can be read (damaged or cut short): delete it to have a new key generated (tokens signed with it stop working)');
+    }
     if (kept.asymmetricKeyType !== 'ed25519') throw new Error(`it holds an ${keyKind(kept)} key, not Ed25519: delete it to have a new key generated (tokens signed with it stop working)`);
     return kept;
   }
   mkdirSync(dataDir, { recursive: true });
   const { privateKey } = generateKeyPairSync('ed25519');
-  writeFileSync(path, privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
+  writeFileAtomically(path, privateKey.export({ type: 'pkcs8', format: 'pem' }).toString());
   return privateKey;
+}
+
+/**
+ * Writes `content` to `path` (mode 0600) through a temporary file in the same folder, flushed to
+ * disk and then renamed over `path`: a crash leaves the old file or the whole new one, never a part.
+ */
+function writeFileAtomically(path: string, content: string): void {
+  const temporary = join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
+  try {
+    const fd = openSync(temporary, 'wx', 0o600);
+    try {
+      writeFileSync(fd, content);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(temporary, path);
+  } catch (error) {
+    rmSync(temporary, { force: true });
+    throw error;
+  }
 }

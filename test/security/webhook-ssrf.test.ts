@@ -1,4 +1,9 @@
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadConfig } from '../../src/config/config.js';
+import { DestinationPolicy, DestinationRefusedError } from '../../src/modules/webhooks/destination.js';
 import { registerAccount, START_UP_ADMIN, startUpAdminToken } from '../support/accounts.js';
 import { errorCode, errorField, startTestServer, type TestServer } from '../support/server.js';
 import { waitUntil } from '../support/wait.js';
@@ -97,6 +102,50 @@ describe('webhook endpoints cannot reach loopback, link-local or private address
     const allowed = await create(`http://localhost:${internal.port}/hooks`);
     expect(allowed.errors).toBeUndefined();
     await server.graphql(DELETE_ENDPOINT, { id: allowed.data!.createWebhookEndpoint.endpoint.id }, { token: admin });
+  });
+
+  it('matches an allow-listed IP address however the list and the URL spell it', async () => {
+    await server.restart({ WEBHOOK_ALLOWED_HOSTS: '0:0:0:0:0:0:0:1,127.1' });
+    admin = await startUpAdminToken(server);
+    for (const url of [`http://[0:0:0:0:0:0:0:1]:${internal.port}/hooks`, `http://[::1]:${internal.port}/hooks`, `http://127.0.0.1:${internal.port}/hooks`, `http://127.1:${internal.port}/hooks`]) {
+      const allowed = await create(url);
+      expect(allowed.errors, url).toBeUndefined();
+      await server.graphql(DELETE_ENDPOINT, { id: allowed.data!.createWebhookEndpoint.endpoint.id }, { token: admin });
+    }
+    // Still the address only: another loopback address is not on the list.
+    expect(errorCode(await create(`http://127.0.0.2:${internal.port}/hooks`))).toBe('BAD_USER_INPUT');
+  });
+});
+
+describe('WEBHOOK_ALLOWED_HOSTS compared with the host of the URL as its parser writes it', () => {
+  const resolveHost = async (host: string) => {
+    if (host === 'hook_receiver') return [{ address: '172.18.0.5', family: 4 }];
+    throw Object.assign(new Error(`no address for ${host}`), { code: 'ENOTFOUND' });
+  };
+  const policyFor = (allowedHosts: string) =>
+    new DestinationPolicy(loadConfig({ DATA_DIR: mkdtempSync(join(tmpdir(), 'webhook-hosts-')), WEBHOOK_ALLOWED_HOSTS: allowedHosts }).webhooks, resolveHost);
+
+  it.each([
+    ['0:0:0:0:0:0:0:1', 'http://[0:0:0:0:0:0:0:1]:41510/', '::1'],
+    ['::ffff:127.0.0.1', 'http://[::ffff:127.0.0.1]/', '::ffff:7f00:1'],
+    ['127.1', 'http://127.1/', '127.0.0.1'],
+    ['fd00::0001', 'http://[fd00::0001]/', 'fd00::1'],
+    ['[FD00::1]', 'http://[fd00::1]/', 'fd00::1'],
+  ])('allows the list entry %s for %s', async (entry, url, address) => {
+    const policy = policyFor(entry);
+    expect(await policy.resolve(policy.parse(url))).toEqual([{ address, family: address.includes(':') ? 6 : 4 }]);
+  });
+
+  it('allows a host name with an underscore (a Docker Compose service), resolving to a private address', async () => {
+    const policy = policyFor('hook_receiver');
+    expect(await policy.resolve(policy.parse('http://hook_receiver:8080/hooks'))).toEqual([{ address: '172.18.0.5', family: 4 }]);
+    await expect(policyFor('other_receiver').resolve(new URL('http://hook_receiver:8080/hooks'))).rejects.toThrow(DestinationRefusedError);
+  });
+
+  it('normalises entries of rules built without loadConfig the same way', async () => {
+    const policy = new DestinationPolicy({ httpsOnly: false, allowedHosts: ['0:0:0:0:0:0:0:1', '127.1'] }, resolveHost);
+    expect(await policy.resolve(new URL('http://[::1]/'))).toEqual([{ address: '::1', family: 6 }]);
+    expect(await policy.resolve(new URL('http://127.0.0.1/'))).toEqual([{ address: '127.0.0.1', family: 4 }]);
   });
 });
 

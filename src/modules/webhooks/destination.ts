@@ -2,7 +2,7 @@ import { lookup } from 'node:dns/promises';
 import type { LookupAddress } from 'node:dns';
 import { isIP } from 'node:net';
 import ipaddr from 'ipaddr.js';
-import type { WebhookDestinations } from '../../config/config.js';
+import { urlHostname, type WebhookDestinations } from '../../config/config.js';
 
 /** Longest endpoint URL accepted. */
 export const MAX_URL_LENGTH = 2048;
@@ -140,12 +140,15 @@ const systemResolver: HostResolver = (host) => lookup(host, { all: true, verbati
  */
 export class DestinationPolicy {
   private readonly lookups: HostLookups;
+  /** `rules.allowedHosts` as the URL parser writes hosts, like {@link hostOf} (loadConfig keeps them so already). */
+  private readonly allowedHosts: ReadonlySet<string>;
 
   constructor(
     private readonly rules: WebhookDestinations,
     resolveHost: HostResolver = systemResolver,
   ) {
     this.lookups = new HostLookups(resolveHost, MAX_CONCURRENT_LOOKUPS);
+    this.allowedHosts = new Set(rules.allowedHosts.map((host) => urlHostname(host) ?? host));
   }
 
   /** The URL as an endpoint may have it; DestinationRefusedError otherwise. */
@@ -178,7 +181,7 @@ export class DestinationPolicy {
    */
   async resolve(url: URL, signal?: AbortSignal): Promise<LookupAddress[]> {
     const host = hostOf(url);
-    const allowed = this.rules.allowedHosts.includes(host);
+    const allowed = this.allowedHosts.has(host);
     const family = isIP(host);
     let addresses: LookupAddress[];
     if (family !== 0) {
@@ -216,7 +219,10 @@ function isPublic(address: string): boolean {
   return parsed.range() === 'unicast' && (parsed.kind() === 'ipv4' || parsed.match(GLOBAL_UNICAST_V6));
 }
 
-/** The host of `url` as written (lower-cased by the URL parser), IPv6 without brackets. */
+/**
+ * The host of `url` as the URL parser wrote it (names lower-cased, IP addresses in one form: `127.1`
+ * is `127.0.0.1`, `[0:0:0:0:0:0:0:1]` is `::1`), IPv6 without brackets: the form of the allow-list.
+ */
 function hostOf(url: URL): string {
   return url.hostname.replace(/^\[(.*)\]$/, '$1');
 }
