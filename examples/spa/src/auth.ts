@@ -14,9 +14,12 @@
  *   on its way can never bring a signed-out tab back, or a previous account. While a tab holds the
  *   lock to sign in, its operations go out without waiting for a refresh (the sign-in mutation needs
  *   no token), so a sign-in never waits for itself.
- * - A sign-out the server could not be told of (offline, server down) stays pending on this device
- *   (in `deviceTokenStorage`): nothing signs back in with that session, and the logout is sent again
- *   when the browser comes back online, on the next operation, at start-up, or on `signOut()`.
+ * - `signOut()` signs every tab out at once, before it waits for the lock or the server. A sign-out
+ *   the server could not be told of (offline, server down, no answer in time) stays pending on this
+ *   device (in `deviceTokenStorage`): nothing signs back in with that session, and the logout is sent
+ *   again when the browser comes back online, on the next operation, at start-up, or on `signOut()`.
+ * - Every request the module sends, and the sign-in, gives up after `requestTimeoutSeconds`: a server
+ *   that accepts the connection but never answers counts as unreachable, and never holds the lock.
  * - `subscribe` tells the app when it is signed in or out, and why.
  *
  * Only `@apollo/client` 4 and `rxjs` are needed. Nothing here is specific to the example app.
@@ -67,8 +70,16 @@ export interface AuthOptions {
   refreshTokenStore?: RefreshTokenStore;
   /** Refresh this many seconds before the access token expires (default 30). */
   refreshAheadSeconds?: number;
-  /** Name of the cross-tab lock and channel; change it if two apps share an origin. */
+  /**
+   * Name of the cross-tab lock and channel, and prefix of the keys in `deviceTokenStorage`; change it
+   * if two apps share an origin.
+   */
   channelName?: string;
+  /**
+   * How long to wait for the server's answer to a refresh, a logout or a sign-in (default 10): then
+   * the server counts as unreachable, and the cross-tab lock is released.
+   */
+  requestTimeoutSeconds?: number;
   /**
    * Where the device token (not a secret: it only protects this device from lock-outs) and a sign-out
    * the server has not confirmed yet are kept. Default: localStorage. With `null`, a pending sign-out
@@ -107,9 +118,14 @@ const LOGOUT = /* GraphQL */ `
     logout
   }
 `;
-const DEVICE_TOKEN_KEY = 'auth.deviceToken';
-/** Set while the user has signed out and the server has not confirmed it. */
-const SIGN_OUT_PENDING_KEY = 'auth.signOutPending';
+const DEFAULT_CHANNEL_NAME = 'user-server-auth';
+/**
+ * The keys in `deviceTokenStorage` before they were named after `channelName`: two apps on one origin
+ * shared them, so one's offline sign-out ended the other's session. Moved once to the default
+ * channel's keys (the only app that can have written them with that name), so an upgrade keeps a
+ * pending sign-out and the device token.
+ */
+const LEGACY_KEYS = { deviceToken: 'auth.deviceToken', signOutPending: 'auth.signOutPending' } as const;
 
 export class Auth {
   /** Put it in front of your HttpLink: `ApolloLink.from([auth.link, httpLink])`. */
@@ -136,13 +152,17 @@ export class Auth {
   private readonly listeners = new Set<(state: AuthState) => void>();
   private readonly channel: BroadcastChannel | null;
   private readonly lockName: string;
+  /** The keys in `deviceTokenStorage`; `signOutPending` is set while the user has signed out and the server has not confirmed it. */
+  private readonly keys: Record<keyof typeof LEGACY_KEYS, string>;
   private readonly options: Required<Omit<AuthOptions, 'refreshTokenStore' | 'deviceTokenStorage'>> & Pick<AuthOptions, 'refreshTokenStore' | 'deviceTokenStorage'>;
 
   constructor(options: AuthOptions) {
-    this.options = { transport: 'cookie', refreshAheadSeconds: 30, channelName: 'user-server-auth', ...options };
+    this.options = { transport: 'cookie', refreshAheadSeconds: 30, channelName: DEFAULT_CHANNEL_NAME, requestTimeoutSeconds: 10, ...options };
     if (this.options.transport === 'store' && !this.options.refreshTokenStore) throw new Error('transport "store" needs a refreshTokenStore');
     if (this.options.deviceTokenStorage === undefined) this.options.deviceTokenStorage = defaultStorage();
     this.lockName = `${this.options.channelName}:tokens`;
+    this.keys = { deviceToken: `${this.options.channelName}:deviceToken`, signOutPending: `${this.options.channelName}:signOutPending` };
+    if (this.options.channelName === DEFAULT_CHANNEL_NAME) this.moveLegacyKeys();
     const cookieMode = this.options.transport === 'cookie';
     this.httpOptions = {
       uri: this.options.uri,
@@ -175,7 +195,7 @@ export class Auth {
   /** The device token to send with `login` (`LoginInput.deviceToken`). */
   deviceToken(): string | null {
     try {
-      return this.options.deviceTokenStorage?.getItem(DEVICE_TOKEN_KEY) ?? null;
+      return this.options.deviceTokenStorage?.getItem(this.keys.deviceToken) ?? null;
     } catch {
       return null; // storage blocked: sign in without one
     }
@@ -197,14 +217,16 @@ export class Auth {
 
   /**
    * Signs in: `run` sends `register`, `login` (or `verifyMfa`) and returns its AuthPayload. It runs
-   * while no tab refreshes, so a refresh of the previous session cannot overwrite the new one.
+   * while no tab refreshes, so a refresh of the previous session cannot overwrite the new one. Its
+   * `signal` aborts after `requestTimeoutSeconds` (pass it on: `context: { fetchOptions: { signal } }`);
+   * then the sign-in rejects, and releases the lock even if `run` has not finished.
    */
-  signIn(run: () => Promise<AuthPayloadFields | null | undefined>): Promise<boolean> {
+  signIn(run: (signal: AbortSignal) => Promise<AuthPayloadFields | null | undefined>): Promise<boolean> {
     return withLock(this.lockName, () =>
       this.exclusively(async () => {
         // A sign-out the server has not heard of yet goes first: the new session's cookie replaces the old one's.
         if (this.signOutPending()) await this.endPendingSignOut();
-        const payload = await run();
+        const payload = await this.bounded(run);
         if (!payload) return false;
         this.clearSignOutPending();
         this.nextEpoch();
@@ -215,22 +237,32 @@ export class Auth {
   }
 
   /**
-   * Signs this device session out, on the server and in every tab. Resolves `false` when the server
-   * could not confirm it (offline, server down): the tabs are signed out at once and the state says
-   * `signOutPending`; nothing signs back in with that session, and the logout is sent again when the
-   * browser comes back online, on the next operation, at the next start, or when this is called again.
+   * Signs this device session out, on the server and in every tab. The tabs are signed out at once,
+   * before the server is asked. Resolves `false` when the server could not confirm it (offline, server
+   * down, no answer within `requestTimeoutSeconds`): the state says `signOutPending`; nothing signs
+   * back in with that session, and the logout is sent again when the browser comes back online, on the
+   * next operation, at the next start, or when this is called again.
    */
   signOut(): Promise<boolean> {
+    // Before the lock, which a refresh may hold while it waits for the server: a refresh that is on its
+    // way finds a newer epoch when it is answered, and cannot sign back in.
+    this.signOutLocally();
     return withLock(this.lockName, () =>
       this.exclusively(async () => {
-        // Remembered before anything is sent, so a reload from here on cannot sign back in.
-        this.markSignOutPending();
-        const ended = await this.endServerSession();
-        this.nextEpoch();
-        this.signedOut('SIGNED_OUT');
-        return ended;
+        // A sign-in that held the lock meanwhile (in this tab or another) is signed out of as well.
+        if (this.state.status === 'signed-in') this.signOutLocally();
+        // Not pending any more: another tab has had it confirmed meanwhile.
+        return this.signOutPending() ? this.endPendingSignOut() : true;
       }),
     );
+  }
+
+  /** Signs every tab out, the sign-out pending until the server confirms it. */
+  private signOutLocally(): void {
+    // Remembered before anything is sent, so a reload from here on cannot sign back in.
+    this.markSignOutPending();
+    this.nextEpoch();
+    this.signedOut('SIGNED_OUT');
   }
 
   /**
@@ -399,7 +431,7 @@ export class Auth {
   private async adopt(payload: AuthPayloadFields): Promise<void> {
     if (this.options.transport === 'store' && payload.refreshToken) await this.options.refreshTokenStore!.set(payload.refreshToken);
     try {
-      this.options.deviceTokenStorage?.setItem(DEVICE_TOKEN_KEY, payload.deviceToken);
+      this.options.deviceTokenStorage?.setItem(this.keys.deviceToken, payload.deviceToken);
     } catch {
       // storage full or blocked: the next sign-in goes without a device token
     }
@@ -443,7 +475,7 @@ export class Auth {
   private markSignOutPending(): void {
     if (this.accessToken) this.logoutToken = { token: this.accessToken, localExpiry: this.localExpiry };
     try {
-      this.options.deviceTokenStorage?.setItem(SIGN_OUT_PENDING_KEY, new Date().toISOString());
+      this.options.deviceTokenStorage?.setItem(this.keys.signOutPending, new Date().toISOString());
     } catch {
       // storage full or blocked: remembered in memory only
     }
@@ -454,7 +486,7 @@ export class Auth {
     this.pendingHere = false;
     this.logoutToken = null;
     try {
-      this.options.deviceTokenStorage?.removeItem(SIGN_OUT_PENDING_KEY);
+      this.options.deviceTokenStorage?.removeItem(this.keys.signOutPending);
     } catch {
       // nothing more to do
     }
@@ -462,9 +494,25 @@ export class Auth {
 
   private markerStored(): boolean {
     try {
-      return Boolean(this.options.deviceTokenStorage?.getItem(SIGN_OUT_PENDING_KEY));
+      return Boolean(this.options.deviceTokenStorage?.getItem(this.keys.signOutPending));
     } catch {
       return false;
+    }
+  }
+
+  /** Moves the values of {@link LEGACY_KEYS} to this app's keys, unless these hold newer ones. */
+  private moveLegacyKeys(): void {
+    const storage = this.options.deviceTokenStorage;
+    if (!storage) return;
+    try {
+      for (const name of ['deviceToken', 'signOutPending'] as const) {
+        const value = storage.getItem(LEGACY_KEYS[name]);
+        if (value === null) continue;
+        if (storage.getItem(this.keys[name]) === null) storage.setItem(this.keys[name], value);
+        storage.removeItem(LEGACY_KEYS[name]);
+      }
+    } catch {
+      // storage blocked: there is nothing to move
     }
   }
 
@@ -519,15 +567,42 @@ export class Auth {
     for (const listener of this.listeners) listener(state);
   }
 
-  private async post(query: string, variables: Record<string, unknown>, token: string | null): Promise<GraphQLAnswer> {
-    const response = await fetch(this.options.uri, {
-      method: 'POST',
-      credentials: this.httpOptions.credentials,
-      headers: { 'content-type': 'application/json', ...this.httpOptions.headers, ...(token ? { authorization: `Bearer ${token}` } : {}) },
-      body: JSON.stringify({ query, variables }),
+  /** Sends one request to the server; it rejects, as when the server is down, when no whole answer comes in time. */
+  private post(query: string, variables: Record<string, unknown>, token: string | null): Promise<GraphQLAnswer> {
+    return this.bounded(async (signal) => {
+      const response = await fetch(this.options.uri, {
+        method: 'POST',
+        credentials: this.httpOptions.credentials,
+        headers: { 'content-type': 'application/json', ...this.httpOptions.headers, ...(token ? { authorization: `Bearer ${token}` } : {}) },
+        body: JSON.stringify({ query, variables }),
+        signal,
+      });
+      if (response.status >= 500) throw new Error(`server answered ${response.status}`);
+      return (await response.json()) as GraphQLAnswer;
     });
-    if (response.status >= 500) throw new Error(`server answered ${response.status}`);
-    return (await response.json()) as GraphQLAnswer;
+  }
+
+  /**
+   * Runs `work` with a signal that aborts after `requestTimeoutSeconds`, and rejects then even if
+   * `work` ignores the signal: nothing the module waits for while it holds the lock can hold it for ever.
+   * (An AbortController and a timer, not `AbortSignal.timeout`, which React Native lacks.)
+   */
+  private async bounded<T>(work: (signal: AbortSignal) => Promise<T>): Promise<T> {
+    const seconds = this.options.requestTimeoutSeconds;
+    const controller = new AbortController();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        const error = timeoutError(seconds);
+        controller.abort(error);
+        reject(error);
+      }, seconds * 1000);
+    });
+    try {
+      return await Promise.race([work(controller.signal), late]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 }
 
@@ -543,6 +618,13 @@ function localExpiry(payload: AuthPayloadFields): number {
     // not a JWT we can read: fall back to the server's expiry time
   }
   return Date.parse(payload.accessTokenExpiresAt);
+}
+
+/** What a request that had no answer in time rejects with (a `TimeoutError`, as `AbortSignal.timeout` gives). */
+function timeoutError(seconds: number): Error {
+  const error = new Error(`The server did not answer within ${seconds} s.`);
+  error.name = 'TimeoutError';
+  return error;
 }
 
 /** What a logout's answer means: done (or ended before), worth a fresh access token, or try again later. */

@@ -80,13 +80,15 @@ function render(state: AuthState): void {
   }
 }
 
+// `signal` aborts the mutation when the server has not answered in time (the module's requestTimeoutSeconds).
 onSubmit('register', async ({ email = '', username = '', password = '' }) => {
-  await auth.signIn(async () => (await client.mutate({ mutation: RegisterMutation, variables: { input: { email, username, password } } })).data?.register);
+  const input = { email, username, password };
+  await auth.signIn(async (signal) => (await client.mutate({ mutation: RegisterMutation, variables: { input }, context: { fetchOptions: { signal } } })).data?.register);
 });
 
 onSubmit('login', async ({ identifier = '', password = '' }) => {
   const input = { identifier, password, deviceToken: auth.deviceToken() };
-  await auth.signIn(async () => (await client.mutate({ mutation: LoginMutation, variables: { input } })).data?.login);
+  await auth.signIn(async (signal) => (await client.mutate({ mutation: LoginMutation, variables: { input }, context: { fetchOptions: { signal } } })).data?.login);
 });
 
 onSubmit('forgot', async ({ identifier = '' }) => {
