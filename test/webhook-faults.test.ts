@@ -11,6 +11,7 @@ import { LOGIN, newAccountInput, REGISTER, registerAccount, START_UP_ADMIN, star
 import { createTestDatabase, type TestDatabase } from './support/database.js';
 import { build, exitOf, killServerProcesses, postGraphQL, serverProcessEnv, startServerProcess } from './support/server-process.js';
 import { startTestServer, type TestServer } from './support/server.js';
+import { Relay } from './support/tcp-relay.js';
 import { waitUntil, within } from './support/wait.js';
 import { CREATE_ENDPOINT, DELETE_ENDPOINT, type ReceivedWebhook, startWebhookReceiver, type WebhookReceiver } from './support/webhooks.js';
 
@@ -177,4 +178,66 @@ describe('endpoints that never answer', () => {
       for (const { id } of [...stuck, fine]) await server.graphql(DELETE_ENDPOINT, { id }, { token: admin });
     }
   }, 120_000);
+});
+
+// The endpoint answers 2xx while the database is away for a moment: the dispatcher records the
+// delivery once the database is back, within the claim, and nobody sends the message again.
+describe.skipIf(!processEnv().DATABASE_URL)('a database blip right when the endpoint answers (PostgreSQL, behind a relay the test cuts)', () => {
+  let database: TestDatabase;
+  let relay: Relay;
+  let server: TestServer;
+  let receiver: WebhookReceiver;
+  beforeAll(async () => {
+    database = await createTestDatabase(processEnv().DATABASE_URL);
+    const relayed = await Relay.toDatabase(database.url!);
+    relay = relayed.relay;
+    receiver = await startWebhookReceiver();
+    // A 2 s time limit: a claim whose record was lost lapses 7 s after the attempt began.
+    server = await startTestServer(
+      { DATABASE_URL: relayed.url, ...START_UP_ADMIN, WEBHOOK_ALLOWED_HOSTS: '127.0.0.1' },
+      { webhooks: { pollIntervalMs: 100, retryDelaysMs: Array(6).fill(300), timeoutMs: 2000 } },
+    );
+  });
+  afterAll(async () => {
+    await relay?.up();
+    await server?.stop();
+    await relay?.cut();
+    await receiver?.close();
+    await database?.drop();
+  });
+
+  it('records the delivery once the database is back and delivers the message once (5 trials)', async () => {
+    const admin = (await server.graphql(LOGIN, { input: { identifier: START_UP_ADMIN.ADMIN_EMAIL, password: START_UP_ADMIN.ADMIN_PASSWORD } })).data!.login.accessToken;
+    expect((await server.graphql(CREATE_ENDPOINT, { url: receiver.url, events: ['user.created'] }, { token: admin })).errors).toBeUndefined();
+    // Each delivery cuts the database first, then answers 204; the database is back 1.5 s later.
+    receiver.answerWith(() => (res) => {
+      void relay.cut().then(() => {
+        res.writeHead(204).end();
+        setTimeout(() => void relay.up(), 1500);
+      });
+    });
+    const ids: string[] = [];
+    for (let trial = 0; trial < 5; trial += 1) {
+      const input = newAccountInput();
+      let registered = await server.graphql(REGISTER, { input });
+      // The request itself may meet the relay cut by the previous trial's delivery.
+      for (let retry = 0; !registered.data?.register && retry < 20; retry += 1) {
+        await new Promise((resolve) => setTimeout(resolve, 250));
+        registered = await server.graphql(REGISTER, { input });
+      }
+      const hook = await receiver.waitFor((received) => received.body.includes(input.email as string), 20_000);
+      ids.push(String(hook.headers['webhook-id']));
+    }
+    // Every delivery recorded (read on the database directly, never through the relay)...
+    await waitUntil(
+      async () => Number((await database.sql<{ n: string }>('select count(*) as n from webhook_messages where delivered_at is not null'))[0].n) === 5,
+      'the five deliveries recorded',
+      30_000,
+    );
+    // ... and, past several claims' worth of time, sent once each.
+    await new Promise((resolve) => setTimeout(resolve, 8000));
+    const copies = ids.map((id) => receiver.received.filter((received) => received.headers['webhook-id'] === id).length);
+    console.info(`database blip as the endpoint answered: copies per event ${copies.join(', ')}`);
+    expect(copies).toEqual([1, 1, 1, 1, 1]);
+  }, 180_000);
 });

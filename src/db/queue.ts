@@ -85,3 +85,55 @@ export function claimDue<T>(em: EntityManager, spec: ClaimSpec, select = 'select
     [spec.leaseMs, spec.limit],
   );
 }
+
+/** Waits between attempts to record what became of a claimed row, until it lands (or the worker stops). */
+export const SETTLE_RETRY_DELAYS_MS = [50, 200, 500, 1000, 2000];
+
+/**
+ * After the database last failed a queue's worker, it claims nothing for this long: a worker of
+ * another instance that was sending when the database went away retries its records every
+ * {@link SETTLE_RETRY_DELAYS_MS} at most (2 s), so they land before anyone takes back the rows whose
+ * claims lapsed meanwhile and sends them again. Every instance polls the database (during the pause
+ * too), so every instance sees an outage of it, and the pause ends at least 4 s after the database
+ * answers again.
+ */
+export const CLAIM_PAUSE_AFTER_FAILURE_MS = 3 * SETTLE_RETRY_DELAYS_MS[SETTLE_RETRY_DELAYS_MS.length - 1]!;
+
+/**
+ * What a queue's worker remembers of the database's failures: when it last failed (a claim, a
+ * renewal, a record), so the worker pauses its claims after it ({@link CLAIM_PAUSE_AFTER_FAILURE_MS}),
+ * and how to record what became of a claimed row until it lands.
+ */
+export class SettleRetry {
+  private lastFailureAt = Number.NEGATIVE_INFINITY;
+
+  constructor(private readonly stopping: () => boolean) {}
+
+  /** The database failed this worker now. */
+  failed(): void {
+    this.lastFailureAt = Date.now();
+  }
+
+  /** Whether the worker should claim nothing yet (it still asks the database meanwhile). */
+  pausing(): boolean {
+    return Date.now() - this.lastFailureAt < CLAIM_PAUSE_AFTER_FAILURE_MS;
+  }
+
+  /**
+   * Runs `write` until it lands; gives up only once the worker is stopping and a few more tries
+   * failed (`false`). `onFailure` hears of each failure (the first one of a row is worth a line).
+   */
+  async untilItLands(write: () => Promise<unknown>, onFailure: (error: unknown, attempt: number) => void): Promise<boolean> {
+    for (let attempt = 0; ; attempt += 1) {
+      try {
+        await write();
+        return true;
+      } catch (error) {
+        this.failed();
+        if (this.stopping() && attempt >= SETTLE_RETRY_DELAYS_MS.length) return false;
+        onFailure(error, attempt);
+        await new Promise((resolve) => setTimeout(resolve, SETTLE_RETRY_DELAYS_MS[Math.min(attempt, SETTLE_RETRY_DELAYS_MS.length - 1)]));
+      }
+    }
+  }
+}

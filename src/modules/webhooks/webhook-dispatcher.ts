@@ -6,7 +6,7 @@ import type { MikroORM } from '@mikro-orm/postgresql';
 import { Webhook } from 'standardwebhooks';
 import type { OutageLog } from '../../db/outage.js';
 import type { Logger } from '../../logger.js';
-import { claimDue } from '../../db/queue.js';
+import { claimDue, SettleRetry } from '../../db/queue.js';
 import { PollingWorker } from '../../polling-worker.js';
 import type { SecretBox } from '../../secret-box.js';
 import { abortable, type DestinationPolicy, DestinationRefusedError } from './destination.js';
@@ -133,18 +133,22 @@ export class WebhookDispatcher {
   private nudge: (() => void) | undefined;
   /** Set by a wake, cleared before each claim: a wake between a claim and the wait is not lost. */
   private woken = false;
+  /** Records retried until they land, and the pause of claims after the database failed us. */
+  private readonly settling: SettleRetry;
 
   constructor(
     private readonly orm: MikroORM,
     private readonly policy: DestinationPolicy,
     private readonly secrets: SecretBox,
     private readonly logger: Logger,
-    outages: OutageLog,
+    private readonly outages: OutageLog,
     private readonly options: WebhookDispatchOptions = DEFAULT_WEBHOOK_OPTIONS,
   ) {
     this.worker = new PollingWorker(() => this.drain(), options.pollIntervalMs, (error) => {
+      this.settling.failed();
       if (!outages.record(error)) this.logger.error({ err: error }, 'webhook dispatcher failed; retrying later');
     });
+    this.settling = new SettleRetry(() => this.worker.stopping);
   }
 
   start(): void {
@@ -179,6 +183,16 @@ export class WebhookDispatcher {
     try {
       while (!this.worker.stopping) {
         this.woken = false;
+        // Just after the database failed us: the records of attempts that were answered meanwhile
+        // (here or in another instance) land before their messages could be claimed again.
+        if (this.settling.pausing()) {
+          if (running.size === 0) {
+            await this.orm.em.fork().getConnection().execute('select 1');
+            return;
+          }
+          await this.nextChance(running);
+          continue;
+        }
         const claimed: Array<{ lane: Lane; message: ClaimedMessage }> = [];
         for (const lane of LANES) {
           if (free(lane) > 0) for (const message of await this.claim(lane, free(lane))) claimed.push({ lane, message });
@@ -334,28 +348,40 @@ export class WebhookDispatcher {
     const delays = this.options.retryDelaysMs;
     const givingUp = !delivered && message.attempts > delays.length;
     const delay = givingUp || delivered ? 0 : delays[message.attempts - 1]! * (0.9 + Math.random() * 0.2);
-    let settled: unknown[];
-    try {
-      // Times on the database's clock, like the claims (see claimDue).
-      settled = await this.orm.em.fork().getConnection().execute<unknown[]>(
-        `with "settled" as (
-           update "webhook_messages"
-              set "locked_until" = null, "next_attempt_at" = now() + ? * interval '1 millisecond',
-                  "delivered_at" = case when ? then now() end, "failed_at" = case when ? then now() end,
-                  "body" = case when ? then null else "body" end
-            where "id" = ? and "locked_until" = ?
-            returning "endpoint_id")
-         insert into "webhook_deliveries" ("id", "endpoint_id", "webhook_id", "event_type", "attempt", "status", "error", "created_at")
-         select ?, "endpoint_id", ?, ?, ?, ?, ?, now() from "settled"
-         returning "id"`,
-        [
-          Math.round(delay), delivered, givingUp, delivered || givingUp, message.id, message.locked_until,
-          randomUUID(), message.event_id, message.event_type, message.attempts, outcome.status, outcome.error?.slice(0, 500) ?? null,
-        ],
-      );
-    } catch (error) {
-      // The claim lapses and the message is attempted again, with the same webhook-id.
-      this.logger.warn({ err: error, webhookId: message.event_id }, 'could not record a webhook attempt; it will be repeated');
+    // One id for every try of the record: a try that committed but whose answer was lost cannot
+    // log the attempt twice (the retry finds the claim settled and writes nothing).
+    const deliveryId = randomUUID();
+    let settled: unknown[] = [];
+    // Retried until it lands (the claim is ours until then: the conditional update says so), so an
+    // endpoint that answered during a blip of the database is not sent the message again.
+    const recorded = await this.settling.untilItLands(
+      async () => {
+        // Times on the database's clock, like the claims (see claimDue).
+        settled = await this.orm.em.fork().getConnection().execute<unknown[]>(
+          `with "settled" as (
+             update "webhook_messages"
+                set "locked_until" = null, "next_attempt_at" = now() + ? * interval '1 millisecond',
+                    "delivered_at" = case when ? then now() end, "failed_at" = case when ? then now() end,
+                    "body" = case when ? then null else "body" end
+              where "id" = ? and "locked_until" = ?
+              returning "endpoint_id")
+           insert into "webhook_deliveries" ("id", "endpoint_id", "webhook_id", "event_type", "attempt", "status", "error", "created_at")
+           select ?, "endpoint_id", ?, ?, ?, ?, ?, now() from "settled"
+           returning "id"`,
+          [
+            Math.round(delay), delivered, givingUp, delivered || givingUp, message.id, message.locked_until,
+            deliveryId, message.event_id, message.event_type, message.attempts, outcome.status, outcome.error?.slice(0, 500) ?? null,
+          ],
+        );
+      },
+      (error, attempt) => {
+        if (!this.outages.record(error) && attempt === 0) this.logger.warn({ err: error, webhookId: message.event_id }, 'could not record a webhook attempt; retrying');
+      },
+    );
+    if (!recorded) {
+      // Stopping while the database is away: the claim lapses, and the message is attempted again
+      // with the same webhook-id.
+      this.logger.warn({ webhookId: message.event_id }, 'could not record a webhook attempt; it will be repeated');
       return;
     }
     if (settled.length === 0) {
