@@ -30,6 +30,7 @@ import { Maintenance } from './maintenance.js';
 import { DEFAULT_OUTBOX_OPTIONS, type OutboxOptions } from './mail/outbox.js';
 import type { HostResolver } from './modules/webhooks/destination.js';
 import { DEFAULT_WEBHOOK_OPTIONS, type WebhookDispatchOptions } from './modules/webhooks/webhook-dispatcher.js';
+import { userAgentOf } from './modules/sessions/request-meta.js';
 import { createServices } from './services.js';
 
 /** Where the public keys that verify access tokens are published (RFC 8615 well-known location). */
@@ -267,7 +268,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
           requestId,
           authorization: req.headers.authorization,
           refreshCookie: refreshTokenCookie(req, res, { corsOrigins: config.corsOrigins }),
-          meta: { ip: clientIp(req, config.trustProxyHops), userAgent: req.headers['user-agent'] ?? null },
+          meta: { ip: clientIp(req, config.trustProxyHops), userAgent: userAgentOf(req.headers['user-agent']) },
           rootEm: orm.em,
           services,
           logger,

@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ApolloServer, BaseContext, HTTPGraphQLRequest } from '@apollo/server';
 import { HeaderMap } from '@apollo/server';
+import Negotiator from 'negotiator';
 import { ErrorCode } from '../errors.js';
 import type { RequestTarget } from '../http/request-target.js';
 import { MAX_NESTING, nestsTooDeeply } from './limits.js';
@@ -127,6 +128,12 @@ export function createGraphQLHandler<TContext extends BaseContext>(
       sendTransportError(res, 400, `The document nests brackets more than ${MAX_NESTING} levels deep.`);
       return;
     }
+    // Apollo Server checks Accept only after it has executed the operation: a mutation (a logout, a
+    // rotated refresh token) would run and its answer be lost to a 406. Refused before, as it would be.
+    if (!opensLandingPage && !acceptsJson(req.headers.accept)) {
+      sendTransportError(res, 406, 'Send `Accept: application/json` or `application/graphql-response+json` (or no Accept header).');
+      return;
+    }
     const headers = new HeaderMap();
     for (const [key, value] of Object.entries(req.headers)) {
       if (value !== undefined) headers.set(key, Array.isArray(value) ? value.join(', ') : value);
@@ -142,4 +149,13 @@ export function createGraphQLHandler<TContext extends BaseContext>(
     for await (const chunk of response.body.asyncIterator) res.write(chunk);
     res.end();
   };
+}
+
+/**
+ * Whether an answer Apollo Server can give (`application/json` or `application/graphql-response+json`)
+ * is acceptable: no Accept header, or one that admits either, decided by the same negotiator.
+ */
+function acceptsJson(accept: string | undefined): boolean {
+  if (!accept) return true;
+  return new Negotiator({ headers: { accept } }).mediaType(['application/json', 'application/graphql-response+json']) !== undefined;
 }

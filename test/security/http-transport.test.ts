@@ -177,6 +177,38 @@ describe('every answer says nosniff', () => {
   });
 });
 
+describe('an Accept header that admits no JSON', () => {
+  let server: TestServer;
+  let port: number;
+  beforeAll(async () => {
+    server = await startTestServer();
+    port = Number(new URL(server.origin).port);
+  });
+  afterAll(() => server?.stop());
+
+  it('is refused with 406 before the operation runs: a logoutAll sent with it ends nothing', async () => {
+    const registered = await server.graphql('mutation R($input: RegisterInput!) { register(input: $input) { accessToken } }', {
+      input: { email: `accept-${Date.now()}@example.com`, username: `accept_${Date.now()}`, password: 'a long enough passphrase 77' },
+    });
+    const token = registered.data!.register.accessToken as string;
+    const body = '{"query":"mutation { logoutAll }"}';
+    const answer = await rawRequest(
+      port,
+      `POST /graphql HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nAccept: text/html\r\nAuthorization: Bearer ${token}\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`,
+    );
+    expect(answer.status).toBe(406);
+    expect(answer.headers['x-content-type-options']).toBe('nosniff');
+    // Before, Apollo Server ran the mutation and only then refused the answer: the session was gone.
+    expect((await server.graphql('{ me { id } }', {}, { token })).errors).toBeUndefined();
+    // Control: the JSON media types, a wildcard, or no Accept at all are answered.
+    for (const accept of ['application/json', 'application/graphql-response+json', '*/*', 'text/html, application/*;q=0.5']) {
+      const query = '{"query":"{ __typename }"}';
+      const served = await rawRequest(port, `POST /graphql HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nAccept: ${accept}\r\nContent-Length: ${query.length}\r\nConnection: close\r\n\r\n${query}`);
+      expect(served.status, accept).toBe(200);
+    }
+  });
+});
+
 describe('an error escaping a request handler', () => {
   it('is logged and answered 500, thrown or rejected, and the server keeps serving', async () => {
     const lines: Array<Record<string, any>> = [];

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FORGOT_PASSWORD, fromFreshAddress, LOGIN, ME, newAccountInput, REGISTER, type SignedInAccount, START_UP_ADMIN } from '../support/accounts.js';
 import { queriesDuring } from '../support/database.js';
+import { rawRequest } from '../support/raw-http.js';
 import { errorCode, errorField, type GraphQLResponse, startTestServer, type TestServer } from '../support/server.js';
 
 // One input boundary (src/graphql/input-boundary.ts) and the field rules behind it: hostile strings
@@ -244,5 +245,29 @@ describe('tokens are matched exactly', () => {
     for (const variant of [`${token}=`, `${token}==`, respelled, ` ${token}`.trim() + '.']) {
       expect(errorCode(await call(ME, {}, variant)), variant.slice(-4)).toBe('UNAUTHENTICATED');
     }
+  });
+});
+
+describe('request headers kept by the server', () => {
+  it('store no control or invisible formatting character of a User-Agent: what an admin reads cannot steer a terminal or reorder text', async () => {
+    const account = await registerAccount();
+    // Over a raw socket: the header's bytes as an attacker sends them (Latin-1: 0x9B is the C1
+    // control sequence introducer, 0x85 a next-line, 0xAD a soft hyphen), with a tab.
+    const body = JSON.stringify({ query: 'mutation L($input: LoginInput!) { login(input: $input) { accessToken } }', variables: { input: { identifier: account.user.email, password: account.password } } });
+    const hostile = Buffer.concat([Buffer.from('Mozilla/5.0 '), Buffer.from([0x9b, 0x33, 0x31, 0x6d, 0x85, 0x09, 0xad]), Buffer.from(' evil')]);
+    const request = Buffer.concat([
+      Buffer.from(`POST /graphql HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nX-Forwarded-For: 10.99.0.1\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\nUser-Agent: `),
+      hostile,
+      Buffer.from(`\r\n\r\n${body}`),
+    ]);
+    const answer = await rawRequest(Number(new URL(server.origin).port), request);
+    expect(answer.status).toBe(200);
+    const accessToken = JSON.parse(answer.text.slice(answer.text.indexOf('\r\n\r\n') + 4)).data.login.accessToken as string;
+    const sessions = await call('{ sessions { userAgent current } }', {}, accessToken);
+    const stored = (sessions.data!.sessions as Array<{ userAgent: string; current: boolean }>).find((session) => session.current)!.userAgent;
+    expect(stored).toBe('Mozilla/5.0 \uFFFD31m\uFFFD\uFFFD\uFFFD evil');
+    const events = await call('query E($userId: ID) { auditEvents(first: 5, userId: $userId) { edges { node { type userAgent } } } }', { userId: account.user.id }, adminToken);
+    const login = (events.data!.auditEvents.edges as Array<{ node: { type: string; userAgent: string } }>).find((edge) => edge.node.type === 'LOGIN_SUCCEEDED')!;
+    expect(login.node.userAgent).toBe(stored);
   });
 });

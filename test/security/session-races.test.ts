@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { processEnv } from '../../src/config/config.js';
 import { CHANGE_PASSWORD, DELETE_ME, DELETE_USER, FORGOT_PASSWORD, LOGIN, LOGOUT_ALL, ME, REFRESH, registerAccount, RESET_PASSWORD, REVOKE_SESSION, SESSIONS, type SignedInAccount, START_UP_ADMIN, UPDATE_USER } from '../support/accounts.js';
 import { errorCode, type GraphQLResponse, startTestServer, type TestServer } from '../support/server.js';
-import { lockdownTokenOf, LOCK_ACCOUNT, REQUEST_EMAIL_CHANGE, START_TOTP } from '../support/mfa.js';
+import { enableMfa, lockdownTokenOf, LOCK_ACCOUNT, REQUEST_EMAIL_CHANGE, START_TOTP } from '../support/mfa.js';
 import { resetTokenOf, startSmtpServer, type TestSmtpServer } from '../support/smtp.js';
 
 // A thief holding stolen refresh tokens rotates them in a tight loop while the owner (or an admin)
@@ -310,5 +310,27 @@ describe.skipIf(!ON_POSTGRESQL)("a lockdown while the hijacker's requests are on
     }
     console.log(`lockdown racing the hijacker's re-authentications and enrollments: ${survivors} survivors / ${TRIALS} trials`);
     expect(survivors).toBe(0);
+  });
+});
+
+describe.skipIf(!ON_POSTGRESQL)('requests racing the deletion of their account (PostgreSQL)', () => {
+  it('answer as for an account that is gone, never INTERNAL_SERVER_ERROR: an MFA sign-in, a new verification code', { timeout: 240_000 }, async () => {
+    const answers = new Map<string, number>();
+    const note = (what: string, response: GraphQLResponse) => {
+      const key = `${what}: ${errorCode(response) ?? 'ok'}`;
+      answers.set(key, (answers.get(key) ?? 0) + 1);
+    };
+    for (let index = 0; index < TRIALS; index += 1) {
+      const account = await enableMfa(server, await registerAccount(server));
+      const [signIn, resend] = await Promise.all([
+        server.graphql(LOGIN, { input: { identifier: account.user.email, password: account.password } }),
+        server.graphql('mutation { sendVerificationEmail }', {}, { token: account.accessToken }),
+        server.graphql(DELETE_USER, { id: account.user.id }, { token: adminToken }),
+      ]);
+      note('login', signIn);
+      note('sendVerificationEmail', resend);
+    }
+    console.log(`requests racing deleteUser over ${TRIALS} trials: ${JSON.stringify(Object.fromEntries(answers))}`);
+    expect([...answers.keys()].filter((key) => key.endsWith('INTERNAL_SERVER_ERROR'))).toEqual([]);
   });
 });

@@ -1,4 +1,4 @@
-import type { EntityManager } from '@mikro-orm/postgresql';
+import { type EntityManager, ForeignKeyConstraintViolationException } from '@mikro-orm/postgresql';
 import { BadUserInputError, MfaRequiredError, RateLimitedError, UnauthenticatedError, UnauthenticatedReason } from '../../errors.js';
 import type { RateLimits } from '../../rate-limits.js';
 import type { AuditService } from '../audit/audit.service.js';
@@ -155,7 +155,13 @@ export class AuthService {
     const mfaToken = await this.deps.tokens.issue(em, user, OneTimeTokenPurpose.MFA_CHALLENGE, JSON.stringify(bound));
     if (upgradedHash) await em.nativeUpdate(User, { id: user.id, passwordHash: user.passwordHash }, { passwordHash: upgradedHash });
     this.deps.audit.record(em, AuditEventType.MFA_CHALLENGED, { userId: user.id }, meta);
-    await em.flush();
+    try {
+      await em.flush();
+    } catch (error) {
+      // The account was deleted since its password was checked: as for any account that is gone.
+      if (error instanceof ForeignKeyConstraintViolationException) throw new UnauthenticatedError(INVALID_CREDENTIALS);
+      throw error;
+    }
     throw new MfaRequiredError(mfaToken);
   }
 

@@ -1,6 +1,6 @@
 import { LockMode } from '@mikro-orm/core';
 import type { EntityManager } from '@mikro-orm/postgresql';
-import { BadUserInputError } from '../../errors.js';
+import { BadUserInputError, UnauthenticatedError, UnauthenticatedReason } from '../../errors.js';
 import type { MailOutbox } from '../../mail/outbox.js';
 import type { RateLimits } from '../../rate-limits.js';
 import type { AuditService } from '../audit/audit.service.js';
@@ -40,7 +40,9 @@ export class VerificationService {
     if (!(await this.limits.allows('mailRequestsPerIdentifier', userId))) return true;
     await em.transactional(async (tx) => {
       // The row lock serializes concurrent requests of one account, so the throttle holds.
-      const user = await tx.findOneOrFail(User, { id: userId }, { lockMode: LockMode.PESSIMISTIC_WRITE });
+      const user = await tx.findOne(User, { id: userId }, { lockMode: LockMode.PESSIMISTIC_WRITE });
+      // Deleted since the request was authenticated: its sessions went with it.
+      if (!user) throw UnauthenticatedError.because(UnauthenticatedReason.SESSION_ENDED);
       if (user.emailVerifiedAt) return;
       if (await this.tokens.issuedRecently(tx, user.id, OneTimeTokenPurpose.EMAIL_VERIFICATION)) return;
       await this.queueCode(tx, user);
