@@ -110,7 +110,8 @@ describe('TOTP enrollment', () => {
     const notice = await smtp.waitFor((mail) => mail.to === account.user.email && mail.subject === 'Two-factor sign-in was turned on');
     expect(lockdownTokenOf(notice)).toMatch(/^[A-Za-z0-9_-]{43}$/);
     expect(notice.text).not.toContain(secret);
-    expect((await eventsOf(account.user.id)).map((event) => event.type)).toContain('MFA_ENABLED');
+    // The audit log tells the whole enrollment: started, a wrong code, on.
+    expect((await eventsOf(account.user.id)).map((event) => event.type)).toEqual(expect.arrayContaining(['MFA_ENROLLMENT_STARTED', 'MFA_FAILED', 'MFA_ENABLED']));
     // The secret is stored sealed, never in clear.
     const [row] = await server.sql<{ totp_secret: string }>('select "totp_secret" from "users" where "id" = ?', [account.user.id]);
     expect(row.totp_secret).not.toContain(secret);

@@ -20,7 +20,9 @@ export enum AuditEventType {
   USER_DELETED = 'USER_DELETED',
   /** The password was right and a second factor was asked for. */
   MFA_CHALLENGED = 'MFA_CHALLENGED',
-  /** A wrong TOTP or recovery code (at sign-in or re-authentication). */
+  /** An authenticator secret was created (not in force until a code confirms it). */
+  MFA_ENROLLMENT_STARTED = 'MFA_ENROLLMENT_STARTED',
+  /** A wrong TOTP or recovery code (at sign-in, re-authentication or enrollment). */
   MFA_FAILED = 'MFA_FAILED',
   /** A recovery code was spent (at sign-in or re-authentication). */
   MFA_RECOVERY_CODE_USED = 'MFA_RECOVERY_CODE_USED',

@@ -50,7 +50,11 @@ export class MfaService {
     const { sealed, ...shown } = this.deps.totp.create(viewer.user.email);
     // Under the account's lock, with the session still live: a lockdown that committed during the
     // password check ended it, and a pending secret written after that would outlive the lockdown.
-    const stored = await withLiveViewer(em, viewer, (account) => account.em.nativeUpdate(User, { id: viewer.user.id, mfaEnabledAt: null }, { totpSecret: sealed }));
+    const stored = await withLiveViewer(em, viewer, async (account) => {
+      const written = await account.em.nativeUpdate(User, { id: viewer.user.id, mfaEnabledAt: null }, { totpSecret: sealed });
+      if (written > 0) this.deps.audit.record(account.em, AuditEventType.MFA_ENROLLMENT_STARTED, { userId: viewer.user.id, actorId: viewer.user.id }, meta);
+      return written;
+    });
     if (stored === 0) throw new BadUserInputError('Two-factor sign-in is already on.', 'password');
     return shown;
   }
@@ -66,7 +70,10 @@ export class MfaService {
       const { user } = account;
       if (!user.totpSecret || user.mfaEnabledAt) return NO_ENROLLMENT;
       const step = this.deps.totp.matchingStep(user.totpSecret, code.replace(/\s/g, ''));
-      if (step === null) return WRONG_CODE;
+      if (step === null) {
+        this.deps.audit.record(account.em, AuditEventType.MFA_FAILED, { userId: user.id }, meta);
+        return WRONG_CODE;
+      }
       const now = new Date();
       await account.em.nativeUpdate(User, { id: user.id }, { mfaEnabledAt: now, totpLastStep: step, updatedAt: now });
       const codes = await this.deps.recoveryCodes.replace(account.em, user);
