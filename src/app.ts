@@ -47,7 +47,10 @@ export interface App {
   readonly server: Server;
   readonly orm: MikroORM;
   readonly logger: Logger;
-  /** Starts listening on `config.host:config.port`; resolves with the GraphQL endpoint URL. */
+  /**
+   * Starts listening on `config.host:config.port`, then the background workers (mail, webhooks,
+   * maintenance); resolves with the GraphQL endpoint URL.
+   */
   listen(): Promise<string>;
   /** Stops accepting, finishes in-flight requests, closes the database. Idempotent. */
   close(): Promise<void>;
@@ -151,9 +154,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
       throw error;
     }
   }
-  services.start();
   const maintenance = new Maintenance(orm, config.retention, logger.child({ component: 'maintenance' }), services.outages);
-  maintenance.start();
   const server = createHttpServer({ maxConnections: config.httpMaxConnections, logger }, serve);
   const schema = await buildAppSchema();
   const { outages } = services;
@@ -314,6 +315,13 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
         server.once('error', reject);
         server.listen(config.port, config.host, () => {
           server.off('error', reject);
+          // Only an instance that serves works the queues: one that cannot listen (the port is
+          // taken) exits without having claimed or sent anything. close() stops them once the
+          // listener has closed.
+          if (!closing) {
+            services.start();
+            maintenance.start();
+          }
           const { port } = server.address() as AddressInfo;
           const host = config.host === '0.0.0.0' || config.host === '::' ? 'localhost' : config.host;
           resolve(`http://${host.includes(':') ? `[${host}]` : host}:${port}/graphql`);
@@ -326,6 +334,8 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
         // to the drain limit): an orchestrator sees "not ready", not a refused connection, and
         // stops sending. Then the listener closes (drain plugin).
         draining = true;
+        // Emails being sent get the drain limit too; the mail worker cuts those still out then.
+        services.outbox.drainUntil(Date.now() + config.shutdownDrainSeconds * 1000);
         await idle(config.shutdownDrainSeconds * 1000);
         // The drain limit: what still runs is cut. Its answers may reach no one (the listener closes
         // next, taking open connections with it), so from here it issues no session. Its handlers

@@ -1,5 +1,5 @@
 import 'reflect-metadata';
-import { createApp } from './app.js';
+import { type App, createApp } from './app.js';
 import { type Config, ConfigError, loadConfig, processEnv, StartupError } from './config/config.js';
 import { dataDirProblem } from './config/paths.js';
 import { describeDatabase } from './db/database.js';
@@ -15,9 +15,22 @@ function startupFailure(error: unknown, config: Config | undefined): string | un
   const path = (error as NodeJS.ErrnoException | undefined)?.path;
   const problem = dataDirProblem(error);
   if (problem && (!config || (typeof path === 'string' && path.startsWith(config.dataDir)))) return new ConfigError([problem]).message;
+  const listening = config && listenFailure(error, config);
+  if (listening) return listening;
   if (config?.databaseUrl && isDatabaseUnavailable(error)) {
     return `The database ${describeDatabase(config.databaseUrl)} stopped answering during start-up: ${error instanceof Error ? error.message : String(error)}`;
   }
+  return undefined;
+}
+
+/** Why the server could not listen on HOST:PORT, when that is what failed: another process's port, say. */
+function listenFailure(error: unknown, config: Config): string | undefined {
+  const { syscall, code, message } = (error ?? {}) as NodeJS.ErrnoException;
+  if (syscall !== 'listen') return undefined;
+  const { port, host } = config;
+  if (code === 'EADDRINUSE') return `Port ${port} on ${host} is in use: ${message}`;
+  if (code === 'EACCES') return `Port ${port} on ${host} may not be used by this process (below 1024 it needs privileges): ${message}`;
+  if (code === 'EADDRNOTAVAIL') return `HOST ${host} is not an address of this machine: ${message}`;
   return undefined;
 }
 
@@ -30,17 +43,21 @@ const graceMs = (config: Config) => (config.shutdownDrainSeconds + 9) * 1000;
 /** Process entry: load config → create app → listen; SIGTERM/SIGINT → drain and close. */
 async function main(): Promise<void> {
   let config: Config | undefined;
-  let app;
+  let app: App | undefined;
+  let url: string;
   try {
     config = loadConfig(processEnv());
     app = await createApp(config);
+    url = await app.listen();
   } catch (error) {
+    // What was opened is closed (the database, the embedded database's folder lock); no worker
+    // ran, as they start only once the server listens.
+    await app?.close().catch(() => {});
     const failure = startupFailure(error, config);
     if (failure === undefined) throw error;
     console.error(failure);
     process.exit(1);
   }
-  const url = await app.listen();
   app.logger.info(
     { url, database: config.databaseUrl ? 'postgresql' : `embedded (${config.dataDir})`, env: config.nodeEnv },
     `GraphQL API ready at ${url}`,

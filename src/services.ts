@@ -59,11 +59,12 @@ export interface Services {
   outages: OutageLog;
   /** Closed by the app when shutdown cuts the requests in flight: no session is issued after that. */
   signInGate: SignInGate;
-  /** Starts the background workers: the mail outbox and the webhook dispatcher (the app does, once it is up; the CLI does not). */
+  /** Starts the background workers: the mail outbox and the webhook dispatcher (the app does, once it listens; the CLI does not). */
   start(): void;
   /**
-   * Stops what the services run and releases what they hold, in order: the mail worker (after its
-   * round in progress), the webhook dispatcher (attempts in flight are cut short and retried later),
+   * Stops what the services run and releases what they hold, in order: the mail worker (sends still
+   * out at the drain limit are cut and handed back), the webhook dispatcher (attempts in flight are
+   * cut short and retried later),
    * the Redis connection of the rate limiter, the hashing workers, and last the database they run on.
    * The one place that knows this order.
    */

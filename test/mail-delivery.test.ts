@@ -212,6 +212,8 @@ describe('two app instances on one database', () => {
           }),
         },
       );
+      // Its workers start once it listens, as an instance's do.
+      await second.listen();
 
       const accounts = await Promise.all(Array.from({ length: 20 }, () => register(server)));
       const emails = accounts.map((account) => account.email);

@@ -11,6 +11,7 @@ import { LOGIN, newAccountInput, REGISTER, SESSIONS } from './support/accounts.j
 import { build, exitOf, isRunning, killServerProcesses, postGraphQL, type ServerProcess, serverProcessEnv, startServerProcess } from './support/server-process.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
 import { startSmtpServer, type TestSmtpServer, unusedPort } from './support/smtp.js';
+import { waitUntil } from './support/wait.js';
 
 // `node dist/src/main.js` on SIGTERM: stop accepting, finish what is in flight, report not-ready
 // meanwhile, drain the mail worker, close the database, exit 0 — and lose no queued email.
@@ -295,6 +296,68 @@ describe('the drain limit on SIGTERM', () => {
       if (isRunning(server.child)) server.child.kill('SIGKILL');
       await blocked.drop();
       rmSync(lockDir, { recursive: true, force: true });
+    }
+  }, 120_000);
+});
+
+// An SMTP server that takes a whole message and then never answers (a stuck relay) would hold the
+// mail worker for nodemailer's socket timeout (30 s), past the grace period. At the drain limit the
+// send is cut instead and its message handed back: the process exits 0 in time, and the restart
+// sends the message at once, as its first counted attempt, with the same Message-ID.
+describe('an SMTP server stuck mid-message at SIGTERM', () => {
+  let database: TestDatabase | undefined;
+  let dataDir: string | undefined;
+  let smtp: TestSmtpServer | undefined;
+  let unblock: (answer: 'reject') => void = () => {};
+
+  afterAll(async () => {
+    await killServerProcesses();
+    unblock('reject');
+    await smtp?.stop();
+    await database?.drop();
+    if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  it('is cut at the drain limit, its claim handed back, and the process exits 0; the restart sends it', async () => {
+    await build();
+    database = await createTestDatabase(processEnv().DATABASE_URL);
+    dataDir = mkdtempSync(join(tmpdir(), 'user-server-smtp-stuck-'));
+    // The first message is held without an answer (until the test ends); later ones are accepted.
+    const held = new Promise<'reject'>((resolve) => (unblock = resolve));
+    let arrived = 0;
+    smtp = await startSmtpServer(0, { beforeAnswer: () => (++arrived === 1 ? held : 'accept') });
+    const env = serverProcessEnv({
+      ...(database.url ? { DATABASE_URL: database.url } : {}),
+      DATA_DIR: dataDir,
+      SMTP_URL: smtp.url,
+      SHUTDOWN_DRAIN_SECONDS: '2',
+      RATE_LIMIT_SCALE: '0',
+    });
+    const server = await startServerProcess('server', env, START_TIMEOUT_MS);
+    const input = newAccountInput();
+    expect((await postGraphQL(server.origin, REGISTER, { input })).status).toBe(200);
+    const stuck = await waitUntil(() => smtp!.attempts.find((mail) => mail.to.includes(input.email)), 'the verification email reached the SMTP server', 20_000);
+
+    server.child.kill('SIGTERM');
+    const outcome = await exitOf(server, STOP_TIMEOUT_MS);
+    expect(outcome, server.output.slice(-20).join('\n')).toEqual({ code: 0, signal: null });
+    const cut = server.logs.find((line) => line.msg === 'email send cut by shutdown; handed back to be sent again');
+    expect(cut, server.output.slice(-20).join('\n')).toBeDefined();
+    expect(stuck.messageId.startsWith(`<${cut!.mailId}@`)).toBe(true);
+    if (database.url) {
+      const [row] = await database.sql('select "locked_until", "attempts", "sent_at" from "mail_outbox" where "id" = $1', [cut!.mailId]);
+      expect(row).toEqual({ locked_until: null, attempts: 0, sent_at: null });
+    }
+
+    const restarted = await startServerProcess('restarted server', env, START_TIMEOUT_MS);
+    try {
+      const sent = await waitUntil(() => restarted.logs.find((line) => line.msg === 'email sent' && line.mailId === cut!.mailId), 'the restart sent the email', 20_000);
+      // Not held back by a lease or a retry delay: the cut cost no attempt.
+      expect(sent.attempt).toBe(1);
+      expect(smtp.messages.filter((mail) => mail.messageId === stuck.messageId)).toHaveLength(1);
+    } finally {
+      restarted.child.kill('SIGTERM');
+      expect((await exitOf(restarted, STOP_TIMEOUT_MS)).code).toBe(0);
     }
   }, 120_000);
 });

@@ -4,18 +4,23 @@ import { chmodSync, chownSync, cpSync, existsSync, mkdirSync, mkdtempSync, rmSyn
 import { createServer, type Server, type Socket, connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { processEnv } from '../src/config/config.js';
 import { PROJECT_ROOT } from '../src/config/paths.js';
+import { newAccountInput, REGISTER } from './support/accounts.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
-import { build, killServerProcesses, serverProcessEnv, startServerProcess } from './support/server-process.js';
-import { unusedPort } from './support/smtp.js';
+import { build, killServerProcesses, postGraphQL, serverProcessEnv, startServerProcess } from './support/server-process.js';
+import { startSmtpServer, type TestSmtpServer, unusedPort } from './support/smtp.js';
+import { StallingRelay } from './support/stalling-relay.js';
 import { Relay } from './support/tcp-relay.js';
+import { waitUntil } from './support/wait.js';
 
-// Start-up against a database that is not there yet, or never comes, and with a data folder that
-// cannot be one: the operator gets one log line per attempt and, at the end, one clear line and
-// exit status 1 — never a stack trace. The outage is real: a port nothing listens on, then a TCP
-// relay to the real PostgreSQL that the test starts when it wants the database to "come back".
+// Start-up against a database that is not there yet, never comes or stops answering, with a data
+// folder that cannot be one, and on a port that is taken: the operator gets one log line per
+// attempt and, at the end, one clear line and exit status 1 — never a stack trace. The outage is
+// real: a port nothing listens on, then a TCP relay to the real PostgreSQL that the test starts
+// when it wants the database to "come back", or that stops answering.
 const DATABASE_URL = processEnv().DATABASE_URL;
 
 interface Run {
@@ -149,6 +154,91 @@ describe.skipIf(!DATABASE_URL)('a database lost right after the start-up check (
     expect(run.ms).toBeGreaterThanOrEqual(4000);
     for (const line of run.stdout) expect(() => JSON.parse(line), line).not.toThrow();
   });
+});
+
+// The database stops answering (without closing anything) just as the migrator reads its
+// bookkeeping, with no migration pending: that read is bounded like any statement, so the attempt
+// fails and is retried like any other, instead of leaving the process "starting" for good.
+describe.skipIf(!DATABASE_URL)('a database that stops answering when the migrations are checked (PostgreSQL through a relay that then holds every connection)', () => {
+  let database: TestDatabase;
+  let relay: StallingRelay | undefined;
+  beforeAll(async () => {
+    database = await createTestDatabase(DATABASE_URL);
+    // Migrated once beforehand (directly), so no migration is pending when the relay stalls.
+    const first = await startServerProcess('migrating instance', { ...baseEnv(mkdtempSync(join(dataDir, 'migrated-'))), DATABASE_URL: database.url! });
+    first.child.kill('SIGTERM');
+    expect((await first.exited).code).toBe(0);
+  });
+  afterAll(async () => {
+    await relay?.close();
+    await database?.drop();
+  });
+
+  it('is retried until DATABASE_CONNECT_TIMEOUT, then exit 1 with one clear line', async () => {
+    relay = await StallingRelay.start(database.url!, 'mikro_orm_migrations');
+    const run = await runToExit({ ...baseEnv(dataDir), DATABASE_URL: relay.url, DATABASE_CONNECT_TIMEOUT: '3' }, 45_000);
+    expect(relay.stalledAt, 'the relay never saw the migrations checked: the test proved nothing').toBeDefined();
+    expect(run.code).toBe(1);
+    expect(run.stderr, run.stderr.join('\n')).toHaveLength(1);
+    const where = new URL(relay.url);
+    const failure = new RegExp(`^Cannot reach the database 127\\.0\\.0\\.1:${where.port}${where.pathname} after \\d+ s \\((\\d+) attempts?\\): .+`).exec(run.stderr[0]);
+    expect(failure, run.stderr[0]).not.toBeNull();
+    // One log line for each attempt before the last, and nothing on stdout but log lines.
+    const logs = run.stdout.map((line) => JSON.parse(line) as { msg: string });
+    expect(logs.filter((line) => line.msg.includes('unreachable; retrying'))).toHaveLength(Number(failure![1]) - 1);
+  }, 60_000);
+});
+
+// A second instance started on a port another process holds: one clear line and exit 1. Its
+// workers start only once it listens, so meanwhile it claims and sends nothing: an email that is
+// due then is left to the next instance, which counts its attempt as the second (the first failed).
+describe('a port already in use', () => {
+  let database: TestDatabase | undefined;
+  let smtp: TestSmtpServer | undefined;
+  let holder: Server | undefined;
+  afterAll(async () => {
+    await killServerProcesses();
+    await new Promise((resolve) => (holder ? holder.close(resolve) : resolve(undefined)));
+    await smtp?.stop();
+    await database?.drop();
+  });
+
+  it('is one clear line and exit 1, and no mail is claimed or sent meanwhile', async () => {
+    database = await createTestDatabase(DATABASE_URL);
+    const smtpPort = await unusedPort();
+    const env = {
+      ...baseEnv(mkdtempSync(join(dataDir, 'port-'))),
+      ...(database.url ? { DATABASE_URL: database.url } : {}),
+      SMTP_URL: `smtp://127.0.0.1:${smtpPort}`,
+      RATE_LIMIT_SCALE: '0',
+    };
+    // An email whose first attempt failed (the SMTP server is down), left in the outbox.
+    const first = await startServerProcess('first instance', env);
+    expect((await postGraphQL(first.origin, REGISTER, { input: newAccountInput() })).status).toBe(200);
+    const failed = await waitUntil(() => first.logs.find((line) => line.msg === 'email delivery failed; will retry'), 'the first attempt failed', 20_000);
+    first.child.kill('SIGTERM');
+    expect((await first.exited).code).toBe(0);
+    // Its retry is due, and the SMTP server is up: a worker that ran now would send it.
+    await sleep(Number(failed.retryInMs) + 500);
+    smtp = await startSmtpServer(smtpPort);
+    holder = createServer();
+    await new Promise<void>((resolve) => holder!.listen(0, '127.0.0.1', resolve));
+    const port = (holder.address() as { port: number }).port;
+
+    const run = await runToExit({ ...env, PORT: String(port) }, 60_000);
+    expect(run.code).toBe(1);
+    expect(run.stderr).toEqual([`Port ${port} on 127.0.0.1 is in use: listen EADDRINUSE: address already in use 127.0.0.1:${port}`]);
+    const logs = run.stdout.map((line) => JSON.parse(line) as { msg: string; component?: string });
+    expect(logs.filter((line) => line.component === 'mail' || line.component === 'webhooks' || line.component === 'maintenance')).toEqual([]);
+    expect(smtp.attempts).toHaveLength(0);
+
+    // Nothing was claimed: the next instance sends the email at once, as its second attempt.
+    const next = await startServerProcess('next instance', env);
+    const sent = await waitUntil(() => next.logs.find((line) => line.msg === 'email sent' && line.mailId === failed.mailId), 'the next instance sent the email', 20_000);
+    expect(sent.attempt).toBe(2);
+    next.child.kill('SIGTERM');
+    expect((await next.exited).code).toBe(0);
+  }, 120_000);
 });
 
 /** When the tests run as root: a user without a home here (nobody), to run the server as. */

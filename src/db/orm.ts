@@ -144,16 +144,27 @@ export async function loadMigrations(): Promise<MigrationObject[]> {
   );
 }
 
+/**
+ * Applies the pending migrations, if any. Which are pending is read under the usual statement bound
+ * (statement-timeout.ts): a database that stops answering then fails this start-up attempt, which
+ * `openServer` retries within DATABASE_CONNECT_TIMEOUT, instead of leaving the process "starting"
+ * for good. Only when some are pending does the migrator run unbounded, since a migration may
+ * rewrite a big table; its own bookkeeping on `mikro_orm_migrations` then runs unbounded too.
+ */
+async function migrate(orm: MikroORM): Promise<void> {
+  const migrator = orm.getMigrator();
+  if ((await migrator.getPendingMigrations()).length === 0) return;
+  await withStatementTimeout(0, () => migrator.up());
+}
+
 /** Connects and applies pending migrations; whatever fails, nothing is left open. */
 export async function openOrm(connection: OrmConnection, log: (message: string) => void): Promise<MikroORM> {
   const orm = await MikroORM.init({ ...createOrmConfig(connection, { migrationsList: await loadMigrations(), log }), connect: false });
   try {
     await orm.connect();
-    // A migration may rewrite a big table: its statements are not bounded like a request's.
-    const migrate = () => withStatementTimeout(0, () => orm.getMigrator().up());
     // Of several instances starting together on one database exactly one migrates; the others then
     // find nothing pending. (The embedded database belongs to one process and needs no lock.)
-    await (connection.embedded ? migrate() : withAdvisoryLock(connection.clientUrl, ADVISORY_LOCKS.migrations, 'wait', migrate));
+    await (connection.embedded ? migrate(orm) : withAdvisoryLock(connection.clientUrl, ADVISORY_LOCKS.migrations, 'wait', () => migrate(orm)));
   } catch (error) {
     await orm.close(true);
     throw error;

@@ -68,6 +68,13 @@ export type OutboxJobHandler<J extends OutboxJob = OutboxJob> = (job: J) => Prom
 
 const MAX_RETRY_DELAY_MS = 60 * 60_000;
 
+/** Why a send was cut by {@link MailOutbox.stop}: not the SMTP server's failure, so it costs no attempt. */
+class ShutdownError extends Error {
+  constructor() {
+    super('the server shut down during the attempt');
+  }
+}
+
 interface ClaimedRow {
   id: string;
   recipient: string;
@@ -98,6 +105,10 @@ export class MailOutbox {
   private readonly handlers = new Map<OutboxJob['name'], OutboxJobHandler>();
   /** When the database last failed this worker (a claim, a renewal, a mark); see {@link CLAIM_PAUSE_AFTER_FAILURE_MS}. */
   private lastFailureAt = Number.NEGATIVE_INFINITY;
+  /** Aborted by {@link stop} to cut the sends still in flight. */
+  private readonly cut = new AbortController();
+  /** Until when {@link stop} lets the sends in flight go on (see {@link drainUntil}); by default it cuts them at once. */
+  private drainDeadline = Number.NEGATIVE_INFINITY;
 
   constructor(
     private readonly orm: MikroORM,
@@ -144,9 +155,29 @@ export class MailOutbox {
     this.worker.wake();
   }
 
-  /** Stops the worker after the round in progress; the transport is closed. */
+  /**
+   * Shutdown has begun: the sends in flight when the worker is stopped may go on until `deadline`
+   * (the drain limit, which the requests in flight get too), and are cut then.
+   */
+  drainUntil(deadline: number): void {
+    this.drainDeadline = deadline;
+  }
+
+  /**
+   * Stops the worker: nothing is claimed after this. Sends still in flight at the drain limit (at
+   * once without one) are cut short, and their messages handed back without costing an attempt, so
+   * this or another instance sends them again at once, with the same Message-ID: shutdown never
+   * waits for an SMTP server longer than for a request. (Jobs are the database's work, bounded like
+   * any statement: they finish.) Resolves once the round has ended; the transport is closed.
+   */
   async stop(): Promise<void> {
-    await this.worker.stop();
+    const round = this.worker.stop();
+    const cut = setTimeout(() => this.cut.abort(new ShutdownError()), Math.max(0, this.drainDeadline - Date.now()));
+    try {
+      await round;
+    } finally {
+      clearTimeout(cut);
+    }
     this.transport.close();
   }
 
@@ -210,9 +241,10 @@ export class MailOutbox {
         if (!handler) throw new Error(`no handler for job ${payload.name}`);
         await handler(payload);
       } else {
-        await this.transport.send({ id: row.id, to: row.recipient, ...renderMail(payload, this.links) });
+        await this.transport.send({ id: row.id, to: row.recipient, ...renderMail(payload, this.links) }, this.cut.signal);
       }
     } catch (error) {
+      if (error instanceof ShutdownError) return this.release(row);
       // Only the error's own message: never the content, which may hold a token.
       const reason = (error instanceof Error ? error.message : String(error)).slice(0, 500);
       const givingUp = row.attempts >= this.options.maxAttempts;
@@ -231,6 +263,24 @@ export class MailOutbox {
       return;
     }
     await this.markDone(row);
+  }
+
+  /**
+   * Hands back a message whose send {@link stop} cut, as it was before the claim: due at once, the
+   * attempt not counted. One try: should it fail, the claim lapses by itself (`leaseMs`) and the
+   * attempt stays counted.
+   */
+  private async release(row: ClaimedRow): Promise<void> {
+    try {
+      await this.orm.em.fork().getConnection().execute(
+        `update "mail_outbox" set "locked_until" = null, "attempts" = "attempts" - 1 where "id" = ? and "sent_at" is null and "failed_at" is null`,
+        [row.id],
+      );
+    } catch (error) {
+      this.logger.warn({ err: error, mailId: row.id }, 'could not hand back an email whose send shutdown cut; its claim lapses by itself');
+      return;
+    }
+    this.logger.info({ mailId: row.id, template: row.template, attempt: row.attempts }, 'email send cut by shutdown; handed back to be sent again');
   }
 
   /**

@@ -14,7 +14,12 @@ export interface OutgoingMail extends RenderedMail {
 
 /** Delivers one email or throws; one per app. */
 export interface MailTransport {
-  send(mail: OutgoingMail): Promise<void>;
+  /**
+   * Sends `mail`. Once `signal` aborts, the attempt is given up (an SMTP connection in the middle of
+   * it is closed) and this rejects with `signal.reason`: whether the server got the message is then
+   * unknown, so a repeat carries the same Message-ID.
+   */
+  send(mail: OutgoingMail, signal?: AbortSignal): Promise<void>;
   close(): void;
 }
 
@@ -34,8 +39,13 @@ export function createMailTransport(config: Pick<Config, 'smtpUrl' | 'mailFrom' 
     const options: SMTPPool.Options = { url: config.smtpUrl, pool: true, ...SMTP_TIMEOUTS };
     const transporter = nodemailer.createTransport(options);
     return {
-      async send(mail) {
-        await transporter.sendMail(message(mail));
+      async send(mail, signal) {
+        try {
+          await transporter.sendMail({ ...message(mail), signal });
+        } catch (error) {
+          // nodemailer's own AbortError says only "aborted": the caller's reason says why.
+          throw signal?.aborted ? signal.reason : error;
+        }
       },
       close: () => transporter.close(),
     };
@@ -43,6 +53,7 @@ export function createMailTransport(config: Pick<Config, 'smtpUrl' | 'mailFrom' 
   const outbox = join(config.dataDir, 'outbox');
   const writer = nodemailer.createTransport({ streamTransport: true, buffer: true, newline: 'unix' });
   return {
+    // Writing a file takes no time worth cutting short: the signal is not needed.
     async send(mail) {
       const info = await writer.sendMail(message(mail));
       await mkdir(outbox, { recursive: true, mode: 0o700 });
