@@ -5,7 +5,7 @@ import type { OutageLog } from '../db/outage.js';
 import type { Logger } from '../logger.js';
 import type { WebhookEvent } from '../modules/webhooks/user-events.js';
 import { pgArray } from '../db/pg-array.js';
-import { claimDue, LEASE_END } from '../db/queue.js';
+import { claimDue, LEASE_END, SettleRetry } from '../db/queue.js';
 import { PollingWorker } from '../polling-worker.js';
 import { SecretBox } from '../secret-box.js';
 import { MailMessage } from './mail-message.entity.js';
@@ -37,19 +37,6 @@ export const DEFAULT_OUTBOX_OPTIONS: OutboxOptions = {
   leaseMs: 10_000,
   batchSize: 10,
 };
-
-/** Waits between attempts to record a sent message, until it lands (or the worker stops). */
-const MARK_RETRY_DELAYS_MS = [50, 200, 500, 1000, 2000];
-
-/**
- * After the database last failed this worker, it claims nothing for this long: a worker of another
- * instance that was sending when the database went away retries its "sent" marks every
- * {@link MARK_RETRY_DELAYS_MS} at most (2 s), so its marks land before anyone takes back the
- * messages whose claims lapsed meanwhile and sends them again. Every instance polls the database
- * (during the pause too), so every instance sees an outage of it, and the pause ends at least 4 s
- * after the database answers again.
- */
-const CLAIM_PAUSE_AFTER_FAILURE_MS = 3 * MARK_RETRY_DELAYS_MS[MARK_RETRY_DELAYS_MS.length - 1];
 
 /**
  * Work queued like an email, in the caller's transaction, and done by the worker afterwards: a
@@ -103,8 +90,8 @@ export class MailOutbox {
   private readonly cipher: SecretBox;
   private readonly worker: PollingWorker;
   private readonly handlers = new Map<OutboxJob['name'], OutboxJobHandler>();
-  /** When the database last failed this worker (a claim, a renewal, a mark); see {@link CLAIM_PAUSE_AFTER_FAILURE_MS}. */
-  private lastFailureAt = Number.NEGATIVE_INFINITY;
+  /** When the database last failed this worker (a claim, a renewal, a mark), and marks retried until they land. */
+  private readonly settling: SettleRetry;
   /** Aborted by {@link stop} to cut the sends still in flight. */
   private readonly cut = new AbortController();
   /** Until when {@link stop} lets the sends in flight go on (see {@link drainUntil}); by default it cuts them at once. */
@@ -121,9 +108,10 @@ export class MailOutbox {
   ) {
     this.cipher = new SecretBox(key);
     this.worker = new PollingWorker(() => this.drain(), options.pollIntervalMs, (error) => {
-      this.lastFailureAt = Date.now();
+      this.settling.failed();
       if (!this.outages.record(error)) this.logger.error({ err: error }, 'mail outbox worker failed; retrying later');
     });
+    this.settling = new SettleRetry(() => this.worker.stopping);
     orm.em.getEventManager().registerSubscriber(new WakeAfterCommit(() => this.wake()));
   }
 
@@ -190,7 +178,7 @@ export class MailOutbox {
       // Just after the database failed us: the marks of a worker that was sending land first. The
       // database is still asked meanwhile, so the pause runs from when it answers again (a failure
       // here is recorded by the worker like any other), however long the outage.
-      if (Date.now() - this.lastFailureAt < CLAIM_PAUSE_AFTER_FAILURE_MS) {
+      if (this.settling.pausing()) {
         await this.orm.em.fork().getConnection().execute('select 1');
         return;
       }
@@ -225,7 +213,7 @@ export class MailOutbox {
         [this.options.leaseMs, pgArray(ids)],
       );
     } catch (error) {
-      this.lastFailureAt = Date.now();
+      this.settling.failed();
       // An outage of the database is logged once per interval (OutageLog); anything else each time.
       if (!this.outages.record(error)) this.logger.warn({ err: error }, 'could not renew the claims of emails being sent');
     }
@@ -305,18 +293,10 @@ export class MailOutbox {
    * still renewed; gives up only once the worker is stopping and a few more tries failed (`false`).
    * Failures count as an outage of the database (logged once per interval).
    */
-  private async recordUntilItLands(row: ClaimedRow, write: () => Promise<unknown>): Promise<boolean> {
-    for (let attempt = 0; ; attempt += 1) {
-      try {
-        await write();
-        return true;
-      } catch (error) {
-        this.lastFailureAt = Date.now();
-        if (this.worker.stopping && attempt >= MARK_RETRY_DELAYS_MS.length) return false;
-        if (!this.outages.record(error) && attempt === 0) this.logger.warn({ err: error, mailId: row.id }, 'recording what became of an email failed; retrying');
-        await new Promise((resolve) => setTimeout(resolve, MARK_RETRY_DELAYS_MS[Math.min(attempt, MARK_RETRY_DELAYS_MS.length - 1)]));
-      }
-    }
+  private recordUntilItLands(row: ClaimedRow, write: () => Promise<unknown>): Promise<boolean> {
+    return this.settling.untilItLands(write, (error, attempt) => {
+      if (!this.outages.record(error) && attempt === 0) this.logger.warn({ err: error, mailId: row.id }, 'recording what became of an email failed; retrying');
+    });
   }
 }
 
