@@ -16,7 +16,7 @@ export const LIMITS = {
   loginPerIdentifier: { points: 10, durationSeconds: 15 * 60 },
   /**
    * Sign-in attempts presenting one device's valid device token, and re-authentications of one
-   * signed-in device session while strangers hold the account's backoff (a success starts over).
+   * signed-in device session (a success starts over).
    */
   loginPerDevice: { points: 10, durationSeconds: 60 * 60 },
   /**
@@ -35,11 +35,12 @@ export const LIMITS = {
   codeAttemptsPerAccount: { points: 10, durationSeconds: 15 * 60 },
   /**
    * Tries the account's own devices make outside its backoff — second-factor codes of sign-ins from
-   * trusted devices, and re-authentications of signed-in sessions while strangers hold the backoff —
-   * since one of them last succeeded: NIST SP 800-63B §5.2.2's cap of 100 consecutive failures for
-   * the tries strangers cannot reach. Beyond it those tries are the account's, like a stranger's.
+   * trusted devices, and every re-authentication of a signed-in session — under its current
+   * credentials (the key names their version: a reset or change starts over) since one of them last
+   * succeeded: NIST SP 800-63B §5.2.2's cap of 100 consecutive failures for the tries strangers
+   * cannot reach. The window only lets a forgotten count go after a year.
    */
-  ownDeviceTriesPerAccount: { points: 100, durationSeconds: 30 * 24 * 60 * 60 },
+  ownDeviceTriesPerAccount: { points: 100, durationSeconds: 365 * 24 * 60 * 60 },
 } as const;
 
 export type LimitName = keyof typeof LIMITS;
@@ -184,10 +185,16 @@ export class RateLimits {
     if (limiter) await this.store(() => limiter.penalty(key, 1));
   }
 
-  /** Gives back one attempt counted under `name` for `key` (work it was counted for did not happen). */
+  /**
+   * Gives back one attempt counted under `name` for `key` (work it was counted for did not happen).
+   * Not to a window that has ended since: that count is gone already, and a new window must not start
+   * below zero.
+   */
   async refund(name: LimitName, key: string): Promise<void> {
     const limiter = this.limiters.get(name);
-    if (limiter) await this.store(() => limiter.reward(key, 1));
+    if (!limiter) return;
+    const state = await this.store(() => limiter.get(key));
+    if (state && state.consumedPoints > 0) await this.store(() => limiter.reward(key, 1));
   }
 
   /** Forgets the counts of `key` (e.g. a successful sign-in clears its identifier's failures). */

@@ -102,9 +102,9 @@ export async function createServices(config: Config, database: Database, logger:
   const totp = new TotpAuthenticator(new SecretBox(keys.totpSecrets), new URL(config.appUrl).hostname);
   const recoveryCodes = new RecoveryCodes(keys.recoveryCodes);
   const secondFactor = new SecondFactor(totp, recoveryCodes, audit, limits);
-  const reauthentication = new Reauthentication(backoff, passwords, secondFactor, limits);
   const notices = new SecurityNotices(tokens, outbox);
   const guard = new LoginGuard(users, limits, backoff, new DeviceTokens(keys.deviceTokens));
+  const reauthentication = new Reauthentication(guard, passwords, secondFactor);
   const verification = new VerificationService(tokens, outbox, audit, limits, users);
   const accessTokens = await AccessTokens.create(config.jwtSigning, config.jwtSecret, config.appUrl, config.tokenLifetimes.accessTokenSeconds);
   const mfa = new MfaService({ totp, recoveryCodes, secondFactor, reauthentication, tokens, notices, audit, limits });

@@ -118,6 +118,40 @@ describe('device tokens', () => {
     expect(changed.errors, JSON.stringify(changed.errors)).toBeUndefined();
   });
 
+  it("give a stolen session 100 guesses at the password in all, hour after hour, then only a reset goes on; the reset's credentials start over", async () => {
+    const owner = await newOwner();
+    const changePassword = (token: string, currentPassword: string) =>
+      server.graphql(CHANGE_PASSWORD, { input: { currentPassword, newPassword: `a fresh passphrase ${randomBytes(4).toString('hex')}` } }, { token, headers: fromFreshAddress() });
+    // Ten guesses an hour; the hours pass here by expiring the sessions' hourly windows (the cap under
+    // test is not aged). Before, the session's guesses came back with every 30-day window, and its
+    // own failures kept the account waiting so that it could go on past the account's cap.
+    const answers: Array<string | undefined> = [];
+    for (let hour = 0; hour < 11 && !answers.includes('RATE_LIMITED'); hour += 1) {
+      await server.sql("update rate_limits set expire = 0 where key like 'loginPerDevice:session:%'");
+      for (let guess = 0; guess < DEVICE_ATTEMPTS; guess += 1) {
+        const answer = await changePassword(owner.accessToken, wrongPassword());
+        answers.push(errorCode(answer));
+        if (errorCode(answer) === 'RATE_LIMITED') {
+          expect(answer.errors![0].message).toMatch(/reset the password/);
+          break;
+        }
+      }
+    }
+    expect(answers.filter((code) => code === 'BAD_USER_INPUT')).toHaveLength(FAILURES_BEFORE_RESET);
+    expect(answers.at(-1)).toBe('RATE_LIMITED');
+    // Even the right password waits for the reset; the account's sign-in was never touched.
+    expect(errorCode(await changePassword(owner.accessToken, owner.password))).toBe('RATE_LIMITED');
+    expect(await failedLoginCount(owner.user.id)).toBe(0);
+
+    // The owner resets the password: new credentials, a cap of their own.
+    await server.graphql('mutation F($input: ForgotPasswordInput!) { forgotPassword(input: $input) }', { input: { identifier: owner.user.email } }, { headers: fromFreshAddress() });
+    const token = resetTokenOf(await smtp.waitFor((mail) => mail.to === owner.user.email && mail.subject === 'Reset your password'));
+    const newPassword = `the owner's own again ${randomBytes(4).toString('hex')}`;
+    expect((await server.graphql('mutation R($input: ResetPasswordInput!) { resetPassword(input: $input) }', { input: { token, newPassword } }, { headers: fromFreshAddress() })).errors).toBeUndefined();
+    const signedIn = await login(owner.user.email, newPassword, owner.deviceToken);
+    expect(errorCode(await changePassword(signedIn.data!.login.accessToken, newPassword))).toBeUndefined();
+  });
+
   it('make failures count against that device only, never against the account', async () => {
     const owner = await newOwner();
     const other = await login(owner.user.email, owner.password);

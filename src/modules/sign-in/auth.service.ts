@@ -178,7 +178,8 @@ export class AuthService {
     const bound = JSON.parse(challenge.target ?? '{}') as MfaChallenge;
     // A trusted device pays for its codes on its own until the trusted devices' cap; beyond it the
     // try is the account's, as a stranger's would be.
-    const device = bound.trustedDevice && (await this.deps.guard.admitDeviceCode(bound.trustedDevice, userId)) ? bound.trustedDevice : null;
+    const ownDevices = { id: userId, credentialsVersion: bound.credentialsVersion };
+    const device = bound.trustedDevice && (await this.deps.guard.admitDeviceCode(bound.trustedDevice, ownDevices)) ? bound.trustedDevice : null;
     if (!device) {
       const waiting = (await this.deps.guard.backoff.reserve(em, LoginBackoff.byId(userId)))?.refusal;
       if (waiting) throw new RateLimitedError(waiting.retryAfterSeconds, 'Too many failed sign-ins for this account. Try again later.');
@@ -203,7 +204,7 @@ export class AuthService {
     });
     if (!issued) throw new BadUserInputError(INVALID_MFA, 'code');
     if (bound.trustedDevice) await this.deps.guard.forgetDevice(bound.trustedDevice);
-    await this.deps.guard.forgetDeviceCodes(userId);
+    await this.deps.guard.forgetOwnDevices(ownDevices);
     if (bound.formerDevice) await this.deps.guard.forgetFormerDevices(userId);
     return this.signIn(em, issued);
   }

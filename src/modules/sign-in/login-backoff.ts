@@ -70,35 +70,4 @@ export class LoginBackoff {
   static byId(userId: string): IdentifierMatch {
     return { sql: '"id" = ?', params: [userId] };
   }
-
-  /**
-   * Forgets the failures after a successful re-authentication by `counted` (the account as the
-   * statement that counted the attempt read it). Only while its credentials are still those: a
-   * lockdown or reset that committed during the password check (the account waiting for a reset,
-   * or a reset that cleared it already) is not undone by a request that was already on its way.
-   * Nor is the cap: only a password reset opens an account that reached it.
-   */
-  async clear(em: EntityManager, counted: User): Promise<void> {
-    await em.nativeUpdate(
-      User,
-      { id: counted.id, credentialsVersion: counted.credentialsVersion, failedLoginCount: { $lt: FAILED_LOGINS_BEFORE_RESET } },
-      { failedLoginCount: 0, loginBlockedUntil: null },
-    );
-  }
-
-  /**
-   * Takes back the attempt `counted` made, which proved the password but was stopped by a check of
-   * the operation before its code was asked for (an email change to a taken address): neither a
-   * failure nor a complete proof. The delay ends once the count is below the free failures again.
-   */
-  async refund(em: EntityManager, counted: User): Promise<void> {
-    await em.getConnection().execute(
-      `update "users" set "failed_login_count" = "failed_login_count" - 1,
-              "login_blocked_until" = case when "failed_login_count" - 1 >= ${FREE_FAILED_LOGINS} then "login_blocked_until" end
-        where "id" = ? and "credentials_version" = ? and "failed_login_count" between 1 and ${FAILED_LOGINS_BEFORE_RESET - 1}`,
-      [counted.id, counted.credentialsVersion],
-      'run',
-      em.getTransactionContext(),
-    );
-  }
 }

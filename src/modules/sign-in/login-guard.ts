@@ -1,6 +1,6 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { RateLimitedError } from '../../errors.js';
-import type { RateLimits } from '../../rate-limits.js';
+import { LIMITS, type RateLimits } from '../../rate-limits.js';
 import type { User } from '../users/user.entity.js';
 import { identifierMatch, type UserService } from '../users/user.service.js';
 import type { DeviceOwner, DeviceTokens } from './device-tokens.js';
@@ -29,6 +29,16 @@ export interface LoginAttempt {
 
 /** The key under which an account's former devices share the per-identifier limit. */
 const formerDevicesKey = (userId: string) => `former-devices:${userId}`;
+
+/** The account whose own devices share a cap, under the credentials it has (a reset or change starts over). */
+export interface OwnDevicesOf {
+  id: string;
+  credentialsVersion: number;
+}
+const ownDevicesKey = (account: OwnDevicesOf) => `${account.id}:${account.credentialsVersion}`;
+/** The device key of a signed-in device session's re-authentications. */
+const sessionKey = (family: string) => `session:${family}`;
+const REAUTHENTICATION_WAIT = 'Too many wrong passwords or codes in this session. Try again later.';
 
 /**
  * The guard's answer, with the account the identifier names (`null` when none): go ahead, or a
@@ -156,15 +166,49 @@ export class LoginGuard {
   /**
    * Counts a second-factor try of a sign-in from a trusted device (verifyMfa) like a password try
    * from that device, before the code is checked: such a device gets the device's budget of codes
-   * and spends nothing of the account's, up to the cap all trusted devices of the account share
-   * (`ownDeviceTriesPerAccount`, 100 since one of them last succeeded). RATE_LIMITED beyond the
-   * device's budget; `false` beyond the cap, where the try is the account's like a stranger's
-   * (its backoff, and its own cap of 100). {@link forgetDevice} after the sign-in commits.
+   * and spends nothing of the account's, within the cap of the account's own devices (see
+   * {@link admitOwnDevice}). RATE_LIMITED beyond the device's budget; `false` beyond the cap, where
+   * the try is the account's like a stranger's (its backoff, and its own cap of 100).
+   * {@link forgetOwnDevice} after the sign-in commits.
    */
-  async admitDeviceCode(deviceId: string, userId: string): Promise<boolean> {
-    const refused = await this.limits.refusal('loginPerDevice', deviceId);
-    if (refused) throw new RateLimitedError(refused.retryAfter, 'Too many failed sign-ins on this device. Try again later.');
-    return this.limits.allows('ownDeviceTriesPerAccount', userId);
+  admitDeviceCode(deviceId: string, account: OwnDevicesOf): Promise<boolean> {
+    return this.admitOwnDevice(deviceId, account, 'Too many failed sign-ins on this device. Try again later.');
+  }
+
+  /**
+   * Counts a re-authentication of a signed-in device session (the password, and a code where asked
+   * for) before it is checked: the session's budget (10 an hour) within the cap of the account's own
+   * devices. Strangers' guesses never touch either, so they cannot keep the owner from changing the
+   * password; a stolen session gets 10 guesses an hour and 100 in all, then a reset is needed.
+   */
+  async admitSession(family: string, account: OwnDevicesOf): Promise<void> {
+    if (!(await this.admitOwnDevice(sessionKey(family), account, REAUTHENTICATION_WAIT))) {
+      throw new RateLimitedError(LIMITS.loginPerDevice.durationSeconds, 'Too many wrong passwords or codes: reset the password of this account to go on.');
+    }
+  }
+
+  /** Gives back a re-authentication's count: it proved the password and was stopped by a check of the operation. */
+  async refundSession(family: string, account: OwnDevicesOf): Promise<void> {
+    await this.limits.refund('loginPerDevice', sessionKey(family));
+    await this.limits.refund('ownDeviceTriesPerAccount', ownDevicesKey(account));
+  }
+
+  /** After a complete re-authentication: the session's and the own devices' counts start over. */
+  async forgetSession(family: string, account: OwnDevicesOf): Promise<void> {
+    await this.forgetOwnDevice(sessionKey(family), account);
+  }
+
+  /** One try of the account's own device `key`: RATE_LIMITED beyond its budget, `false` beyond the own devices' cap. */
+  private async admitOwnDevice(key: string, account: OwnDevicesOf, wait: string): Promise<boolean> {
+    const refused = await this.limits.refusal('loginPerDevice', key);
+    if (refused) throw new RateLimitedError(refused.retryAfter, wait);
+    return this.limits.allows('ownDeviceTriesPerAccount', ownDevicesKey(account));
+  }
+
+  /** After a success of the account's own device `key` has committed: its count and the own devices' cap start over. */
+  async forgetOwnDevice(key: string, account: OwnDevicesOf): Promise<void> {
+    await this.forgetDevice(key);
+    await this.limits.reset('ownDeviceTriesPerAccount', ownDevicesKey(account));
   }
 
   /** After a sign-in from a former device has committed: the former devices' shared budget starts over. */
@@ -179,8 +223,8 @@ export class LoginGuard {
   }
 
   /** After a sign-in with a second factor has committed: the tries of the account's own devices start over. */
-  async forgetDeviceCodes(userId: string): Promise<void> {
-    await this.limits.reset('ownDeviceTriesPerAccount', userId);
+  async forgetOwnDevices(account: OwnDevicesOf): Promise<void> {
+    await this.limits.reset('ownDeviceTriesPerAccount', ownDevicesKey(account));
   }
 
   /**

@@ -1,19 +1,18 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
-import { BadUserInputError, RateLimitedError } from '../../errors.js';
-import type { RateLimits } from '../../rate-limits.js';
+import { BadUserInputError } from '../../errors.js';
 import type { SecondFactor } from '../mfa/second-factor.js';
 import type { PasswordHasher } from '../passwords/password.js';
 import type { RequestMeta } from '../sessions/request-meta.js';
-import { LoginBackoff, type LoginRefusal } from './login-backoff.js';
+import type { LoginGuard } from './login-guard.js';
 
-/** The signed-in caller who is asked to prove it again: its account, device session and stored password hash. */
+/** The signed-in caller who is asked to prove it again: its account, device session, credentials and stored password hash. */
 export interface Reauthenticating {
   user: { id: string; mfaEnabledAt: Date | null };
   session: { family: string };
+  /** The version of the credentials when the request began: the own devices' cap is theirs. */
+  credentialsVersion: number;
   passwordHash: string;
 }
-
-const WAIT = 'Too many wrong passwords or codes for this account. Try again later.';
 
 /** What the caller presents: the current password, and a TOTP or recovery code where MFA is on. */
 export interface Proof {
@@ -32,66 +31,54 @@ export interface Proof {
 /**
  * Re-authentication of a signed-in user before a sensitive operation (changePassword, deleteMe,
  * email change, MFA changes): the one place that asks for the current password and, for the
- * operations that say so, the second factor. Every attempt counts in the account's backoff like a
- * sign-in, so a stolen session cannot be used to guess the password or a code at full speed. While
- * the account waits (strangers' wrong passwords, say), the signed-in device session pays instead,
- * like a trusted device at sign-in: 10 an hour, within the cap the account's own devices share
- * (`ownDeviceTriesPerAccount`), so strangers cannot keep the owner from changing the password.
+ * operations that say so, the second factor. Every attempt is the device session's, counted before
+ * the check (see LoginGuard.admitSession): 10 an hour, and 100 in all across the account's own
+ * devices until one succeeds, then only a password reset goes on. The account's backoff is for
+ * sign-ins: strangers' guesses there never keep the owner from changing the password, and a stolen
+ * session's guesses never lock the owner out of signing in.
  */
 export class Reauthentication {
   constructor(
-    private readonly backoff: LoginBackoff,
+    private readonly guard: LoginGuard,
     private readonly passwords: PasswordHasher,
     private readonly secondFactor: SecondFactor,
-    private readonly limits: RateLimits,
   ) {}
 
   /**
-   * Checks `proof` for `caller`. Throws RATE_LIMITED while the account waits, BAD_USER_INPUT on the
-   * password field for a wrong password, and on `code` for a missing or wrong code where one is
-   * asked for; only a complete proof clears the account's failures.
+   * Checks `proof` for `caller`. Throws RATE_LIMITED beyond the session's budget, BAD_USER_INPUT on
+   * the password field for a wrong password, and on `code` for a missing or wrong code where one is
+   * asked for; only a complete proof starts the counts over.
    */
   async confirm(em: EntityManager, caller: Reauthenticating, proof: Proof, meta: RequestMeta): Promise<void> {
-    const reservation = await this.backoff.reserve(em, LoginBackoff.byId(caller.user.id));
-    // The account's backoff counted this attempt, or (while it waits) the device session pays.
-    const sessionPays = reservation?.refusal ? await this.admitSession(caller, reservation.refusal) : null;
+    const account = { id: caller.user.id, credentialsVersion: caller.credentialsVersion };
+    const family = caller.session.family;
+    await this.guard.admitSession(family, account);
     if (!(await this.passwords.verify(proof.password, caller.passwordHash))) throw new BadUserInputError('The password is incorrect.', proof.passwordField);
-    const counted = reservation && !reservation.refusal ? reservation.user : null;
     // MFA as the row is now, not as the request began: an enrollment that just committed counts.
-    const mfaOn = (reservation?.user ?? caller.user).mfaEnabledAt !== null;
-    // Only a complete proof forgets the failures: with MFA on, a password alone must not wipe the
-    // wrong codes counted before it.
-    const complete = !mfaOn || proof.code !== undefined;
+    const mfaOn = await this.mfaOn(em, caller.user.id);
     try {
       await proof.beforeCode?.();
     } catch (error) {
-      // The right password, stopped by the operation's own check: no failure to count against the
-      // owner (a taken address, asked for five times, must not lock the account).
-      if (counted) await (mfaOn ? this.backoff.refund(em, counted) : this.backoff.clear(em, counted));
+      // The right password, stopped by the operation's own check (a taken address): no failure.
+      await this.guard.refundSession(family, account);
       throw error;
     }
     if (proof.code !== undefined && mfaOn) {
       if (!proof.code) throw new BadUserInputError('Enter a code from your authenticator app, or a recovery code.', 'code');
       if (!(await this.secondFactor.check(em, caller.user.id, proof.code, meta))) throw new BadUserInputError('The code is incorrect or was used already.', 'code');
     }
-    if (!complete) return;
-    if (counted) await this.backoff.clear(em, counted);
-    if (sessionPays) {
-      // The strangers' failures stay counted (as after a trusted device's sign-in).
-      await this.limits.reset('loginPerDevice', sessionPays);
-      await this.limits.reset('ownDeviceTriesPerAccount', caller.user.id);
-    }
+    // Only a complete proof forgets the failures: with MFA on, a password alone must not wipe the
+    // wrong codes counted before it.
+    if (!mfaOn || proof.code !== undefined) await this.guard.forgetSession(family, account);
   }
 
-  /**
-   * The account waits: the signed-in device session may try on its own budget, within the cap of
-   * the account's own devices (the key it paid under is returned); RATE_LIMITED beyond either.
-   */
-  private async admitSession(caller: Reauthenticating, waiting: LoginRefusal): Promise<string> {
-    const key = `session:${caller.session.family}`;
-    const refused = await this.limits.refusal('loginPerDevice', key);
-    if (refused) throw new RateLimitedError(refused.retryAfter, WAIT);
-    if (!(await this.limits.allows('ownDeviceTriesPerAccount', caller.user.id))) throw new RateLimitedError(waiting.retryAfterSeconds, WAIT);
-    return key;
+  private async mfaOn(em: EntityManager, userId: string): Promise<boolean> {
+    const [row] = await em.getConnection().execute<Array<{ on: boolean }>>(
+      `select "mfa_enabled_at" is not null as "on" from "users" where "id" = ?`,
+      [userId],
+      'all',
+      em.getTransactionContext(),
+    );
+    return row?.on ?? false;
   }
 }
