@@ -124,6 +124,8 @@ describe("an admin's correction of the address after a hijack", () => {
     const corrected = await server.graphql(UPDATE_USER.replace('{ id role active }', '{ id email }'), { id: owner.user.id, input: { email: ownerAddress } }, { token: adminToken });
     expect(corrected.data?.updateUser.email).toBe(ownerAddress);
     const linkFromAdminNotice = lockdownTokenOf(await noticeTo(theirs, 'Your email address was changed'));
+    // The hijacker's session ended with the admin's change.
+    expect((await server.graphql(ME, {}, { token: owner.accessToken })).errors?.[0].extensions?.reason).toBe('SESSION_ENDED');
     // The owner resets the password at their address and signs in.
     expect((await server.graphql(FORGOT_PASSWORD, { input: { identifier: ownerAddress } })).data?.forgotPassword).toBe(true);
     const resetMail = await smtp.waitFor((mail) => mail.to === ownerAddress && mail.subject === 'Reset your password');

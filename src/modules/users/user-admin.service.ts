@@ -93,8 +93,13 @@ export class UserAdminService {
       }
       const other = ['email', 'username', 'firstName', 'lastName'].some((field) => field in changes) || (!previous.active && updated.active);
       if (other) this.audit.record(tx, AuditEventType.USER_UPDATED, subject, meta);
-      // The old address hears of it, with a "this wasn't me" link that cannot undo the admin's change.
-      if (updated.email !== previous.email) await this.notices.sendAfterAdminEmailChange(tx, updated, previous.email);
+      if (updated.email !== previous.email) {
+        // As a confirmed change of the address ends the other sessions, an admin's ends them all: a
+        // correction after a hijack leaves the hijacker nothing signed in.
+        if (previous.active) await this.sessions.endAllOf(account, SessionEndReason.EMAIL_CHANGED);
+        // The old address hears of it, with a "this wasn't me" link that cannot undo the admin's change.
+        await this.notices.sendAfterAdminEmailChange(tx, updated, previous.email);
+      }
       await tx.flush();
       return updated;
     });
