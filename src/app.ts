@@ -311,6 +311,8 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     orm,
     logger,
     listen() {
+      // A closed app has no database left to serve from.
+      if (closing) return Promise.reject(new Error('the app is closed'));
       return new Promise((resolve, reject) => {
         server.once('error', reject);
         server.listen(config.port, config.host, () => {

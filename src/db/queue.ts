@@ -1,6 +1,8 @@
+import { performance } from 'node:perf_hooks';
 import { type Opt, Property } from '@mikro-orm/core';
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { BaseEntity } from './base.entity.js';
+import { isDatabaseUnavailable } from './outage.js';
 
 /**
  * Columns of a row in a work queue the workers of several instances share (the mail outbox, the
@@ -49,8 +51,8 @@ export interface ClaimSpec {
 
 /**
  * The end of a lease of `?` milliseconds from now, on the database's clock: every instance, whatever
- * its own clock says, agrees when a claim lapses. Whole milliseconds, so the value a worker reads
- * back (a JavaScript Date) matches the stored one exactly when it settles the row by it.
+ * its own clock says, agrees when a claim lapses. (A worker that settles a row by its claim compares
+ * the value it read back, which the ORM hands over as PostgreSQL's own text, so it matches exactly.)
  */
 export const LEASE_END = `date_trunc('milliseconds', now() + ? * interval '1 millisecond')`;
 
@@ -100,28 +102,41 @@ export const SETTLE_RETRY_DELAYS_MS = [50, 200, 500, 1000, 2000];
 export const CLAIM_PAUSE_AFTER_FAILURE_MS = 3 * SETTLE_RETRY_DELAYS_MS[SETTLE_RETRY_DELAYS_MS.length - 1]!;
 
 /**
+ * Why an attempt (an SMTP send, a webhook POST) was cut by its worker's stop: not the receiver's
+ * failure, so it costs no attempt and its row is handed back.
+ */
+export class ShutdownError extends Error {
+  constructor() {
+    super('the server shut down during the attempt');
+  }
+}
+
+/**
  * What a queue's worker remembers of the database's failures: when it last failed (a claim, a
  * renewal, a record), so the worker pauses its claims after it ({@link CLAIM_PAUSE_AFTER_FAILURE_MS}),
- * and how to record what became of a claimed row until it lands.
+ * and how to record what became of a claimed row until it lands. Times are the process's monotonic
+ * clock: a step of the wall clock neither stretches nor shortens the pause.
  */
 export class SettleRetry {
   private lastFailureAt = Number.NEGATIVE_INFINITY;
 
   constructor(private readonly stopping: () => boolean) {}
 
-  /** The database failed this worker now. */
-  failed(): void {
-    this.lastFailureAt = Date.now();
+  /** The database failed this worker with `error`: an outage pauses its claims (other errors are the statement's own). */
+  failed(error: unknown): void {
+    if (isDatabaseUnavailable(error)) this.lastFailureAt = performance.now();
   }
 
   /** Whether the worker should claim nothing yet (it still asks the database meanwhile). */
   pausing(): boolean {
-    return Date.now() - this.lastFailureAt < CLAIM_PAUSE_AFTER_FAILURE_MS;
+    return performance.now() - this.lastFailureAt < CLAIM_PAUSE_AFTER_FAILURE_MS;
   }
 
   /**
-   * Runs `write` until it lands; gives up only once the worker is stopping and a few more tries
-   * failed (`false`). `onFailure` hears of each failure (the first one of a row is worth a line).
+   * Runs `write` until it lands while the database cannot be reached; gives up (`false`) once the
+   * worker is stopping and a few more tries failed, and after a few tries of an error that is not an
+   * outage (the statement itself fails: trying for ever would hold the row and the worker's round).
+   * `onFailure` hears of each failure (the first one of a row is worth a line).
    */
   async untilItLands(write: () => Promise<unknown>, onFailure: (error: unknown, attempt: number) => void): Promise<boolean> {
     for (let attempt = 0; ; attempt += 1) {
@@ -129,9 +144,10 @@ export class SettleRetry {
         await write();
         return true;
       } catch (error) {
-        this.failed();
-        if (this.stopping() && attempt >= SETTLE_RETRY_DELAYS_MS.length) return false;
+        this.failed(error);
         onFailure(error, attempt);
+        const lastTry = attempt >= SETTLE_RETRY_DELAYS_MS.length;
+        if (lastTry && (this.stopping() || !isDatabaseUnavailable(error))) return false;
         await new Promise((resolve) => setTimeout(resolve, SETTLE_RETRY_DELAYS_MS[Math.min(attempt, SETTLE_RETRY_DELAYS_MS.length - 1)]));
       }
     }

@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import { ChangeSetType, type EventSubscriber, type FlushEventArgs, type TransactionEventArgs } from '@mikro-orm/core';
 import type { EntityManager, MikroORM } from '@mikro-orm/postgresql';
 import type { LinkTargets } from '../config/config.js';
@@ -5,7 +6,7 @@ import type { OutageLog } from '../db/outage.js';
 import type { Logger } from '../logger.js';
 import type { WebhookEvent } from '../modules/webhooks/user-events.js';
 import { pgArray } from '../db/pg-array.js';
-import { claimDue, LEASE_END, SettleRetry } from '../db/queue.js';
+import { claimDue, LEASE_END, SettleRetry, ShutdownError } from '../db/queue.js';
 import { PollingWorker } from '../polling-worker.js';
 import { SecretBox } from '../secret-box.js';
 import { MailMessage } from './mail-message.entity.js';
@@ -55,13 +56,6 @@ export type OutboxJobHandler<J extends OutboxJob = OutboxJob> = (job: J) => Prom
 
 const MAX_RETRY_DELAY_MS = 60 * 60_000;
 
-/** Why a send was cut by {@link MailOutbox.stop}: not the SMTP server's failure, so it costs no attempt. */
-class ShutdownError extends Error {
-  constructor() {
-    super('the server shut down during the attempt');
-  }
-}
-
 interface ClaimedRow {
   id: string;
   recipient: string;
@@ -92,10 +86,10 @@ export class MailOutbox {
   private readonly handlers = new Map<OutboxJob['name'], OutboxJobHandler>();
   /** When the database last failed this worker (a claim, a renewal, a mark), and marks retried until they land. */
   private readonly settling: SettleRetry;
-  /** Aborted by {@link stop} to cut the sends still in flight. */
+  /** Aborted by {@link stop} to cut the sends still in flight (each send listens to it: no listener limit). */
   private readonly cut = new AbortController();
-  /** Until when {@link stop} lets the sends in flight go on (see {@link drainUntil}); by default it cuts them at once. */
-  private drainDeadline = Number.NEGATIVE_INFINITY;
+  /** Until when sends may go on (see {@link drainUntil}): none is started after it. Without one, {@link stop} cuts them at once. */
+  private drainDeadline = Number.POSITIVE_INFINITY;
 
   constructor(
     private readonly orm: MikroORM,
@@ -107,8 +101,9 @@ export class MailOutbox {
     private readonly options: OutboxOptions = DEFAULT_OUTBOX_OPTIONS,
   ) {
     this.cipher = new SecretBox(key);
+    setMaxListeners(0, this.cut.signal);
     this.worker = new PollingWorker(() => this.drain(), options.pollIntervalMs, (error) => {
-      this.settling.failed();
+      this.settling.failed(error);
       if (!this.outages.record(error)) this.logger.error({ err: error }, 'mail outbox worker failed; retrying later');
     });
     this.settling = new SettleRetry(() => this.worker.stopping);
@@ -160,7 +155,8 @@ export class MailOutbox {
    */
   async stop(): Promise<void> {
     const round = this.worker.stop();
-    const cut = setTimeout(() => this.cut.abort(new ShutdownError()), Math.max(0, this.drainDeadline - Date.now()));
+    const deadline = Number.isFinite(this.drainDeadline) ? this.drainDeadline : Date.now();
+    const cut = setTimeout(() => this.cut.abort(new ShutdownError()), Math.max(0, deadline - Date.now()));
     try {
       await round;
     } finally {
@@ -174,7 +170,8 @@ export class MailOutbox {
    * it is settled (sent and marked, or its failure recorded), however the others fared.
    */
   private async drain(): Promise<void> {
-    while (!this.worker.stopping) {
+    // Past the drain limit nothing new is claimed: a send started now would be cut at once.
+    while (!this.worker.stopping && Date.now() < this.drainDeadline) {
       // Just after the database failed us: the marks of a worker that was sending land first. The
       // database is still asked meanwhile, so the pause runs from when it answers again (a failure
       // here is recorded by the worker like any other), however long the outage.
@@ -184,9 +181,12 @@ export class MailOutbox {
       }
       const claimed = await this.claim();
       if (claimed.length === 0) return;
-      const renewal = setInterval(() => void this.renew(claimed.map((row) => row.id)), this.options.leaseMs / 3);
+      // Renewed until each message is settled; one settled (sent, handed back, or due again later)
+      // is not claimed again by the renewal.
+      const unsettled = new Set(claimed.map((row) => row.id));
+      const renewal = setInterval(() => void this.renew([...unsettled]), this.options.leaseMs / 3);
       try {
-        const settled = await Promise.allSettled(claimed.map((row) => this.deliver(row)));
+        const settled = await Promise.allSettled(claimed.map((row) => this.deliver(row).finally(() => unsettled.delete(row.id))));
         const failed = settled.find((outcome): outcome is PromiseRejectedResult => outcome.status === 'rejected');
         if (failed) throw failed.reason;
       } finally {
@@ -213,7 +213,7 @@ export class MailOutbox {
         [this.options.leaseMs, pgArray(ids)],
       );
     } catch (error) {
-      this.settling.failed();
+      this.settling.failed(error);
       // An outage of the database is logged once per interval (OutageLog); anything else each time.
       if (!this.outages.record(error)) this.logger.warn({ err: error }, 'could not renew the claims of emails being sent');
     }
@@ -234,15 +234,16 @@ export class MailOutbox {
     } catch (error) {
       if (error instanceof ShutdownError) return this.release(row);
       // Only the error's own message: never the content, which may hold a token.
-      const reason = (error instanceof Error ? error.message : String(error)).slice(0, 500);
+      // NUL cannot be stored in text: an SMTP server's reply might hold one.
+      const reason = (error instanceof Error ? error.message : String(error)).replaceAll('\0', '').slice(0, 500);
       const givingUp = row.attempts >= this.options.maxAttempts;
       const delay = Math.min(this.options.retryBaseMs * 2 ** (row.attempts - 1), MAX_RETRY_DELAY_MS) * (0.8 + Math.random() * 0.4);
       await this.recordUntilItLands(row, () =>
         connection.execute(
           `update "mail_outbox" set "locked_until" = null, "last_error" = ?, "next_attempt_at" = now() + ? * interval '1 millisecond',
                   "failed_at" = case when ? then now() end, "payload" = case when ? then null else "payload" end
-            where "id" = ?`,
-          [reason, Math.round(delay), givingUp, givingUp, row.id],
+            where "id" = ? and "attempts" = ? and "sent_at" is null`,
+          [reason, Math.round(delay), givingUp, givingUp, row.id, row.attempts],
         ),
       );
       const details = { mailId: row.id, template: row.template, attempt: row.attempts, reason };
@@ -261,8 +262,10 @@ export class MailOutbox {
   private async release(row: ClaimedRow): Promise<void> {
     try {
       await this.orm.em.fork().getConnection().execute(
-        `update "mail_outbox" set "locked_until" = null, "attempts" = "attempts" - 1 where "id" = ? and "sent_at" is null and "failed_at" is null`,
-        [row.id],
+        // Only while the claim is still this attempt's (its count of attempts): one that lapsed
+        // and was claimed again meanwhile is the other worker's to settle.
+        `update "mail_outbox" set "locked_until" = null, "attempts" = "attempts" - 1 where "id" = ? and "attempts" = ? and "sent_at" is null and "failed_at" is null`,
+        [row.id, row.attempts],
       );
     } catch (error) {
       this.logger.warn({ err: error, mailId: row.id }, 'could not hand back an email whose send shutdown cut; its claim lapses by itself');

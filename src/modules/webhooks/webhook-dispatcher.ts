@@ -6,7 +6,7 @@ import type { MikroORM } from '@mikro-orm/postgresql';
 import { Webhook } from 'standardwebhooks';
 import type { OutageLog } from '../../db/outage.js';
 import type { Logger } from '../../logger.js';
-import { claimDue, SettleRetry } from '../../db/queue.js';
+import { claimDue, SettleRetry, ShutdownError } from '../../db/queue.js';
 import { PollingWorker } from '../../polling-worker.js';
 import type { SecretBox } from '../../secret-box.js';
 import { abortable, type DestinationPolicy, DestinationRefusedError } from './destination.js';
@@ -75,17 +75,13 @@ interface ClaimedMessage {
   event_type: string;
   body: string;
   attempts: number;
-  /** The claim's expiry as written by this claim: the settle statement finds the row only while it still holds. */
-  locked_until: Date;
+  /**
+   * The claim's expiry as written by this claim, as PostgreSQL's text (the ORM reads timestamps so):
+   * the settle statement finds the row only while it still holds.
+   */
+  locked_until: string;
   url: string;
   secret: string;
-}
-
-/** Why an attempt was cut by {@link WebhookDispatcher.stop}: not the endpoint's failure, so it costs no attempt. */
-class ShutdownError extends Error {
-  constructor() {
-    super('the server shut down during the attempt');
-  }
 }
 
 /** What one attempt came to: the status the endpoint answered (if it did) and why it failed (if it did). */
@@ -145,7 +141,7 @@ export class WebhookDispatcher {
     private readonly options: WebhookDispatchOptions = DEFAULT_WEBHOOK_OPTIONS,
   ) {
     this.worker = new PollingWorker(() => this.drain(), options.pollIntervalMs, (error) => {
-      this.settling.failed();
+      this.settling.failed(error);
       if (!outages.record(error)) this.logger.error({ err: error }, 'webhook dispatcher failed; retrying later');
     });
     this.settling = new SettleRetry(() => this.worker.stopping);
