@@ -49,12 +49,15 @@ export interface ClaimSpec {
   only?: string;
 }
 
+/** `?` milliseconds from now, on the database's clock (for due times and leases). */
+export const IN_MS = `now() + ? * interval '1 millisecond'`;
+
 /**
  * The end of a lease of `?` milliseconds from now, on the database's clock: every instance, whatever
  * its own clock says, agrees when a claim lapses. (A worker that settles a row by its claim compares
  * the value it read back, which the ORM hands over as PostgreSQL's own text, so it matches exactly.)
  */
-export const LEASE_END = `date_trunc('milliseconds', now() + ? * interval '1 millisecond')`;
+export const LEASE_END = `date_trunc('milliseconds', ${IN_MS})`;
 
 /**
  * Claims up to `limit` due rows for `leaseMs` and counts an attempt on each, in one statement:

@@ -6,7 +6,7 @@ import type { OutageLog } from '../db/outage.js';
 import type { Logger } from '../logger.js';
 import type { WebhookEvent } from '../modules/webhooks/user-events.js';
 import { pgArray } from '../db/pg-array.js';
-import { claimDue, LEASE_END, SettleRetry, ShutdownError } from '../db/queue.js';
+import { claimDue, IN_MS, LEASE_END, SettleRetry, ShutdownError } from '../db/queue.js';
 import { PollingWorker } from '../polling-worker.js';
 import { SecretBox } from '../secret-box.js';
 import { MailMessage } from './mail-message.entity.js';
@@ -240,7 +240,7 @@ export class MailOutbox {
       const delay = Math.min(this.options.retryBaseMs * 2 ** (row.attempts - 1), MAX_RETRY_DELAY_MS) * (0.8 + Math.random() * 0.4);
       await this.recordUntilItLands(row, () =>
         connection.execute(
-          `update "mail_outbox" set "locked_until" = null, "last_error" = ?, "next_attempt_at" = now() + ? * interval '1 millisecond',
+          `update "mail_outbox" set "locked_until" = null, "last_error" = ?, "next_attempt_at" = ${IN_MS},
                   "failed_at" = case when ? then now() end, "payload" = case when ? then null else "payload" end
             where "id" = ? and "attempts" = ? and "sent_at" is null`,
           [reason, Math.round(delay), givingUp, givingUp, row.id, row.attempts],

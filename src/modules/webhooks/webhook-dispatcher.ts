@@ -6,7 +6,7 @@ import type { MikroORM } from '@mikro-orm/postgresql';
 import { Webhook } from 'standardwebhooks';
 import type { OutageLog } from '../../db/outage.js';
 import type { Logger } from '../../logger.js';
-import { claimDue, SettleRetry, ShutdownError } from '../../db/queue.js';
+import { claimDue, IN_MS, SettleRetry, ShutdownError } from '../../db/queue.js';
 import { PollingWorker } from '../../polling-worker.js';
 import type { SecretBox } from '../../secret-box.js';
 import { abortable, type DestinationPolicy, DestinationRefusedError } from './destination.js';
@@ -356,7 +356,7 @@ export class WebhookDispatcher {
         settled = await this.orm.em.fork().getConnection().execute<unknown[]>(
           `with "settled" as (
              update "webhook_messages"
-                set "locked_until" = null, "next_attempt_at" = now() + ? * interval '1 millisecond',
+                set "locked_until" = null, "next_attempt_at" = ${IN_MS},
                     "delivered_at" = case when ? then now() end, "failed_at" = case when ? then now() end,
                     "body" = case when ? then null else "body" end
               where "id" = ? and "locked_until" = ?
