@@ -329,6 +329,23 @@ describe('forgotPassword bursts', () => {
   });
 });
 
+describe('sendVerificationEmail bursts', () => {
+  it('cost the account nothing beyond the emails they send: repeated clicks within the minute leave the budget whole', async () => {
+    const account = await newAccount();
+    await nthMail(account.email, VERIFICATION_SUBJECT, 1);
+    // Within the minute of the registration's code: each answers true and sends nothing.
+    for (let request = 0; request <= MAIL_REQUESTS_PER_IDENTIFIER; request += 1) {
+      expect((await call(SEND_VERIFICATION, {}, { ip: freshIp(), token: account.accessToken })).data?.sendVerificationEmail).toBe(true);
+    }
+    expect(await limiterPoints('mailRequestsPerIdentifier', account.id)).toBe(0);
+    // A minute later the next click sends (before, the clicks had spent the hour's budget).
+    await ageTokens(account.id);
+    expect((await call(SEND_VERIFICATION, {}, { ip: freshIp(), token: account.accessToken })).data?.sendVerificationEmail).toBe(true);
+    await nthMail(account.email, VERIFICATION_SUBJECT, 2);
+    expect(await limiterPoints('mailRequestsPerIdentifier', account.id)).toBe(1);
+  });
+});
+
 describe('verifyEmail', () => {
   it('refuses the 11th code attempt for one account within 15 minutes with RATE_LIMITED, even with a fresh right code and from a new IP', async () => {
     const account = await newAccount();

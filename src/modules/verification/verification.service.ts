@@ -33,20 +33,29 @@ export class VerificationService {
 
   /**
    * Sends a fresh code (voiding the previous one) unless the account is already verified or got a
-   * code less than a minute ago. Always `true`: the throttle is silent.
+   * code less than a minute ago. Always `true`: the throttle is silent. Only a request that sends
+   * counts toward the account's hourly budget (as with forgotPassword): repeated clicks within the
+   * minute, or on a verified account, cost it nothing.
    */
   async resend(em: EntityManager, userId: string, meta: RequestMeta): Promise<true> {
     await this.limits.consume('mailRequestsPerIp', meta.ip);
+    // Counted outside the transaction: the limiter's statements need a connection of their own.
     if (!(await this.limits.allows('mailRequestsPerIdentifier', userId))) return true;
-    await em.transactional(async (tx) => {
-      // The row lock serializes concurrent requests of one account, so the throttle holds.
-      const user = await tx.findOne(User, { id: userId }, { lockMode: LockMode.PESSIMISTIC_WRITE });
-      // Deleted since the request was authenticated: its sessions went with it.
-      if (!user) throw UnauthenticatedError.because(UnauthenticatedReason.SESSION_ENDED);
-      if (user.emailVerifiedAt) return;
-      if (await this.tokens.issuedRecently(tx, user.id, OneTimeTokenPurpose.EMAIL_VERIFICATION)) return;
-      await this.queueCode(tx, user);
-    });
+    let sent = false;
+    try {
+      sent = await em.transactional(async (tx) => {
+        // The row lock serializes concurrent requests of one account, so the throttle holds.
+        const user = await tx.findOne(User, { id: userId }, { lockMode: LockMode.PESSIMISTIC_WRITE });
+        // Deleted since the request was authenticated: its sessions went with it.
+        if (!user) throw UnauthenticatedError.because(UnauthenticatedReason.SESSION_ENDED);
+        if (user.emailVerifiedAt) return false;
+        if (await this.tokens.issuedRecently(tx, user.id, OneTimeTokenPurpose.EMAIL_VERIFICATION)) return false;
+        await this.queueCode(tx, user);
+        return true;
+      });
+    } finally {
+      if (!sent) await this.limits.refund('mailRequestsPerIdentifier', userId).catch(() => {});
+    }
     return true;
   }
 
