@@ -42,6 +42,9 @@ const HOSTED_PAGES = new Map<string, () => RenderedPage>([
   ['/lockdown', () => lockdownPage()],
 ]);
 
+/** Paths served to GET and HEAD alone: any other method is answered 405 with `Allow`. */
+const READ_ONLY_PATHS = new Set(['/healthz', '/readyz', JWKS_PATH, ...HOSTED_PAGES.keys()]);
+
 /** A wired, not yet listening server. */
 export interface App {
   readonly server: Server;
@@ -125,10 +128,13 @@ function credentialedCors(origins: readonly string[]) {
   };
 }
 
-function sendJson(res: ServerResponse, status: number, body: unknown): void {
+/** Writes `body` as JSON (for a HEAD, only the headers of what a GET would get). */
+function sendJson(res: ServerResponse, status: number, body: unknown, head = false, contentType = 'application/json; charset=utf-8'): void {
+  const json = JSON.stringify(body);
   res.statusCode = status;
-  res.setHeader('content-type', 'application/json; charset=utf-8');
-  res.end(JSON.stringify(body));
+  res.setHeader('content-type', contentType);
+  res.setHeader('content-length', Buffer.byteLength(json));
+  res.end(head ? undefined : json);
 }
 
 /**
@@ -243,23 +249,27 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
 
   async function route(req: IncomingMessage, res: ServerResponse, requestId: string, target: RequestTarget): Promise<void> {
     const { pathname } = target;
-    if (pathname === '/healthz' && req.method === 'GET') return sendJson(res, 200, { status: 'ok' });
-    if (pathname === '/readyz' && req.method === 'GET') {
-      const ready = !draining && (await isDatabaseReady());
-      return sendJson(res, ready ? 200 : 503, { status: ready ? 'ready' : 'unavailable' });
+    if (READ_ONLY_PATHS.has(pathname)) {
+      if (req.method !== 'GET' && req.method !== 'HEAD') {
+        res.setHeader('allow', 'GET, HEAD');
+        return sendJson(res, 405, { error: 'Method not allowed' });
+      }
+      const head = req.method === 'HEAD';
+      if (pathname === '/healthz') return sendJson(res, 200, { status: 'ok' }, head);
+      if (pathname === '/readyz') {
+        const ready = !draining && (await isDatabaseReady());
+        return sendJson(res, ready ? 200 : 503, { status: ready ? 'ready' : 'unavailable' }, head);
+      }
+      if (pathname === JWKS_PATH) {
+        // Public keys only; verifiers cache them this long, and fetch again when a token names a key
+        // they have not seen (a rotation), so a short lifetime costs nothing.
+        res.setHeader('cache-control', 'public, max-age=300');
+        return sendJson(res, 200, services.accessTokens.jwks(), head, 'application/jwk-set+json');
+      }
+      // The hosted pages render HTML only: the token stays in the query string for the page's
+      // script, and a GET spends nothing.
+      return sendPage(res, HOSTED_PAGES.get(pathname)!(), head);
     }
-    if (pathname === JWKS_PATH && (req.method === 'GET' || req.method === 'HEAD')) {
-      // Public keys only; verifiers cache them this long, and fetch again when a token names a key
-      // they have not seen (a rotation), so a short lifetime costs nothing.
-      res.setHeader('cache-control', 'public, max-age=300');
-      res.setHeader('content-type', 'application/jwk-set+json');
-      res.end(req.method === 'HEAD' ? undefined : JSON.stringify(services.accessTokens.jwks()));
-      return;
-    }
-    // The hosted pages render HTML only: the token stays in the query string for the page's
-    // script, and a GET spends nothing.
-    const page = HOSTED_PAGES.get(pathname);
-    if (page && (req.method === 'GET' || req.method === 'HEAD')) return sendPage(res, page(), req.method === 'HEAD');
     if (pathname === '/graphql') {
       // Shutting down: whatever reaches us is still answered (it may have been sent before the signal),
       // but the connection is not kept for more.

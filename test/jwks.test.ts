@@ -48,6 +48,22 @@ describe('EdDSA access tokens verified by another service through the JWKS', () 
     expect(response.text).not.toMatch(/"d"/);
   });
 
+  it('answers HEAD with the headers of the GET and no body, and other methods with 405 naming GET and HEAD', async () => {
+    const get = await fetch(`${server.origin}/.well-known/jwks.json`);
+    const body = await get.text();
+    const head = await fetch(`${server.origin}/.well-known/jwks.json`, { method: 'HEAD' });
+    expect(head.status).toBe(200);
+    expect(head.headers.get('content-length')).toBe(String(Buffer.byteLength(body)));
+    expect(head.headers.get('content-type')).toBe('application/jwk-set+json');
+    expect(await head.text()).toBe('');
+    for (const method of ['POST', 'PUT', 'DELETE']) {
+      const refused = await fetch(`${server.origin}/.well-known/jwks.json`, { method, body: method === 'DELETE' ? undefined : '{}' });
+      expect(refused.status, method).toBe(405);
+      expect(refused.headers.get('allow'), method).toBe('GET, HEAD');
+      await refused.text();
+    }
+  });
+
   it('signs tokens a separate verifier accepts; a session ended here still verifies there until it expires', async () => {
     const account = await registerAccount(server);
     expect(decodeProtectedHeader(account.accessToken)).toEqual({ alg: 'EdDSA', typ: 'at+jwt', kid: await kidOf(first.publicKey) });

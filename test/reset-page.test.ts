@@ -93,13 +93,14 @@ describe('GET /reset-password', () => {
     expect(html).toMatch(/<[a-z]+\b[^>]*role="status"[^>]*aria-live="polite"/);
   });
 
-  it('answers HEAD with the headers and no body, and other methods with 404', async () => {
+  it('answers HEAD with the headers and no body, and other methods with 405 naming GET and HEAD', async () => {
     const head = await fetch(`${server.origin}/reset-password?token=abc`, { method: 'HEAD' });
     expect(head.status).toBe(200);
     expect(head.headers.get('content-security-policy')).toContain("default-src 'none'");
     expect(await head.text()).toBe('');
     const post = await fetch(`${server.origin}/reset-password?token=abc`, { method: 'POST', body: 'x' });
-    expect(post.status).toBe(404);
+    expect(post.status).toBe(405);
+    expect(post.headers.get('allow')).toBe('GET, HEAD');
     await post.text();
   });
 

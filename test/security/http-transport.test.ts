@@ -161,6 +161,8 @@ describe('every answer says nosniff', () => {
     ['a body above 100 KB', `POST /graphql HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 200000\r\nConnection: close\r\n\r\n`, 413],
     ['/healthz', get('/healthz'), 200],
     ['/readyz', get('/readyz'), 200],
+    ['a POST to /healthz', 'POST /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n', 405],
+    ['a HEAD of /readyz', 'HEAD /readyz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n', 200],
     ['an unknown path', get('/nothing-here'), 404],
     ['the reset page', get('/reset-password'), 200],
     ['a CORS preflight', 'OPTIONS /graphql HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: https://spa.example\r\nAccess-Control-Request-Method: POST\r\nConnection: close\r\n\r\n', 204],
