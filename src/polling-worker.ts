@@ -1,3 +1,5 @@
+import { performance } from 'node:perf_hooks';
+
 /**
  * The schedule of a background worker: runs `round` when woken and every `pollIntervalMs`
  * otherwise, never two rounds at once (a wake during a round runs another right after it). The mail
@@ -6,6 +8,8 @@
  */
 export class PollingWorker {
   private timer: NodeJS.Timeout | undefined;
+  /** When the pending timer fires (performance.now()), while there is one. */
+  private dueAt = Infinity;
   private running: Promise<void> | undefined;
   private rerun = false;
   private stopped = true;
@@ -36,13 +40,26 @@ export class PollingWorker {
   async stop(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.timer);
+    this.timer = undefined;
     await this.running;
   }
 
+  /**
+   * Runs a round in `delay` ms, unless one is due sooner already: a wake whose timer has not fired
+   * yet when a round ends must not give way to the next regular poll (the round's end schedules
+   * that one), or what woke it would wait a whole interval.
+   */
   private schedule(delay: number): void {
     if (this.stopped) return;
+    const dueAt = performance.now() + delay;
+    if (this.timer && this.dueAt <= dueAt) return;
     clearTimeout(this.timer);
-    this.timer = setTimeout(() => this.tick(), delay);
+    this.dueAt = dueAt;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.dueAt = Infinity;
+      this.tick();
+    }, delay);
     this.timer.unref();
   }
 
