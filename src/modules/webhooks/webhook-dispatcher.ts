@@ -127,7 +127,10 @@ export class WebhookDispatcher {
   private readonly inFlight = new Set<AbortController>();
   /** Ends the wait of a round that has attempts in flight (see {@link drain}). */
   private nudge: (() => void) | undefined;
-  /** Set by a wake, cleared before each claim: a wake between a claim and the wait is not lost. */
+  /**
+   * Set by a wake and by the end of an attempt, cleared before each claim: one between a claim and
+   * the wait is not lost.
+   */
   private woken = false;
   /** Records retried until they land, and the pause of claims after the database failed us. */
   private readonly settling: SettleRetry;
@@ -190,8 +193,17 @@ export class WebhookDispatcher {
           continue;
         }
         const claimed: Array<{ lane: Lane; message: ClaimedMessage }> = [];
+        // A lane's claim that fails must not strand what the other lane claimed: those messages are
+        // attempted, and the failure is the worker's to record once they are settled.
+        let claimFailure: { error: unknown } | undefined;
         for (const lane of LANES) {
-          if (free(lane) > 0) for (const message of await this.claim(lane, free(lane))) claimed.push({ lane, message });
+          if (free(lane) <= 0) continue;
+          try {
+            for (const message of await this.claim(lane, free(lane))) claimed.push({ lane, message });
+          } catch (error) {
+            claimFailure = { error };
+            break;
+          }
         }
         if (this.worker.stopping) {
           // Claimed while shutdown began: handed back untouched rather than attempted.
@@ -208,10 +220,16 @@ export class WebhookDispatcher {
               this.nudge?.();
             }
           };
-          const attempt = this.attempt(message, giveBack).finally(() => running.delete(attempt));
+          // An attempt that ends may make another message of its endpoint claimable (one at a time
+          // per endpoint), which a claim made meanwhile could not see: claim again after it.
+          const attempt = this.attempt(message, giveBack).finally(() => {
+            running.delete(attempt);
+            this.woken = true;
+          });
           running.add(attempt);
         }
-        if (running.size === 0) return;
+        if (claimFailure) throw claimFailure.error;
+        if (running.size === 0 && !this.woken) return;
         // While slots are free and messages were found, claim again at once; otherwise wait for an
         // attempt to end or stall, a wake (new messages) or the poll interval (other instances'
         // messages), whichever comes first: an attempt that hangs holds its slot, never the round.
