@@ -172,9 +172,14 @@ export class Maintenance {
       const report: MaintenanceReport = {};
       // A batch may take longer than a request's statement, never as long as a stuck one.
       await withStatementTimeout(BATCH_TIMEOUT_MS, async () => {
-        for (const statement of purgeStatements(this.retention, startedAt)) report[statement.name] = await this.purge(statement, renew);
+        for (const statement of purgeStatements(this.retention, startedAt)) {
+          if (this.worker.stopping) break;
+          report[statement.name] = await this.purge(statement, renew);
+        }
       });
-      this.logger.info({ purged: report, ms: Date.now() - startedAt }, 'maintenance done');
+      // Shutting down: the batches done so far stay done; the next run (here or elsewhere) goes on.
+      if (this.worker.stopping) this.logger.info({ purged: report, ms: Date.now() - startedAt }, 'maintenance cut short by shutdown');
+      else this.logger.info({ purged: report, ms: Date.now() - startedAt }, 'maintenance done');
       return report;
     });
     if (!report) this.logger.debug('maintenance skipped: another instance is running it');
@@ -187,7 +192,8 @@ export class Maintenance {
     for (;;) {
       const result = await connection.execute<{ affectedRows: number }>(statement.sql, statement.params, 'run');
       total += result.affectedRows;
-      if (result.affectedRows < BATCH) return total;
+      // Shutdown waits for the run in progress: it ends after this batch, not after the backlog.
+      if (result.affectedRows < BATCH || this.worker.stopping) return total;
       await renew();
     }
   }

@@ -187,3 +187,25 @@ describe.skipIf(!DATABASE_URL)('several instances on one database (PostgreSQL)',
     await waitUntil(() => runs(server, fromFirst) > 0 && runs(second, fromSecond) > 0, 'both instances to run again', 10_000);
   }, 30_000);
 });
+
+describe('shutdown during a long maintenance run', () => {
+  it('ends the run after the batch in progress instead of waiting for the whole backlog', async () => {
+    const own = await startTestServer({ MAINTENANCE_INTERVAL_SECONDS: '1' });
+    const backlog = 20_000;
+    try {
+      // A backlog of 20 batches of expired rate-limit rows, each batch made to take 0.2 s.
+      await own.sql("insert into rate_limits (key, points, expire) select 'backlog:' || g, 1, ? from generate_series(1, ?) g", [Date.now() - 60_000, backlog]);
+      await own.sql("create function slow_purge() returns trigger language plpgsql as $$ begin perform pg_sleep(0.2); return null; end $$");
+      await own.sql('create trigger slow_purge after delete on rate_limits for each statement execute function slow_purge()');
+      const left = async () => Number((await own.sql<{ n: string }>("select count(*) as n from rate_limits where key like 'backlog:%'"))[0].n);
+      await waitUntil(async () => (await left()) < backlog, 'a first batch of the backlog purged', 15_000);
+    } finally {
+      // Shutdown now waits for the run only until its batch in progress ends (before, for all 20).
+      await own.stop();
+    }
+    const cut = own.logs.find((line) => line.msg === 'maintenance cut short by shutdown');
+    expect(cut, 'a run cut short by the shutdown').toBeDefined();
+    expect(cut!.purged.rateLimits).toBeLessThan(backlog);
+    expect(own.logs.some((line) => line.msg === 'maintenance done' && line.purged.rateLimits > 0)).toBe(false);
+  }, 60_000);
+});
