@@ -1,9 +1,13 @@
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { processEnv } from '../src/config/config.js';
 import { PROJECT_ROOT } from '../src/config/paths.js';
+import { withAdvisoryLock } from '../src/db/advisory-lock.js';
 import { loadMigrations } from '../src/db/orm.js';
 import { LOGIN, ME, REGISTER, newAccountInput } from './support/accounts.js';
+import { createTestDatabase } from './support/database.js';
 import { startTestServer, type TestServer } from './support/server.js';
 
 let server: TestServer;
@@ -93,6 +97,28 @@ describe('health endpoints', () => {
       expect((await fetch(`${own.origin}/healthz`)).status).toBe(200);
     } finally {
       await own.stop();
+    }
+  });
+});
+
+describe('the migrations lock (an advisory lock held by an idle transaction while the work runs elsewhere)', () => {
+  const serverUrl = processEnv().DATABASE_URL;
+
+  it.skipIf(!serverUrl)('is held for as long as the work runs, even where the server ends idle transactions (PostgreSQL)', async () => {
+    const database = await createTestDatabase(serverUrl);
+    try {
+      // An operator's setting for every session of this database; the lock's transaction is idle
+      // while migrations run on the pool's connections.
+      await database.sql(`alter database "${new URL(database.url!).pathname.slice(1)}" set idle_in_transaction_session_timeout = '200ms'`);
+      const key = 424_242;
+      const heldMeanwhile = await withAdvisoryLock(database.url!, key, 'wait', async () => {
+        await sleep(800);
+        // Another instance starting now must find the lock taken.
+        return (await withAdvisoryLock(database.url!, key, 'try', async () => 'taken by a second instance')) === null;
+      });
+      expect(heldMeanwhile).toBe(true);
+    } finally {
+      await database.drop();
     }
   });
 });

@@ -41,6 +41,9 @@ export async function withAdvisoryLock<T>(clientUrl: string, key: number, mode: 
   try {
     for (;;) {
       await client.query('begin');
+      // The lock's transaction sits idle while `work` runs on other connections: a server that ends
+      // idle transactions (idle_in_transaction_session_timeout) would release the lock under it.
+      await client.query('set local idle_in_transaction_session_timeout = 0');
       const { rows } = await client.query<{ locked: boolean }>('select pg_try_advisory_xact_lock($1) as locked', [key]);
       if (rows[0]?.locked) break;
       await client.query('rollback');
