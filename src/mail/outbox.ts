@@ -205,11 +205,15 @@ export class MailOutbox {
     });
   }
 
-  /** Extends this worker's claims (a failure is harmless: the next renewal, or the lease, decides). */
+  /**
+   * Extends this worker's claims (a failure is harmless: the next renewal, or the lease, decides).
+   * A renewal that lands after its row was settled finds no claim left to extend (every settling
+   * clears it), so a failed send's retry, or a row handed back at shutdown, is not held up again.
+   */
   private async renew(ids: string[]): Promise<void> {
     try {
       await this.orm.em.fork().getConnection().execute(
-        `update "mail_outbox" set "locked_until" = ${LEASE_END} where "id" = any(?::uuid[]) and "sent_at" is null and "failed_at" is null`,
+        `update "mail_outbox" set "locked_until" = ${LEASE_END} where "id" = any(?::uuid[]) and "sent_at" is null and "failed_at" is null and "locked_until" is not null`,
         [this.options.leaseMs, pgArray(ids)],
       );
     } catch (error) {
