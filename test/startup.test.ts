@@ -92,9 +92,14 @@ describe('an unreachable database', () => {
       const url = new URL(database.url!);
       url.port = String(relay.port);
       url.hostname = '127.0.0.1';
-      // Nothing listens on the relay's port until then: connections are refused.
-      setTimeout(() => void relay!.up(), 2500);
-      const server = await startServerProcess('late database', { ...baseEnv(dataDir), DATABASE_URL: url.toString(), DATABASE_CONNECT_TIMEOUT: '30' });
+      // Nothing listens on the relay's port until the first attempt has failed: connections are
+      // refused. (Brought up on that line, not after a fixed time: a busy machine may take longer
+      // than any fixed time to load the server before its first attempt.)
+      let upAfterFirstFailure: Promise<void> | undefined;
+      const server = await startServerProcess('late database', { ...baseEnv(dataDir), DATABASE_URL: url.toString(), DATABASE_CONNECT_TIMEOUT: '30' }, undefined, (line) => {
+        if (!upAfterFirstFailure && String(line.msg).includes('unreachable; retrying')) upAfterFirstFailure = relay!.up();
+      });
+      await upAfterFirstFailure;
       const attempts = server.logs.filter((line) => String(line.msg).includes('unreachable; retrying'));
       expect(attempts.length).toBeGreaterThanOrEqual(1);
       expect(server.logs.some((line) => String(line.msg).endsWith('reachable') && line.attempt === attempts.length + 1)).toBe(true);

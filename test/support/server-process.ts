@@ -94,7 +94,13 @@ const started = new Set<ChildProcess>();
  * logged its URL and /readyz answers 200. Its working directory is `env.DATA_DIR`, so a developer's
  * .env in the project never leaks in.
  */
-export async function startServerProcess(name: string, env: Record<string, string>, timeoutMs = 90_000): Promise<ServerProcess> {
+export async function startServerProcess(
+  name: string,
+  env: Record<string, string>,
+  timeoutMs = 90_000,
+  /** Hears each JSON log line as it arrives (during start-up too). */
+  onLog?: (line: Record<string, any>) => void,
+): Promise<ServerProcess> {
   const child = spawn(process.execPath, [join(PROJECT_ROOT, 'dist/src/main.js')], {
     cwd: env.DATA_DIR,
     env: { PATH: process.env.PATH ?? '', ...env },
@@ -114,9 +120,14 @@ export async function startServerProcess(name: string, env: Record<string, strin
         if (!line) continue;
         output.push(line);
         if (!json) continue;
+        let parsed: Record<string, any>;
         try {
-          logs.push(JSON.parse(line));
-        } catch {}
+          parsed = JSON.parse(line);
+        } catch {
+          continue;
+        }
+        logs.push(parsed);
+        onLog?.(parsed);
       }
     });
   };

@@ -39,7 +39,12 @@ export class Relay {
       }
       client.pipe(upstream).pipe(client);
     });
-    await new Promise<void>((resolve) => this.server!.listen(this.port, '127.0.0.1', resolve));
+    const server = this.server;
+    await new Promise<void>((resolve, reject) => {
+      // The port was free when chosen; another test file may have taken it since the relay was cut.
+      server.once('error', (error) => reject(new Error(`the relay could not listen on port ${this.port} again: ${error.message}`)));
+      server.listen(this.port, '127.0.0.1', resolve);
+    });
   }
 
   async cut(): Promise<void> {
