@@ -329,11 +329,13 @@ describe("a hijacker's enrollment against the owner's lockdown", () => {
       await holder.query('begin');
       await holder.query('select 1 from "users" where "id" = $1 for update', [owner.user.id]);
       const waiting = async () => Number((await holder.query(`select count(*) from pg_stat_activity where wait_event_type = 'Lock' and datname = current_database()`)).rows[0].count);
-      const locked = lock(link);
-      await waitUntil(async () => (await waiting()) >= 1, 'the lockdown waiting for the account');
+      // The lockdown waits for the row within the bound of a statement (1.8 s): everything it waits
+      // through is ready beforehand, and the waits are watched closely.
       const code = await authenticator.next();
+      const locked = lock(link);
+      await waitUntil(async () => (await waiting()) >= 1, 'the lockdown waiting for the account', 10_000, 5);
       const confirmed = server.graphql(CONFIRM_TOTP, { code }, { token: hijacker.accessToken });
-      await waitUntil(async () => (await waiting()) >= 2, 'the confirmation waiting for the account');
+      await waitUntil(async () => (await waiting()) >= 2, 'the confirmation waiting for the account', 10_000, 5);
       await holder.query('commit');
       expect((await locked).data?.lockAccount).toBe(true);
       const answer = await confirmed;
