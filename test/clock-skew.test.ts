@@ -126,13 +126,19 @@ describe.skipIf(!SERVER_URL || !haveFaketime)('an instance whose clock runs a mi
 
     // An event announced through B: B's dispatcher claims what is due for both endpoints at once,
     // and delivers it to the healthy one; A's attempt at the hanging one is still within its lease.
-    const second = newAccountInput();
-    expect((await postGraphQL(b.origin, REGISTER, { input: second })).errors).toBeUndefined();
-    const marker = await healthy.waitFor((hook) => hook.body.includes(second.email), 20_000);
+    // The claim that delivers the marker must be B's, else the trial proves nothing about B: A's
+    // regular poll may come first on a busy machine, so the event is announced again (at most 3
+    // times) until B's claim delivers one.
+    let deliveredByB = false;
+    for (let announced = 0; announced < 3 && !deliveredByB; announced += 1) {
+      const second = newAccountInput();
+      expect((await postGraphQL(b.origin, REGISTER, { input: second })).errors).toBeUndefined();
+      const marker = await healthy.waitFor((hook) => hook.body.includes(second.email), 20_000);
+      const deliveredBy = await waitUntil(() => [a, b!].find((instance) => instance.logs.some((line) => line.msg === 'webhook delivered' && line.webhookId === marker.headers['webhook-id'])), 'the marker recorded', 10_000);
+      deliveredByB = deliveredBy === b;
+    }
+    expect(deliveredByB, "a marker delivered by B's claim").toBe(true);
     expect(hanging.received.filter((hook) => hook.headers['webhook-id'] === hungId)).toHaveLength(1);
-    // The claim that delivered the marker was B's (else this trial proved nothing about B).
-    await waitUntil(() => [a, b!].find((instance) => instance.logs.some((line) => line.msg === 'webhook delivered' && line.webhookId === marker.headers['webhook-id'])), 'the marker recorded', 10_000);
-    expect(b!.logs.some((line) => line.msg === 'webhook delivered' && line.webhookId === marker.headers['webhook-id'])).toBe(true);
 
     // A's attempt times out and A records it: the attempt was A's all along, and is logged once.
     await waitUntil(() => a.logs.find((line) => line.msg === 'webhook delivery failed; will retry' && line.webhookId === hungId), "A's attempt recorded as failed", 30_000);
