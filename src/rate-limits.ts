@@ -197,6 +197,24 @@ export class RateLimits {
     if (state && state.consumedPoints > 0) await this.store(() => limiter.reward(key, 1));
   }
 
+  /**
+   * Runs `work` within the limit `name` of `key`, counting it only when it did what it is counted
+   * for (`work` resolves `true`): beyond the limit `work` does not run and this resolves `false`; a
+   * `work` that resolves `false` or throws gets its point back (should the refund fail, the point
+   * stays counted). The limiter's statements need a connection of their own: call it outside a
+   * transaction.
+   */
+  async countedIf(name: LimitName, key: string, work: () => Promise<boolean>): Promise<boolean> {
+    if (!(await this.allows(name, key))) return false;
+    let done = false;
+    try {
+      done = await work();
+      return done;
+    } finally {
+      if (!done) await this.refund(name, key).catch(() => {});
+    }
+  }
+
   /** Forgets the counts of `key` (e.g. a successful sign-in clears its identifier's failures). */
   async reset(name: LimitName, key: string): Promise<void> {
     const limiter = this.limiters.get(name);

@@ -76,13 +76,11 @@ export class RecoveryService {
     if (await this.deps.tokens.issuedRecently(em, found.id, OneTimeTokenPurpose.PASSWORD_RESET)) return;
     // Counted per account, so no spelling of its address or username (full-width letters, another
     // case) earns more emails. Silent: beyond the limit the request is dropped, and nobody learns
-    // whether the account exists (this runs after the answer). Counted outside the transaction:
-    // the limiter's statements need a connection of their own.
-    const budget = `account:${found.id}`;
-    if (!(await this.deps.limits.allows('mailRequestsPerIdentifier', budget))) return;
-    let issued = false;
-    try {
-      issued = await em.transactional(async (tx) => {
+    // whether the account exists (this runs after the answer). Only a request that sends counts:
+    // when nothing is sent (a concurrent request sent it, or this attempt failed and the outbox runs
+    // the job again) the point goes back, or a few database hiccups would drop an acknowledged request.
+    await this.deps.limits.countedIf('mailRequestsPerIdentifier', `account:${found.id}`, () =>
+      em.transactional(async (tx) => {
         // The row lock serializes concurrent requests for one account, so the throttle holds.
         const user = await tx.findOneOrFail(User, { id: found.id }, { lockMode: LockMode.PESSIMISTIC_WRITE });
         if (await this.deps.tokens.issuedRecently(tx, user.id, OneTimeTokenPurpose.PASSWORD_RESET)) return false;
@@ -90,12 +88,8 @@ export class RecoveryService {
         this.deps.outbox.enqueue(tx, user.email, { name: 'password-reset', token });
         this.deps.audit.record(tx, AuditEventType.PASSWORD_RESET_REQUESTED, { userId: user.id }, meta);
         return true;
-      });
-    } finally {
-      // Nothing sent (a concurrent request sent it, or this attempt failed and the outbox runs the job
-      // again): the point goes back, or a few database hiccups would drop an acknowledged request.
-      if (!issued) await this.deps.limits.refund('mailRequestsPerIdentifier', budget).catch(() => {});
-    }
+      }),
+    );
   }
 
   /**

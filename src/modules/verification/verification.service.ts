@@ -39,11 +39,8 @@ export class VerificationService {
    */
   async resend(em: EntityManager, userId: string, meta: RequestMeta): Promise<true> {
     await this.limits.consume('mailRequestsPerIp', meta.ip);
-    // Counted outside the transaction: the limiter's statements need a connection of their own.
-    if (!(await this.limits.allows('mailRequestsPerIdentifier', userId))) return true;
-    let sent = false;
-    try {
-      sent = await em.transactional(async (tx) => {
+    await this.limits.countedIf('mailRequestsPerIdentifier', userId, () =>
+      em.transactional(async (tx) => {
         // The row lock serializes concurrent requests of one account, so the throttle holds.
         const user = await tx.findOne(User, { id: userId }, { lockMode: LockMode.PESSIMISTIC_WRITE });
         // Deleted since the request was authenticated: its sessions went with it.
@@ -52,10 +49,8 @@ export class VerificationService {
         if (await this.tokens.issuedRecently(tx, user.id, OneTimeTokenPurpose.EMAIL_VERIFICATION)) return false;
         await this.queueCode(tx, user);
         return true;
-      });
-    } finally {
-      if (!sent) await this.limits.refund('mailRequestsPerIdentifier', userId).catch(() => {});
-    }
+      }),
+    );
     return true;
   }
 
