@@ -178,8 +178,7 @@ export class Maintenance {
         }
       });
       // Shutting down: the batches done so far stay done; the next run (here or elsewhere) goes on.
-      if (this.worker.stopping) this.logger.info({ purged: report, ms: Date.now() - startedAt }, 'maintenance cut short by shutdown');
-      else this.logger.info({ purged: report, ms: Date.now() - startedAt }, 'maintenance done');
+      this.logger.info({ purged: report, ms: Date.now() - startedAt }, this.worker.stopping ? 'maintenance cut short by shutdown' : 'maintenance done');
       return report;
     });
     if (!report) this.logger.debug('maintenance skipped: another instance is running it');

@@ -7,7 +7,7 @@ import type { LoginGuard } from './login-guard.js';
 
 /** The signed-in caller who is asked to prove it again: its account, device session, credentials and stored password hash. */
 export interface Reauthenticating {
-  user: { id: string; mfaEnabledAt: Date | null };
+  user: { id: string };
   session: { family: string };
   /** The version of the credentials when the request began: the own devices' cap is theirs. */
   credentialsVersion: number;
