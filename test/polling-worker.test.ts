@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
 import { PollingWorker } from '../src/polling-worker.js';
+import { waitUntil } from './support/wait.js';
 
 // The schedule the mail outbox, the webhook dispatcher and maintenance share (src/polling-worker.ts).
 // A wake is what sends a new email at once; the regular poll is only the fallback. These cases pin
@@ -25,12 +26,8 @@ describe('PollingWorker', () => {
     return { worker, state };
   }
 
-  async function until(condition: () => boolean, what: string): Promise<void> {
-    for (let waited = 0; !condition(); waited += 10) {
-      if (waited > 2_000) throw new Error(`${what} within 2 s`);
-      await sleep(10);
-    }
-  }
+  /** Far less than the hour a lost wake would wait; polled closely. */
+  const until = (condition: () => boolean, what: string) => waitUntil(condition, what, 2_000, 10);
 
   it('runs another round after a wake that came while the round was ending, not an hour later', async () => {
     // The wake's timer is still pending when the round's end schedules the next regular poll.

@@ -1,4 +1,3 @@
-import { setTimeout as sleep } from 'node:timers/promises';
 import { Writable } from 'node:stream';
 import type { MikroORM } from '@mikro-orm/postgresql';
 import { describe, expect, it } from 'vitest';
@@ -7,6 +6,7 @@ import { createLogger } from '../src/logger.js';
 import { DEFAULT_WEBHOOK_OPTIONS, WebhookDispatcher } from '../src/modules/webhooks/webhook-dispatcher.js';
 import type { DestinationPolicy } from '../src/modules/webhooks/destination.js';
 import type { SecretBox } from '../src/secret-box.js';
+import { waitUntil } from './support/wait.js';
 
 // How the webhook dispatcher's round orders its claims and attempts (src/modules/webhooks/webhook-dispatcher.ts).
 // The interleavings below — an attempt ending while a claim is in flight, one lane's claim failing —
@@ -49,12 +49,8 @@ function dispatcher(steps: Partial<Steps>) {
   return { dispatcher: built, logs };
 }
 
-async function until(condition: () => boolean, what: string): Promise<void> {
-  for (let waited = 0; !condition(); waited += 10) {
-    if (waited > 3_000) throw new Error(`${what} within 3 s`);
-    await sleep(10);
-  }
-}
+/** Far less than the minute a missed claim would wait; polled closely. */
+const until = (condition: () => boolean, what: string) => waitUntil(condition, what, 3_000, 10);
 
 describe('the webhook dispatcher', () => {
   it("claims again when an attempt ends during a claim that could not yet see the endpoint's next message", async () => {
