@@ -10,6 +10,7 @@ import { LockdownResolver } from '../modules/lockdown/lockdown.resolver.js';
 import { MfaResolver } from '../modules/mfa/mfa.resolver.js';
 import { RecoveryResolver } from '../modules/recovery/recovery.resolver.js';
 import { UserResolver } from '../modules/users/user.resolver.js';
+import { VerificationResolver } from '../modules/verification/verification.resolver.js';
 import { WebhookResolver } from '../modules/webhooks/webhook.resolver.js';
 import { authChecker } from './auth-checker.js';
 import { ErrorCodeType, UnauthenticatedReasonType } from './errors.js';
@@ -18,7 +19,7 @@ import { guardArguments } from './input-boundary.js';
 /** Builds the executable schema: the resolvers, the role gate, and the ErrorCode and UnauthenticatedReason enums. */
 export async function buildAppSchema(): Promise<GraphQLSchema> {
   const schema = await buildSchema({
-    resolvers: [AuthResolver, RecoveryResolver, UserResolver, MfaResolver, EmailChangeResolver, LockdownResolver, AuditResolver, WebhookResolver],
+    resolvers: [AuthResolver, RecoveryResolver, VerificationResolver, UserResolver, MfaResolver, EmailChangeResolver, LockdownResolver, AuditResolver, WebhookResolver],
     authChecker,
     // Input rules live in the services (normalization first, then checks), not in decorators.
     validate: false,
