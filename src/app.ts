@@ -69,6 +69,11 @@ export interface AppOptions {
   webhooks?: Partial<WebhookDispatchOptions>;
   /** How webhook hosts are resolved (tests stand in for DNS, e.g. to rebind a name). */
   resolveHost?: HostResolver;
+  /**
+   * Whether `listen()` starts the background workers (default true). Off only where a test looks at
+   * what a request alone writes, before any worker acts on it.
+   */
+  workers?: boolean;
 }
 
 const READINESS_TIMEOUT_MS = 2000;
@@ -330,7 +335,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
           // Only an instance that serves works the queues: one that cannot listen (the port is
           // taken) exits without having claimed or sent anything. close() stops them once the
           // listener has closed.
-          if (!closing) {
+          if (!closing && options.workers !== false) {
             services.start();
             maintenance.start();
           }

@@ -150,10 +150,16 @@ describe('loadConfig', () => {
       RATE_LIMIT_SCALE: 'lots',
       JWT_SECRET: 'short',
       HMAC_SECRET: 'short',
+      DATABASE_CONNECT_TIMEOUT: '-5',
+      SESSION_RETENTION_DAYS: '0',
+      AUDIT_RETENTION_DAYS: 'a year',
+      MAINTENANCE_INTERVAL_SECONDS: '0.5',
       DATA_DIR: tempDir(),
     };
     const problems = problemsOf(env);
-    for (const name of ['NODE_ENV', 'PORT', 'DATABASE_URL', 'APP_URL', 'SMTP_URL', 'MAIL_FROM', 'BCRYPT_COST', 'ADMIN_PASSWORD', 'LOG_LEVEL', 'TRUST_PROXY', 'RATE_LIMIT_SCALE', 'JWT_SECRET', 'HMAC_SECRET']) {
+    const names = ['NODE_ENV', 'PORT', 'DATABASE_URL', 'APP_URL', 'SMTP_URL', 'MAIL_FROM', 'BCRYPT_COST', 'ADMIN_PASSWORD', 'LOG_LEVEL', 'TRUST_PROXY', 'RATE_LIMIT_SCALE', 'JWT_SECRET', 'HMAC_SECRET',
+      'DATABASE_CONNECT_TIMEOUT', 'SESSION_RETENTION_DAYS', 'AUDIT_RETENTION_DAYS', 'MAINTENANCE_INTERVAL_SECONDS'];
+    for (const name of names) {
       expect(problems.some((problem) => problem.includes(name)), name).toBe(true);
     }
     expect(() => loadConfig(env)).toThrow(/^Invalid configuration:\n {2}- /);

@@ -6,7 +6,7 @@ import { RATE_LIMIT_TABLE, RateLimits } from '../src/rate-limits.js';
 import { LOGIN, ME, REFRESH, registerAccount } from './support/accounts.js';
 import { queriesDuring } from './support/database.js';
 import { startTestServer, type TestServer } from './support/server.js';
-import { waitUntil } from './support/wait.js';
+import { waitUntil, within } from './support/wait.js';
 
 // Retention: with a one-second maintenance interval, rows past their retention disappear and
 // everything younger, or still in use, stays. Rows are aged by moving their timestamps back.
@@ -43,6 +43,8 @@ describe('maintenance', () => {
     const from = server.logs.length;
     const old = await registerAccount(server);
     const fresh = await registerAccount(server);
+    // `spent`: a code used eight days ago that would still be valid for a day goes (used is done).
+    const spent = await registerAccount(server);
     // A rotated row of `fresh` (ended now) and its live successor: both stay.
     const rotated = (await server.graphql(REFRESH, { refreshToken: fresh.refreshToken })).data!.refreshToken;
     // `old`: a second device whose session ended three days ago, and one that expired three days ago.
@@ -57,6 +59,7 @@ describe('maintenance', () => {
     await server.sql("update mail_outbox set sent_at = now() - interval '8 days', failed_at = case when failed_at is null then null else now() - interval '8 days' end where recipient = ?", [old.user.email]);
     await server.sql("update mail_outbox set failed_at = now() - interval '8 days' where recipient = ? and sent_at is null", [old.user.email]);
     await server.sql("update one_time_tokens set expires_at = now() - interval '8 days' where user_id = ?", [old.user.id]);
+    await server.sql("update one_time_tokens set used_at = now() - interval '8 days', expires_at = now() + interval '1 day' where user_id = ?", [spent.user.id]);
     await server.sql("insert into rate_limits (key, points, expire) values ('test:expired', 1, ?), ('test:live', 1, ?), ('test:forever', 1, null)", [Date.now() - 1000, Date.now() + 3_600_000]);
     // Webhooks: messages delivered or given up eight days ago go, a recent and a pending one stay;
     // delivery-log entries go after 30 days. (The endpoint hears of no event this test causes.)
@@ -73,7 +76,7 @@ describe('maintenance', () => {
 
     await nextRun();
     const report = purgedSince(from);
-    expect(report).toMatchObject({ sessions: 2, mail: 1, oneTimeTokens: 1, rateLimits: 1, webhookMessages: 2, webhookDeliveries: 1 });
+    expect(report).toMatchObject({ sessions: 2, mail: 1, oneTimeTokens: 2, rateLimits: 1, webhookMessages: 2, webhookDeliveries: 1 });
     // register, two logins of `old`: at least three events of its own.
     expect(report.auditEvents).toBeGreaterThanOrEqual(3);
 
@@ -84,6 +87,7 @@ describe('maintenance', () => {
     expect(await count('mail_outbox where recipient = ?', [old.user.email])).toBe(0);
     expect(await count('mail_outbox where recipient = ?', [fresh.user.email])).toBe(1);
     expect(await count('one_time_tokens where user_id = ?', [fresh.user.id])).toBe(1);
+    expect(await count('one_time_tokens where user_id = ?', [spent.user.id])).toBe(0);
     expect((await server.sql<{ key: string }>("select key from rate_limits where key like 'test:%' order by key")).map((row) => row.key)).toEqual(['test:forever', 'test:live']);
     expect((await server.sql<{ event_id: string }>('select event_id from webhook_messages order by event_id')).map((row) => row.event_id)).toEqual(['msg_pending', 'msg_recent']);
     expect((await server.sql<{ webhook_id: string }>('select webhook_id from webhook_deliveries')).map((row) => row.webhook_id)).toEqual(['msg_recent']);
@@ -186,6 +190,49 @@ describe.skipIf(!DATABASE_URL)('several instances on one database (PostgreSQL)',
     await server.sql(`update leases set expires_at = now() where name = 'maintenance'`);
     await waitUntil(() => runs(server, fromFirst) > 0 && runs(second, fromSecond) > 0, 'both instances to run again', 10_000);
   }, 30_000);
+});
+
+describe.skipIf(!DATABASE_URL)('sign-in while maintenance purges a backlog (PostgreSQL)', () => {
+  it('signs in, refreshes and answers me while slow batches delete the same account\'s expired sessions', async () => {
+    const own = await startTestServer({ MAINTENANCE_INTERVAL_SECONDS: '1', SESSION_RETENTION_DAYS: '1' });
+    try {
+      const account = await registerAccount(own);
+      const expired = async () => Number((await own.sql<{ n: string }>('select count(*) as n from sessions where user_id = ? and expires_at < now()', [account.user.id]))[0].n);
+      // A backlog of 5,000 expired sessions of the account (copies of its live one), each purge batch
+      // of 1,000 made to take 3 s while it holds what it locked: a request that waited for a batch
+      // would miss the 2 s bound below.
+      const backlog = 5_000;
+      await own.sql('create function slow_session_purge() returns trigger language plpgsql as $$ begin perform pg_sleep(3); return null; end $$');
+      await own.sql('create trigger slow_session_purge after delete on sessions for each statement execute function slow_session_purge()');
+      const [live] = await own.sql<{ id: string }>('select id from sessions where user_id = ?', [account.user.id]);
+      // In slices, each well within the statement bound of the connection the test borrows.
+      for (let from = 0; from < backlog; from += 1000) {
+        await own.sql(
+          `insert into sessions select (jsonb_populate_record(null::sessions, to_jsonb(s) || jsonb_build_object(
+             'id', gen_random_uuid(), 'family', gen_random_uuid(), 'expires_at', now() - interval '3 days',
+             'refresh_token_hash', encode(sha256(convert_to(s.id::text || g, 'UTF8')), 'hex')))).*
+           from sessions s, generate_series(?::int + 1, ?::int + 1000) g where s.id = ?`,
+          [from, from, live.id],
+        );
+      }
+      // A batch is under way: its DELETE is running (sleeping in the trigger, its locks held).
+      await waitUntil(async () => {
+        const [purging] = await own.sql<{ n: string }>(`select count(*) as n from pg_stat_activity where datname = current_database() and state = 'active' and query like 'delete from "sessions"%'`);
+        return Number(purging.n) > 0;
+      }, 'a purge batch of sessions under way', 15_000, 50);
+
+      // In the middle of the purge: the account signs in, rotates its refresh token, and is served.
+      const login = await within(2000, () => own.graphql(LOGIN, { input: { identifier: account.user.email, password: account.password } }), 'login during the purge');
+      expect(login.errors).toBeUndefined();
+      const refreshed = await within(2000, () => own.graphql(REFRESH, { refreshToken: account.refreshToken }), 'refresh during the purge');
+      expect(refreshed.errors).toBeUndefined();
+      expect((await within(2000, () => own.graphql(ME, {}, { token: login.data!.login.accessToken }), 'me during the purge')).data?.me.id).toBe(account.user.id);
+      // The purge was still going on: the requests overlapped it.
+      expect(await expired()).toBeGreaterThan(0);
+    } finally {
+      await own.stop();
+    }
+  }, 60_000);
 });
 
 describe('shutdown during a long maintenance run', () => {

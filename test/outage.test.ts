@@ -22,7 +22,7 @@ import { waitUntil, within } from './support/wait.js';
 // request that needs the database must answer SERVICE_UNAVAILABLE with HTTP 503 and a retry hint,
 // promptly, and the log must not fill with one line per request.
 const DATABASE_URL = processEnv().DATABASE_URL;
-/** "Within 2 s": the pool's wait for a connection or for a statement's answer (1.8 s), plus room for a loaded machine. */
+/** "Within 2 s" (the pool's wait for a connection or for a statement's answer is 1.8 s), seen from the client: room for a loaded machine. The server's own measure is held to 2 s (expectRefusedWithin2s). */
 const ANSWER_WITHIN_MS = 3000;
 
 describe.skipIf(!DATABASE_URL)('a database outage (PostgreSQL through a relay the test cuts)', () => {
@@ -78,6 +78,7 @@ describe.skipIf(!DATABASE_URL)('a database outage (PostgreSQL through a relay th
     const outageLines = server.logs.slice(logLinesBefore).filter((line) => line.level >= 50);
     expect(outageLines.length, JSON.stringify(outageLines.map((line) => line.msg))).toBeLessThanOrEqual(2);
     expect(outageLines[0]?.msg).toBe('database unreachable: answering SERVICE_UNAVAILABLE');
+    expectRefusedWithin2s(server.logs.slice(logLinesBefore));
 
     await relay.up();
     await expect
@@ -87,6 +88,16 @@ describe.skipIf(!DATABASE_URL)('a database outage (PostgreSQL through a relay th
   }, 60_000);
 });
 
+
+/**
+ * "Within 2 s", as the server measured each refused request (its `request` log line): the client's
+ * wait above adds whatever a loaded test machine adds, this does not.
+ */
+function expectRefusedWithin2s(lines: Array<Record<string, any>>): void {
+  const refused = lines.filter((line) => line.msg === 'request' && line.path === '/graphql' && line.status === 503);
+  expect(refused.length).toBeGreaterThan(0);
+  expect(refused.filter((line) => !(line.ms <= 2000)).map((line) => `${line.path}: ${line.ms} ms`)).toEqual([]);
+}
 
 /** Log lines at error level or above that are not the outage log's own. */
 function unexpectedErrorLines(lines: Array<Record<string, any>>): string[] {
@@ -237,7 +248,10 @@ describe.skipIf(!DATABASE_URL || !postgresBinaries())('a PostgreSQL restart duri
       running = false;
       await Promise.all(traffic);
     }
+    console.info(`PostgreSQL restarted 4 times during traffic: ${refused} of ${answered} requests answered SERVICE_UNAVAILABLE`);
     expect(wrong).toEqual([]);
+    // The restarts reached the requests (or this proved nothing), and most requests still succeeded.
+    expect(refused).toBeGreaterThan(0);
     expect(answered).toBeGreaterThan(refused);
     // The outbox worker ran forgotPassword's jobs through the restarts too.
     expect(unexpectedErrorLines(server.logs.slice(logFrom))).toEqual([]);
@@ -287,6 +301,7 @@ describe.skipIf(!DATABASE_URL || !postgresBinaries())('a PostgreSQL server that 
       together.forEach((answer, index) => expectRefused(answer, calls[index][0]));
       for (const [what, call] of calls) expectRefused(await within(ANSWER_WITHIN_MS, call, what), what);
       expect((await within(ANSWER_WITHIN_MS, () => fetch(`${instance.origin}/readyz`), '/readyz')).status).toBe(503);
+      expectRefusedWithin2s(instance.logs);
 
       // A request in flight, then SIGTERM: the process ends within SHUTDOWN_DRAIN_SECONDS + 10 s.
       const inFlight = postGraphQL(instance.origin, LOGIN, { input: { identifier: input.email, password: input.password } }).catch(() => undefined);

@@ -325,6 +325,22 @@ describe('a DATA_DIR that cannot be one', () => {
     const bad = '/proc/sys/user-server-data';
     const run = await runToExit({ ...baseEnv(bad) }, 20_000);
     expect(run.code).toBe(1);
-    expect(run.stderr.join('\n')).toMatch(new RegExp(`^Invalid configuration:\\n  - DATA_DIR \\(${bad.replace(/\//g, '\\/')}\\) cannot be used: ENOENT`));
+    expect(run.stderr.join('\n')).toBe(`Invalid configuration:\n  - DATA_DIR (${bad}) cannot be created: the file system under /proc/sys accepts no new folders`);
+  });
+
+  // As another user when the tests run as root (root may write anywhere); otherwise a folder of ours made read-only.
+  it('is one clear configuration error when DATA_DIR, or the folder it would be made in, is read-only', async () => {
+    const readOnly = mkdtempSync(join(dataDir, 'read-only-'));
+    chmodSync(readOnly, 0o555);
+    if (otherUser) chmodSync(dataDir, 0o711);
+    try {
+      for (const bad of [readOnly, join(readOnly, 'below')]) {
+        const run = await runToExit({ ...baseEnv(bad) }, 20_000, otherUser);
+        expect(run.code).toBe(1);
+        expect(run.stderr.join('\n')).toBe(`Invalid configuration:\n  - DATA_DIR (${bad}) is not writable by this process`);
+      }
+    } finally {
+      chmodSync(readOnly, 0o755);
+    }
   });
 });

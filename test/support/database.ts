@@ -46,19 +46,24 @@ async function withAdminClient<T>(serverUrl: string, work: (client: pg.Client) =
 /**
  * The SQL statements sent to PostgreSQL from this process while `work` runs (a test server runs in
  * the test's process), whichever way they go (the ORM, or a pooled statement of its own), apart
- * from those of the mail outbox worker and the webhook dispatcher, which run on their own schedule. Statements through the ORM
- * have their values written in.
+ * from those of the mail outbox worker and the webhook dispatcher, which run on their own schedule
+ * (`workerTables` keeps the statements on their tables, for a server whose workers are off; `to`
+ * keeps only those sent to one server's database, where other test servers run in the process).
+ * Statements through the ORM have their values written in.
  */
 const WORKER_TABLES = ['"mail_outbox"', '"webhook_messages"'];
 
-export async function queriesDuring(work: () => Promise<unknown>): Promise<string[]> {
+export async function queriesDuring(work: () => Promise<unknown>, options: { workerTables?: boolean; to?: string } = {}): Promise<string[]> {
   const prototype = pg.Client.prototype as unknown as { query: (...args: unknown[]) => unknown };
   const original = prototype.query;
   const seen: string[] = [];
+  // `to`: only the statements sent to that database (a connection string; parsed, never connected).
+  const target = options.to === undefined ? undefined : new pg.Client({ connectionString: options.to });
+  const isTarget = (client: pg.Client) => !target || (client.host === target.host && client.port === target.port && client.database === target.database);
   prototype.query = function (this: pg.Client, ...args: unknown[]) {
     const [config] = args;
     const text = typeof config === 'string' ? config : (config as { text?: string } | undefined)?.text;
-    if (text !== undefined && !WORKER_TABLES.some((table) => text.includes(table))) seen.push(text);
+    if (text !== undefined && isTarget(this) && (options.workerTables || !WORKER_TABLES.some((table) => text.includes(table)))) seen.push(text);
     return original.apply(this, args);
   };
   try {
