@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FORGOT_PASSWORD, LOGIN, ME, registerAccount, type SignedInAccount, RESET_PASSWORD } from './support/accounts.js';
+import { FORGOT_PASSWORD, LOGIN, ME, registerAccount, type SignedInAccount, RESET_PASSWORD, tokenLifetimesOf } from './support/accounts.js';
 import { CONFIRM_EMAIL_CHANGE, enableMfa, lockdownTokenOf, ME_MFA, REQUEST_EMAIL_CHANGE } from './support/mfa.js';
 import { errorCode, errorField, startTestServer, type TestServer } from './support/server.js';
 import { type CapturedMail, resetTokenOf, startSmtpServer, type TestSmtpServer, verificationCodeOf } from './support/smtp.js';
@@ -55,6 +55,11 @@ describe('requestEmailChange', () => {
     const target = newAddress();
     expect((await request(account, target)).data?.requestEmailChange).toBe(true);
     expect(verificationCodeOf(await codeMailTo(target))).toMatch(/^\d{6}$/);
+    // The code lives 15 minutes (CONTRACT.md), counted from its issue.
+    const lifetimes = await tokenLifetimesOf(server, account.user.id, 'EMAIL_CHANGE');
+    expect(lifetimes).toHaveLength(1);
+    expect(lifetimes[0]).toBeGreaterThanOrEqual(15 * 60_000 - 2_000);
+    expect(lifetimes[0]).toBeLessThanOrEqual(15 * 60_000 + 2_000);
     const notice = await noticeTo(account.user.email, 'Someone asked to change your email address');
     expect(notice.text).toContain(target);
     expect(lockdownTokenOf(notice)).toMatch(/^[A-Za-z0-9_-]{43}$/);

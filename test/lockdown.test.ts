@@ -1,6 +1,6 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { auditEventsOf, CHANGE_PASSWORD, FORGOT_PASSWORD, LOGIN, ME, newAccountInput, REFRESH, REGISTER, registerAccount, RESET_PASSWORD, type SignedInAccount, START_UP_ADMIN, startUpAdminToken, UPDATE_USER } from './support/accounts.js';
+import { auditEventsOf, CHANGE_PASSWORD, FORGOT_PASSWORD, LOGIN, ME, newAccountInput, REFRESH, REGISTER, registerAccount, RESET_PASSWORD, type SignedInAccount, START_UP_ADMIN, startUpAdminToken, tokenLifetimesOf, UPDATE_USER } from './support/accounts.js';
 import { CONFIRM_EMAIL_CHANGE, CONFIRM_TOTP, enableMfa, LOCK_ACCOUNT, lockdownTokenOf, ME_MFA, REQUEST_EMAIL_CHANGE, START_TOTP, Authenticator, VERIFY_MFA } from './support/mfa.js';
 import { errorCode, errorField, startTestServer, type TestServer } from './support/server.js';
 import { resetTokenOf, startSmtpServer, type TestSmtpServer, verificationCodeOf } from './support/smtp.js';
@@ -20,7 +20,8 @@ afterAll(async () => {
 });
 
 const noticeTo = (address: string, subject: string) => smtp.waitFor((mail) => mail.to === address && mail.subject === subject);
-const lock = (token: string) => server.graphql(LOCK_ACCOUNT, { token });
+/** Follows a lockdown link; `userAgent` is the browser it is followed from. */
+const lock = (token: string, userAgent?: string) => server.graphql(LOCK_ACCOUNT, { token }, userAgent ? { headers: { 'user-agent': userAgent } } : {});
 const login = (identifier: string, password: string, deviceToken?: string) => server.graphql(LOGIN, { input: { identifier, password, deviceToken } });
 let addressCounter = 0;
 const attackerAddress = () => `attacker-${Date.now()}-${(addressCounter += 1)}@evil.example`;
@@ -43,6 +44,13 @@ async function emailChangeNotice(account: SignedInAccount): Promise<string> {
   const asked = await server.graphql(REQUEST_EMAIL_CHANGE, { newEmail: attackerAddress().replace('attacker', 'elsewhere'), password: account.password }, { token: account.accessToken });
   expect(asked.data?.requestEmailChange).toBe(true);
   return lockdownTokenOf(await noticeTo(account.user.email, 'Someone asked to change your email address'));
+}
+
+/** The account's audit events with where they came from, as an admin reads them. */
+async function auditTrailOf(userId: string): Promise<Array<{ type: string; ip: string | null; userAgent: string | null; detail: string | null }>> {
+  const response = await server.graphql('query Audit($userId: ID) { auditEvents(first: 100, userId: $userId) { edges { node { type ip userAgent detail } } } }', { userId }, { token: adminToken });
+  if (!response.data) throw new Error(`auditEvents failed: ${JSON.stringify(response.errors)}`);
+  return response.data.auditEvents.edges.map((edge: { node: { type: string; ip: string | null; userAgent: string | null; detail: string | null } }) => edge.node);
 }
 
 async function stillSignedIn(accessToken: string): Promise<boolean> {
@@ -230,12 +238,12 @@ describe('lockAccount', () => {
     const ownersLink = lockdownTokenOf(await noticeTo(ownerAddress, 'Someone asked to change your email address'));
     // The hijacker earns a link at their own address and spends it first.
     const hijackerLink = await changePasswordNotice({ ...owner, user: { ...owner.user, email: theirs }, accessToken: attacker.accessToken }, 'hijacker chose this one 7');
-    expect((await lock(hijackerLink)).data?.lockAccount).toBe(true);
+    expect((await lock(hijackerLink, "hijacker's browser")).data?.lockAccount).toBe(true);
     expect(await emailOf(owner.user.id)).toBe(theirs);
     // The owner's address stays theirs: nobody else can register it while the owner's links live.
     expect(errorCode(await server.graphql(REGISTER, { input: newAccountInput({ email: ownerAddress }) }))).toBe('CONFLICT');
     // The owner's link, from an earlier address, overrides: the owner's address comes back, the reset link goes there.
-    expect((await lock(ownersLink)).data?.lockAccount).toBe(true);
+    expect((await lock(ownersLink, "owner's browser")).data?.lockAccount).toBe(true);
     expect(await emailOf(owner.user.id)).toBe(ownerAddress);
     await noticeTo(ownerAddress, 'Your account is locked: choose a new password');
     // The log says who locked with which link: the hijacker with the link at their address, then the
@@ -249,6 +257,15 @@ describe('lockAccount', () => {
         { type: 'EMAIL_RESTORED', detail: `${theirs} → ${ownerAddress}` },
       ]),
     );
+    // Each lock records who followed the link: the address and browser of that request.
+    const locks = (await auditTrailOf(owner.user.id)).filter((event) => event.type === 'ACCOUNT_LOCKED');
+    expect(locks).toEqual(
+      expect.arrayContaining([
+        { type: 'ACCOUNT_LOCKED', ip: '127.0.0.1', userAgent: "hijacker's browser", detail: `link mailed to ${theirs}` },
+        { type: 'ACCOUNT_LOCKED', ip: '127.0.0.1', userAgent: "owner's browser", detail: `link mailed to ${ownerAddress}` },
+      ]),
+    );
+    expect(locks).toHaveLength(2);
   });
 
   it("forgets the addresses that came after the followed link's: a later lockdown never hands the account to one of them", async () => {
@@ -364,6 +381,13 @@ describe('security notices carry a lockdown link', () => {
       const link = new URL(mail.text.match(/https?:\/\/\S+\/lockdown\?token=\S+/)![0]);
       expect(`${link.origin}${link.pathname}`).toBe(`${server.config.appUrl}/lockdown`);
       expect(mail.html).toContain(`/lockdown?token=${lockdownTokenOf(mail)}`);
+    }
+    // Every one of the three links lives 7 days (CONTRACT.md), counted from its issue.
+    const lifetimes = await tokenLifetimesOf(server, account.user.id, 'LOCKDOWN');
+    expect(lifetimes).toHaveLength(subjects.length);
+    for (const lifetime of lifetimes) {
+      expect(lifetime).toBeGreaterThanOrEqual(7 * 24 * 60 * 60_000 - 2_000);
+      expect(lifetime).toBeLessThanOrEqual(7 * 24 * 60 * 60_000 + 2_000);
     }
   });
 });

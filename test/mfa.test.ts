@@ -1,5 +1,6 @@
+import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { auditEventsOf, CHANGE_PASSWORD, LOGIN, ME, registerAccount, type SignedInAccount, START_UP_ADMIN, startUpAdminToken } from './support/accounts.js';
+import { auditEventsOf, CHANGE_PASSWORD, LOGIN, ME, registerAccount, type SignedInAccount, START_UP_ADMIN, startUpAdminToken, tokenLifetimesOf } from './support/accounts.js';
 import {
   Authenticator,
   CONFIRM_TOTP,
@@ -63,6 +64,10 @@ async function signedIn(response: GraphQLResponse): Promise<string> {
 }
 
 const eventsOf = (userId: string) => auditEventsOf(server, adminToken, userId);
+const countOf = async (userId: string, type: string) => (await eventsOf(userId)).filter((event) => event.type === type).length;
+
+/** The account's recovery-code rows as stored. */
+const recoveryCodeRowsOf = (userId: string) => server.sql<{ id: string; code_hash: string; used_at: Date | null }>('select "id", "code_hash", "used_at" from "recovery_codes" where "user_id" = ? order by "id"', [userId]);
 
 describe('TOTP enrollment', () => {
   it('needs the password, changes nothing until a code confirms it, then hands out ten recovery codes once and emails a notice', async () => {
@@ -118,6 +123,26 @@ describe('TOTP enrollment', () => {
   });
 });
 
+describe('recovery codes at rest', () => {
+  it('are stored only as keyed hashes: no row holds a code shown to the user, in any form it is typed in, nor its plain SHA-256', async () => {
+    const account = await enableMfa(server, await registerAccount(server));
+    const rows = await recoveryCodeRowsOf(account.user.id);
+    expect(rows).toHaveLength(10);
+    expect(new Set(rows.map((row) => row.code_hash)).size).toBe(10);
+    const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');
+    for (const code of account.recoveryCodes) {
+      // As shown, and as the server normalises what is typed (letter case, dash and spaces gone).
+      const forms = [code, code.replace('-', ''), code.toUpperCase(), code.toUpperCase().replace('-', '')];
+      // Unkeyed digests of each form, alone and bound to the account the way the keyed hash binds it.
+      const digests = forms.flatMap((form) => [sha256(form), sha256(`${account.user.id}\0${form}`), sha256(`${account.user.id}${form}`)]);
+      for (const { code_hash: stored } of rows) {
+        for (const form of forms) expect(stored.toLowerCase()).not.toContain(form.toLowerCase());
+        for (const digest of digests) expect(stored.trim().toLowerCase()).not.toBe(digest);
+      }
+    }
+  });
+});
+
 /**
  * Forgets the account's failed attempts, so a test can look at one mechanism (the challenge's
  * five tries, replay) without the per-account backoff, which counts the same attempts and is
@@ -136,12 +161,19 @@ describe('sign-in with MFA', () => {
 
   it('answers the right password with MFA_REQUIRED and no tokens, and a wrong one exactly like any wrong password', async () => {
     await challenge(account);
+    // The challenge lives 5 minutes (CONTRACT.md), counted from its issue.
+    const lifetimes = await tokenLifetimesOf(server, account.user.id, 'MFA_CHALLENGE');
+    expect(lifetimes).toHaveLength(1);
+    expect(lifetimes[0]).toBeGreaterThanOrEqual(5 * 60_000 - 2_000);
+    expect(lifetimes[0]).toBeLessThanOrEqual(5 * 60_000 + 2_000);
     const plain = await registerAccount(server);
     const wrongMfa = await server.graphql(LOGIN, { input: { identifier: account.user.email, password: 'wrong password entirely' } });
     const wrongPlain = await server.graphql(LOGIN, { input: { identifier: plain.user.email, password: 'wrong password entirely' } });
     expect(wrongMfa.errors).toEqual(wrongPlain.errors);
     expect(errorCode(wrongMfa)).toBe('UNAUTHENTICATED');
     expect(wrongMfa.status).toBe(wrongPlain.status);
+    // The log has the one challenge the right password earned, and none for the wrong password.
+    expect(await countOf(account.user.id, 'MFA_CHALLENGED')).toBe(1);
   });
 
   it('finishes with a TOTP code once: the same code is refused on a new challenge (no replay inside its window)', async () => {
@@ -283,6 +315,22 @@ describe('operations that ask for a code where MFA is on', () => {
     expect(fresh).toHaveLength(10);
     expectRefused(await verify(await challenge(account), account.recoveryCodes[1]));
     await signedIn(await verify(await challenge(account), fresh[0]));
+    // Audited once: for the regeneration, not for the refused wrong code.
+    expect(await countOf(account.user.id, 'MFA_RECOVERY_CODES_REGENERATED')).toBe(1);
+  });
+
+  it('regenerateRecoveryCodes refuses a wrong password even with the right code, and keeps the old codes', async () => {
+    const account = await enableMfa(server, await registerAccount(server));
+    const auth = { token: account.accessToken };
+    const before = await recoveryCodeRowsOf(account.user.id);
+    const refused = await server.graphql(REGENERATE_CODES, { password: 'wrong password entirely', code: await account.authenticator.next() }, auth);
+    expect(errorCode(refused)).toBe('BAD_USER_INPUT');
+    expect(errorField(refused)).toBe('password');
+    expect(refused.data ?? null).toBeNull();
+    // Nothing regenerated: the same rows, no event, and an old code still signs in.
+    expect(await recoveryCodeRowsOf(account.user.id)).toEqual(before);
+    expect(await countOf(account.user.id, 'MFA_RECOVERY_CODES_REGENERATED')).toBe(0);
+    await signedIn(await verify(await challenge(account), account.recoveryCodes[1]));
   });
 
   it('disableTotp needs password and code; sign-in then needs only the password, and a notice goes out', async () => {

@@ -35,9 +35,10 @@ function noncesOf(html: string, tag: 'script' | 'style'): string[] {
   return [...html.matchAll(new RegExp(`<${tag}\\b[^>]*\\bnonce="([^"]+)"`, 'g'))].map((match) => match[1]);
 }
 
-describe('GET /reset-password', () => {
+// The pages this server hosts for links in emails: the same CSP and nonce rules hold for each.
+describe.each(['/reset-password', '/lockdown'])('GET %s under its CSP', (path) => {
   it('serves the page with a strict CSP whose nonce is the one of the inline script and style', async () => {
-    const response = await fetch(`${server.origin}/reset-password?token=abc`);
+    const response = await fetch(`${server.origin}${path}?token=abc`);
     expect(response.status).toBe(200);
     expect(response.headers.get('content-type')).toBe('text/html; charset=utf-8');
     expect(response.headers.get('referrer-policy')).toBe('no-referrer');
@@ -67,13 +68,15 @@ describe('GET /reset-password', () => {
   });
 
   it('uses a fresh nonce for every response', async () => {
-    const [one, two] = await Promise.all([fetch(`${server.origin}/reset-password`), fetch(`${server.origin}/reset-password`)]);
+    const [one, two] = await Promise.all([fetch(`${server.origin}${path}`), fetch(`${server.origin}${path}`)]);
     const nonce = (response: Response) => response.headers.get('content-security-policy')?.match(/'nonce-([^']+)'/)?.[1];
     expect(nonce(one)).toBeTruthy();
     expect(nonce(one)).not.toBe(nonce(two));
     await Promise.all([one.text(), two.text()]);
   });
+});
 
+describe('GET /reset-password', () => {
   it('is an accessible form: lang, main, two labelled new-password inputs, a button and a live status region', async () => {
     const html = await (await fetch(`${server.origin}/reset-password?token=abc`)).text();
     expect(html).toMatch(/<html lang="en">/);

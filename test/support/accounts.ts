@@ -72,6 +72,12 @@ export async function startUpAdminToken(server: TestServer): Promise<string> {
   return response.data.login.accessToken;
 }
 
+/** How long each of the account's one-time tokens of `purpose` was issued for (expires_at − created_at), in ms. */
+export async function tokenLifetimesOf(server: TestServer, userId: string, purpose: string): Promise<number[]> {
+  const rows = await server.sql<{ created_at: Date | string; expires_at: Date | string }>('select "created_at", "expires_at" from "one_time_tokens" where "user_id" = ? and "purpose" = ?', [userId, purpose]);
+  return rows.map((row) => new Date(row.expires_at).getTime() - new Date(row.created_at).getTime());
+}
+
 /** The audit events of one account, newest first, as an admin reads them. */
 export async function auditEventsOf(server: TestServer, adminToken: string, userId: string): Promise<Array<{ type: string; userId: string | null; actorId: string | null; detail: string | null }>> {
   const response = await server.graphql('query Audit($userId: ID) { auditEvents(first: 100, userId: $userId) { edges { node { type userId actorId detail } } } }', { userId }, { token: adminToken });
