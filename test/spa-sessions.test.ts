@@ -19,6 +19,7 @@ import {
   START_UP_ADMIN,
   UPDATE_USER,
 } from './support/accounts.js';
+import { LOCK_ACCOUNT } from './support/mfa.js';
 import { errorCode, type GraphQLResponse, startTestServer, type TestServer } from './support/server.js';
 import { resetTokenOf, startSmtpServer, type TestSmtpServer } from './support/smtp.js';
 
@@ -287,8 +288,11 @@ describe('extensions.reason on UNAUTHENTICATED', () => {
 
 describe('configured lifetimes and links', () => {
   let custom: TestServer;
+  const RESET_PASSWORD_URL = 'myapp://reset?from=mail';
+  // Another origin than APP_URL (the tokens' issuer and audience), with a query of its own.
+  const LOCKDOWN_URL = 'https://account.example.test/wasnt-me?via=mail';
   beforeAll(async () => {
-    custom = await startTestServer({ ACCESS_TOKEN_TTL: '60', REFRESH_TOKEN_TTL: '3600', RESET_PASSWORD_URL: 'myapp://reset?from=mail', SMTP_URL: smtp.url });
+    custom = await startTestServer({ ACCESS_TOKEN_TTL: '60', REFRESH_TOKEN_TTL: '3600', RESET_PASSWORD_URL, LOCKDOWN_URL, SMTP_URL: smtp.url });
   });
   afterAll(() => custom?.stop());
 
@@ -303,6 +307,33 @@ describe('configured lifetimes and links', () => {
     expect(mail.html).toContain(`href="${link!.replaceAll('&', '&#38;')}"`);
     expect((await me(account.accessToken, custom)).data?.me.id).toBe(account.user.id);
     ok(await custom.graphql(RESET_PASSWORD, { input: { token: url.searchParams.get('token'), newPassword: `${account.password} via app` } }));
+  });
+
+  it('LOCKDOWN_URL moves "this wasn\'t me" links and nothing else: the token in it locks, issued tokens keep their issuer and audience', async () => {
+    const account = await registerAccount(custom);
+    const changed = await custom.graphql(CHANGE_PASSWORD, { input: { currentPassword: account.password, newPassword: `${account.password} changed` } }, { token: account.accessToken });
+    expect(ok(changed).data?.changePassword).toBe(true);
+    const notice = await smtp.waitFor((message) => message.to === account.user.email && message.subject === 'Your password was changed');
+    const link = notice.text.match(/This wasn't me:\n(\S+)/)?.[1];
+    expect(link, notice.text).toBeDefined();
+    // The target already has a query, so the token follows it with `&`.
+    expect(link!.startsWith(`${LOCKDOWN_URL}&token=`), link).toBe(true);
+    expect(notice.html).toContain(`href="${link!.replaceAll('&', '&#38;')}"`);
+    const token = new URL(link!).searchParams.get('token');
+    expect(token).toMatch(/^[A-Za-z0-9_-]{43}$/);
+
+    // The access token issued before still names APP_URL as issuer and audience, and still works.
+    const claims = JSON.parse(Buffer.from(account.accessToken.split('.')[1], 'base64url').toString('utf8')) as { iss: string; aud: string };
+    expect(claims).toMatchObject({ iss: 'https://app.example.test', aud: 'https://app.example.test' });
+    expect((await me(account.accessToken, custom)).data?.me.id).toBe(account.user.id);
+
+    // The token in the link locks the account: the session ends, and the reset link sent then
+    // still goes to RESET_PASSWORD_URL.
+    expect(ok(await custom.graphql(LOCK_ACCOUNT, { token })).data?.lockAccount).toBe(true);
+    expect(reasonOf(await me(account.accessToken, custom))).toBe('SESSION_ENDED');
+    const locked = await smtp.waitFor((message) => message.to === account.user.email && message.subject === 'Your account is locked: choose a new password');
+    expect(locked.text).toContain(`${RESET_PASSWORD_URL}&token=`);
+    expect(locked.text).not.toContain(LOCKDOWN_URL);
   });
 
   it('ACCESS_TOKEN_TTL and REFRESH_TOKEN_TTL set the answered expiries and the token itself', async () => {
