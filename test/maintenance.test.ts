@@ -190,6 +190,33 @@ describe.skipIf(!DATABASE_URL)('several instances on one database (PostgreSQL)',
     await server.sql(`update leases set expires_at = now() where name = 'maintenance'`);
     await waitUntil(() => runs(server, fromFirst) > 0 && runs(second, fromSecond) > 0, 'both instances to run again', 10_000);
   }, 30_000);
+
+  it('never run at the same time, though both try every second while a run takes seconds', async () => {
+    // A backlog of 8 batches of expired rate-limit rows, each batch made to take 0.3 s: a run lasts
+    // well over the 1 s both instances poll at.
+    await server.sql("insert into rate_limits (key, points, expire) select 'overlap:' || g, 1, ? from generate_series(1, 8000) g", [Date.now() - 60_000]);
+    await server.sql('create function slow_overlap_purge() returns trigger language plpgsql as $$ begin perform pg_sleep(0.3); return null; end $$');
+    await server.sql('create trigger slow_overlap_purge after delete on rate_limits for each statement execute function slow_overlap_purge()');
+    const [fromFirst, fromSecond] = [server.logs.length, second.logs.length];
+    try {
+      const left = async () => Number((await server.sql<{ n: string }>("select count(*) as n from rate_limits where key like 'overlap:%'"))[0].n);
+      await waitUntil(async () => (await left()) === 0, 'the backlog purged', 30_000, 200);
+      // And a few more turns of both instances, each finding little.
+      await new Promise((resolve) => setTimeout(resolve, 2500));
+    } finally {
+      await server.sql('drop trigger slow_overlap_purge on rate_limits');
+      await server.sql('drop function slow_overlap_purge()');
+    }
+    // Each run as [start, end] from its log line (pino's time is when it ended; ms how long it took).
+    const spans = (target: TestServer, from: number, who: string) =>
+      target.logs.slice(from).filter((line) => line.msg === 'maintenance done').map((line) => ({ who, start: line.time - line.ms, end: line.time, purged: line.purged.rateLimits as number }));
+    const all = [...spans(server, fromFirst, 'first'), ...spans(second, fromSecond, 'second')].sort((a, b) => a.start - b.start);
+    expect(all.some((run) => run.purged >= 1000)).toBe(true);
+    expect(new Set(all.map((run) => run.who)).size, 'both instances ran').toBe(2);
+    for (let index = 1; index < all.length; index += 1) {
+      expect(all[index].start, `${JSON.stringify(all[index - 1])} overlaps ${JSON.stringify(all[index])}`).toBeGreaterThanOrEqual(all[index - 1].end);
+    }
+  }, 60_000);
 });
 
 describe.skipIf(!DATABASE_URL)('sign-in while maintenance purges a backlog (PostgreSQL)', () => {
