@@ -102,6 +102,20 @@ describe('maintenance', () => {
   }, 60_000);
 });
 
+/**
+ * Makes every DELETE statement on `table` of `target`'s database take `seconds` longer, holding
+ * what it locked meanwhile (a statement trigger that sleeps); resolves with what undoes it.
+ */
+async function slowDeletes(target: TestServer, table: string, seconds: number): Promise<() => Promise<void>> {
+  const name = `slow_delete_${table}`;
+  await target.sql(`create function ${name}() returns trigger language plpgsql as $$ begin perform pg_sleep(${seconds}); return null; end $$`);
+  await target.sql(`create trigger ${name} after delete on ${table} for each statement execute function ${name}()`);
+  return async () => {
+    await target.sql(`drop trigger ${name} on ${table}`);
+    await target.sql(`drop function ${name}()`);
+  };
+}
+
 /** Every node of an `EXPLAIN (FORMAT JSON)` plan. */
 function planNodes(node: Record<string, any>): Array<Record<string, any>> {
   return [node, ...((node.Plans as Array<Record<string, any>> | undefined) ?? []).flatMap(planNodes)];
@@ -195,8 +209,7 @@ describe.skipIf(!DATABASE_URL)('several instances on one database (PostgreSQL)',
     // A backlog of 8 batches of expired rate-limit rows, each batch made to take 0.3 s: a run lasts
     // well over the 1 s both instances poll at.
     await server.sql("insert into rate_limits (key, points, expire) select 'overlap:' || g, 1, ? from generate_series(1, 8000) g", [Date.now() - 60_000]);
-    await server.sql('create function slow_overlap_purge() returns trigger language plpgsql as $$ begin perform pg_sleep(0.3); return null; end $$');
-    await server.sql('create trigger slow_overlap_purge after delete on rate_limits for each statement execute function slow_overlap_purge()');
+    const undoSlowDeletes = await slowDeletes(server, 'rate_limits', 0.3);
     const [fromFirst, fromSecond] = [server.logs.length, second.logs.length];
     try {
       const left = async () => Number((await server.sql<{ n: string }>("select count(*) as n from rate_limits where key like 'overlap:%'"))[0].n);
@@ -204,8 +217,7 @@ describe.skipIf(!DATABASE_URL)('several instances on one database (PostgreSQL)',
       // And a few more turns of both instances, each finding little.
       await new Promise((resolve) => setTimeout(resolve, 2500));
     } finally {
-      await server.sql('drop trigger slow_overlap_purge on rate_limits');
-      await server.sql('drop function slow_overlap_purge()');
+      await undoSlowDeletes();
     }
     // Each run as [start, end] from its log line (pino's time is when it ended; ms how long it took).
     const spans = (target: TestServer, from: number, who: string) =>
@@ -229,8 +241,7 @@ describe.skipIf(!DATABASE_URL)('sign-in while maintenance purges a backlog (Post
       // of 1,000 made to take 3 s while it holds what it locked: a request that waited for a batch
       // would miss the 2 s bound below.
       const backlog = 5_000;
-      await own.sql('create function slow_session_purge() returns trigger language plpgsql as $$ begin perform pg_sleep(3); return null; end $$');
-      await own.sql('create trigger slow_session_purge after delete on sessions for each statement execute function slow_session_purge()');
+      await slowDeletes(own, 'sessions', 3);
       const [live] = await own.sql<{ id: string }>('select id from sessions where user_id = ?', [account.user.id]);
       // In slices, each well within the statement bound of the connection the test borrows.
       for (let from = 0; from < backlog; from += 1000) {
@@ -269,8 +280,7 @@ describe('shutdown during a long maintenance run', () => {
     try {
       // A backlog of 20 batches of expired rate-limit rows, each batch made to take 0.2 s.
       await own.sql("insert into rate_limits (key, points, expire) select 'backlog:' || g, 1, ? from generate_series(1, ?) g", [Date.now() - 60_000, backlog]);
-      await own.sql("create function slow_purge() returns trigger language plpgsql as $$ begin perform pg_sleep(0.2); return null; end $$");
-      await own.sql('create trigger slow_purge after delete on rate_limits for each statement execute function slow_purge()');
+      await slowDeletes(own, 'rate_limits', 0.2);
       const left = async () => Number((await own.sql<{ n: string }>("select count(*) as n from rate_limits where key like 'backlog:%'"))[0].n);
       await waitUntil(async () => (await left()) < backlog, 'a first batch of the backlog purged', 15_000);
     } finally {
