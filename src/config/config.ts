@@ -526,8 +526,8 @@ function unusableDirectory(path: string): string | undefined {
     if (code === 'EEXIST' || code === 'ENOTDIR') return 'is not a directory (a file is in the way)';
     if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS') return 'is not writable by this process';
     // A parent that exists, yet "no such file" for the folder below it: a file system (procfs,
-    // sysfs) where no folder can be made.
-    if (code === 'ENOENT') return `cannot be created: the file system under ${dirname(resolve(path))} accepts no new folders`;
+    // sysfs) where no folder can be made. The error names the level that failed, whose parent exists.
+    if (code === 'ENOENT') return `cannot be created: the file system under ${dirname((error as NodeJS.ErrnoException).path ?? resolve(path))} accepts no new folders`;
     return `cannot be used: ${(error as Error).message}`;
   }
 }
