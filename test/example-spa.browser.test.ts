@@ -540,7 +540,7 @@ describe.skipIf(!hasChromium)('the example SPA in Chromium: two tabs, a second b
     }
     expect(problems).toEqual([]);
     await context.close();
-  });
+  }, 90_000);
 
   it('a tab whose clock stands still sends an expired access token: it is refreshed and the call retried once', async () => {
     // The page's clock is frozen, so the module cannot see the token expire and sends it anyway;
